@@ -1,0 +1,150 @@
+/* Configuration: the option table, defaults, TOML file, secrets file, environment and CLI. */
+#ifndef SFU_CONFIG_H
+#define SFU_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_ADDRESS_MAX 256 /* "http://host:port", NUL included */
+#define CONFIG_REGION_MAX 64 /* [a-z0-9-]{1,63} for registered SFUs */
+#define CONFIG_KEY_MAX 128 /* decoded key bytes */
+#define CONFIG_ALLOW_MAX 64 /* CIDR entries in [registration] allow */
+#define CONFIG_DEFAULT_FILE "/etc/sfu-gateway/sfu-gateway.toml"
+#define CONFIG_DEFAULT_SECRETS "secrets.toml"
+
+enum config_strategy { STRATEGY_LOAD = 0, STRATEGY_ROUND_ROBIN = 1 };
+
+struct config_sfu {
+	char address[CONFIG_ADDRESS_MAX]; /* normalised: scheme://host[:port], no trailing slash */
+	char region[CONFIG_REGION_MAX]; /* "" when not given */
+	uint8_t key[CONFIG_KEY_MAX];
+	size_t key_len;
+	uint32_t max_sessions; /* 0 = not given */
+};
+
+struct config_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network address, masked */
+	unsigned prefix;
+};
+
+/*
+ * Tunables: plain data (no pointers), so the master can copy the whole block
+ * into shared memory and every worker sees a reload without restarting.
+ */
+struct config_tunables {
+	uint8_t key[CONFIG_KEY_MAX]; /* gateway key: verifies Odoo's tokens */
+	uint32_t key_len;
+	uint8_t registration_key[CONFIG_KEY_MAX]; /* falls back to key when unset */
+	uint32_t registration_key_len;
+	uint32_t trust_proxy; /* 0/1 */
+	uint32_t strategy; /* enum config_strategy */
+	uint32_t max_sessions; /* [balancing] max_sessions */
+	uint32_t stale_after_ms;
+	uint32_t max_retries;
+	uint32_t retry_timeout_ms;
+	uint32_t connect_timeout_ms;
+	uint32_t deadline_ms;
+	uint32_t failure_threshold;
+	uint32_t open_ms;
+	uint32_t probe_interval_ms;
+	uint32_t probe_timeout_ms;
+	uint32_t affinity_ttl_ms;
+	uint32_t n_allow;
+	double w_sessions, w_cpu, w_memory, w_distance;
+	double max_load_score, max_cpu, max_memory;
+	struct config_cidr allow[CONFIG_ALLOW_MAX];
+};
+
+struct config {
+	struct config_tunables t;
+
+	/* Process-level settings: a reload that changes these replaces workers. */
+	char bind[256]; /* IPv4 or IPv6 literal, default "0.0.0.0" */
+	uint16_t port; /* default 8071 */
+	uint32_t workers; /* default: online CPUs */
+	uint32_t max_sfus; /* registry capacity, default 1024 */
+	uint32_t shutdown_timeout_ms;
+	char pid_file[PATH_MAX]; /* "" = none */
+	char user[64]; /* "" = do not drop privileges */
+	int log_level; /* enum log_level */
+	char log_file[PATH_MAX]; /* "" = stderr */
+	bool use_syslog;
+	bool daemonize;
+
+	/* Static SFUs from SFU_GATEWAY_NODES, else --secrets file, else [[sfu]]. */
+	struct config_sfu *sfus; /* malloc'd, n_sfus entries */
+	size_t n_sfus;
+
+	/* Where this config came from (for reload and messages). */
+	char config_path[PATH_MAX]; /* "" when no file was read */
+	char secrets_path[PATH_MAX];
+};
+
+/* What the command line said; kept by the master so a reload applies it again. */
+struct config_cli {
+	const char *config_path; /* --config */
+	const char *secrets_path; /* --secrets */
+	const char *bind; /* --bind */
+	const char *port; /* --port (string: validated by config_load) */
+	const char *workers;
+	const char *pid_file;
+	const char *user;
+	const char *log_level;
+	const char *log_file;
+	bool use_syslog;
+	bool daemonize;
+};
+
+/*
+ * Builds a config: defaults < TOML file < secrets file < environment < CLI.
+ * Defaults are the default_text of config_options[]; an empty default_text means
+ * "none" (the keys). workers = 0 means one per online CPU and is resolved here.
+ * The secrets file takes the same sections as the config file. Empty
+ * SFU_GATEWAY_* variables count as unset.
+ * The config file is cli->config_path, else CONFIG_DEFAULT_FILE when it exists.
+ * The secrets file is cli->secrets_path (must exist), else "secrets.toml" when it
+ * exists. SFU_GATEWAY_NODES, when set, replaces the SFU list of the files.
+ * Validates everything (bounds, base64 keys, addresses, the gateway key being set).
+ * Returns 0, or -EINVAL/-errno with a one-line reason in err (never a secret).
+ * Keys shorter than 32 bytes are accepted with a log_warn.
+ * On success cfg owns memory: release with config_free(). On error *cfg is left
+ * unchanged (a reload keeps the running config) and nothing is allocated.
+ */
+int config_load(struct config *cfg, const struct config_cli *cli, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/* Parses and normalises an SFU address "http(s)://host[:port]" (no path, query,
+ * credentials). out gets the normalised form. 0 or -EINVAL. */
+int config_parse_address(const char *in, char *out, size_t outlen);
+/* Decodes a key given as standard or url-safe base64, padded or not.
+ * Returns the decoded length (1..CONFIG_KEY_MAX) or -EINVAL. */
+int config_decode_key(const char *b64, uint8_t *out, size_t outcap);
+/* Parses "10.0.0.0/8", "::1/128", "192.168.1.7" (host). 0 or -EINVAL. */
+int config_parse_cidr(const char *s, struct config_cidr *out);
+
+/* One row of the option table (Redis static_configs[] style), for --help,
+ * the man page test and the example config test. */
+enum config_type { CONFIG_T_STRING, CONFIG_T_INT, CONFIG_T_FLOAT, CONFIG_T_BOOL, CONFIG_T_KEY,
+		   CONFIG_T_ENUM, CONFIG_T_CIDR_LIST };
+struct config_option {
+	const char *section; /* "gateway", "balancing.weights"... */
+	const char *name; /* key in the section */
+	enum config_type type;
+	const char *default_text; /* as shown in docs, e.g. "8071", "\"0.0.0.0\"" */
+	double min, max; /* bounds for numbers */
+	bool reloadable; /* may a SIGHUP change it without replacing workers */
+	const char *help; /* one sentence */
+
+	/* Where config_load's one generic apply routine stores the value. */
+	size_t offset, size; /* the field in struct config ([[sfu]] rows: struct config_sfu) */
+	size_t len_offset, len_size; /* KEY and CIDR_LIST: the unsigned length field */
+	const char *const *choices; /* ENUM: accepted strings, stored as the index */
+	int (*normalise)(const char *in, char *out, size_t outlen); /* STRING: check, rewrite */
+};
+/* The table, terminated by a row with name == NULL. */
+extern const struct config_option config_options[];
+
+#endif

@@ -1,0 +1,91 @@
+/* HTTP/1.1 server on libuv + llhttp: keep-alive, pipelining in order, size limits and timeouts. */
+#ifndef SFU_HTTP_SERVER_H
+#define SFU_HTTP_SERVER_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define HTTP_MAX_HEADERS 64
+#define HTTP_HEAD_MAX 8192 /* request line + headers; over it: 431 */
+#define HTTP_BODY_MAX 16384 /* request body; over it: 413 */
+#define HTTP_PEER_MAX 64
+
+struct http_header {
+	const char *name, *value;
+	size_t name_len, value_len;
+};
+
+/* One parsed request. Every pointer is valid until the response is sent. */
+struct http_request {
+	int method; /* llhttp_method_t */
+	const char *target; /* "/path?query", NUL-terminated */
+	size_t target_len;
+	size_t path_len; /* target[0..path_len) is the path */
+	const char *query; /* after '?', NUL-terminated; "" when none */
+	size_t query_len;
+	bool has_query; /* a '?' was present */
+	struct http_header headers[HTTP_MAX_HEADERS];
+	size_t n_headers;
+	const char *body; /* NUL-terminated copy */
+	size_t body_len;
+	bool keep_alive;
+	char peer[HTTP_PEER_MAX]; /* socket peer, IPv4-mapped IPv6 written as plain IPv4 */
+};
+
+struct http_conn;
+struct http_server;
+
+/* Called once per complete request. The handler must eventually call one of
+ * the http_respond* functions for this conn (at once or later, from the loop). */
+typedef void (*http_handler_fn)(struct http_conn *c, const struct http_request *req, void *ctx);
+
+struct http_limits {
+	uint32_t request_timeout_ms; /* whole request head+body from its first byte */
+	uint32_t idle_timeout_ms; /* keep-alive idle between requests */
+};
+
+struct http_server {
+	uv_loop_t *loop;
+	uv_tcp_t listener;
+	http_handler_fn handler;
+	void *ctx;
+	struct http_limits limits;
+	bool listening;
+	bool draining; /* stop: no new requests, close when idle */
+	size_t n_conns; /* open connections */
+	size_t n_busy; /* connections with a request being handled */
+	struct http_conn *conns; /* list of open connections */
+	void (*on_drained)(struct http_server *s); /* called once when draining and n_conns == 0 */
+};
+
+/* Starts serving on an already bound and listening socket fd (the master's). */
+int http_server_start(struct http_server *s, uv_loop_t *loop, int listen_fd,
+		      const struct http_limits *limits, http_handler_fn handler, void *ctx);
+/* Graceful stop: stops accepting, closes idle connections, lets in-flight
+ * requests finish (their responses carry Connection: close), then calls
+ * on_drained. */
+void http_server_drain(struct http_server *s, void (*on_drained)(struct http_server *s));
+/* Closes every connection at once (shutdown timeout expired). */
+void http_server_close_all(struct http_server *s);
+
+/* Sends a response. extra_headers: NULL or complete "Name: value\r\n" lines.
+ * Content-Length is always set; Connection: close when the request or the
+ * server says so. body may be NULL when len is 0. */
+void http_respond(struct http_conn *c, int status, const char *content_type,
+		  const char *extra_headers, const char *body, size_t len);
+/* {"error":"<text>"} with Content-Type application/json. text must be plain
+ * ASCII without quotes or backslashes (it is not escaped). */
+void http_respond_error(struct http_conn *c, int status, const char *text,
+			const char *extra_headers);
+/* Body with Content-Type: application/json. */
+void http_respond_json(struct http_conn *c, int status, const char *json, size_t len);
+
+/* Case-insensitive header lookup: the first value, or NULL. */
+const struct http_header *http_request_header(const struct http_request *r, const char *name);
+/* Reason phrase of a status code ("OK", "Not Found"...). */
+const char *http_status_text(int status);
+
+#endif

@@ -1,0 +1,22 @@
+/* Reaper: the process that expires SFUs whose heartbeats went stale. */
+#ifndef SFU_REAPER_H
+#define SFU_REAPER_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "shm.h"
+
+/* Entry point of the reaper process, called right after fork(). */
+int reaper_run(struct shm_layout *shm, const struct config *cfg);
+
+/*
+ * One sweep step (Redis activeExpireCycle style): examines slots from *cursor
+ * on, wrapping, until every slot was seen once or budget_us elapsed; removes
+ * registered SFUs whose last report is older than stale_after_ms. Static SFUs
+ * are never expired. Returns the number removed.
+ */
+int reaper_sweep(struct registry *r, uint32_t *cursor, uint32_t stale_after_ms, int64_t now_ms,
+		 uint32_t budget_us);
+
+#endif

@@ -1,0 +1,48 @@
+/* Selection: which SFU gets the next channel (region hint, proximity, health, load or round-robin). */
+#ifndef SFU_SELECT_H
+#define SFU_SELECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "registry.h"
+
+/* The hint of one request, already percent-decoded; pointers may be NULL. */
+struct select_query {
+	const char *region;
+	size_t region_len;
+	const char *country;
+	size_t country_len;
+};
+
+struct select_choice {
+	uint32_t slot;
+	struct sfu_record rec; /* full copy of the chosen slot (address and key included) */
+};
+
+/*
+ * Chooses an SFU, lock-free, reading the registry through its seqlocks:
+ * 1. Candidates: slots in use, not in exclude[0..nexclude) (slot indexes already
+ *    tried by this request), readable (a torn slot is skipped).
+ * 2. Region hint: q->region if non-empty, else the region of q->country. For a
+ *    known region: the first region in region_proximity() order that has a
+ *    candidate; SFUs match on hot.region_id. For an unknown hint string: SFUs
+ *    whose region string equals it exactly. No match: all candidates.
+ * 3. Strategy round-robin: candidates in slot order, pick index
+ *    fetch_add(r->rr_counter) % n (one sequence shared by all workers).
+ *    Strategy load: score = w_sessions*s/max + w_cpu*cpu + w_memory*mem
+ *    (+ w_distance*distance_km/20000 to the hinted region), where s = reported
+ *    sessions + slot.assigned and max = hot.max_sessions, else
+ *    t->max_sessions; SFUs without load reports score by assigned alone.
+ *    Lowest wins; exact ties broken round-robin via rr_counter.
+ * Returns 0 with *out filled; -ENOENT when no SFU is in the registry at all
+ * (or all are excluded); -EAGAIN when candidates exist but none could be read.
+ */
+int select_best(struct registry *r, const struct config_tunables *t, const struct select_query *q,
+		const uint32_t *exclude, size_t nexclude, int64_t now_ms, struct select_choice *out);
+
+/* The load score used by strategy "load" for one SFU (exposed for health and tests). */
+double select_score(const struct config_tunables *t, const struct sfu_hot *h, uint64_t assigned);
+
+#endif

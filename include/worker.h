@@ -1,0 +1,38 @@
+/* Worker: one libuv loop that accepts connections and serves the HTTP API against the shared registry. */
+#ifndef SFU_WORKER_H
+#define SFU_WORKER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "shm.h"
+
+struct worker {
+	uv_loop_t loop;
+	struct shm_layout *shm;
+	struct config_tunables live; /* this worker's copy of the live config */
+	uint64_t live_version;
+	struct http_server server;
+	struct http_client *client;
+	uv_signal_t sig_term, sig_int, sig_quit, sig_usr1;
+	uv_timer_t stop_timer;
+	uint32_t shutdown_timeout_ms;
+	unsigned index;
+	int exit_code;
+	bool stopping;
+};
+
+/* Entry point of a worker process, called right after fork(). Never returns
+ * to the master's code: the caller _exit()s with the returned code. */
+int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const struct config *cfg);
+
+/* Refreshes w->live from shared memory when the master published a new one. */
+void worker_refresh_config(struct worker *w);
+
+/* CLOCK_MONOTONIC in milliseconds (the clock every process stamps the registry with). */
+int64_t worker_now_ms(void);
+
+#endif

@@ -1,0 +1,71 @@
+#!/bin/sh
+# Runs the gateway on an embedded default: three mock SFUs on loopback, then a real channel request.
+# Usage: scripts/demo.sh   (installs build deps, builds, runs, cleans up on exit)
+set -eu
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh build >/dev/null
+command -v curl >/dev/null 2>&1 || { scripts/deps.sh test; }
+make -s -j"$(nproc 2>/dev/null || echo 2)" all
+
+# Demo keys: the gateway's (Odoo knows it) and one per SFU (only the gateway knows them).
+GW_KEY=$(printf 'demo-gateway-key-0123456789abcdef' | base64 | tr -d '\n')
+KEYS="c2Z1LWtleS1ldS13ZXN0LWRlbW8tMDEyMzQ1Njc4OWFi c2Z1LWtleS1ldS1ub3J0aC1kZW1vLTAxMjM0NTY3ODlh c2Z1LWtleS11cy1lYXN0LWRlbW8tMDEyMzQ1Njc4OWFi"
+REGIONS="eu-west eu-north us-east"
+PORT=${DEMO_PORT:-18071}
+tmp=$(mktemp -d)
+pids=""
+cleanup() {
+  for p in $pids; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+nodes=""
+i=0
+for key in $KEYS; do
+  i=$((i + 1))
+  region=$(echo "$REGIONS" | cut -d' ' -f$i)
+  build/mock-sfu --port 0 --key "$key" --quiet > "$tmp/mock$i.out" &
+  pids="$pids $!"
+  n=0
+  until grep -q '^PORT ' "$tmp/mock$i.out" 2>/dev/null; do
+    n=$((n + 1)); [ $n -lt 100 ] || { echo "mock SFU $i did not start" >&2; exit 1; }; sleep 0.05
+  done
+  mport=$(sed -n 's/^PORT //p' "$tmp/mock$i.out")
+  echo "mock SFU $i: http://127.0.0.1:$mport region=$region"
+  nodes="$nodes${nodes:+,}{\"address\":\"http://127.0.0.1:$mport\",\"region\":\"$region\",\"key\":\"$key\"}"
+done
+
+SFU_GATEWAY_KEY=$GW_KEY SFU_GATEWAY_NODES="{\"sfu\":[$nodes]}" \
+  build/sfu-gateway --bind 127.0.0.1 --port "$PORT" --workers 2 --config /dev/null \
+  2> "$tmp/gateway.log" &
+pids="$pids $!"
+n=0
+until curl -fs "http://127.0.0.1:$PORT/noop" >/dev/null 2>&1; do
+  n=$((n + 1)); [ $n -lt 100 ] || { cat "$tmp/gateway.log" >&2; exit 1; }; sleep 0.05
+done
+echo "gateway: http://127.0.0.1:$PORT (2 workers)"
+
+# The token Odoo would send: HS256, Python json.dumps spacing, base64url without padding.
+b64url() { base64 | tr -d '\n=' | tr '+/' '-_'; }
+exp=$(( $(date +%s) + 30 ))
+header=$(printf '{"typ": "JWT", "alg": "HS256"}' | b64url)
+claims=$(printf '{"iss": "https://odoo.example.com:channel:42", "key": "3f1c2d9e-7b6a-4c1e-9f0d-2a5b8c7d6e4f", "exp": %s}' "$exp" | b64url)
+keyhex=$(printf '%s' "$GW_KEY" | base64 -d | od -An -tx1 | tr -d ' \n')
+sig=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$keyhex" -binary | b64url)
+token="$header.$claims.$sig"
+
+for hint in "region=eu-north" "country=US" ""; do
+  echo
+  echo "\$ curl -H 'Authorization: jwt <token>' 'http://127.0.0.1:$PORT/v1/channel?webRTC=true${hint:+&$hint}'"
+  curl -s -w '\n(HTTP %{http_code})\n' -H "Authorization: jwt $token" \
+    "http://127.0.0.1:$PORT/v1/channel?webRTC=true${hint:+&$hint}"
+done
+echo
+echo "\$ curl http://127.0.0.1:$PORT/noop"
+curl -s "http://127.0.0.1:$PORT/noop"; echo
+echo
+echo "gateway log:"
+cat "$tmp/gateway.log"

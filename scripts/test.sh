@@ -1,0 +1,14 @@
+#!/bin/sh
+# Runs the whole test suite on a fresh Debian 12 machine: installs what it needs, builds, tests.
+# Usage: scripts/test.sh [--asan]
+set -eu
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh test
+jobs=$(nproc 2>/dev/null || echo 2)
+if [ "${1:-}" = "--asan" ]; then
+  make -j"$jobs" check-asan
+else
+  make -j"$jobs" all
+  make -j"$jobs" check
+fi

@@ -1,0 +1,1192 @@
+/* Configuration: one option table drives defaults, the TOML files, the environment and the CLI. */
+#include "config.h"
+
+#include "base64.h"
+#include "log.h"
+#include "toml.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <json.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONFIG_SFU_SECTION "sfu"
+#define CONFIG_KEY_WARN_BYTES 32
+/* The longest base64 text that can encode CONFIG_KEY_MAX bytes (padded). */
+#define CONFIG_KEY_B64_MAX (((CONFIG_KEY_MAX + 2) / 3) * 4)
+/* The most static SFUs a list may hold: the upper bound of [gateway] max_sfus. */
+#define CONFIG_SFUS_MAX 65536
+/* Room for "sfu[65535] (<address>)", the name of an SFU in messages. */
+#define CONFIG_SFU_NAME_MAX (CONFIG_ADDRESS_MAX + 24)
+
+/* Where a row's value (and length) live: what the apply routine needs to store it. */
+#define CFG(f) .offset = offsetof(struct config, f), .size = sizeof(((struct config *)NULL)->f)
+#define CFG_LEN(f) .len_offset = offsetof(struct config, f), \
+		   .len_size = sizeof(((struct config *)NULL)->f)
+#define SFU(f) .offset = offsetof(struct config_sfu, f), \
+	       .size = sizeof(((struct config_sfu *)NULL)->f)
+#define SFU_LEN(f) .len_offset = offsetof(struct config_sfu, f), \
+		   .len_size = sizeof(((struct config_sfu *)NULL)->f)
+
+/* Both lists are in the order of their enums: the stored value is the index. */
+static const char *const config_log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const config_strategies[] = { "load", "round-robin", NULL };
+
+_Static_assert(LOG_LEVEL_ERROR == 0 && LOG_LEVEL_DEBUG == 3, "config_log_levels order");
+_Static_assert(STRATEGY_LOAD == 0 && STRATEGY_ROUND_ROBIN == 1, "config_strategies order");
+
+static int config_norm_bind(const char *in, char *out, size_t outlen);
+static int config_norm_region(const char *in, char *out, size_t outlen);
+
+/* clang-format off */
+const struct config_option config_options[] = {
+	{ "gateway", "bind", CONFIG_T_STRING, "\"0.0.0.0\"", 0, 0, false,
+	  "IPv4 or IPv6 address the gateway listens on.",
+	  CFG(bind), .normalise = config_norm_bind },
+	{ "gateway", "port", CONFIG_T_INT, "8071", 1, 65535, false,
+	  "TCP port the gateway listens on.", CFG(port) },
+	{ "gateway", "key", CONFIG_T_KEY, "", 1, CONFIG_KEY_MAX, true,
+	  "Base64 key shared with Odoo, which signs channel tokens with it (required).",
+	  CFG(t.key), CFG_LEN(t.key_len) },
+	{ "gateway", "workers", CONFIG_T_INT, "0", 0, 1024, false,
+	  "Worker processes; 0 starts one per online CPU.", CFG(workers) },
+	{ "gateway", "trust_proxy", CONFIG_T_BOOL, "false", 0, 1, true,
+	  "Trust the X-Forwarded-For chain of a reverse proxy in front of the gateway.",
+	  CFG(t.trust_proxy) },
+	{ "gateway", "max_sfus", CONFIG_T_INT, "1024", 1, CONFIG_SFUS_MAX, false,
+	  "Capacity of the shared SFU registry, static and registered SFUs together.",
+	  CFG(max_sfus) },
+	{ "gateway", "pid_file", CONFIG_T_STRING, "\"\"", 0, 0, false,
+	  "File the master writes its pid to; empty for none.", CFG(pid_file) },
+	{ "gateway", "user", CONFIG_T_STRING, "\"\"", 0, 0, false,
+	  "User to switch to after binding the port; empty keeps the current user.",
+	  CFG(user) },
+	{ "gateway", "log_level", CONFIG_T_ENUM, "\"info\"", 0, 0, true,
+	  "Least severe level logged: error, warn, info or debug.",
+	  CFG(log_level), .choices = config_log_levels },
+	{ "gateway", "log_file", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "File to append log lines to; empty logs to standard error.", CFG(log_file) },
+	{ "gateway", "shutdown_timeout_ms", CONFIG_T_INT, "10000", 0, 3600000, true,
+	  "How long a graceful stop waits for requests in flight.",
+	  CFG(shutdown_timeout_ms) },
+
+	{ "registration", "key", CONFIG_T_KEY, "", 1, CONFIG_KEY_MAX, true,
+	  "Base64 key that signs SFU self-registrations; defaults to [gateway] key.",
+	  CFG(t.registration_key), CFG_LEN(t.registration_key_len) },
+	{ "registration", "stale_after_ms", CONFIG_T_INT, "30000", 1000, 86400000, true,
+	  "A registered SFU without a heartbeat for this long is removed.",
+	  CFG(t.stale_after_ms) },
+	{ "registration", "allow", CONFIG_T_CIDR_LIST, "[]", 0, CONFIG_ALLOW_MAX, true,
+	  "Networks (CIDR strings) allowed to self-register; empty allows any address.",
+	  CFG(t.allow), CFG_LEN(t.n_allow) },
+
+	{ "balancing", "strategy", CONFIG_T_ENUM, "\"load\"", 0, 0, true,
+	  "\"load\" picks the least loaded SFU, \"round-robin\" rotates among healthy ones.",
+	  CFG(t.strategy), .choices = config_strategies },
+	{ "balancing", "max_sessions", CONFIG_T_INT, "100", 1, 1000000, true,
+	  "Sessions an SFU holds when neither its heartbeat nor its [[sfu]] entry says.",
+	  CFG(t.max_sessions) },
+
+	{ "balancing.weights", "sessions", CONFIG_T_FLOAT, "0.5", 0, 100, true,
+	  "Weight of the session ratio in the load score.", CFG(t.w_sessions) },
+	{ "balancing.weights", "cpu", CONFIG_T_FLOAT, "0.3", 0, 100, true,
+	  "Weight of the CPU usage in the load score.", CFG(t.w_cpu) },
+	{ "balancing.weights", "memory", CONFIG_T_FLOAT, "0.2", 0, 100, true,
+	  "Weight of the memory usage in the load score.", CFG(t.w_memory) },
+	{ "balancing.weights", "distance", CONFIG_T_FLOAT, "0.0", 0, 100, true,
+	  "Weight of the distance to the client's region (per 20000 km) in the score.",
+	  CFG(t.w_distance) },
+
+	{ "failover", "max_retries", CONFIG_T_INT, "3", 1, 16, true,
+	  "Different SFUs tried for one request, the first one included.",
+	  CFG(t.max_retries) },
+	{ "failover", "retry_timeout_ms", CONFIG_T_INT, "5000", 10, 600000, true,
+	  "Time limit of one attempt on one SFU.", CFG(t.retry_timeout_ms) },
+	{ "failover", "connect_timeout_ms", CONFIG_T_INT, "1000", 10, 60000, true,
+	  "Time limit of the TCP connect of one attempt.", CFG(t.connect_timeout_ms) },
+	{ "failover", "deadline_ms", CONFIG_T_INT, "2500", 10, 600000, true,
+	  "Time limit of a whole request, all attempts together (Odoo gives up at 3 s).",
+	  CFG(t.deadline_ms) },
+
+	{ "circuit_breaker", "failure_threshold", CONFIG_T_INT, "5", 1, 1000, true,
+	  "Consecutive failures that open an SFU's circuit.", CFG(t.failure_threshold) },
+	{ "circuit_breaker", "open_ms", CONFIG_T_INT, "10000", 100, 3600000, true,
+	  "How long an open circuit keeps an SFU out before one trial request.",
+	  CFG(t.open_ms) },
+
+	{ "overload", "max_load_score", CONFIG_T_FLOAT, "1.0", 0, 1000, true,
+	  "SFUs whose load score exceeds this are skipped.", CFG(t.max_load_score) },
+	{ "overload", "max_cpu", CONFIG_T_FLOAT, "0.95", 0, 1, true,
+	  "SFUs whose CPU usage (0 to 1) exceeds this are skipped.", CFG(t.max_cpu) },
+	{ "overload", "max_memory", CONFIG_T_FLOAT, "0.95", 0, 1, true,
+	  "SFUs whose memory usage (0 to 1) exceeds this are skipped.", CFG(t.max_memory) },
+
+	{ "probe", "interval_ms", CONFIG_T_INT, "5000", 100, 3600000, true,
+	  "How often SFUs that send no heartbeats are probed.",
+	  CFG(t.probe_interval_ms) },
+	{ "probe", "timeout_ms", CONFIG_T_INT, "2000", 10, 60000, true,
+	  "Time limit of one probe.", CFG(t.probe_timeout_ms) },
+
+	{ "affinity", "ttl_ms", CONFIG_T_INT, "60000", 0, 86400000, true,
+	  "How long repeats from one client and issuer go to the same SFU; 0 turns it off.",
+	  CFG(t.affinity_ttl_ms) },
+
+	{ CONFIG_SFU_SECTION, "address", CONFIG_T_STRING, "", 0, 0, true,
+	  "Base URL of a static SFU, http(s)://host[:port] without a path (required).",
+	  SFU(address), .normalise = config_parse_address },
+	{ CONFIG_SFU_SECTION, "region", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "Region of the SFU, e.g. \"eu-west\"; any text up to 63 bytes.",
+	  SFU(region), .normalise = config_norm_region },
+	{ CONFIG_SFU_SECTION, "key", CONFIG_T_KEY, "", 1, CONFIG_KEY_MAX, true,
+	  "Base64 key of the SFU, which the gateway signs forwarded tokens with (required).",
+	  SFU(key), SFU_LEN(key_len) },
+	{ CONFIG_SFU_SECTION, "max_sessions", CONFIG_T_INT, "0", 0, 1000000, true,
+	  "Sessions this SFU holds; 0 uses [balancing] max_sessions.", SFU(max_sessions) },
+
+	{ .name = NULL },
+};
+/* clang-format on */
+
+/* Environment variables: the existing gateway's names first, then ours. */
+static const struct config_env {
+	const char *var;
+	const char *section;
+	const char *name;
+} config_env[] = {
+	{ "SFU_GATEWAY_BIND", "gateway", "bind" },
+	{ "SFU_GATEWAY_PORT", "gateway", "port" },
+	{ "SFU_GATEWAY_KEY", "gateway", "key" },
+	{ "SFU_GATEWAY_TRUST_PROXY", "gateway", "trust_proxy" },
+	{ "SFU_GATEWAY_REGISTRATION_KEY", "registration", "key" },
+	{ "SFU_GATEWAY_WORKERS", "gateway", "workers" },
+	{ "SFU_GATEWAY_LOG_LEVEL", "gateway", "log_level" },
+};
+
+/* Command-line flags that carry a value: where struct config_cli keeps it. */
+static const struct config_flag {
+	const char *flag;
+	size_t offset; /* of a const char * in struct config_cli */
+	const char *section;
+	const char *name;
+} config_flags[] = {
+	{ "--bind", offsetof(struct config_cli, bind), "gateway", "bind" },
+	{ "--port", offsetof(struct config_cli, port), "gateway", "port" },
+	{ "--workers", offsetof(struct config_cli, workers), "gateway", "workers" },
+	{ "--pid-file", offsetof(struct config_cli, pid_file), "gateway", "pid_file" },
+	{ "--user", offsetof(struct config_cli, user), "gateway", "user" },
+	{ "--log-level", offsetof(struct config_cli, log_level), "gateway", "log_level" },
+	{ "--log-file", offsetof(struct config_cli, log_file), "gateway", "log_file" },
+};
+
+/* Where a message comes from: its first words are src, then ":line" when known. */
+struct config_ctx {
+	char *err;
+	size_t errlen;
+	const char *src; /* file path, variable, flag, or NULL for no prefix */
+};
+
+static int config_fail(const struct config_ctx *c, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int config_fail(const struct config_ctx *c, int line, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (c->errlen == 0)
+		return -EINVAL;
+	if (c->src != NULL && line > 0)
+		snprintf(c->err, c->errlen, "%s:%d: %s", c->src, line, why);
+	else if (c->src != NULL)
+		snprintf(c->err, c->errlen, "%s: %s", c->src, why);
+	else
+		snprintf(c->err, c->errlen, "%s", why);
+	return -EINVAL;
+}
+
+/* Names from the input appear in messages: keep them short and on one line. */
+static const char *config_printable(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (; *in != '\0' && o + 1 < outlen; in++) {
+		unsigned char ch = (unsigned char)*in;
+
+		out[o++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static const struct config_option *config_find(const char *section, const char *name)
+{
+	for (const struct config_option *o = config_options; o->name != NULL; o++)
+		if (strcmp(o->section, section) == 0 && strcmp(o->name, name) == 0)
+			return o;
+	return NULL;
+}
+
+static bool config_is_section(const char *section)
+{
+	for (const struct config_option *o = config_options; o->name != NULL; o++)
+		if (strcmp(o->section, section) == 0)
+			return true;
+	return false;
+}
+
+/* Stores an unsigned value into a field of 1, 2, 4 or 8 bytes. */
+static void config_store_uint(void *field, size_t size, uint64_t v)
+{
+	uint8_t u8 = (uint8_t)v;
+	uint16_t u16 = (uint16_t)v;
+	uint32_t u32 = (uint32_t)v;
+
+	switch (size) {
+	case 1:
+		memcpy(field, &u8, 1);
+		break;
+	case 2:
+		memcpy(field, &u16, 2);
+		break;
+	case 4:
+		memcpy(field, &u32, 4);
+		break;
+	default:
+		memcpy(field, &v, 8);
+		break;
+	}
+}
+
+static const char *config_expected(enum config_type type)
+{
+	switch (type) {
+	case CONFIG_T_INT:
+		return "an integer";
+	case CONFIG_T_FLOAT:
+		return "a number";
+	case CONFIG_T_BOOL:
+		return "a boolean (true or false)";
+	case CONFIG_T_KEY:
+		return "a base64 string";
+	case CONFIG_T_CIDR_LIST:
+		return "an array of CIDR strings";
+	case CONFIG_T_STRING:
+	case CONFIG_T_ENUM:
+		break;
+	}
+	return "a string";
+}
+
+static int config_apply_enum(const struct config_ctx *c, const struct config_option *o,
+			     const struct toml_value *v, char *field, const char *label)
+{
+	char list[128] = "";
+	size_t n = 0;
+
+	for (size_t i = 0; o->choices[i] != NULL; i++) {
+		if (strcmp(v->u.s, o->choices[i]) == 0) {
+			config_store_uint(field, o->size, i);
+			return 0;
+		}
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? ", " : "",
+				      o->choices[i]);
+		if (n >= sizeof(list))
+			n = sizeof(list) - 1;
+	}
+	return config_fail(c, v->line, "%s must be one of: %s", label, list);
+}
+
+static int config_apply_cidrs(const struct config_ctx *c, const struct config_option *o,
+			      const struct toml_value *v, void *base, const char *label)
+{
+	struct config_cidr *cidrs = (struct config_cidr *)((char *)base + o->offset);
+	size_t cap = o->size / sizeof(*cidrs);
+
+	if (v->u.arr.n > cap)
+		return config_fail(c, v->line, "%s has more than %zu entries", label, cap);
+	for (size_t i = 0; i < v->u.arr.n; i++) {
+		const struct toml_value *item = v->u.arr.items[i];
+
+		if (item->type != TOML_STRING || config_parse_cidr(item->u.s, &cidrs[i]) < 0)
+			return config_fail(c, item->line,
+					   "%s[%zu] is not a CIDR string such as \"10.0.0.0/8\"",
+					   label, i);
+	}
+	config_store_uint((char *)base + o->len_offset, o->len_size, v->u.arr.n);
+	return 0;
+}
+
+/*
+ * The one routine that moves a value into the field a row describes; every
+ * source (defaults, files, environment, CLI, SFU_GATEWAY_NODES) ends up here.
+ * Messages name the option by label and never echo a value: it may be a key.
+ */
+static int config_apply_value(const struct config_ctx *c, const struct config_option *o,
+			      const struct toml_value *v, void *base, const char *label)
+{
+	char *field = (char *)base + o->offset;
+	char tmp[PATH_MAX];
+	double d;
+	int n;
+
+	switch (o->type) {
+	case CONFIG_T_INT:
+		if (v->type != TOML_INT)
+			break;
+		if ((double)v->u.i < o->min || (double)v->u.i > o->max)
+			return config_fail(c, v->line, "%s must be between %.0f and %.0f", label,
+					   o->min, o->max);
+		config_store_uint(field, o->size, (uint64_t)v->u.i);
+		return 0;
+	case CONFIG_T_FLOAT:
+		if (v->type != TOML_FLOAT && v->type != TOML_INT)
+			break;
+		d = v->type == TOML_INT ? (double)v->u.i : v->u.f;
+		if (!(d >= o->min && d <= o->max))
+			return config_fail(c, v->line, "%s must be between %g and %g", label, o->min,
+					   o->max);
+		memcpy(field, &d, sizeof(d));
+		return 0;
+	case CONFIG_T_BOOL:
+		if (v->type != TOML_BOOL)
+			break;
+		config_store_uint(field, o->size, v->u.b != 0);
+		return 0;
+	case CONFIG_T_STRING:
+		if (v->type != TOML_STRING)
+			break;
+		if (o->normalise != NULL) {
+			if (o->size > sizeof(tmp) || o->normalise(v->u.s, tmp, o->size) < 0)
+				return config_fail(c, v->line, "%s is invalid: %s", label, o->help);
+			memcpy(field, tmp, strlen(tmp) + 1);
+			return 0;
+		}
+		if (strlen(v->u.s) >= o->size)
+			return config_fail(c, v->line, "%s is longer than %zu bytes", label,
+					   o->size - 1);
+		memcpy(field, v->u.s, strlen(v->u.s) + 1);
+		return 0;
+	case CONFIG_T_ENUM:
+		if (v->type != TOML_STRING)
+			break;
+		return config_apply_enum(c, o, v, field, label);
+	case CONFIG_T_KEY:
+		if (v->type != TOML_STRING)
+			break;
+		n = config_decode_key(v->u.s, (uint8_t *)field, o->size);
+		if (n < 0)
+			return config_fail(c, v->line, "%s is not valid base64 of 1 to %d bytes",
+					   label, CONFIG_KEY_MAX);
+		config_store_uint((char *)base + o->len_offset, o->len_size, (uint64_t)n);
+		return 0;
+	case CONFIG_T_CIDR_LIST:
+		if (v->type != TOML_ARRAY)
+			break;
+		return config_apply_cidrs(c, o, v, base, label);
+	}
+	return config_fail(c, v->line, "%s must be %s, not %s %s", label, config_expected(o->type),
+			   v->type == TOML_INT || v->type == TOML_ARRAY ? "an" : "a",
+			   toml_type_name(v->type));
+}
+
+/*
+ * Text from the environment or the command line, typed by the row. Numbers are
+ * strict (no trailing junk, no hex); booleans take true/1/false/0 like the
+ * existing gateway's SFU_GATEWAY_TRUST_PROXY.
+ */
+static int config_apply_text(const struct config_ctx *c, const struct config_option *o,
+			     const char *text, void *base, const char *label)
+{
+	struct toml_value v = { .type = TOML_STRING, .line = 0 };
+	char *end = NULL;
+
+	switch (o->type) {
+	case CONFIG_T_INT:
+		errno = 0;
+		v.type = TOML_INT;
+		v.u.i = strtoll(text, &end, 10);
+		if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 ||
+		    (double)v.u.i < o->min || (double)v.u.i > o->max)
+			return config_fail(c, 0, "not a number between %.0f and %.0f", o->min,
+					   o->max);
+		break;
+	case CONFIG_T_FLOAT:
+		errno = 0;
+		v.type = TOML_FLOAT;
+		v.u.f = strtod(text, &end);
+		if (end == text || *end != '\0' || errno != 0 || !(v.u.f >= o->min) ||
+		    !(v.u.f <= o->max))
+			return config_fail(c, 0, "not a number between %g and %g", o->min, o->max);
+		break;
+	case CONFIG_T_BOOL:
+		v.type = TOML_BOOL;
+		if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0)
+			v.u.b = 1;
+		else if (strcmp(text, "false") == 0 || strcmp(text, "0") == 0)
+			v.u.b = 0;
+		else
+			return config_fail(c, 0, "expected true, false, 1 or 0");
+		break;
+	case CONFIG_T_CIDR_LIST:
+		return config_fail(c, 0, "%s cannot be set here", label);
+	default:
+		v.u.s = (char *)text;
+		break;
+	}
+	return config_apply_value(c, o, &v, base, label);
+}
+
+/* Applies the default_text of every row of one kind ([[sfu]] rows or the others). */
+static int config_defaults(void *base, bool sfu, char *err, size_t errlen)
+{
+	const struct config_ctx c = { err, errlen, "built-in default" };
+
+	for (const struct config_option *o = config_options; o->name != NULL; o++) {
+		struct toml_table *t = NULL;
+		char text[160], label[96];
+		int rc;
+
+		if ((strcmp(o->section, CONFIG_SFU_SECTION) == 0) != sfu || o->default_text[0] == '\0')
+			continue;
+		snprintf(text, sizeof(text), "v = %s", o->default_text);
+		snprintf(label, sizeof(label), "[%s] %s", o->section, o->name);
+		rc = toml_parse_string(text, label, &t, err, errlen);
+		if (rc == 0)
+			rc = config_apply_value(&c, o, toml_get(t, "v"), base, label);
+		toml_free(t);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int config_apply_section(const struct config_ctx *c, const char *section,
+				const struct toml_table *t, struct config *cfg)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		const struct config_option *o = config_find(section, t->keys[i]);
+		const struct toml_value *v = t->vals[i];
+		char label[160], sub[64], name[72];
+		int rc, n;
+
+		if (o != NULL) {
+			snprintf(label, sizeof(label), "[%s] %s", section, o->name);
+			rc = config_apply_value(c, o, v, cfg, label);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		n = snprintf(sub, sizeof(sub), "%s.%s", section, t->keys[i]);
+		if (n > 0 && (size_t)n < sizeof(sub) && strchr(t->keys[i], '.') == NULL &&
+		    config_is_section(sub)) {
+			if (v->type != TOML_TABLE)
+				return config_fail(c, v->line, "[%s] must be a table", sub);
+			rc = config_apply_section(c, sub, v->u.tab, cfg);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		return config_fail(c, v->line, "unknown key '%s' in [%s]",
+				   config_printable(t->keys[i], name, sizeof(name)), section);
+	}
+	return 0;
+}
+
+/*
+ * One [[sfu]] entry. The address goes first, whatever the order in the source,
+ * so that messages about the other keys can name the SFU by its address.
+ */
+static int config_sfu_apply(const struct config_ctx *c, size_t idx, const struct toml_table *t,
+			    struct config_sfu *sfu)
+{
+	const struct toml_value *addr = toml_get(t, "address");
+	char sfu_name[CONFIG_SFU_NAME_MAX], label[CONFIG_SFU_NAME_MAX + 80], key[72];
+	int rc;
+
+	snprintf(sfu_name, sizeof(sfu_name), "sfu[%zu]", idx);
+	if (addr == NULL)
+		return config_fail(c, t->line, "%s: missing address", sfu_name);
+	snprintf(label, sizeof(label), "%s: address", sfu_name);
+	rc = config_apply_value(c, config_find(CONFIG_SFU_SECTION, "address"), addr, sfu, label);
+	if (rc < 0)
+		return rc;
+	snprintf(sfu_name, sizeof(sfu_name), "sfu[%zu] (%s)", idx, sfu->address);
+	for (size_t i = 0; i < t->n; i++) {
+		const struct config_option *o = config_find(CONFIG_SFU_SECTION, t->keys[i]);
+
+		if (t->vals[i] == addr)
+			continue;
+		if (o == NULL)
+			return config_fail(c, t->vals[i]->line, "%s: unknown key '%s' in [[sfu]]",
+					   sfu_name, config_printable(t->keys[i], key, sizeof(key)));
+		snprintf(label, sizeof(label), "%s: %s", sfu_name, o->name);
+		rc = config_apply_value(c, o, t->vals[i], sfu, label);
+		if (rc < 0)
+			return rc;
+	}
+	if (sfu->key_len == 0)
+		return config_fail(c, t->line, "%s: missing key", sfu_name);
+	return 0;
+}
+
+static int config_sfu_cmp(const void *a, const void *b)
+{
+	const struct config_sfu *x = *(const struct config_sfu *const *)a;
+	const struct config_sfu *y = *(const struct config_sfu *const *)b;
+	int r = strcmp(x->address, y->address);
+
+	/* Equal addresses keep their list order, so the later one is reported. */
+	return r != 0 ? r : (x > y) - (x < y);
+}
+
+/* Sorting makes the check O(n log n) even for the largest lists. */
+static int config_sfu_dups(const struct config_ctx *c, const struct toml_table *const *tabs,
+			   const struct config_sfu *sfus, size_t n)
+{
+	const struct config_sfu **order;
+	int rc = 0;
+
+	if (n < 2)
+		return 0;
+	order = malloc(n * sizeof(*order));
+	if (order == NULL)
+		return config_fail(c, 0, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		order[i] = &sfus[i];
+	qsort(order, n, sizeof(*order), config_sfu_cmp);
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(order[i - 1]->address, order[i]->address) == 0) {
+			size_t first = (size_t)(order[i - 1] - sfus), dup = (size_t)(order[i] - sfus);
+
+			rc = config_fail(c, tabs[dup]->line,
+					 "sfu[%zu] (%s): duplicate address (same as sfu[%zu])", dup,
+					 order[i]->address, first);
+			break;
+		}
+	}
+	free(order);
+	return rc;
+}
+
+static void config_sfus_free(struct config_sfu *sfus, size_t n)
+{
+	if (sfus == NULL)
+		return;
+	explicit_bzero(sfus, n * sizeof(*sfus));
+	free(sfus);
+}
+
+/* Builds a static SFU list from tables (TOML [[sfu]] entries, or views of JSON objects). */
+static int config_sfu_list(const struct config_ctx *c, const struct toml_table *const *tabs,
+			   size_t n, struct config_sfu **out, size_t *nout)
+{
+	struct config_sfu def = { .key_len = 0 };
+	struct config_sfu *sfus;
+	int rc;
+
+	if (n > CONFIG_SFUS_MAX)
+		return config_fail(c, 0, "more than %d static SFUs", CONFIG_SFUS_MAX);
+	rc = config_defaults(&def, true, c->err, c->errlen);
+	if (rc < 0)
+		return rc;
+	sfus = calloc(n ? n : 1, sizeof(*sfus));
+	if (sfus == NULL)
+		return config_fail(c, 0, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		sfus[i] = def;
+		rc = config_sfu_apply(c, i, tabs[i], &sfus[i]);
+		if (rc < 0)
+			goto fail;
+	}
+	rc = config_sfu_dups(c, tabs, sfus, n);
+	if (rc < 0)
+		goto fail;
+	config_sfus_free(*out, *nout);
+	*out = sfus;
+	*nout = n;
+	return 0;
+fail:
+	config_sfus_free(sfus, n);
+	return rc;
+}
+
+static int config_apply_sfu_array(const struct config_ctx *c, const struct toml_value *v,
+				  struct config_sfu **list, size_t *n)
+{
+	const struct toml_table **tabs;
+	int rc;
+
+	if (v->type == TOML_TABLE)
+		return config_fail(c, v->line, "SFUs are an array of tables: write [[sfu]]");
+	if (v->type != TOML_ARRAY)
+		return config_fail(c, v->line, "sfu must be an array of tables ([[sfu]])");
+	tabs = calloc(v->u.arr.n ? v->u.arr.n : 1, sizeof(*tabs));
+	if (tabs == NULL)
+		return config_fail(c, v->line, "out of memory");
+	for (size_t i = 0; i < v->u.arr.n; i++) {
+		if (v->u.arr.items[i]->type != TOML_TABLE) {
+			rc = config_fail(c, v->line, "sfu must be an array of tables ([[sfu]])");
+			goto out;
+		}
+		tabs[i] = v->u.arr.items[i]->u.tab;
+	}
+	rc = config_sfu_list(c, tabs, v->u.arr.n, list, n);
+out:
+	free(tabs);
+	return rc;
+}
+
+/* Applies a parsed config or secrets file; its [[sfu]] entries go to *list. */
+static int config_apply_doc(const struct config_ctx *c, const struct toml_table *doc,
+			    struct config *cfg, struct config_sfu **list, size_t *n)
+{
+	for (size_t i = 0; i < doc->n; i++) {
+		const char *key = doc->keys[i];
+		const struct toml_value *v = doc->vals[i];
+		char name[72];
+		int rc;
+
+		config_printable(key, name, sizeof(name));
+		if (strcmp(key, CONFIG_SFU_SECTION) == 0)
+			rc = config_apply_sfu_array(c, v, list, n);
+		else if (strchr(key, '.') != NULL || !config_is_section(key))
+			rc = config_fail(c, v->line,
+					 v->type == TOML_TABLE ? "unknown section [%s]"
+							       : "unknown key '%s' outside any section",
+					 name);
+		else if (v->type != TOML_TABLE)
+			rc = config_fail(c, v->line, "[%s] must be a table", name);
+		else
+			rc = config_apply_section(c, key, v->u.tab, cfg);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int config_load_file(struct config *cfg, const char *path, char *record,
+			    struct config_sfu **list, size_t *n, char *err, size_t errlen)
+{
+	const struct config_ctx c = { err, errlen, path };
+	struct toml_table *doc = NULL;
+	int rc;
+
+	if (strlen(path) >= PATH_MAX)
+		return config_fail(&c, 0, "path too long");
+	rc = toml_parse_file(path, &doc, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = config_apply_doc(&c, doc, cfg, list, n);
+	toml_free(doc);
+	if (rc == 0)
+		memcpy(record, path, strlen(path) + 1);
+	return rc;
+}
+
+/* A JSON object seen as a table (values borrowed from json-c), for config_sfu_list. */
+struct config_view {
+	struct toml_table tab;
+	struct toml_value *vals;
+};
+
+static void config_view_free(struct config_view *v)
+{
+	free(v->tab.keys);
+	free(v->tab.vals);
+	free(v->vals);
+}
+
+static int config_view_init(const struct config_ctx *c, size_t idx, struct json_object *obj,
+			    struct config_view *view)
+{
+	/* JSON objects and arrays only need a type for the "must be a string" message. */
+	static struct toml_table empty_table;
+	size_t m = (size_t)json_object_object_length(obj), k = 0;
+
+	view->tab.keys = calloc(m + 1, sizeof(*view->tab.keys));
+	view->tab.vals = calloc(m + 1, sizeof(*view->tab.vals));
+	view->vals = calloc(m + 1, sizeof(*view->vals));
+	if (view->tab.keys == NULL || view->tab.vals == NULL || view->vals == NULL)
+		return config_fail(c, 0, "out of memory");
+	json_object_object_foreach(obj, jkey, jval) {
+		struct toml_value *tv = &view->vals[k];
+		char name[72];
+
+		switch (json_object_get_type(jval)) {
+		case json_type_null:
+			continue; /* like an absent optional field */
+		case json_type_string:
+			tv->type = TOML_STRING;
+			tv->u.s = (char *)json_object_get_string(jval);
+			if ((size_t)json_object_get_string_len(jval) != strlen(tv->u.s))
+				return config_fail(c, 0, "sfu[%zu]: '%s' contains a NUL byte", idx,
+						   config_printable(jkey, name, sizeof(name)));
+			break;
+		case json_type_int:
+			tv->type = TOML_INT;
+			tv->u.i = json_object_get_int64(jval);
+			break;
+		case json_type_double:
+			tv->type = TOML_FLOAT;
+			tv->u.f = json_object_get_double(jval);
+			break;
+		case json_type_boolean:
+			tv->type = TOML_BOOL;
+			tv->u.b = json_object_get_boolean(jval) ? 1 : 0;
+			break;
+		case json_type_array:
+			tv->type = TOML_ARRAY;
+			break;
+		case json_type_object:
+			tv->type = TOML_TABLE;
+			tv->u.tab = &empty_table;
+			break;
+		}
+		view->tab.keys[k] = jkey;
+		view->tab.vals[k] = tv;
+		k++;
+	}
+	view->tab.n = k;
+	return 0;
+}
+
+/* SFU_GATEWAY_NODES: {"sfu":[{"address":..,"region":..,"key":..}]}, the existing gateway's. */
+static int config_nodes(const char *json, struct config_sfu **list, size_t *n, char *err,
+			size_t errlen)
+{
+	const struct config_ctx c = { err, errlen, "SFU_GATEWAY_NODES" };
+	struct json_tokener *tok = NULL;
+	struct json_object *root = NULL, *arr = NULL;
+	struct config_view *views = NULL;
+	const struct toml_table **tabs = NULL;
+	size_t len = strlen(json), count = 0;
+	int rc;
+
+	if (len >= INT_MAX) {
+		rc = config_fail(&c, 0, "too long");
+		goto out;
+	}
+	tok = json_tokener_new();
+	if (tok == NULL) {
+		rc = config_fail(&c, 0, "out of memory");
+		goto out;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	/* The terminating NUL is passed too: it tells json-c the input is complete. */
+	root = json_tokener_parse_ex(tok, json, (int)len + 1);
+	if (root == NULL) {
+		rc = config_fail(&c, 0, "invalid JSON: %s",
+				 json_tokener_error_desc(json_tokener_get_error(tok)));
+		goto out;
+	}
+	if (!json_object_is_type(root, json_type_object) ||
+	    !json_object_object_get_ex(root, "sfu", &arr) ||
+	    !json_object_is_type(arr, json_type_array) ||
+	    json_object_object_length(root) != 1) {
+		rc = config_fail(&c, 0, "expected {\"sfu\": [{\"address\": ..., \"key\": ...}]}");
+		goto out;
+	}
+	count = json_object_array_length(arr);
+	views = calloc(count + 1, sizeof(*views));
+	tabs = calloc(count + 1, sizeof(*tabs));
+	if (views == NULL || tabs == NULL) {
+		rc = config_fail(&c, 0, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < count; i++) {
+		struct json_object *item = json_object_array_get_idx(arr, i);
+
+		if (!json_object_is_type(item, json_type_object)) {
+			rc = config_fail(&c, 0, "sfu[%zu] must be an object", i);
+			goto out;
+		}
+		rc = config_view_init(&c, i, item, &views[i]);
+		if (rc < 0)
+			goto out;
+		tabs[i] = &views[i].tab;
+	}
+	rc = config_sfu_list(&c, tabs, count, list, n);
+out:
+	for (size_t i = 0; views != NULL && i < count; i++)
+		config_view_free(&views[i]);
+	free(views);
+	free(tabs);
+	json_object_put(root);
+	if (tok != NULL)
+		json_tokener_free(tok);
+	return rc;
+}
+
+static int config_apply_env(struct config *cfg, struct config_sfu **list, size_t *n,
+			    bool *have_nodes, char *err, size_t errlen)
+{
+	const char *nodes = getenv("SFU_GATEWAY_NODES");
+
+	for (size_t i = 0; i < sizeof(config_env) / sizeof(config_env[0]); i++) {
+		const struct config_env *e = &config_env[i];
+		const struct config_ctx c = { err, errlen, e->var };
+		const char *text = getenv(e->var);
+		char label[96];
+		int rc;
+
+		/* Empty counts as unset, as "FOO=" in a compose or unit file usually means. */
+		if (text == NULL || text[0] == '\0')
+			continue;
+		snprintf(label, sizeof(label), "[%s] %s", e->section, e->name);
+		rc = config_apply_text(&c, config_find(e->section, e->name), text, cfg, label);
+		if (rc < 0)
+			return rc;
+	}
+	if (nodes == NULL || nodes[0] == '\0')
+		return 0;
+	*have_nodes = true;
+	return config_nodes(nodes, list, n, err, errlen);
+}
+
+static int config_apply_cli(struct config *cfg, const struct config_cli *cli, char *err,
+			    size_t errlen)
+{
+	for (size_t i = 0; i < sizeof(config_flags) / sizeof(config_flags[0]); i++) {
+		const struct config_flag *f = &config_flags[i];
+		const struct config_ctx c = { err, errlen, f->flag };
+		const char *text;
+		char label[96];
+		int rc;
+
+		memcpy(&text, (const char *)cli + f->offset, sizeof(text));
+		if (text == NULL)
+			continue;
+		snprintf(label, sizeof(label), "[%s] %s", f->section, f->name);
+		rc = config_apply_text(&c, config_find(f->section, f->name), text, cfg, label);
+		if (rc < 0)
+			return rc;
+	}
+	cfg->use_syslog = cli->use_syslog;
+	cfg->daemonize = cli->daemonize;
+	return 0;
+}
+
+/* What holds only once every source is in: required keys, fallbacks, warnings. */
+static int config_finish(struct config *cfg, char *err, size_t errlen)
+{
+	const struct config_ctx c = { err, errlen, NULL };
+
+	if (cfg->t.key_len == 0)
+		return config_fail(&c, 0, "no gateway key: set SFU_GATEWAY_KEY or [gateway] key");
+	if (cfg->n_sfus > cfg->max_sfus)
+		return config_fail(&c, 0, "%zu static SFUs do not fit in [gateway] max_sfus = %u",
+				   cfg->n_sfus, cfg->max_sfus);
+	if (cfg->workers == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		cfg->workers = cpus < 1 ? 1 : cpus > 1024 ? 1024 : (uint32_t)cpus;
+	}
+	/* Short keys work (the existing gateway accepts them) but are easier to brute-force. */
+	if (cfg->t.key_len < CONFIG_KEY_WARN_BYTES)
+		log_warn("[gateway] key is only %u bytes; use at least %d", cfg->t.key_len,
+			 CONFIG_KEY_WARN_BYTES);
+	if (cfg->t.registration_key_len == 0) {
+		memcpy(cfg->t.registration_key, cfg->t.key, cfg->t.key_len);
+		cfg->t.registration_key_len = cfg->t.key_len;
+	} else if (cfg->t.registration_key_len < CONFIG_KEY_WARN_BYTES) {
+		log_warn("[registration] key is only %u bytes; use at least %d",
+			 cfg->t.registration_key_len, CONFIG_KEY_WARN_BYTES);
+	}
+	for (size_t i = 0; i < cfg->n_sfus; i++)
+		if (cfg->sfus[i].key_len < CONFIG_KEY_WARN_BYTES)
+			log_warn("sfu[%zu] (%s): key is only %zu bytes; use at least %d", i,
+				 cfg->sfus[i].address, cfg->sfus[i].key_len, CONFIG_KEY_WARN_BYTES);
+	return 0;
+}
+
+int config_load(struct config *cfg, const struct config_cli *cli, char *err, size_t errlen)
+{
+	static const struct config_cli no_cli;
+	/* [[sfu]] lists by source, in the order of precedence. */
+	struct config_sfu *lists[3] = { NULL, NULL, NULL };
+	size_t counts[3] = { 0, 0, 0 };
+	bool have_nodes = false;
+	struct config *c;
+	const char *path;
+	size_t pick;
+	int rc;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	if (cli == NULL)
+		cli = &no_cli;
+	/* Built aside, so that an error leaves *cfg as it was (a reload keeps running). */
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	rc = config_defaults(c, false, err, errlen);
+	if (rc < 0)
+		goto out;
+
+	path = cli->config_path;
+	if (path == NULL && access(CONFIG_DEFAULT_FILE, F_OK) == 0)
+		path = CONFIG_DEFAULT_FILE;
+	if (path != NULL) {
+		rc = config_load_file(c, path, c->config_path, &lists[0], &counts[0], err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	path = cli->secrets_path;
+	if (path == NULL && access(CONFIG_DEFAULT_SECRETS, F_OK) == 0)
+		path = CONFIG_DEFAULT_SECRETS;
+	if (path != NULL) {
+		rc = config_load_file(c, path, c->secrets_path, &lists[1], &counts[1], err,
+				      errlen);
+		if (rc < 0)
+			goto out;
+	}
+	rc = config_apply_env(c, &lists[2], &counts[2], &have_nodes, err, errlen);
+	if (rc < 0)
+		goto out;
+	rc = config_apply_cli(c, cli, err, errlen);
+	if (rc < 0)
+		goto out;
+
+	pick = have_nodes ? 2 : counts[1] > 0 ? 1 : 0;
+	c->sfus = lists[pick];
+	c->n_sfus = counts[pick];
+	lists[pick] = NULL;
+	rc = config_finish(c, err, errlen);
+	if (rc < 0)
+		goto out;
+	*cfg = *c;
+	c->sfus = NULL;
+	c->n_sfus = 0;
+out:
+	for (size_t i = 0; i < 3; i++)
+		config_sfus_free(lists[i], counts[i]);
+	config_sfus_free(c->sfus, c->n_sfus);
+	explicit_bzero(c, sizeof(*c));
+	free(c);
+	return rc;
+}
+
+void config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	config_sfus_free(cfg->sfus, cfg->n_sfus);
+	cfg->sfus = NULL;
+	cfg->n_sfus = 0;
+}
+
+int config_decode_key(const char *b64, uint8_t *out, size_t outcap)
+{
+	uint8_t tmp[BASE64_DECODED_MAX(CONFIG_KEY_B64_MAX)];
+	size_t len;
+	ssize_t n;
+	int rc;
+
+	if (b64 == NULL || out == NULL)
+		return -EINVAL;
+	len = strlen(b64);
+	if (len == 0 || len > CONFIG_KEY_B64_MAX)
+		return -EINVAL;
+	n = base64_decode(b64, len, tmp, sizeof(tmp));
+	if (n <= 0 || n > CONFIG_KEY_MAX || (size_t)n > outcap) {
+		rc = -EINVAL;
+	} else {
+		memcpy(out, tmp, (size_t)n);
+		rc = (int)n;
+	}
+	explicit_bzero(tmp, sizeof(tmp));
+	return rc;
+}
+
+/* A DNS name (letters, digits, '-', '_' in dot-separated labels) or a dotted IPv4. */
+static bool config_host_ok(const char *h)
+{
+	size_t label = 0;
+	bool numeric = true;
+	struct in_addr a4;
+
+	for (const char *p = h;; p++) {
+		if (*p == '.' || *p == '\0') {
+			if (label == 0 || label > 63 || p[-1] == '-' || p[-(long)label] == '-')
+				return false;
+			if (*p == '\0')
+				break;
+			label = 0;
+			continue;
+		}
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+		      *p == '_'))
+			return false;
+		if (*p < '0' || *p > '9')
+			numeric = false;
+		label++;
+	}
+	/* All digits and dots must be a real IPv4 address, not "999.1" or "1.2.3". */
+	return !numeric || inet_pton(AF_INET, h, &a4) == 1;
+}
+
+int config_parse_address(const char *in, char *out, size_t outlen)
+{
+	char host[CONFIG_ADDRESS_MAX], canon[INET6_ADDRSTRLEN];
+	const char *scheme, *p, *start;
+	unsigned long port = 0, default_port;
+	size_t n;
+	int w;
+
+	if (in == NULL || out == NULL || strlen(in) >= CONFIG_ADDRESS_MAX)
+		return -EINVAL;
+	if (strncasecmp(in, "http://", 7) == 0) {
+		scheme = "http";
+		default_port = 80;
+		p = in + 7;
+	} else if (strncasecmp(in, "https://", 8) == 0) {
+		scheme = "https";
+		default_port = 443;
+		p = in + 8;
+	} else {
+		return -EINVAL;
+	}
+	if (*p == '[') {
+		struct in6_addr a6;
+		const char *close = strchr(p, ']');
+
+		n = close ? (size_t)(close - p - 1) : 0;
+		if (n == 0 || n >= sizeof(canon))
+			return -EINVAL;
+		memcpy(canon, p + 1, n);
+		canon[n] = '\0';
+		if (inet_pton(AF_INET6, canon, &a6) != 1 ||
+		    inet_ntop(AF_INET6, &a6, canon, sizeof(canon)) == NULL)
+			return -EINVAL;
+		snprintf(host, sizeof(host), "[%s]", canon);
+		p = close + 1;
+	} else {
+		start = p;
+		while (*p != '\0' && *p != ':' && *p != '/')
+			p++;
+		n = (size_t)(p - start);
+		if (n == 0 || n > 253)
+			return -EINVAL;
+		for (size_t i = 0; i < n; i++)
+			host[i] = (start[i] >= 'A' && start[i] <= 'Z') ? (char)(start[i] + 32)
+								       : start[i];
+		host[n] = '\0';
+		if (!config_host_ok(host))
+			return -EINVAL;
+	}
+	if (*p == ':') {
+		start = ++p;
+		while (*p >= '0' && *p <= '9' && p - start < 6)
+			port = port * 10 + (unsigned long)(*p++ - '0');
+		if (p == start || p - start > 5 || port < 1 || port > 65535)
+			return -EINVAL;
+	}
+	/* "http://h:1/" is a common way to write the root: accept that slash alone. */
+	if (*p == '/' && p[1] == '\0')
+		p++;
+	if (*p != '\0')
+		return -EINVAL;
+	if (port == default_port)
+		port = 0;
+	if (port != 0)
+		w = snprintf(out, outlen, "%s://%s:%lu", scheme, host, port);
+	else
+		w = snprintf(out, outlen, "%s://%s", scheme, host);
+	return w < 0 || (size_t)w >= outlen ? -EINVAL : 0;
+}
+
+int config_parse_cidr(const char *s, struct config_cidr *out)
+{
+	char buf[INET6_ADDRSTRLEN];
+	struct config_cidr cidr = { .family = AF_INET };
+	const char *slash;
+	unsigned max = 32, prefix;
+	size_t alen;
+
+	if (s == NULL || out == NULL)
+		return -EINVAL;
+	slash = strchr(s, '/');
+	alen = slash ? (size_t)(slash - s) : strlen(s);
+	if (alen == 0 || alen >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	if (inet_pton(AF_INET, buf, cidr.addr) != 1) {
+		if (inet_pton(AF_INET6, buf, cidr.addr) != 1)
+			return -EINVAL;
+		cidr.family = AF_INET6;
+		max = 128;
+	}
+	prefix = max;
+	if (slash != NULL) {
+		const char *p = slash + 1;
+
+		prefix = 0;
+		if (*p == '\0' || strlen(p) > 3)
+			return -EINVAL;
+		for (; *p != '\0'; p++) {
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+			prefix = prefix * 10 + (unsigned)(*p - '0');
+		}
+		if (prefix > max)
+			return -EINVAL;
+	}
+	cidr.prefix = prefix;
+	for (unsigned i = 0; i < max / 8; i++) {
+		unsigned bits = prefix > i * 8 ? prefix - i * 8 : 0;
+
+		if (bits < 8)
+			cidr.addr[i] &= (uint8_t)(0xffu << (8 - bits));
+	}
+	*out = cidr;
+	return 0;
+}
+
+/* [gateway] bind: an IPv4 or IPv6 literal; "[::]" is taken for "::". */
+static int config_norm_bind(const char *in, char *out, size_t outlen)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+	char buf[INET6_ADDRSTRLEN];
+	size_t n = strlen(in);
+
+	if (n >= 2 && in[0] == '[' && in[n - 1] == ']') {
+		in++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(buf) || n >= outlen)
+		return -EINVAL;
+	memcpy(buf, in, n);
+	buf[n] = '\0';
+	if (inet_pton(AF_INET, buf, addr) != 1 && inet_pton(AF_INET6, buf, addr) != 1)
+		return -EINVAL;
+	memcpy(out, buf, n + 1);
+	return 0;
+}
+
+/* Static SFU regions are free text, as in the existing gateway, but must fit one log line. */
+static int config_norm_region(const char *in, char *out, size_t outlen)
+{
+	size_t n = strlen(in);
+
+	if (n >= outlen)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)in[i] < 0x20 || in[i] == 0x7f)
+			return -EINVAL;
+	memcpy(out, in, n + 1);
+	return 0;
+}

@@ -1,0 +1,686 @@
+/* HTTP/1.1 client to the SFUs on libuv + llhttp: keep-alive pool per SFU, connect and response timeouts. */
+#include "http_client.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/*
+ * One pool per SFU address holds its idle keep-alive connections. A request
+ * takes an idle connection or opens a new one; when the response ends and
+ * both sides allow keep-alive, the connection goes back to the pool. Node's
+ * http server (odoo/sfu) closes idle sockets after 5 s, so ours give up
+ * after HTTP_CLIENT_IDLE_MS, and a request on a connection the server closed
+ * in the same instant is sent again once on a fresh one.
+ */
+#define HTTP_CLIENT_IDLE_MS 4000
+#define HTTP_CLIENT_MAX_IDLE 64 /* per pool */
+#define HTTP_CLIENT_DNS_TTL_MS 30000
+#define HTTP_CLIENT_BUCKETS 256
+
+struct pool;
+
+enum uconn_state { UC_RESOLVING, UC_CONNECTING, UC_BUSY, UC_IDLE, UC_CLOSING };
+
+struct uconn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t creq;
+	uv_write_t wreq;
+	uv_getaddrinfo_t gai;
+	llhttp_t parser;
+	struct pool *pool;
+	struct http_client *cl;
+	struct uconn *prev, *next; /* in pool->idle while idle */
+	enum uconn_state state;
+	int handles_open;
+	bool tcp_inited;
+
+	/* The request in flight (NULL cb when idle). */
+	http_client_cb cb;
+	void *ctx;
+	char *wbuf;
+	size_t wlen, wcap;
+	uint64_t deadline; /* loop time (ms) by which the whole attempt must end */
+	uint32_t connect_timeout_ms;
+	bool reused; /* this attempt runs on a connection taken from the pool */
+	bool got_bytes; /* some response bytes arrived */
+	bool complete;
+	bool keep_alive;
+	int status;
+	char *body;
+	size_t body_len, body_cap;
+	int pending_error; /* error to deliver from the timer (never from the caller's stack) */
+};
+
+struct pool {
+	struct pool *next; /* hash chain */
+	char address[256];
+	char host[256];
+	char authority[280]; /* Host header: host[:port] as in the address */
+	uint16_t port;
+	struct sockaddr_storage addr;
+	bool resolved;
+	uint64_t resolved_at;
+	struct uconn *idle;
+	unsigned n_idle;
+};
+
+struct http_client {
+	uv_loop_t *loop;
+	struct pool *buckets[HTTP_CLIENT_BUCKETS];
+	size_t n_open;
+	uint64_t n_reused;
+	bool freeing;
+};
+
+static llhttp_settings_t uc_settings;
+static bool uc_settings_ready;
+
+static void uc_start(struct uconn *u);
+static void uc_finish(struct uconn *u, int error);
+static void uc_close(struct uconn *u);
+
+static uint32_t pool_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 16777619u;
+	return h;
+}
+
+/* Splits "http://host[:port]" into its parts. Only plain http for now. */
+static int pool_parse(struct pool *p, const char *address)
+{
+	const char *h, *end, *colon;
+	size_t hl;
+	unsigned long port = 80;
+
+	if (strncmp(address, "http://", 7) != 0)
+		return -EINVAL;
+	h = address + 7;
+	end = h + strlen(h);
+	if (*h == '[') {
+		const char *rb = strchr(h, ']');
+
+		if (rb == NULL)
+			return -EINVAL;
+		hl = (size_t)(rb - h - 1);
+		if (hl == 0 || hl >= sizeof(p->host))
+			return -EINVAL;
+		memcpy(p->host, h + 1, hl);
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = strrchr(h, ':');
+		hl = colon ? (size_t)(colon - h) : (size_t)(end - h);
+		if (hl == 0 || hl >= sizeof(p->host))
+			return -EINVAL;
+		memcpy(p->host, h, hl);
+	}
+	p->host[hl] = '\0';
+	if (colon != NULL) {
+		char *e;
+
+		port = strtoul(colon + 1, &e, 10);
+		if (*e != '\0' || port == 0 || port > 65535)
+			return -EINVAL;
+	}
+	p->port = (uint16_t)port;
+	snprintf(p->address, sizeof(p->address), "%s", address);
+	snprintf(p->authority, sizeof(p->authority), "%s", h);
+	/* Numeric hosts need no resolver round trip. */
+	memset(&p->addr, 0, sizeof(p->addr));
+	if (inet_pton(AF_INET, p->host, &((struct sockaddr_in *)&p->addr)->sin_addr) == 1) {
+		((struct sockaddr_in *)&p->addr)->sin_family = AF_INET;
+		((struct sockaddr_in *)&p->addr)->sin_port = htons(p->port);
+		p->resolved = true;
+		p->resolved_at = UINT64_MAX / 2;
+	} else if (inet_pton(AF_INET6, p->host, &((struct sockaddr_in6 *)&p->addr)->sin6_addr) ==
+		   1) {
+		((struct sockaddr_in6 *)&p->addr)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&p->addr)->sin6_port = htons(p->port);
+		p->resolved = true;
+		p->resolved_at = UINT64_MAX / 2;
+	}
+	return 0;
+}
+
+static struct pool *pool_get(struct http_client *cl, const char *address)
+{
+	uint32_t b = pool_hash(address) % HTTP_CLIENT_BUCKETS;
+	struct pool *p;
+
+	for (p = cl->buckets[b]; p != NULL; p = p->next)
+		if (strcmp(p->address, address) == 0)
+			return p;
+	if (strlen(address) >= sizeof(p->address))
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	if (pool_parse(p, address) != 0) {
+		free(p);
+		return NULL;
+	}
+	p->next = cl->buckets[b];
+	cl->buckets[b] = p;
+	return p;
+}
+
+static void pool_unlink_idle(struct uconn *u)
+{
+	struct pool *p = u->pool;
+
+	if (u->prev != NULL)
+		u->prev->next = u->next;
+	else if (p->idle == u)
+		p->idle = u->next;
+	if (u->next != NULL)
+		u->next->prev = u->prev;
+	u->prev = u->next = NULL;
+	p->n_idle--;
+}
+
+static int on_status_code(llhttp_t *p)
+{
+	(void)p;
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	struct uconn *u = p->data;
+
+	/* 204/304 and 1xx have no body whatever Content-Length says (llhttp waits
+	 * for one otherwise). */
+	if (p->status_code == 204 || p->status_code == 304 || p->status_code < 200)
+		return 1;
+	(void)u;
+	return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct uconn *u = p->data;
+
+	if (len > HTTP_CLIENT_BODY_MAX - u->body_len)
+		return -1;
+	if (u->body_cap < u->body_len + len + 1) {
+		size_t cap = u->body_cap ? u->body_cap : 512;
+		char *nb;
+
+		while (cap < u->body_len + len + 1)
+			cap *= 2;
+		nb = realloc(u->body, cap);
+		if (nb == NULL)
+			return -1;
+		u->body = nb;
+		u->body_cap = cap;
+	}
+	memcpy(u->body + u->body_len, at, len);
+	u->body_len += len;
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+	struct uconn *u = p->data;
+
+	/* A 100 Continue is a message of its own: the real answer follows. */
+	if (p->status_code < 200) {
+		u->body_len = 0;
+		return 0;
+	}
+	u->status = p->status_code;
+	u->keep_alive = llhttp_should_keep_alive(p) != 0;
+	u->complete = true;
+	return HPE_PAUSED;
+}
+
+static void uc_settings_init(void)
+{
+	if (uc_settings_ready)
+		return;
+	llhttp_settings_init(&uc_settings);
+	uc_settings.on_status_complete = on_status_code;
+	uc_settings.on_headers_complete = on_headers_complete;
+	uc_settings.on_body = on_body;
+	uc_settings.on_message_complete = on_message_complete;
+	uc_settings_ready = true;
+}
+
+/* Drops one reference (a handle or the resolver request); frees at zero. */
+static void uc_unref(struct uconn *u)
+{
+	if (--u->handles_open > 0)
+		return;
+	free(u->wbuf);
+	free(u->body);
+	free(u);
+}
+
+static void uc_on_closed(uv_handle_t *h)
+{
+	uc_unref(h->data);
+}
+
+static void uc_close(struct uconn *u)
+{
+	if (u->state == UC_CLOSING)
+		return;
+	if (u->state == UC_IDLE)
+		pool_unlink_idle(u);
+	u->state = UC_CLOSING;
+	u->cl->n_open--;
+	uv_timer_stop(&u->timer);
+	uv_close((uv_handle_t *)&u->timer, uc_on_closed);
+	if (u->tcp_inited)
+		uv_close((uv_handle_t *)&u->tcp, uc_on_closed);
+}
+
+static void uc_on_idle_timeout(uv_timer_t *t)
+{
+	uc_close(t->data);
+}
+
+static void uc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	static char rbuf[65536];
+
+	(void)h;
+	(void)suggested;
+	*buf = uv_buf_init(rbuf, sizeof(rbuf));
+}
+
+static void uc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct uconn *u = s->data;
+	llhttp_errno_t rc;
+
+	if (u->state == UC_IDLE) {
+		/* The server closed (or sent junk on) an idle connection. */
+		uc_close(u);
+		return;
+	}
+	if (u->state != UC_BUSY)
+		return;
+	if (n == UV_EOF) {
+		/* A body delimited by the end of the connection ends here. */
+		if (u->got_bytes && llhttp_message_needs_eof(&u->parser) &&
+		    llhttp_finish(&u->parser) == HPE_OK && u->complete) {
+			u->keep_alive = false;
+			uc_finish(u, 0);
+			return;
+		}
+		uc_finish(u, UV_EOF);
+		return;
+	}
+	if (n < 0) {
+		uc_finish(u, (int)n);
+		return;
+	}
+	if (n == 0)
+		return;
+	u->got_bytes = true;
+	rc = llhttp_execute(&u->parser, buf->base, (size_t)n);
+	if (rc == HPE_PAUSED && u->complete) {
+		/* Bytes after the response would be a protocol error from an SFU
+		 * answering one request at a time: do not reuse such a connection. */
+		if (llhttp_get_error_pos(&u->parser) != buf->base + n)
+			u->keep_alive = false;
+		uc_finish(u, 0);
+		return;
+	}
+	if (rc != HPE_OK)
+		uc_finish(u, rc == HPE_USER ? UV_EMSGSIZE : UV_EPROTO);
+}
+
+static void uc_on_attempt_timeout(uv_timer_t *t)
+{
+	struct uconn *u = t->data;
+
+	if (u->pending_error != 0) {
+		int e = u->pending_error;
+
+		u->pending_error = 0;
+		uc_finish(u, e);
+		return;
+	}
+	uc_finish(u, UV_ETIMEDOUT);
+}
+
+/* Delivers the result; recycles or closes the connection. */
+static void uc_finish(struct uconn *u, int error)
+{
+	struct http_client_result res;
+	http_client_cb cb = u->cb;
+	bool retry = error != 0 && u->reused && !u->got_bytes &&
+		     (error == UV_EOF || error == UV_ECONNRESET || error == UV_EPIPE);
+
+	if (cb == NULL)
+		return;
+	if (retry) {
+		/* The server closed the pooled connection before it saw our request:
+		 * send it again on a fresh connection, within the same deadline. */
+		struct uconn *fresh = calloc(1, sizeof(*fresh));
+
+		if (fresh != NULL) {
+			fresh->cl = u->cl;
+			fresh->pool = u->pool;
+			fresh->cb = u->cb;
+			fresh->ctx = u->ctx;
+			fresh->wbuf = u->wbuf;
+			fresh->wlen = u->wlen;
+			fresh->wcap = u->wcap;
+			fresh->deadline = u->deadline;
+			fresh->connect_timeout_ms = u->connect_timeout_ms;
+			u->wbuf = NULL;
+			u->cb = NULL;
+			uc_close(u);
+			uc_start(fresh);
+			return;
+		}
+	}
+	u->cb = NULL;
+	memset(&res, 0, sizeof(res));
+	res.error = error;
+	res.connect_failed = error != 0 && (u->state == UC_CONNECTING || u->state == UC_RESOLVING);
+	if (error == 0) {
+		res.status = u->status;
+		if (u->body != NULL)
+			u->body[u->body_len] = '\0';
+		res.body = u->body != NULL ? u->body : "";
+		res.body_len = u->body_len;
+	}
+	cb(&res, u->ctx);
+	if (error == 0 && u->keep_alive && !u->cl->freeing &&
+	    u->pool->n_idle < HTTP_CLIENT_MAX_IDLE && u->state == UC_BUSY) {
+		u->state = UC_IDLE;
+		u->body_len = 0;
+		u->complete = false;
+		u->got_bytes = false;
+		u->reused = false;
+		u->next = u->pool->idle;
+		u->prev = NULL;
+		if (u->pool->idle != NULL)
+			u->pool->idle->prev = u;
+		u->pool->idle = u;
+		u->pool->n_idle++;
+		uv_timer_start(&u->timer, uc_on_idle_timeout, HTTP_CLIENT_IDLE_MS, 0);
+		return;
+	}
+	uc_close(u);
+}
+
+static void uc_on_write(uv_write_t *w, int status)
+{
+	struct uconn *u = w->data;
+
+	if (status != 0 && u->state == UC_BUSY)
+		uc_finish(u, status);
+}
+
+/* The connection is up: send the request and wait for the answer. */
+static void uc_send(struct uconn *u)
+{
+	uv_buf_t b = uv_buf_init(u->wbuf, (unsigned)u->wlen);
+	uint64_t now = uv_now(u->cl->loop);
+	int rc;
+
+	u->state = UC_BUSY;
+	llhttp_init(&u->parser, HTTP_RESPONSE, &uc_settings);
+	u->parser.data = u;
+	uv_timer_start(&u->timer, uc_on_attempt_timeout, u->deadline > now ? u->deadline - now : 0,
+		       0);
+	rc = uv_read_start((uv_stream_t *)&u->tcp, uc_alloc, uc_on_read);
+	if (rc == 0) {
+		u->wreq.data = u;
+		rc = uv_write(&u->wreq, (uv_stream_t *)&u->tcp, &b, 1, uc_on_write);
+	}
+	if (rc != 0) {
+		u->pending_error = rc;
+		uv_timer_start(&u->timer, uc_on_attempt_timeout, 0, 0);
+	}
+}
+
+static void uc_on_connect(uv_connect_t *req, int status)
+{
+	struct uconn *u = req->data;
+
+	if (u->state != UC_CONNECTING)
+		return; /* timed out meanwhile */
+	if (status != 0) {
+		uc_finish(u, status);
+		return;
+	}
+	uv_tcp_nodelay(&u->tcp, 1);
+	uc_send(u);
+}
+
+static void uc_connect(struct uconn *u)
+{
+	int rc;
+
+	u->state = UC_CONNECTING;
+	rc = uv_tcp_init(u->cl->loop, &u->tcp);
+	if (rc == 0) {
+		u->tcp_inited = true;
+		u->handles_open++;
+		u->tcp.data = u;
+		u->creq.data = u;
+		rc = uv_tcp_connect(&u->creq, &u->tcp, (struct sockaddr *)&u->pool->addr,
+				    uc_on_connect);
+	}
+	if (rc != 0) {
+		u->pending_error = rc;
+		uv_timer_start(&u->timer, uc_on_attempt_timeout, 0, 0);
+	}
+}
+
+static void uc_on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+{
+	struct uconn *u = g->data;
+	struct pool *p = u->pool;
+
+	if (u->state != UC_RESOLVING) {
+		/* Timed out meanwhile: the conn stayed alive only for this callback. */
+		uv_freeaddrinfo(res);
+		uc_unref(u);
+		return;
+	}
+	u->handles_open--;
+	if (status != 0 || res == NULL) {
+		uv_freeaddrinfo(res);
+		uc_finish(u, status != 0 ? status : UV_EAI_NONAME);
+		return;
+	}
+	memset(&p->addr, 0, sizeof(p->addr));
+	memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+	if (p->addr.ss_family == AF_INET)
+		((struct sockaddr_in *)&p->addr)->sin_port = htons(p->port);
+	else
+		((struct sockaddr_in6 *)&p->addr)->sin6_port = htons(p->port);
+	p->resolved = true;
+	p->resolved_at = uv_now(u->cl->loop);
+	uv_freeaddrinfo(res);
+	uc_connect(u);
+}
+
+/* Starts an attempt on a new connection (resolve if needed, connect, send). */
+static void uc_start(struct uconn *u)
+{
+	struct http_client *cl = u->cl;
+	struct pool *p = u->pool;
+	uint64_t now = uv_now(cl->loop);
+	uint64_t ct = u->connect_timeout_ms;
+	int rc;
+
+	uv_timer_init(cl->loop, &u->timer);
+	u->timer.data = u;
+	u->handles_open = 1;
+	cl->n_open++;
+	/* Until connected, the tighter of the connect bound and the deadline. */
+	if (u->deadline < now + ct)
+		ct = u->deadline > now ? u->deadline - now : 0;
+	uv_timer_start(&u->timer, uc_on_attempt_timeout, ct, 0);
+	if (p->resolved && now - p->resolved_at < HTTP_CLIENT_DNS_TTL_MS) {
+		uc_connect(u);
+		return;
+	}
+	if (p->resolved_at == UINT64_MAX / 2) { /* numeric address */
+		uc_connect(u);
+		return;
+	}
+	{
+		struct addrinfo hints;
+		char port[8];
+
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		snprintf(port, sizeof(port), "%u", p->port);
+		u->state = UC_RESOLVING;
+		u->gai.data = u;
+		/* The getaddrinfo request keeps the conn alive until its callback. */
+		u->handles_open++;
+		rc = uv_getaddrinfo(cl->loop, &u->gai, uc_on_resolved, p->host, port, &hints);
+		if (rc != 0) {
+			u->handles_open--;
+			u->pending_error = rc;
+			uv_timer_start(&u->timer, uc_on_attempt_timeout, 0, 0);
+		}
+	}
+}
+
+static int uc_build(struct uconn *u, const struct pool *p, const struct http_client_req *req)
+{
+	size_t need = strlen(req->method) + req->target_len + strlen(p->authority) +
+		      req->headers_len + req->body_len + 128;
+	int n;
+
+	if (u->wcap < need) {
+		char *nb = realloc(u->wbuf, need);
+
+		if (nb == NULL)
+			return -ENOMEM;
+		u->wbuf = nb;
+		u->wcap = need;
+	}
+	n = snprintf(u->wbuf, u->wcap, "%s %.*s HTTP/1.1\r\nHost: %s\r\n", req->method,
+		     (int)req->target_len, req->target, p->authority);
+	if (req->headers_len > 0) {
+		memcpy(u->wbuf + n, req->headers, req->headers_len);
+		n += (int)req->headers_len;
+	}
+	if (req->body != NULL)
+		n += snprintf(u->wbuf + n, u->wcap - (size_t)n, "Content-Length: %zu\r\n",
+			      req->body_len);
+	memcpy(u->wbuf + n, "\r\n", 2);
+	n += 2;
+	if (req->body_len > 0) {
+		memcpy(u->wbuf + n, req->body, req->body_len);
+		n += (int)req->body_len;
+	}
+	u->wlen = (size_t)n;
+	return 0;
+}
+
+int http_client_request(struct http_client *cl, const char *address,
+			const struct http_client_req *req, http_client_cb cb, void *ctx)
+{
+	struct pool *p = pool_get(cl, address);
+	struct uconn *u;
+	uint64_t now = uv_now(cl->loop);
+
+	if (p == NULL)
+		return -EINVAL;
+	uc_settings_init();
+	if (p->idle != NULL) {
+		u = p->idle;
+		pool_unlink_idle(u);
+		u->reused = true;
+		cl->n_reused++;
+	} else {
+		u = calloc(1, sizeof(*u));
+		if (u == NULL)
+			return -ENOMEM;
+		u->cl = cl;
+		u->pool = p;
+	}
+	u->cb = cb;
+	u->ctx = ctx;
+	u->deadline = now + req->timeout_ms;
+	u->connect_timeout_ms = req->connect_timeout_ms;
+	u->status = 0;
+	u->body_len = 0;
+	u->complete = false;
+	u->got_bytes = false;
+	u->keep_alive = false;
+	if (uc_build(u, p, req) != 0) {
+		if (u->reused) {
+			u->cb = NULL;
+			uc_close(u);
+		} else {
+			free(u->wbuf);
+			free(u);
+		}
+		return -ENOMEM;
+	}
+	if (u->reused) {
+		uv_timer_stop(&u->timer);
+		uv_read_stop((uv_stream_t *)&u->tcp);
+		uc_send(u);
+	} else {
+		uc_start(u);
+	}
+	return 0;
+}
+
+int http_client_new(struct http_client **out, uv_loop_t *loop)
+{
+	struct http_client *cl = calloc(1, sizeof(*cl));
+
+	if (cl == NULL)
+		return -ENOMEM;
+	cl->loop = loop;
+	uc_settings_init();
+	*out = cl;
+	return 0;
+}
+
+void http_client_free(struct http_client *cl)
+{
+	if (cl == NULL)
+		return;
+	cl->freeing = true;
+	for (size_t b = 0; b < HTTP_CLIENT_BUCKETS; b++) {
+		struct pool *p = cl->buckets[b];
+
+		while (p != NULL) {
+			struct pool *next = p->next;
+
+			while (p->idle != NULL)
+				uc_close(p->idle);
+			p = next;
+		}
+	}
+	/* Pools and the client stay allocated while requests may still reference
+	 * them; the process exits right after, so they are left to it. */
+}
+
+size_t http_client_open_count(const struct http_client *cl)
+{
+	return cl->n_open;
+}
+
+uint64_t http_client_reuse_count(const struct http_client *cl)
+{
+	return cl->n_reused;
+}

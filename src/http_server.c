@@ -1,0 +1,746 @@
+/* HTTP/1.1 server on libuv + llhttp: keep-alive, in-order pipelining, limits, timeouts. */
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+/*
+ * Life of a connection: bytes from the socket go through llhttp, which we
+ * pause at the end of every request. The request is handed to the handler
+ * and reading stops until its response is fully written; bytes that arrived
+ * behind it (pipelining) wait in c->pending. So responses always leave in
+ * request order and one connection never holds more than one request in
+ * flight. Data callbacks of llhttp point into the read buffer and come in
+ * pieces, so the head (target and headers) is copied into c->head as it
+ * arrives, and the body into c->body.
+ */
+
+enum hdr_state { HDR_NONE, HDR_FIELD, HDR_VALUE };
+
+struct hdr_span {
+	uint32_t name_off, name_len, value_off, value_len;
+};
+
+struct http_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	struct http_server *srv;
+	struct http_conn *prev, *next;
+	llhttp_t parser;
+	int handles_open; /* tcp + timer: the conn is freed when both closed */
+
+	/* The request being received or handled. */
+	char head[HTTP_HEAD_MAX + 1];
+	size_t head_len;
+	uint32_t target_off, target_len;
+	struct hdr_span hdr[HTTP_MAX_HEADERS];
+	size_t n_hdr;
+	enum hdr_state hdr_state;
+	bool in_url;
+	char *body; /* grown on demand up to HTTP_BODY_MAX + 1 */
+	size_t body_len, body_cap;
+	int err_status; /* 431/413 decided by a callback, else 0 */
+	bool in_message; /* first byte of a request seen, not yet complete */
+	struct http_request req;
+
+	/* Pipelined bytes that arrived behind the request being handled. */
+	char *pending;
+	size_t pending_len;
+
+	bool busy; /* a request is with the handler or its response is being written */
+	bool reading;
+	bool closing;
+	bool pumping;
+	bool keep_alive;
+	char peer[HTTP_PEER_MAX];
+
+	char *wbuf;
+	size_t wcap;
+	uv_write_t wreq;
+};
+
+/* One read buffer per process: libuv calls alloc_cb and read_cb back to back
+ * on the loop thread, and read_cb consumes or copies every byte. */
+static char http_server_rbuf[65536];
+
+static llhttp_settings_t http_server_settings;
+static int http_server_settings_ready;
+
+static void conn_pump(struct http_conn *c);
+static void conn_close(struct http_conn *c);
+static void conn_start_read(struct http_conn *c);
+static void conn_on_timeout(uv_timer_t *t);
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+/* Appends a piece of the head; false (431) when the head would grow too big. */
+static bool conn_head_append(struct http_conn *c, const char *at, size_t len)
+{
+	if (len > HTTP_HEAD_MAX - c->head_len) {
+		c->err_status = 431;
+		return false;
+	}
+	memcpy(c->head + c->head_len, at, len);
+	c->head_len += len;
+	return true;
+}
+
+static bool conn_head_terminate(struct http_conn *c)
+{
+	return conn_head_append(c, "", 1);
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+	struct http_conn *c = p->data;
+
+	c->in_message = true;
+	/* The request clock starts at its first byte and is never pushed back by
+	 * later bytes, so a client trickling one byte at a time still times out. */
+	uv_timer_start(&c->timer, conn_on_timeout, c->srv->limits.request_timeout_ms,
+		       c->srv->limits.idle_timeout_ms);
+	return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = p->data;
+
+	if (!c->in_url) {
+		c->in_url = true;
+		c->target_off = (uint32_t)c->head_len;
+	}
+	return conn_head_append(c, at, len) ? 0 : -1;
+}
+
+static int on_url_complete(llhttp_t *p)
+{
+	struct http_conn *c = p->data;
+
+	if (!c->in_url)
+		c->target_off = (uint32_t)c->head_len;
+	c->target_len = (uint32_t)(c->head_len - c->target_off);
+	c->in_url = false;
+	return conn_head_terminate(c) ? 0 : -1;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = p->data;
+
+	if (c->hdr_state != HDR_FIELD) {
+		if (c->n_hdr >= HTTP_MAX_HEADERS) {
+			c->err_status = 431;
+			return -1;
+		}
+		c->hdr_state = HDR_FIELD;
+		c->hdr[c->n_hdr].name_off = (uint32_t)c->head_len;
+	}
+	return conn_head_append(c, at, len) ? 0 : -1;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+	struct http_conn *c = p->data;
+	struct hdr_span *h = &c->hdr[c->n_hdr];
+
+	if (c->hdr_state != HDR_FIELD) /* cannot happen: llhttp rejects empty names */
+		return -1;
+	h->name_len = (uint32_t)(c->head_len - h->name_off);
+	c->hdr_state = HDR_NONE;
+	return conn_head_terminate(c) ? 0 : -1;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = p->data;
+
+	if (c->hdr_state != HDR_VALUE) {
+		c->hdr_state = HDR_VALUE;
+		c->hdr[c->n_hdr].value_off = (uint32_t)c->head_len;
+	}
+	return conn_head_append(c, at, len) ? 0 : -1;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+	struct http_conn *c = p->data;
+	struct hdr_span *h = &c->hdr[c->n_hdr];
+
+	/* An empty value produces no on_header_value call at all. */
+	if (c->hdr_state != HDR_VALUE)
+		h->value_off = (uint32_t)c->head_len;
+	h->value_len = (uint32_t)(c->head_len - h->value_off);
+	/* llhttp strips leading whitespace but keeps trailing whitespace. */
+	while (h->value_len > 0 && (c->head[h->value_off + h->value_len - 1] == ' ' ||
+				    c->head[h->value_off + h->value_len - 1] == '\t'))
+		h->value_len--;
+	c->head_len = h->value_off + h->value_len;
+	c->hdr_state = HDR_NONE;
+	c->n_hdr++;
+	return conn_head_terminate(c) ? 0 : -1;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	struct http_conn *c = p->data;
+
+	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > HTTP_BODY_MAX) {
+		c->err_status = 413;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = p->data;
+
+	if (len > HTTP_BODY_MAX - c->body_len) {
+		c->err_status = 413;
+		return -1;
+	}
+	if (c->body_cap < c->body_len + len + 1) {
+		size_t cap = c->body_cap ? c->body_cap : 1024;
+		char *nb;
+
+		while (cap < c->body_len + len + 1)
+			cap *= 2;
+		if (cap > HTTP_BODY_MAX + 1)
+			cap = HTTP_BODY_MAX + 1;
+		nb = realloc(c->body, cap);
+		if (nb == NULL) {
+			c->err_status = 503;
+			return -1;
+		}
+		c->body = nb;
+		c->body_cap = cap;
+	}
+	memcpy(c->body + c->body_len, at, len);
+	c->body_len += len;
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+	struct http_conn *c = p->data;
+
+	c->in_message = false;
+	c->keep_alive = llhttp_should_keep_alive(p) != 0;
+	/* Stop here: the rest of the buffer waits until this request is answered. */
+	return HPE_PAUSED;
+}
+
+static void http_server_settings_init(void)
+{
+	if (http_server_settings_ready)
+		return;
+	llhttp_settings_init(&http_server_settings);
+	http_server_settings.on_message_begin = on_message_begin;
+	http_server_settings.on_url = on_url;
+	http_server_settings.on_url_complete = on_url_complete;
+	http_server_settings.on_header_field = on_header_field;
+	http_server_settings.on_header_field_complete = on_header_field_complete;
+	http_server_settings.on_header_value = on_header_value;
+	http_server_settings.on_header_value_complete = on_header_value_complete;
+	http_server_settings.on_headers_complete = on_headers_complete;
+	http_server_settings.on_body = on_body;
+	http_server_settings.on_message_complete = on_message_complete;
+	http_server_settings_ready = 1;
+}
+
+static void conn_reset_request(struct http_conn *c)
+{
+	c->head_len = 0;
+	c->target_off = c->target_len = 0;
+	c->n_hdr = 0;
+	c->hdr_state = HDR_NONE;
+	c->in_url = false;
+	c->body_len = 0;
+	c->err_status = 0;
+	c->in_message = false;
+}
+
+static void conn_build_request(struct http_conn *c)
+{
+	struct http_request *r = &c->req;
+	const char *q;
+
+	r->method = c->parser.method;
+	r->target = c->head + c->target_off;
+	r->target_len = c->target_len;
+	q = memchr(r->target, '?', r->target_len);
+	if (q != NULL) {
+		r->path_len = (size_t)(q - r->target);
+		r->query = q + 1;
+		r->query_len = r->target_len - r->path_len - 1;
+		r->has_query = true;
+	} else {
+		r->path_len = r->target_len;
+		r->query = r->target + r->target_len; /* the NUL */
+		r->query_len = 0;
+		r->has_query = false;
+	}
+	for (size_t i = 0; i < c->n_hdr; i++) {
+		r->headers[i].name = c->head + c->hdr[i].name_off;
+		r->headers[i].name_len = c->hdr[i].name_len;
+		r->headers[i].value = c->head + c->hdr[i].value_off;
+		r->headers[i].value_len = c->hdr[i].value_len;
+	}
+	r->n_headers = c->n_hdr;
+	if (c->body != NULL)
+		c->body[c->body_len] = '\0';
+	r->body = c->body != NULL ? c->body : "";
+	r->body_len = c->body_len;
+	r->keep_alive = c->keep_alive && !c->srv->draining;
+	memcpy(r->peer, c->peer, sizeof(r->peer));
+}
+
+const struct http_header *http_request_header(const struct http_request *r, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < r->n_headers; i++)
+		if (r->headers[i].name_len == n && strncasecmp(r->headers[i].name, name, n) == 0)
+			return &r->headers[i];
+	return NULL;
+}
+
+static void conn_free_if_done(struct http_conn *c)
+{
+	if (c->handles_open > 0 || c->busy)
+		return;
+	free(c->body);
+	free(c->pending);
+	free(c->wbuf);
+	free(c);
+}
+
+static void conn_on_handle_closed(uv_handle_t *h)
+{
+	struct http_conn *c = h->data;
+
+	c->handles_open--;
+	conn_free_if_done(c);
+}
+
+static void conn_unlink(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	s->n_conns--;
+	if (c->busy)
+		s->n_busy--;
+	if (s->draining && s->n_conns == 0 && s->on_drained != NULL) {
+		void (*cb)(struct http_server *) = s->on_drained;
+
+		s->on_drained = NULL;
+		cb(s);
+	}
+}
+
+static void conn_close(struct http_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->tcp, conn_on_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+	conn_unlink(c);
+}
+
+/* The response of the current request has left (or failed to). */
+static void conn_response_done(struct http_conn *c, int status)
+{
+	bool keep = c->keep_alive && !c->srv->draining && status == 0;
+
+	c->busy = false;
+	c->srv->n_busy--;
+	if (c->closing) {
+		conn_free_if_done(c);
+		return;
+	}
+	if (!keep) {
+		conn_close(c);
+		return;
+	}
+	conn_reset_request(c);
+	uv_timer_again(&c->timer);
+	conn_pump(c);
+}
+
+static void conn_on_write(uv_write_t *req, int status)
+{
+	struct http_conn *c = req->data;
+
+	conn_response_done(c, status);
+}
+
+static void conn_on_timeout(uv_timer_t *t)
+{
+	struct http_conn *c = t->data;
+
+	if (c->busy)
+		return; /* the handler's own timeouts bound it */
+	if (c->in_message) {
+		/* A request started but did not finish in time: tell the client. */
+		c->busy = true;
+		c->srv->n_busy++;
+		c->keep_alive = false;
+		http_respond_error(c, 408, "request timeout", NULL);
+		return;
+	}
+	conn_close(c);
+}
+
+void http_respond(struct http_conn *c, int status, const char *content_type,
+		  const char *extra_headers, const char *body, size_t len)
+{
+	bool keep = c->keep_alive && !c->srv->draining;
+	size_t need;
+	int n;
+	uv_buf_t buf;
+
+	if (c->closing) {
+		/* The client went away while the handler worked: drop the answer. */
+		c->busy = false;
+		c->srv->n_busy--;
+		conn_free_if_done(c);
+		return;
+	}
+	need = 256 + (extra_headers ? strlen(extra_headers) : 0) +
+	       (content_type ? strlen(content_type) : 0) + len;
+	if (c->wcap < need) {
+		char *nb = realloc(c->wbuf, need);
+
+		if (nb == NULL) {
+			log_warn("http: realloc() failed for a response of %zu bytes", need);
+			conn_response_done(c, -ENOMEM);
+			return;
+		}
+		c->wbuf = nb;
+		c->wcap = need;
+	}
+	n = snprintf(c->wbuf, c->wcap,
+		     "HTTP/1.1 %d %s\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n", status,
+		     http_status_text(status), content_type ? "Content-Type: " : "",
+		     content_type ? content_type : "", content_type ? "\r\n" : "", len,
+		     extra_headers ? extra_headers : "",
+		     keep ? "" : "Connection: close\r\n");
+	if (n < 0 || (size_t)n + len > c->wcap) {
+		conn_response_done(c, -ENOSPC);
+		return;
+	}
+	if (len > 0)
+		memcpy(c->wbuf + n, body, len);
+	c->keep_alive = keep;
+	buf = uv_buf_init(c->wbuf, (unsigned)((size_t)n + len));
+	/* Most responses fit the socket buffer: try the direct write first and
+	 * queue only the rest, which saves a loop iteration per request. */
+	{
+		int w = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+
+		if (w == (int)buf.len) {
+			conn_response_done(c, 0);
+			return;
+		}
+		if (w > 0) {
+			buf.base += w;
+			buf.len -= (unsigned)w;
+		} else if (w != UV_EAGAIN) {
+			conn_response_done(c, w);
+			return;
+		}
+	}
+	c->wreq.data = c;
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, conn_on_write) != 0)
+		conn_response_done(c, -EIO);
+}
+
+void http_respond_json(struct http_conn *c, int status, const char *json, size_t len)
+{
+	http_respond(c, status, "application/json", NULL, json, len);
+}
+
+void http_respond_error(struct http_conn *c, int status, const char *text,
+			const char *extra_headers)
+{
+	char body[256];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", text);
+
+	if (n < 0 || (size_t)n >= sizeof(body))
+		n = snprintf(body, sizeof(body), "{\"error\":\"error\"}");
+	http_respond(c, status, "application/json", extra_headers, body, (size_t)n);
+}
+
+/* A request could not be parsed: answer with the right status and close. */
+static void conn_fail(struct http_conn *c, llhttp_errno_t rc)
+{
+	int status = c->err_status ? c->err_status : 400;
+
+	if (status == 400)
+		log_debug("http: bad request from %s: %s", c->peer, llhttp_errno_name(rc));
+	c->busy = true;
+	c->srv->n_busy++;
+	c->keep_alive = false;
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+	switch (status) {
+	case 431: http_respond_error(c, 431, "request headers too large", NULL); break;
+	case 413: http_respond_error(c, 413, "request body too large", NULL); break;
+	case 503: http_respond_error(c, 503, "out of memory", NULL); break;
+	default: http_respond_error(c, 400, "malformed request", NULL); break;
+	}
+}
+
+static void conn_save_pending(struct http_conn *c, const char *data, size_t len)
+{
+	if (len == 0)
+		return;
+	c->pending = malloc(len);
+	if (c->pending == NULL) {
+		log_warn("http: malloc() failed for %zu pipelined bytes", len);
+		c->keep_alive = false; /* answer this request, then close */
+		return;
+	}
+	memcpy(c->pending, data, len);
+	c->pending_len = len;
+}
+
+/* Feeds bytes to the parser; dispatches at most one complete request. */
+static void conn_feed(struct http_conn *c, const char *data, size_t len)
+{
+	llhttp_errno_t rc = llhttp_execute(&c->parser, data, len);
+
+	if (rc == HPE_OK)
+		return;
+	if (rc == HPE_PAUSED) {
+		size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+
+		llhttp_resume(&c->parser);
+		conn_save_pending(c, data + used, len - used);
+		if (c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+		}
+		uv_timer_stop(&c->timer);
+		conn_build_request(c);
+		c->busy = true;
+		c->srv->n_busy++;
+		c->srv->handler(c, &c->req, c->srv->ctx);
+		return;
+	}
+	conn_fail(c, rc);
+}
+
+/* Runs what is waiting once the connection is free: pipelined bytes first,
+ * then the socket again. Re-entrant calls (a handler that answered at once)
+ * return and let the outer loop continue, so depth stays bounded. */
+static void conn_pump(struct http_conn *c)
+{
+	if (c->pumping)
+		return;
+	c->pumping = true;
+	while (!c->busy && !c->closing && c->pending != NULL) {
+		char *buf = c->pending;
+		size_t n = c->pending_len;
+
+		c->pending = NULL;
+		c->pending_len = 0;
+		conn_feed(c, buf, n);
+		free(buf);
+	}
+	if (!c->busy && !c->closing && !c->reading)
+		conn_start_read(c);
+	c->pumping = false;
+}
+
+static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)h;
+	(void)suggested;
+	*buf = uv_buf_init(http_server_rbuf, sizeof(http_server_rbuf));
+}
+
+static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct http_conn *c = s->data;
+
+	if (n < 0) {
+		/* EOF or error. A half-received request is dropped with the socket. */
+		conn_close(c);
+		return;
+	}
+	if (n == 0)
+		return;
+	conn_feed(c, buf->base, (size_t)n);
+}
+
+static void conn_start_read(struct http_conn *c)
+{
+	if (uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read) == 0)
+		c->reading = true;
+	else
+		conn_close(c);
+}
+
+static void conn_format_peer(struct http_conn *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+
+	snprintf(c->peer, sizeof(c->peer), "unknown");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
+	} else if (ss.ss_family == AF_INET6) {
+		struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+
+		/* The SFU compares creator addresses as strings; Odoo will later reach
+		 * it over IPv4, so an IPv4-mapped peer is written as plain IPv4. */
+		if (IN6_IS_ADDR_V4MAPPED(a))
+			inet_ntop(AF_INET, &a->s6_addr[12], c->peer, sizeof(c->peer));
+		else
+			inet_ntop(AF_INET6, a, c->peer, sizeof(c->peer));
+	}
+}
+
+static void server_on_connection(uv_stream_t *ls, int status)
+{
+	struct http_server *s = ls->data;
+	struct http_conn *c;
+
+	if (status < 0) {
+		log_warn("http: accept failed: %s", uv_strerror(status));
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		log_warn("http: calloc() failed for a connection");
+		return;
+	}
+	c->srv = s;
+	uv_tcp_init(s->loop, &c->tcp);
+	uv_timer_init(s->loop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->handles_open = 2;
+	c->next = s->conns;
+	if (s->conns != NULL)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	conn_format_peer(c);
+	llhttp_init(&c->parser, HTTP_REQUEST, &http_server_settings);
+	c->parser.data = c;
+	uv_timer_start(&c->timer, conn_on_timeout, s->limits.idle_timeout_ms,
+		       s->limits.idle_timeout_ms);
+	conn_start_read(c);
+}
+
+int http_server_start(struct http_server *s, uv_loop_t *loop, int listen_fd,
+		      const struct http_limits *limits, http_handler_fn handler, void *ctx)
+{
+	int rc;
+
+	http_server_settings_init();
+	memset(s, 0, sizeof(*s));
+	s->loop = loop;
+	s->handler = handler;
+	s->ctx = ctx;
+	s->limits = *limits;
+	rc = uv_tcp_init(loop, &s->listener);
+	if (rc != 0)
+		return rc;
+	s->listener.data = s;
+	rc = uv_tcp_open(&s->listener, listen_fd);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&s->listener, 1024, server_on_connection);
+	if (rc != 0) {
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		return rc;
+	}
+	s->listening = true;
+	return 0;
+}
+
+void http_server_drain(struct http_server *s, void (*on_drained)(struct http_server *s))
+{
+	struct http_conn *c, *next;
+
+	s->draining = true;
+	s->on_drained = on_drained;
+	if (s->listening) {
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		s->listening = false;
+	}
+	for (c = s->conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->busy)
+			conn_close(c);
+	}
+	if (s->n_conns == 0 && s->on_drained != NULL) {
+		s->on_drained = NULL;
+		on_drained(s);
+	}
+}
+
+void http_server_close_all(struct http_server *s)
+{
+	struct http_conn *c, *next;
+
+	for (c = s->conns; c != NULL; c = next) {
+		next = c->next;
+		conn_close(c);
+	}
+}

@@ -1,0 +1,505 @@
+/* Master: owns shared memory and listeners, forks and supervises workers and the reaper, acts on signals. */
+#include "master.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "reaper.h"
+#include "registry.h"
+#include "shm.h"
+#include "worker.h"
+
+#define MASTER_BACKLOG 1024
+#define MASTER_RESPAWN_MIN_MS 100
+#define MASTER_RESPAWN_MAX_MS 5000
+#define MASTER_STABLE_MS 10000 /* a child that lived this long resets its backoff */
+
+/* Signal handlers only set these; the loop in master_run acts on them (nginx). */
+static volatile sig_atomic_t master_got_chld, master_got_term, master_got_quit, master_got_hup,
+	master_got_usr1;
+
+struct master_child {
+	pid_t pid; /* 0 when not running */
+	int64_t started_ms;
+	int64_t respawn_at_ms; /* when to start it again; 0 = not scheduled */
+	uint32_t backoff_ms;
+};
+
+struct master {
+	struct config *cfg;
+	const struct config_cli *cli;
+	struct shm_segment seg;
+	int *fds; /* one SO_REUSEPORT listening socket per worker */
+	unsigned n_workers;
+	struct master_child *workers;
+	struct master_child reaper;
+	bool stopping;
+};
+
+static void master_on_signal(int signum)
+{
+	switch (signum) {
+	case SIGCHLD: master_got_chld = 1; break;
+	case SIGTERM:
+	case SIGINT: master_got_term = 1; break;
+	case SIGQUIT: master_got_quit = 1; break;
+	case SIGHUP: master_got_hup = 1; break;
+	case SIGUSR1: master_got_usr1 = 1; break;
+	default: break;
+	}
+}
+
+static int64_t master_now_ms(void)
+{
+	return worker_now_ms();
+}
+
+/* Opens one listening socket. SO_REUSEPORT lets every worker own a socket of
+ * the same port so the kernel spreads connections; the master keeps every fd
+ * open, so a worker that dies never takes its accept queue with it. */
+static int master_listen_one(const char *bind_addr, uint16_t port, int *out)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, one = 1, rc;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, bind_addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+		sl = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, bind_addr, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+		sl = sizeof(struct sockaddr_in6);
+	} else {
+		return -EINVAL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, MASTER_BACKLOG) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	*out = fd;
+	return 0;
+}
+
+static int master_open_listeners(struct master *m)
+{
+	m->fds = calloc(m->n_workers, sizeof(int));
+	if (m->fds == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < m->n_workers; i++) {
+		int rc = master_listen_one(m->cfg->bind, m->cfg->port, &m->fds[i]);
+
+		if (rc != 0) {
+			while (i-- > 0)
+				close(m->fds[i]);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void master_close_listeners(struct master *m)
+{
+	for (unsigned i = 0; m->fds != NULL && i < m->n_workers; i++)
+		if (m->fds[i] >= 0) {
+			close(m->fds[i]);
+			m->fds[i] = -1;
+		}
+}
+
+static pid_t master_spawn(struct master *m, int idx)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		log_error("master: fork() failed: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		int rc;
+
+		if (idx >= 0) {
+			/* A worker keeps only its own listening socket. */
+			for (unsigned i = 0; i < m->n_workers; i++)
+				if ((int)i != idx)
+					close(m->fds[i]);
+			rc = worker_run(m->seg.layout, m->fds[idx], (unsigned)idx, m->cfg);
+		} else {
+			master_close_listeners(m);
+			rc = reaper_run(m->seg.layout, m->cfg);
+		}
+		_exit(rc);
+	}
+	return pid;
+}
+
+static void master_start_child(struct master *m, struct master_child *ch, int idx)
+{
+	pid_t pid = master_spawn(m, idx);
+
+	ch->respawn_at_ms = 0;
+	if (pid < 0) {
+		ch->respawn_at_ms = master_now_ms() + MASTER_RESPAWN_MAX_MS;
+		return;
+	}
+	ch->pid = pid;
+	ch->started_ms = master_now_ms();
+	log_info("master: started %s pid=%d", idx >= 0 ? "worker" : "reaper", (int)pid);
+}
+
+static struct master_child *master_find_child(struct master *m, pid_t pid, int *idx)
+{
+	for (unsigned i = 0; i < m->n_workers; i++)
+		if (m->workers[i].pid == pid) {
+			*idx = (int)i;
+			return &m->workers[i];
+		}
+	if (m->reaper.pid == pid) {
+		*idx = -1;
+		return &m->reaper;
+	}
+	return NULL;
+}
+
+/* Collects dead children; schedules a respawn with backoff when they keep dying. */
+static void master_reap(struct master *m)
+{
+	int status, idx;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct master_child *ch = master_find_child(m, pid, &idx);
+		int64_t now = master_now_ms();
+
+		if (ch == NULL)
+			continue;
+		ch->pid = 0;
+		/* A writer may have died inside a seqlock section: the repair frees
+		 * the half-written slot, and the sync puts a static SFU back. The sync
+		 * runs whatever the count says, since a worker may have repaired first. */
+		if (registry_repair(&m->seg.layout->registry) > 0)
+			log_warn("master: repaired a registry slot left by pid=%d", (int)pid);
+		registry_sync_static(&m->seg.layout->registry, m->cfg->sfus, m->cfg->n_sfus, now);
+		if (m->stopping)
+			continue;
+		if (WIFSIGNALED(status))
+			log_warn("master: %s pid=%d killed by signal %d", idx >= 0 ? "worker" : "reaper",
+				 (int)pid, WTERMSIG(status));
+		else
+			log_warn("master: %s pid=%d exited with %d", idx >= 0 ? "worker" : "reaper",
+				 (int)pid, WEXITSTATUS(status));
+		if (now - ch->started_ms >= MASTER_STABLE_MS)
+			ch->backoff_ms = 0;
+		ch->respawn_at_ms = now + ch->backoff_ms;
+		ch->backoff_ms = ch->backoff_ms == 0 ? MASTER_RESPAWN_MIN_MS : ch->backoff_ms * 2;
+		if (ch->backoff_ms > MASTER_RESPAWN_MAX_MS)
+			ch->backoff_ms = MASTER_RESPAWN_MAX_MS;
+	}
+}
+
+static void master_respawn_due(struct master *m)
+{
+	int64_t now = master_now_ms();
+
+	for (unsigned i = 0; i < m->n_workers; i++) {
+		struct master_child *ch = &m->workers[i];
+
+		if (ch->pid == 0 && ch->respawn_at_ms != 0 && ch->respawn_at_ms <= now)
+			master_start_child(m, ch, (int)i);
+	}
+	if (m->reaper.pid == 0 && m->reaper.respawn_at_ms != 0 && m->reaper.respawn_at_ms <= now)
+		master_start_child(m, &m->reaper, -1);
+}
+
+/* Milliseconds until the next scheduled respawn, or -1 when none. */
+static int64_t master_next_wakeup(const struct master *m)
+{
+	int64_t next = -1, now = master_now_ms();
+
+	for (unsigned i = 0; i <= m->n_workers; i++) {
+		const struct master_child *ch = i < m->n_workers ? &m->workers[i] : &m->reaper;
+
+		if (ch->pid == 0 && ch->respawn_at_ms != 0) {
+			int64_t d = ch->respawn_at_ms - now;
+
+			if (d < 0)
+				d = 0;
+			if (next < 0 || d < next)
+				next = d;
+		}
+	}
+	return next;
+}
+
+static void master_signal_children(struct master *m, int signum)
+{
+	for (unsigned i = 0; i < m->n_workers; i++)
+		if (m->workers[i].pid > 0)
+			kill(m->workers[i].pid, signum);
+	if (m->reaper.pid > 0)
+		kill(m->reaper.pid, signum);
+}
+
+static unsigned master_live_children(const struct master *m)
+{
+	unsigned n = m->reaper.pid > 0;
+
+	for (unsigned i = 0; i < m->n_workers; i++)
+		n += m->workers[i].pid > 0;
+	return n;
+}
+
+/* Reload (nginx): parse and validate a new config; on success publish it, on
+ * failure keep running the old one and say why. */
+static void master_reload(struct master *m)
+{
+	struct config *next = calloc(1, sizeof(*next));
+	char err[512];
+	int rc;
+
+	if (next == NULL) {
+		log_error("master: reload failed: out of memory; keeping the running config");
+		return;
+	}
+	rc = config_load(next, m->cli, err, sizeof(err));
+	if (rc != 0) {
+		log_error("master: reload failed, keeping the running config: %s", err);
+		free(next);
+		return;
+	}
+	if (strcmp(next->bind, m->cfg->bind) != 0 || next->port != m->cfg->port ||
+	    next->workers != m->cfg->workers || next->max_sfus != m->cfg->max_sfus)
+		log_warn("master: bind, port, workers and max_sfus changes need a restart; "
+			 "keeping bind=%s port=%u workers=%u max_sfus=%u",
+			 m->cfg->bind, m->cfg->port, m->n_workers, m->cfg->max_sfus);
+	if (registry_sync_static(&m->seg.layout->registry, next->sfus, next->n_sfus,
+				 master_now_ms()) != 0)
+		log_warn("master: registry full: some static SFUs were not added");
+	shm_live_publish(m->seg.layout, &next->t);
+	log_set_level((enum log_level)next->log_level);
+	/* Process-level settings stay those the processes were started with. */
+	snprintf(next->bind, sizeof(next->bind), "%s", m->cfg->bind);
+	next->port = m->cfg->port;
+	next->workers = m->cfg->workers;
+	next->max_sfus = m->cfg->max_sfus;
+	config_free(m->cfg);
+	*m->cfg = *next;
+	free(next);
+	log_info("master: reloaded: %zu static SFUs", m->cfg->n_sfus);
+}
+
+static int master_write_pid_file(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	if (path[0] == '\0')
+		return 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		int e = errno ? -errno : -EIO;
+
+		close(fd);
+		return e;
+	}
+	close(fd);
+	return 0;
+}
+
+static int master_drop_privileges(struct master *m)
+{
+	struct passwd *pw;
+
+	if (m->cfg->user[0] == '\0')
+		return 0;
+	pw = getpwnam(m->cfg->user);
+	if (pw == NULL)
+		return -ENOENT;
+	/* The segment must stay removable by the user we become. */
+	{
+		char path[SHM_NAME_MAX + 16];
+
+		snprintf(path, sizeof(path), "/dev/shm%s", m->seg.name);
+		if (chown(path, pw->pw_uid, pw->pw_gid) != 0)
+			log_warn("master: chown() of %s failed: %s", path, strerror(errno));
+	}
+	if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+		return -errno;
+	return 0;
+}
+
+static void master_install_signals(sigset_t *blocked)
+{
+	struct sigaction sa;
+	int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 };
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = master_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(blocked);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigaction(sigs[i], &sa, NULL);
+		sigaddset(blocked, sigs[i]);
+	}
+	/* A write to a reset peer must be an error, not a death (inherited by children). */
+	signal(SIGPIPE, SIG_IGN);
+	sigprocmask(SIG_BLOCK, blocked, NULL);
+}
+
+/* Graceful stop: children drain within shutdown_timeout_ms, then are killed. */
+static void master_stop(struct master *m, bool immediate)
+{
+	int64_t deadline = master_now_ms() + (immediate ? 0 : m->cfg->shutdown_timeout_ms + 1000);
+	sigset_t empty;
+
+	m->stopping = true;
+	master_close_listeners(m);
+	master_signal_children(m, immediate ? SIGKILL : SIGTERM);
+	sigemptyset(&empty);
+	while (master_live_children(m) > 0) {
+		int64_t left = deadline - master_now_ms();
+		struct timespec ts;
+
+		if (left <= 0) {
+			log_warn("master: %u children still running after the shutdown timeout; killing",
+				 master_live_children(m));
+			master_signal_children(m, SIGKILL);
+			left = 1000;
+			deadline = master_now_ms() + 1000;
+		}
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = (left % 1000) * 1000000;
+		master_got_chld = 0;
+		pselect(0, NULL, NULL, NULL, &ts, &empty);
+		master_reap(m);
+	}
+}
+
+int master_run(struct config *cfg, const struct config_cli *cli)
+{
+	struct master m;
+	char name[SHM_NAME_MAX];
+	sigset_t blocked, empty;
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	m.cfg = cfg;
+	m.cli = cli;
+	m.n_workers = cfg->workers;
+	log_set_role("master");
+	master_install_signals(&blocked);
+
+	shm_name_for(name, sizeof(name), cfg->port);
+	rc = shm_create(&m.seg, name, cfg->max_sfus);
+	if (rc == -EADDRINUSE)
+		fatal("master: another sfu-gateway is running on port %u (shared memory %s)",
+		      cfg->port, name);
+	if (rc != 0)
+		fatal("master: shm_open() of %s failed: %s", name, strerror(-rc));
+	shm_live_publish(m.seg.layout, &cfg->t);
+	if (registry_sync_static(&m.seg.layout->registry, cfg->sfus, cfg->n_sfus,
+				 master_now_ms()) != 0)
+		log_warn("master: registry full: some static SFUs were not added");
+
+	rc = master_open_listeners(&m);
+	if (rc != 0) {
+		shm_destroy(&m.seg);
+		fatal("master: bind() failed on %s port %u: %s", cfg->bind, cfg->port,
+		      strerror(-rc));
+	}
+	rc = master_write_pid_file(cfg->pid_file);
+	if (rc != 0) {
+		shm_destroy(&m.seg);
+		fatal("master: cannot write pid file %s: %s", cfg->pid_file, strerror(-rc));
+	}
+	rc = master_drop_privileges(&m);
+	if (rc != 0) {
+		shm_destroy(&m.seg);
+		fatal("master: cannot switch to user %s: %s", cfg->user, strerror(-rc));
+	}
+
+	m.workers = calloc(m.n_workers, sizeof(*m.workers));
+	if (m.workers == NULL)
+		fatal("master: calloc() failed");
+	for (unsigned i = 0; i < m.n_workers; i++)
+		master_start_child(&m, &m.workers[i], (int)i);
+	master_start_child(&m, &m.reaper, -1);
+	log_info("master: listening on %s port %u with %u workers, %zu static SFUs", cfg->bind,
+		 cfg->port, m.n_workers, cfg->n_sfus);
+
+	sigemptyset(&empty);
+	for (;;) {
+		int64_t wait_ms = master_next_wakeup(&m);
+		struct timespec ts, *tsp = NULL;
+
+		if (wait_ms >= 0) {
+			ts.tv_sec = wait_ms / 1000;
+			ts.tv_nsec = (wait_ms % 1000) * 1000000;
+			tsp = &ts;
+		}
+		/* Signals are blocked except inside pselect: none is lost between
+		 * checking the flags and going to sleep. */
+		if (!master_got_chld && !master_got_term && !master_got_quit && !master_got_hup &&
+		    !master_got_usr1)
+			pselect(0, NULL, NULL, NULL, tsp, &empty);
+		if (master_got_quit) {
+			log_info("master: SIGQUIT: stopping now");
+			master_stop(&m, true);
+			break;
+		}
+		if (master_got_term) {
+			log_info("master: stopping gracefully");
+			master_stop(&m, false);
+			break;
+		}
+		if (master_got_chld) {
+			master_got_chld = 0;
+			master_reap(&m);
+		}
+		if (master_got_hup) {
+			master_got_hup = 0;
+			log_info("master: SIGHUP: reloading");
+			master_reload(&m);
+		}
+		if (master_got_usr1) {
+			master_got_usr1 = 0;
+			if (log_reopen() != 0)
+				log_warn("master: log_reopen() failed: %s", strerror(errno));
+			master_signal_children(&m, SIGUSR1);
+		}
+		master_respawn_due(&m);
+	}
+	if (cfg->pid_file[0] != '\0' && unlink(cfg->pid_file) != 0 && errno != ENOENT)
+		log_warn("master: unlink() of %s failed: %s", cfg->pid_file, strerror(errno));
+	shm_destroy(&m.seg);
+	free(m.workers);
+	free(m.fds);
+	log_info("master: stopped");
+	return 0;
+}

@@ -1,0 +1,140 @@
+/* Reaper: a process with a timer that expires SFUs whose heartbeats went stale. */
+#include "reaper.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+#include "worker.h"
+
+#define REAPER_PERIOD_MS 250 /* stale SFUs leave within a quarter second of their deadline */
+#define REAPER_BUDGET_US 2000 /* work per tick, so a huge registry never stalls the timer */
+
+struct reaper {
+	uv_loop_t loop;
+	uv_timer_t tick;
+	uv_signal_t sig_term, sig_int, sig_quit, sig_usr1;
+	struct shm_layout *shm;
+	struct config_tunables live;
+	uint64_t live_version;
+	uint32_t cursor;
+};
+
+static int64_t reaper_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int reaper_sweep(struct registry *r, uint32_t *cursor, uint32_t stale_after_ms, int64_t now_ms,
+		 uint32_t budget_us)
+{
+	uint32_t end = registry_scan_end(r);
+	int64_t start = reaper_now_us();
+	int removed = 0;
+
+	if (end == 0)
+		return 0;
+	/*
+	 * Walk at most one full round from where the last tick stopped. The
+	 * clock is read only every 64 slots: cheap enough to keep the budget,
+	 * rare enough not to cost more than the reads themselves.
+	 */
+	for (uint32_t seen = 0; seen < end; seen++) {
+		uint32_t i = *cursor;
+		struct sfu_hot h;
+
+		*cursor = (i + 1 >= end) ? 0 : i + 1;
+		if (registry_read_hot(r, i, &h) == 0 && h.source == SFU_SOURCE_REGISTERED &&
+		    now_ms - h.last_report_ms > (int64_t)stale_after_ms) {
+			struct sfu_record rec;
+
+			if (registry_read(r, i, &rec) == 0 &&
+			    registry_remove_slot(r, i, h.generation) == 0) {
+				removed++;
+				log_info("reaper: expired sfu=%s region=%s age_ms=%lld",
+					 rec.cold.address, rec.cold.region,
+					 (long long)(now_ms - h.last_report_ms));
+			}
+		}
+		if ((seen & 63) == 63 && reaper_now_us() - start > (int64_t)budget_us)
+			break;
+	}
+	return removed;
+}
+
+static void reaper_on_tick(uv_timer_t *t)
+{
+	struct reaper *rp = t->data;
+
+	shm_live_refresh(rp->shm, &rp->live, &rp->live_version);
+	reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, worker_now_ms(),
+		     REAPER_BUDGET_US);
+}
+
+static void reaper_close_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void reaper_on_signal(uv_signal_t *s, int signum)
+{
+	struct reaper *rp = s->data;
+
+	if (signum == SIGUSR1) {
+		log_reopen();
+		return;
+	}
+	uv_walk(&rp->loop, reaper_close_walk, NULL);
+}
+
+int reaper_run(struct shm_layout *shm, const struct config *cfg)
+{
+	static struct reaper rpk;
+	struct reaper *rp = &rpk;
+	sigset_t none;
+
+	(void)cfg;
+	log_set_role("reaper");
+	/* A worker without its master would serve a registry nobody maintains:
+	 * follow the master out. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != (pid_t)atomic_load(&shm->master_pid))
+		return 1;
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+	memset(rp, 0, sizeof(*rp));
+	rp->shm = shm;
+	shm_live_refresh(shm, &rp->live, &rp->live_version);
+	if (uv_loop_init(&rp->loop) != 0) {
+		log_error("reaper: uv_loop_init() failed");
+		return 1;
+	}
+	uv_timer_init(&rp->loop, &rp->tick);
+	rp->tick.data = rp;
+	uv_timer_start(&rp->tick, reaper_on_tick, REAPER_PERIOD_MS, REAPER_PERIOD_MS);
+	uv_signal_init(&rp->loop, &rp->sig_term);
+	uv_signal_init(&rp->loop, &rp->sig_int);
+	uv_signal_init(&rp->loop, &rp->sig_quit);
+	uv_signal_init(&rp->loop, &rp->sig_usr1);
+	rp->sig_term.data = rp->sig_int.data = rp->sig_quit.data = rp->sig_usr1.data = rp;
+	uv_signal_start(&rp->sig_term, reaper_on_signal, SIGTERM);
+	uv_signal_start(&rp->sig_int, reaper_on_signal, SIGINT);
+	uv_signal_start(&rp->sig_quit, reaper_on_signal, SIGQUIT);
+	uv_signal_start(&rp->sig_usr1, reaper_on_signal, SIGUSR1);
+	/* Signals stay blocked (inherited from the master) until libuv's handlers
+	 * are in place, so none reaches the master's flag handler in this process. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	uv_run(&rp->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&rp->loop);
+	return 0;
+}

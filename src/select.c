@@ -1,0 +1,437 @@
+/* Selection: one lock-free pass over the registry, then the region filter and a load/RR choice. */
+#include "select.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "log.h"
+#include "region.h"
+
+/* The registry never holds more slots than this (its capacity bound); slots
+ * past it would not fit in the candidate buffer and are ignored. */
+#define SELECT_MAX_SLOTS 65536u
+/* Distances are normalised by roughly half the Earth's circumference, the
+ * longest great-circle distance, so the distance term stays within [0, w]. */
+#define SELECT_DISTANCE_NORM_KM 20000.0
+
+/* What selection remembers of one candidate between the scan and the choice. */
+struct select_cand {
+	uint32_t slot;
+	uint8_t region_id;
+	uint8_t hint_match; /* region string equals the unknown hint (by hash until confirmed) */
+	uint8_t dead; /* vanished or unreadable when the full record was read */
+	double score; /* strategy load only */
+};
+
+/* Which candidates the hint leaves in the running. */
+enum select_filter { SELECT_ALL, SELECT_REGION, SELECT_KNOWN, SELECT_HINT_STRING };
+
+/* The lowest score within a group of candidates: the first candidate (in slot
+ * order) that has it, and how many share it exactly; ties == 0: empty group. */
+struct select_low {
+	double score;
+	uint32_t idx;
+	uint32_t ties;
+};
+
+/*
+ * Per-call state kept in static storage: no allocation per request, and the
+ * candidate buffer is too large for a worker's stack. Each worker process is
+ * single-threaded, so one copy per process is enough.
+ */
+static struct select_cand select_cands[SELECT_MAX_SLOTS];
+
+struct select_state {
+	const struct config_tunables *t;
+	struct registry *r;
+	uint32_t n; /* entries of select_cands in use, in slot order */
+	uint32_t live; /* of those, not dead */
+	uint32_t region_count[REGION_COUNT + 1]; /* live candidates per region id */
+	uint32_t hint_count; /* live candidates with hint_match */
+	/* Strategy load: the lowest score per group, kept during the scan so that
+	 * the choice needs no second pass; invalid once a candidate changed. */
+	bool lows_valid;
+	struct select_low low_region[REGION_COUNT + 1], low_hint, low_all;
+	uint32_t torn; /* slots skipped because a seqlocked read kept failing */
+	bool has_ticket; /* rr_counter was taken for this call: ticket */
+	uint64_t ticket;
+	int hint_region; /* known region of the hint, 0 = none */
+	bool hint_string; /* an unknown region string was given */
+	const char *hint; /* that string, and its length */
+	size_t hint_len;
+	enum select_filter filter;
+	int filter_region;
+};
+
+/*
+ * Whether a readable slot may take a channel. Today only "holds an SFU";
+ * this is the extension point where later work adds the circuit breaker
+ * (slot->cb_*), overload thresholds and stale heartbeats (now_ms), so that
+ * every strategy skips the same unhealthy SFUs.
+ */
+static bool select_usable(const struct registry_slot *slot, const struct sfu_hot *h,
+			  const struct config_tunables *t, int64_t now_ms)
+{
+	(void)slot;
+	(void)t;
+	(void)now_ms;
+	return h->in_use != 0;
+}
+
+static bool select_excluded(uint32_t slot, const uint32_t *exclude, size_t nexclude)
+{
+	for (size_t i = 0; i < nexclude; i++)
+		if (exclude[i] == slot)
+			return true;
+	return false;
+}
+
+double select_score(const struct config_tunables *t, const struct sfu_hot *h, uint64_t assigned)
+{
+	double max = h->max_sessions ? (double)h->max_sessions : (double)t->max_sessions;
+
+	/* Config validation keeps max_sessions >= 1; this only keeps a broken
+	 * tunables block from turning every score into inf or NaN. */
+	if (max <= 0.0)
+		max = 1.0;
+	if (!h->has_load)
+		return t->w_sessions * (double)assigned / max;
+	return t->w_sessions * ((double)h->sessions + (double)assigned) / max + t->w_cpu * h->cpu +
+	       t->w_memory * h->memory;
+}
+
+/* True when the record's region string is exactly the hint (the hash only
+ * narrowed it down; a collision must not route to a wrong region). */
+static bool select_region_equals(const struct sfu_record *rec, const char *hint, size_t len)
+{
+	return len < sizeof(rec->cold.region) && memcmp(rec->cold.region, hint, len) == 0 &&
+	       rec->cold.region[len] == '\0';
+}
+
+/* Reads the hint: region string first, else the country. */
+static void select_parse_hint(struct select_state *st, const struct select_query *q)
+{
+	if (!q)
+		return;
+	if (q->region && q->region_len > 0) {
+		st->hint_region = region_lookup(q->region, q->region_len);
+		if (st->hint_region == REGION_UNKNOWN) {
+			st->hint_string = true;
+			st->hint = q->region;
+			st->hint_len = q->region_len;
+		}
+	} else if (q->country && q->country_len > 0) {
+		st->hint_region = region_from_country(q->country, q->country_len);
+	}
+}
+
+/* The hash an SFU's hot.region_hash must have to match the unknown hint; 0
+ * (never a registry_hash value) when no SFU region can equal it. */
+static uint64_t select_hint_hash(const struct select_state *st)
+{
+	char buf[CONFIG_REGION_MAX];
+
+	if (!st->hint_string || st->hint_len >= sizeof(buf))
+		return 0;
+	memcpy(buf, st->hint, st->hint_len);
+	buf[st->hint_len] = '\0';
+	return registry_hash(buf);
+}
+
+static void select_low_add(struct select_low *l, double score, uint32_t idx)
+{
+	if (l->ties == 0 || score < l->score) {
+		l->score = score;
+		l->idx = idx;
+		l->ties = 1;
+	} else if (score == l->score) {
+		l->ties++;
+	}
+}
+
+static void select_low_merge(struct select_low *l, const struct select_low *o)
+{
+	if (o->ties == 0)
+		return;
+	if (l->ties == 0 || o->score < l->score) {
+		*l = *o;
+	} else if (o->score == l->score) {
+		l->ties += o->ties;
+		if (o->idx < l->idx)
+			l->idx = o->idx;
+	}
+}
+
+/* The single pass over the registry: copies what the choice needs of every
+ * candidate into select_cands, in slot order. */
+static void select_scan(struct select_state *st, const uint32_t *exclude, size_t nexclude,
+			int64_t now_ms)
+{
+	struct registry *r = st->r;
+	const struct config_tunables *t = st->t;
+	uint32_t end = registry_scan_end(r);
+	uint64_t hint_hash = select_hint_hash(st);
+	bool load = t->strategy == STRATEGY_LOAD;
+	bool distance = load && t->w_distance > 0.0 && st->hint_region != REGION_UNKNOWN;
+	static bool warned;
+
+	if (end > SELECT_MAX_SLOTS) {
+		if (!warned)
+			log_warn("select: registry has %u slots, only the first %u are used", end,
+				 SELECT_MAX_SLOTS);
+		warned = true;
+		end = SELECT_MAX_SLOTS;
+	}
+	for (uint32_t i = 0; i < end; i++) {
+		struct sfu_hot h;
+		struct select_cand *c;
+		int rc;
+
+		if (select_excluded(i, exclude, nexclude))
+			continue;
+		rc = registry_read_hot(r, i, &h);
+		if (rc == -EAGAIN)
+			st->torn++;
+		if (rc != 0 || !select_usable(&r->slots[i], &h, t, now_ms))
+			continue;
+		c = &select_cands[st->n++];
+		c->slot = i;
+		c->region_id = h.region_id <= REGION_COUNT ? h.region_id : REGION_UNKNOWN;
+		c->hint_match = hint_hash != 0 && h.region_hash == hint_hash;
+		c->dead = 0;
+		c->score = 0.0;
+		if (load) {
+			uint64_t assigned = atomic_load_explicit(&r->slots[i].assigned,
+								 memory_order_relaxed);
+
+			c->score = select_score(t, &h, assigned);
+			if (distance && c->region_id != REGION_UNKNOWN)
+				c->score += t->w_distance *
+					    region_distance_km(st->hint_region, c->region_id) /
+					    SELECT_DISTANCE_NORM_KM;
+		}
+		st->live++;
+		st->region_count[c->region_id]++;
+		st->hint_count += c->hint_match;
+		if (load) {
+			uint32_t idx = st->n - 1;
+
+			select_low_add(&st->low_region[c->region_id], c->score, idx);
+			if (c->hint_match)
+				select_low_add(&st->low_hint, c->score, idx);
+			select_low_add(&st->low_all, c->score, idx);
+		}
+	}
+	st->lows_valid = load;
+}
+
+/*
+ * Decides which candidates the hint leaves, from the live counts. A known
+ * region walks the proximity order to the first region with a candidate. With
+ * a distance weight under strategy load, that hard cut would make the weight
+ * meaningless (every remaining SFU would be in one region), so instead every
+ * SFU in a known region stays in and the distance term of the score trades
+ * nearness against load; SFUs outside the known regions are still used only
+ * when no known region has one, as with the proximity walk.
+ */
+static void select_choose_filter(struct select_state *st)
+{
+	const struct config_tunables *t = st->t;
+
+	st->filter = SELECT_ALL;
+	if (st->hint_region != REGION_UNKNOWN) {
+		const uint8_t *order = region_proximity(st->hint_region);
+
+		if (t->strategy == STRATEGY_LOAD && t->w_distance > 0.0) {
+			for (int id = 1; id <= REGION_COUNT; id++)
+				if (st->region_count[id] > 0)
+					st->filter = SELECT_KNOWN;
+			return;
+		}
+		for (int k = 0; k < REGION_COUNT; k++) {
+			if (st->region_count[order[k]] > 0) {
+				st->filter = SELECT_REGION;
+				st->filter_region = order[k];
+				return;
+			}
+		}
+	} else if (st->hint_string && st->hint_count > 0) {
+		st->filter = SELECT_HINT_STRING;
+	}
+}
+
+static bool select_matches(const struct select_state *st, const struct select_cand *c)
+{
+	if (c->dead)
+		return false;
+	switch (st->filter) {
+	case SELECT_REGION:
+		return c->region_id == st->filter_region;
+	case SELECT_KNOWN:
+		return c->region_id != REGION_UNKNOWN;
+	case SELECT_HINT_STRING:
+		return c->hint_match;
+	case SELECT_ALL:
+		break;
+	}
+	return true;
+}
+
+/* How many live candidates the filter leaves, from the counts. */
+static uint32_t select_filter_count(const struct select_state *st)
+{
+	switch (st->filter) {
+	case SELECT_REGION:
+		return st->region_count[st->filter_region];
+	case SELECT_KNOWN:
+		return st->live - st->region_count[REGION_UNKNOWN];
+	case SELECT_HINT_STRING:
+		return st->hint_count;
+	case SELECT_ALL:
+		break;
+	}
+	return st->live;
+}
+
+/* The lowest score among the candidates the filter leaves. */
+static struct select_low select_filter_low(const struct select_state *st)
+{
+	struct select_low low = { 0.0, 0, 0 };
+
+	if (!st->lows_valid) {
+		for (uint32_t i = 0; i < st->n; i++)
+			if (select_matches(st, &select_cands[i]))
+				select_low_add(&low, select_cands[i].score, i);
+		return low;
+	}
+	switch (st->filter) {
+	case SELECT_REGION:
+		return st->low_region[st->filter_region];
+	case SELECT_KNOWN:
+		for (int id = 1; id <= REGION_COUNT; id++)
+			select_low_merge(&low, &st->low_region[id]);
+		return low;
+	case SELECT_HINT_STRING:
+		return st->low_hint;
+	case SELECT_ALL:
+		break;
+	}
+	return st->low_all;
+}
+
+/* The k-th matching candidate in slot order (k < number of matches); with
+ * only_score set, counting only those whose score equals *only_score. */
+static struct select_cand *select_nth(const struct select_state *st, uint64_t k,
+				      const double *only_score)
+{
+	/* No hint and no dead entry: the k-th candidate is simply entry k. */
+	if (!only_score && st->filter == SELECT_ALL && st->live == st->n)
+		return k < st->n ? &select_cands[k] : NULL;
+	for (uint32_t i = 0; i < st->n; i++) {
+		struct select_cand *c = &select_cands[i];
+
+		if (!select_matches(st, c) || (only_score && c->score != *only_score))
+			continue;
+		if (k-- == 0)
+			return c;
+	}
+	return NULL;
+}
+
+/*
+ * Round-robin: the fetch_add makes all workers share one sequence. One ticket
+ * per call: when the full read rejects a pick and the choice is made again,
+ * taking a second ticket would skip a position of the sequence every time and
+ * so starve some candidate for as long as the rejection repeats.
+ */
+static struct select_cand *select_pick_rr(struct select_state *st, const double *only_score,
+					  uint64_t m)
+{
+	if (!st->has_ticket) {
+		st->ticket = atomic_fetch_add_explicit(&st->r->rr_counter, 1, memory_order_relaxed);
+		st->has_ticket = true;
+	}
+	return select_nth(st, st->ticket % m, only_score);
+}
+
+/* The candidate the strategy picks among the matching ones, NULL when none. */
+static struct select_cand *select_pick(struct select_state *st)
+{
+	struct select_low low;
+	uint32_t m;
+
+	if (st->t->strategy != STRATEGY_LOAD) {
+		m = select_filter_count(st);
+		return m ? select_pick_rr(st, NULL, m) : NULL;
+	}
+	low = select_filter_low(st);
+	if (low.ties == 0)
+		return NULL;
+	if (low.ties == 1)
+		return &select_cands[low.idx];
+	return select_pick_rr(st, &low.score, low.ties);
+}
+
+/* Moves a candidate between the live counts after its full read disagreed
+ * with the scan (or marks it dead when the read failed). */
+static void select_recount(struct select_state *st, struct select_cand *c, int new_region,
+			   bool new_match, bool dead)
+{
+	st->region_count[c->region_id]--;
+	st->hint_count -= c->hint_match;
+	st->lows_valid = false;
+	if (dead) {
+		c->dead = 1;
+		st->live--;
+		return;
+	}
+	c->region_id = (uint8_t)new_region;
+	c->hint_match = new_match;
+	st->region_count[c->region_id]++;
+	st->hint_count += c->hint_match;
+}
+
+int select_best(struct registry *r, const struct config_tunables *t, const struct select_query *q,
+		const uint32_t *exclude, size_t nexclude, int64_t now_ms, struct select_choice *out)
+{
+	struct select_state st = { .t = t, .r = r };
+	uint32_t rounds;
+
+	select_parse_hint(&st, q);
+	select_scan(&st, exclude, nexclude, now_ms);
+	/*
+	 * The scan read only hot parts; the chosen slot is now read whole. It can
+	 * have been freed, reused or changed meanwhile, and a region hash can
+	 * collide, so the full record is checked against the filter; on a
+	 * mismatch the candidate's view is corrected and the choice is made again.
+	 * Every round removes or corrects one candidate; the bound only guards
+	 * against a writer changing the same slot forever.
+	 */
+	for (rounds = 0; rounds <= 2 * st.n + 1; rounds++) {
+		struct select_cand *c;
+		int rc, region;
+		bool match;
+
+		select_choose_filter(&st);
+		c = select_pick(&st);
+		if (!c)
+			return st.torn ? -EAGAIN : -ENOENT;
+		rc = registry_read(r, c->slot, &out->rec);
+		if (rc == -EAGAIN)
+			st.torn++;
+		if (rc != 0 || !out->rec.hot.in_use) {
+			select_recount(&st, c, 0, false, true);
+			continue;
+		}
+		region = out->rec.hot.region_id <= REGION_COUNT ? out->rec.hot.region_id : 0;
+		match = st.hint_string && select_region_equals(&out->rec, st.hint, st.hint_len);
+		if (region != c->region_id || match != (bool)c->hint_match) {
+			select_recount(&st, c, region, match, false);
+			continue;
+		}
+		out->slot = c->slot;
+		return 0;
+	}
+	return -EAGAIN;
+}

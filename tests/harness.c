@@ -1,0 +1,576 @@
+/* Test harness: start the real daemon and mock SFUs on loopback, talk HTTP to them, clean up. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static struct harness_proc harness_procs[HARNESS_MAX_PROCS];
+static int harness_nprocs;
+static char harness_dir[256];
+
+int64_t harness_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool harness_valgrind(void)
+{
+	const char *v = getenv("SFU_TEST_VALGRIND");
+
+	return v != NULL && v[0] == '1';
+}
+
+/* Deadlines stretch under valgrind, which runs the daemon ~20x slower. */
+static int harness_scale(int ms)
+{
+	return harness_valgrind() ? ms * 10 : ms;
+}
+
+int harness_free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+const char *harness_tmpdir(void)
+{
+	if (harness_dir[0] == '\0') {
+		snprintf(harness_dir, sizeof(harness_dir), "/tmp/sfu-test.XXXXXX");
+		if (mkdtemp(harness_dir) == NULL)
+			harness_dir[0] = '\0';
+	}
+	return harness_dir;
+}
+
+const char *harness_write_file(const char *name, const char *text)
+{
+	static char paths[8][512];
+	static int next;
+	char *p = paths[next++ % 8];
+	FILE *f;
+
+	snprintf(p, 512, "%s/%s", harness_tmpdir(), name);
+	f = fopen(p, "w");
+	if (f != NULL) {
+		fputs(text, f);
+		fclose(f);
+	}
+	return p;
+}
+
+static struct harness_proc *harness_track(void)
+{
+	if (harness_nprocs >= HARNESS_MAX_PROCS)
+		return NULL;
+	memset(&harness_procs[harness_nprocs], 0, sizeof(harness_procs[0]));
+	harness_procs[harness_nprocs].out_fd = -1;
+	return &harness_procs[harness_nprocs++];
+}
+
+/* fork + exec with stdout to a pipe and stderr to a log file. The child dies
+ * with the test process (PDEATHSIG), so a failed assertion leaks nothing. */
+static pid_t harness_spawn(struct harness_proc *p, const char *const *argv, char **envp)
+{
+	int pfd[2];
+	pid_t pid;
+	static int seq;
+
+	snprintf(p->log_path, sizeof(p->log_path), "%s/proc%d.log", harness_tmpdir(), seq++);
+	if (pipe(pfd) != 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int lfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(pfd[1], STDOUT_FILENO);
+		if (lfd >= 0)
+			dup2(lfd, STDERR_FILENO);
+		close(pfd[0]);
+		close(pfd[1]);
+		execve(argv[0], (char *const *)argv, envp);
+		_exit(127);
+	}
+	close(pfd[1]);
+	p->out_fd = pfd[0];
+	p->pid = pid;
+	return pid;
+}
+
+const char *harness_log(const struct harness_proc *p)
+{
+	static char buf[65536];
+	int fd = open(p->log_path, O_RDONLY);
+	ssize_t n = 0;
+
+	buf[0] = '\0';
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+struct harness_proc *harness_mock_start(const char *key_b64, const char *const *args)
+{
+	const char *bin = getenv("MOCK_SFU_BIN");
+	const char *argv[64];
+	struct harness_proc *p = harness_track();
+	int n = 0;
+	char line[128];
+	size_t got = 0;
+	int64_t deadline = harness_now_ms() + harness_scale(5000);
+
+	if (bin == NULL)
+		bin = "build/mock-sfu";
+	if (p == NULL)
+		return NULL;
+	argv[n++] = bin;
+	argv[n++] = "--port";
+	argv[n++] = "0";
+	argv[n++] = "--key";
+	argv[n++] = key_b64;
+	argv[n++] = "--quiet";
+	for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	if (harness_spawn(p, argv, environ) < 0)
+		return NULL;
+	/* The mock prints "PORT n" once it listens. */
+	while (harness_now_ms() < deadline && got < sizeof(line) - 1) {
+		struct pollfd pf = { p->out_fd, POLLIN, 0 };
+		ssize_t r;
+
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		r = read(p->out_fd, line + got, sizeof(line) - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		line[got] = '\0';
+		if (strchr(line, '\n') != NULL && sscanf(line, "PORT %d", &p->port) == 1)
+			return p;
+	}
+	return NULL;
+}
+
+static char **harness_env(const char *const *env)
+{
+	static char *out[512];
+	int n = 0;
+
+	for (char **e = environ; *e != NULL && n < 400; e++)
+		if (strncmp(*e, "SFU_GATEWAY_", 12) != 0)
+			out[n++] = *e;
+	for (int i = 0; env != NULL && env[i] != NULL && n < 510; i++)
+		out[n++] = (char *)env[i];
+	out[n] = NULL;
+	return out;
+}
+
+static bool harness_has_arg(const char *const *args, const char *name)
+{
+	for (int i = 0; args != NULL && args[i] != NULL; i++)
+		if (strcmp(args[i], name) == 0)
+			return true;
+	return false;
+}
+
+static struct harness_proc *harness_gateway_spawn(const char *const *env, const char *const *args)
+{
+	const char *bin = getenv("SFU_GATEWAY_BIN");
+	const char *argv[80];
+	static char portbuf[16];
+	struct harness_proc *p = harness_track();
+	int n = 0;
+
+	if (bin == NULL)
+		bin = "build/sfu-gateway";
+	if (p == NULL)
+		return NULL;
+	if (harness_valgrind()) {
+		argv[n++] = "/usr/bin/valgrind";
+		argv[n++] = "--quiet";
+		argv[n++] = "--trace-children=yes";
+		argv[n++] = "--error-exitcode=99";
+		argv[n++] = "--leak-check=no";
+	}
+	argv[n++] = bin;
+	p->port = -1;
+	for (int i = 0; args != NULL && args[i] != NULL; i++)
+		if (strcmp(args[i], "--port") == 0 && args[i + 1] != NULL)
+			p->port = atoi(args[i + 1]);
+	if (p->port < 0) {
+		p->port = harness_free_port();
+		snprintf(portbuf, sizeof(portbuf), "%d", p->port);
+		argv[n++] = "--port";
+		argv[n++] = portbuf;
+		argv[n++] = "--bind";
+		argv[n++] = "127.0.0.1";
+	}
+	/* Never read a config file of the machine by accident. */
+	if (!harness_has_arg(args, "--config") && !harness_has_arg(args, "-c")) {
+		argv[n++] = "--config";
+		argv[n++] = harness_write_file("empty.toml", "# empty\n");
+	}
+	for (int i = 0; args != NULL && args[i] != NULL && n < 78; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	snprintf(p->shm_name, sizeof(p->shm_name), "/sfu-gateway.%u.%d", (unsigned)getuid(),
+		 p->port);
+	if (harness_spawn(p, argv, harness_env(env)) < 0)
+		return NULL;
+	return p;
+}
+
+struct harness_proc *harness_gateway_start(const char *const *env, const char *const *args)
+{
+	struct harness_proc *p = harness_gateway_spawn(env, args);
+	int64_t deadline = harness_now_ms() + harness_scale(10000);
+
+	if (p == NULL)
+		return NULL;
+	while (harness_now_ms() < deadline) {
+		struct harness_resp *r = calloc(1, sizeof(*r));
+		int rc = harness_raw(p->port, "GET /noop HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+				     52, r, 1000);
+		int status = r->status;
+
+		free(r);
+		if (rc == 0 && status == 200)
+			return p;
+		if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+			p->pid = 0;
+			return NULL;
+		}
+		poll(NULL, 0, 20);
+	}
+	return NULL;
+}
+
+int harness_gateway_run(const char *const *env, const char *const *args, int timeout_ms,
+			struct harness_proc **out)
+{
+	struct harness_proc *p = harness_gateway_spawn(env, args);
+	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
+	int status;
+
+	if (out != NULL)
+		*out = p;
+	if (p == NULL)
+		return -2;
+	while (harness_now_ms() < deadline) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+		poll(NULL, 0, 10);
+	}
+	return -1;
+}
+
+int harness_stop(struct harness_proc *p, int sig, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
+	int status;
+
+	if (p == NULL || p->pid <= 0)
+		return -1;
+	kill(p->pid, sig);
+	while (harness_now_ms() < deadline) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			return status;
+		}
+		poll(NULL, 0, 10);
+	}
+	kill(p->pid, SIGKILL);
+	waitpid(p->pid, &status, 0);
+	p->pid = 0;
+	return -1;
+}
+
+void harness_cleanup(void)
+{
+	for (int i = 0; i < harness_nprocs; i++) {
+		struct harness_proc *p = &harness_procs[i];
+
+		if (p->pid > 0) {
+			/* The master's process group holds its workers. */
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, NULL, 0);
+			p->pid = 0;
+		}
+		if (p->out_fd >= 0)
+			close(p->out_fd);
+		if (p->shm_name[0] != '\0')
+			shm_unlink(p->shm_name);
+	}
+	harness_nprocs = 0;
+	if (harness_dir[0] != '\0') {
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", harness_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "harness: could not remove %s\n", harness_dir);
+		harness_dir[0] = '\0';
+	}
+}
+
+/* True once buf holds a whole response (head plus Content-Length bytes). */
+static bool harness_complete(const char *buf, size_t len)
+{
+	const char *end = memmem(buf, len, "\r\n\r\n", 4);
+	const char *cl;
+	size_t head;
+
+	if (end == NULL)
+		return false;
+	head = (size_t)(end - buf) + 4;
+	cl = strcasestr(buf, "\r\nContent-Length:");
+	if (cl == NULL || cl > end)
+		return false; /* read to EOF */
+	return len >= head + strtoul(cl + 17, NULL, 10);
+}
+
+int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, int timeout_ms)
+{
+	struct sockaddr_in sa;
+	int fd, rc = 0;
+	size_t got = 0;
+	static char buf[sizeof(r->head) + sizeof(r->body)];
+	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
+
+	memset(r, 0, sizeof(*r));
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -errno;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (len > 0 && write(fd, raw, len) != (ssize_t)len) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (got < sizeof(buf) - 1) {
+		int64_t left = deadline - harness_now_ms();
+		struct pollfd pf = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (left <= 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		if (poll(&pf, 1, (int)left) <= 0)
+			continue;
+		n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0) {
+			if (n < 0)
+				rc = -errno;
+			break;
+		}
+		got += (size_t)n;
+		buf[got] = '\0';
+		if (harness_complete(buf, got))
+			break;
+	}
+	close(fd);
+	buf[got] = '\0';
+	if (got > 0) {
+		char *end = memmem(buf, got, "\r\n\r\n", 4);
+		size_t hl = end ? (size_t)(end - buf) + 4 : got;
+
+		if (hl >= sizeof(r->head))
+			hl = sizeof(r->head) - 1;
+		memcpy(r->head, buf, hl);
+		r->head[hl] = '\0';
+		sscanf(r->head, "HTTP/1.%*d %d", &r->status);
+		r->body_len = got - hl < sizeof(r->body) - 1 ? got - hl : sizeof(r->body) - 1;
+		memcpy(r->body, buf + hl, r->body_len);
+		r->body[r->body_len] = '\0';
+		if (rc == -ETIMEDOUT && r->status != 0 && end != NULL)
+			rc = 0;
+	}
+	return rc;
+}
+
+int harness_get(int port, const char *path, const char *headers, struct harness_resp *r)
+{
+	char req[16384];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n",
+			 path, headers ? headers : "");
+
+	return harness_raw(port, req, (size_t)n, r, 10000);
+}
+
+int harness_post(int port, const char *path, const char *headers, const char *body,
+		 struct harness_resp *r)
+{
+	size_t bl = strlen(body);
+	char *req = malloc(bl + 16384);
+	int n, rc;
+
+	if (req == NULL)
+		return -ENOMEM;
+	n = snprintf(req, 16384,
+		     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+		     path, headers ? headers : "", bl);
+	memcpy(req + n, body, bl);
+	rc = harness_raw(port, req, (size_t)n + bl, r, 10000);
+	free(req);
+	return rc;
+}
+
+bool harness_resp_header(const struct harness_resp *r, const char *name, char *out,
+			 size_t outlen)
+{
+	size_t nl = strlen(name);
+	const char *p = strstr(r->head, "\r\n");
+
+	while (p != NULL && p[2] != '\r' && p[2] != '\0') {
+		const char *line = p + 2, *eol = strstr(line, "\r\n");
+
+		if (eol == NULL)
+			break;
+		if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+			const char *v = line + nl + 1;
+
+			while (*v == ' ')
+				v++;
+			snprintf(out, outlen, "%.*s", (int)(eol - v), v);
+			return true;
+		}
+		p = eol;
+	}
+	return false;
+}
+
+static void harness_b64url(const unsigned char *in, size_t len, char *out)
+{
+	static const char a[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		out[o++] = a[(v >> 18) & 63];
+		out[o++] = a[(v >> 12) & 63];
+		if (i + 1 < len)
+			out[o++] = a[(v >> 6) & 63];
+		if (i + 2 < len)
+			out[o++] = a[v & 63];
+	}
+	out[o] = '\0';
+}
+
+const char *harness_token(const char *header_json, const char *claims_json, const char *key_b64)
+{
+	static char tok[16384];
+	unsigned char key[256], mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	char std[512];
+	int kl;
+	size_t n;
+
+	/* Accept url-safe keys: map to the standard alphabet and pad. */
+	snprintf(std, sizeof(std), "%s", key_b64);
+	for (char *c = std; *c; c++)
+		*c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
+	while (strlen(std) % 4 != 0)
+		strcat(std, "=");
+	kl = EVP_DecodeBlock(key, (const unsigned char *)std, (int)strlen(std));
+	for (size_t i = strlen(std); i > 0 && std[i - 1] == '='; i--)
+		kl--;
+	harness_b64url((const unsigned char *)header_json, strlen(header_json), tok);
+	n = strlen(tok);
+	tok[n++] = '.';
+	harness_b64url((const unsigned char *)claims_json, strlen(claims_json), tok + n);
+	n = strlen(tok);
+	HMAC(EVP_sha256(), key, kl, (unsigned char *)tok, n, mac, &maclen);
+	tok[n++] = '.';
+	harness_b64url(mac, maclen, tok + n);
+	return tok;
+}
+
+const char *harness_odoo_token(const char *iss, const char *key_b64)
+{
+	char claims[2048];
+
+	snprintf(claims, sizeof(claims),
+		 "{\"iss\": \"%s\", \"key\": \"6f1d7a52-8d67-4c6e-a1f1-0c7e2f6f2f4d\", \"exp\": %lld}",
+		 iss, (long long)time(NULL) + 30);
+	return harness_token("{\"typ\": \"JWT\", \"alg\": \"HS256\"}", claims, key_b64);
+}
+
+const char *harness_json_str(const char *body, const char *field)
+{
+	static char out[4096];
+	char pat[128];
+	const char *p, *q;
+
+	out[0] = '\0';
+	snprintf(pat, sizeof(pat), "\"%s\"", field);
+	p = strstr(body, pat);
+	if (p == NULL)
+		return out;
+	p += strlen(pat);
+	while (*p == ' ' || *p == ':')
+		p++;
+	if (*p != '"')
+		return out;
+	p++;
+	q = strchr(p, '"');
+	if (q == NULL)
+		return out;
+	snprintf(out, sizeof(out), "%.*s", (int)(q - p), p);
+	return out;
+}

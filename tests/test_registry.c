@@ -1,0 +1,487 @@
+/* Unit tests of the registry: insert, update, remove, find, generations, capacity, static sync. */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "region.h"
+#include "registry.h"
+
+/* A registry in shared anonymous memory, as the daemon's is (shm_open). */
+static struct registry *reg_map(uint32_t capacity)
+{
+	size_t size = registry_size(capacity);
+	struct registry *r = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+				  -1, 0);
+
+	cr_assert(r != MAP_FAILED);
+	cr_assert_eq(registry_init(r, capacity), 0);
+	return r;
+}
+
+static void reg_unmap(struct registry *r)
+{
+	munmap(r, registry_size(r->capacity));
+}
+
+static struct sfu_record reg_record(const char *address, const char *region, uint32_t sessions)
+{
+	struct sfu_record rec;
+
+	memset(&rec, 0, sizeof(rec));
+	snprintf(rec.cold.address, sizeof(rec.cold.address), "%s", address);
+	snprintf(rec.cold.region, sizeof(rec.cold.region), "%s", region);
+	memset(rec.cold.key, 0x42, 32);
+	rec.cold.key_len = 32;
+	rec.hot.source = SFU_SOURCE_REGISTERED;
+	rec.hot.has_load = 1;
+	rec.hot.sessions = sessions;
+	rec.hot.channels = sessions * 2;
+	rec.hot.cpu = 0.25;
+	rec.hot.memory = 0.5;
+	rec.hot.last_report_ms = 1000 + sessions;
+	return rec;
+}
+
+static struct config_sfu reg_static(const char *address, const char *region, uint8_t keybyte,
+				    uint32_t max_sessions)
+{
+	struct config_sfu c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.address, sizeof(c.address), "%s", address);
+	snprintf(c.region, sizeof(c.region), "%s", region);
+	memset(c.key, keybyte, 16);
+	c.key_len = 16;
+	c.max_sessions = max_sessions;
+	return c;
+}
+
+Test(registry, hash_is_fnv1a_and_never_zero)
+{
+	/* Published FNV-1a 64 vectors. */
+	cr_expect_eq(registry_hash(""), 0xcbf29ce484222325ULL);
+	cr_expect_eq(registry_hash("a"), 0xaf63dc4c8601ec8cULL);
+	cr_expect_eq(registry_hash("foobar"), 0x85944171f73967e8ULL);
+	cr_expect_neq(registry_hash("http://10.0.0.1:8070"), registry_hash("http://10.0.0.1:8071"));
+}
+
+Test(registry, size_covers_the_slots)
+{
+	cr_expect_eq(registry_size(0), sizeof(struct registry));
+	cr_expect_eq(registry_size(10),
+		     sizeof(struct registry) + 10 * sizeof(struct registry_slot));
+	cr_expect_eq(sizeof(struct registry_slot) % 64, 0);
+}
+
+Test(registry, insert_then_find_and_read)
+{
+	struct registry *r = reg_map(8);
+	struct sfu_record rec = reg_record("http://10.0.0.1:8070", "eu-west", 7), got;
+	uint32_t slot = 99;
+	bool created = false;
+
+	cr_assert_eq(registry_scan_end(r), 0);
+	cr_assert_eq(registry_find(r, "http://10.0.0.1:8070"), -ENOENT);
+	cr_assert_eq(registry_upsert(r, &rec, false, &slot, &created), 0);
+	cr_expect_eq(slot, 0);
+	cr_expect(created);
+	cr_expect_eq(atomic_load(&r->count), 1);
+	cr_expect_eq(registry_scan_end(r), 1);
+	cr_expect_gt(atomic_load(&r->epoch), 0);
+	cr_expect_eq(registry_find(r, "http://10.0.0.1:8070"), 0);
+	/* A prefix or an extension of the address is another SFU. */
+	cr_expect_eq(registry_find(r, "http://10.0.0.1:807"), -ENOENT);
+	cr_expect_eq(registry_find(r, "http://10.0.0.1:80700"), -ENOENT);
+	cr_expect_eq(registry_find(r, ""), -ENOENT);
+
+	cr_assert_eq(registry_read(r, 0, &got), 0);
+	cr_expect_eq(got.hot.in_use, 1);
+	cr_expect_eq(got.hot.address_hash, registry_hash("http://10.0.0.1:8070"));
+	cr_expect_eq(got.hot.region_hash, registry_hash("eu-west"));
+	cr_expect_eq(got.hot.region_id, region_lookup("eu-west", 7));
+	cr_expect_neq(got.hot.region_id, REGION_UNKNOWN);
+	cr_expect_neq(got.hot.generation, 0);
+	cr_expect_eq(got.hot.sessions, 7);
+	cr_expect_eq(got.hot.channels, 14);
+	cr_expect_eq(got.hot.cpu, 0.25);
+	cr_expect_eq(got.hot.last_report_ms, 1007);
+	cr_expect_str_eq(got.cold.address, "http://10.0.0.1:8070");
+	cr_expect_str_eq(got.cold.region, "eu-west");
+	cr_expect_eq(got.cold.key_len, 32);
+	cr_expect_eq(memcmp(got.cold.key, rec.cold.key, 32), 0);
+
+	struct sfu_hot hot;
+
+	cr_assert_eq(registry_read_hot(r, 0, &hot), 0);
+	cr_expect_eq(memcmp(&hot, &got.hot, sizeof(hot)), 0);
+	reg_unmap(r);
+}
+
+Test(registry, unknown_and_empty_regions)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record a = reg_record("http://a:1", "", 1);
+	struct sfu_record b = reg_record("http://b:1", "mars-1", 1);
+	struct sfu_hot hot;
+
+	cr_assert_eq(registry_upsert(r, &a, false, NULL, NULL), 0);
+	cr_assert_eq(registry_upsert(r, &b, false, NULL, NULL), 0);
+	cr_assert_eq(registry_read_hot(r, 0, &hot), 0);
+	cr_expect_eq(hot.region_hash, 0);
+	cr_expect_eq(hot.region_id, REGION_UNKNOWN);
+	cr_assert_eq(registry_read_hot(r, 1, &hot), 0);
+	cr_expect_eq(hot.region_hash, registry_hash("mars-1"));
+	cr_expect_eq(hot.region_id, REGION_UNKNOWN);
+	reg_unmap(r);
+}
+
+Test(registry, invalid_records_are_refused)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record rec = reg_record("", "", 1);
+
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -EINVAL);
+	rec = reg_record("http://a:1", "", 1);
+	rec.cold.key_len = CONFIG_KEY_MAX + 1;
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -EINVAL);
+	rec = reg_record("http://a:1", "", 1);
+	memset(rec.cold.address, 'x', sizeof(rec.cold.address));
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -EINVAL);
+	cr_expect_eq(atomic_load(&r->count), 0);
+	reg_unmap(r);
+}
+
+Test(registry, update_keeps_slot_and_generation)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record a = reg_record("http://a:1", "eu-west", 1);
+	struct sfu_record b = reg_record("http://b:1", "", 2);
+	struct sfu_record got;
+	uint64_t gen, epoch;
+	uint32_t slot;
+	bool created;
+
+	cr_assert_eq(registry_upsert(r, &a, false, NULL, NULL), 0);
+	cr_assert_eq(registry_upsert(r, &b, false, &slot, &created), 0);
+	cr_expect_eq(slot, 1);
+	cr_assert_eq(registry_read(r, 1, &got), 0);
+	gen = got.hot.generation;
+	epoch = atomic_load(&r->epoch);
+
+	atomic_store(&r->slots[1].assigned, 5);
+	b = reg_record("http://b:1", "us-east", 40);
+	cr_assert_eq(registry_upsert(r, &b, false, &slot, &created), 0);
+	cr_expect_eq(slot, 1);
+	cr_expect(!created);
+	cr_expect_eq(atomic_load(&r->count), 2);
+	cr_expect_gt(atomic_load(&r->epoch), epoch);
+	cr_expect_eq(atomic_load(&r->slots[1].assigned), 5, "assigned kept without reset_assigned");
+	cr_assert_eq(registry_read(r, 1, &got), 0);
+	cr_expect_eq(got.hot.generation, gen);
+	cr_expect_eq(got.hot.sessions, 40);
+	cr_expect_str_eq(got.cold.region, "us-east");
+	cr_expect_eq(got.hot.region_hash, registry_hash("us-east"));
+
+	cr_assert_eq(registry_upsert(r, &b, true, &slot, &created), 0);
+	cr_expect_eq(atomic_load(&r->slots[1].assigned), 0, "a load report resets assigned");
+	reg_unmap(r);
+}
+
+Test(registry, remove_frees_the_slot)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record a = reg_record("http://a:1", "", 1), b = reg_record("http://b:1", "", 2);
+	struct sfu_record got;
+	struct sfu_hot hot;
+
+	cr_assert_eq(registry_upsert(r, &a, false, NULL, NULL), 0);
+	cr_assert_eq(registry_upsert(r, &b, false, NULL, NULL), 0);
+	cr_assert_eq(registry_remove(r, "http://a:1"), 0);
+	cr_expect_eq(registry_remove(r, "http://a:1"), -ENOENT);
+	cr_expect_eq(registry_remove(r, "http://nope:1"), -ENOENT);
+	cr_expect_eq(registry_find(r, "http://a:1"), -ENOENT);
+	cr_expect_eq(registry_find(r, "http://b:1"), 1);
+	cr_expect_eq(registry_read(r, 0, &got), -ENOENT);
+	cr_expect_eq(registry_read_hot(r, 0, &hot), -ENOENT);
+	cr_expect_eq(atomic_load(&r->count), 1);
+	cr_expect_eq(registry_scan_end(r), 2, "high_water never shrinks");
+	cr_expect_eq(atomic_load(&r->slots[0].seq) & 1, 0);
+	reg_unmap(r);
+}
+
+Test(registry, free_and_out_of_range_slots_read_enoent)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record got;
+	struct sfu_hot hot;
+
+	cr_expect_eq(registry_read(r, 0, &got), -ENOENT);
+	cr_expect_eq(registry_read_hot(r, 3, &hot), -ENOENT);
+	cr_expect_eq(registry_read(r, 4, &got), -ENOENT);
+	cr_expect_eq(registry_read_hot(r, 1000, &hot), -ENOENT);
+	cr_expect_eq(registry_remove_slot(r, 4, 1), -ENOENT);
+	reg_unmap(r);
+}
+
+Test(registry, generation_changes_when_a_slot_is_reused)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record a = reg_record("http://a:1", "", 1), b = reg_record("http://b:1", "", 1);
+	struct sfu_hot hot;
+	uint64_t gens[3];
+	uint32_t slot;
+
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
+	cr_assert_eq(registry_read_hot(r, slot, &hot), 0);
+	gens[0] = hot.generation;
+	cr_assert_eq(registry_remove(r, "http://a:1"), 0);
+
+	cr_assert_eq(registry_upsert(r, &b, false, &slot, NULL), 0);
+	cr_expect_eq(slot, 0, "the freed slot is reused");
+	cr_assert_eq(registry_read_hot(r, slot, &hot), 0);
+	gens[1] = hot.generation;
+	cr_assert_eq(registry_remove(r, "http://b:1"), 0);
+
+	/* Even the same SFU coming back is a new occupant. */
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
+	cr_expect_eq(slot, 0);
+	cr_assert_eq(registry_read_hot(r, slot, &hot), 0);
+	gens[2] = hot.generation;
+	cr_expect_neq(gens[0], gens[1]);
+	cr_expect_neq(gens[1], gens[2]);
+	cr_expect_neq(gens[0], gens[2]);
+	reg_unmap(r);
+}
+
+Test(registry, new_occupant_starts_with_fresh_counters)
+{
+	struct registry *r = reg_map(2);
+	struct sfu_record a = reg_record("http://a:1", "", 1), b = reg_record("http://b:1", "", 1);
+
+	cr_assert_eq(registry_upsert(r, &a, false, NULL, NULL), 0);
+	atomic_store(&r->slots[0].assigned, 3);
+	atomic_store(&r->slots[0].requests_failed, 9);
+	atomic_store(&r->slots[0].cb_state, 2);
+	atomic_store(&r->slots[0].cb_failures, 4);
+	cr_assert_eq(registry_remove(r, "http://a:1"), 0);
+	cr_assert_eq(registry_upsert(r, &b, false, NULL, NULL), 0);
+	cr_expect_eq(atomic_load(&r->slots[0].assigned), 0);
+	cr_expect_eq(atomic_load(&r->slots[0].requests_failed), 0);
+	cr_expect_eq(atomic_load(&r->slots[0].cb_state), 0);
+	cr_expect_eq(atomic_load(&r->slots[0].cb_failures), 0);
+	reg_unmap(r);
+}
+
+Test(registry, full_registry_gives_enospc_and_high_water)
+{
+	struct registry *r = reg_map(3);
+	char addr[64];
+	struct sfu_record rec;
+	uint32_t slot;
+	bool created;
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(addr, sizeof(addr), "http://10.0.0.%d:8070", i);
+		rec = reg_record(addr, "", (uint32_t)i);
+		cr_assert_eq(registry_upsert(r, &rec, false, &slot, NULL), 0);
+		cr_expect_eq(slot, (uint32_t)i);
+		cr_expect_eq(registry_scan_end(r), (uint32_t)i + 1);
+	}
+	rec = reg_record("http://10.0.0.9:8070", "", 9);
+	cr_expect_eq(registry_upsert(r, &rec, false, &slot, NULL), -ENOSPC);
+	cr_expect_eq(atomic_load(&r->count), 3);
+	cr_expect_eq(registry_find(r, "http://10.0.0.9:8070"), -ENOENT);
+
+	/* Updating an SFU that is already in needs no room. */
+	rec = reg_record("http://10.0.0.1:8070", "", 77);
+	cr_expect_eq(registry_upsert(r, &rec, false, &slot, &created), 0);
+	cr_expect_eq(slot, 1);
+	cr_expect(!created);
+
+	/* A hole below high_water is taken before high_water would grow. */
+	cr_assert_eq(registry_remove(r, "http://10.0.0.1:8070"), 0);
+	rec = reg_record("http://10.0.0.9:8070", "", 9);
+	cr_assert_eq(registry_upsert(r, &rec, false, &slot, &created), 0);
+	cr_expect_eq(slot, 1);
+	cr_expect(created);
+	cr_expect_eq(registry_scan_end(r), 3);
+	cr_expect_eq(atomic_load(&r->count), 3);
+	reg_unmap(r);
+}
+
+Test(registry, high_water_grows_only_when_no_hole)
+{
+	struct registry *r = reg_map(8);
+	struct sfu_record a = reg_record("http://a:1", "", 1), b = reg_record("http://b:1", "", 1);
+	struct sfu_record c = reg_record("http://c:1", "", 1);
+	uint32_t slot;
+
+	cr_assert_eq(registry_upsert(r, &a, false, NULL, NULL), 0);
+	cr_assert_eq(registry_upsert(r, &b, false, NULL, NULL), 0);
+	cr_assert_eq(registry_remove(r, "http://a:1"), 0);
+	cr_assert_eq(registry_remove(r, "http://b:1"), 0);
+	cr_expect_eq(registry_scan_end(r), 2);
+	cr_assert_eq(registry_upsert(r, &c, false, &slot, NULL), 0);
+	cr_expect_eq(slot, 0);
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
+	cr_expect_eq(slot, 1);
+	cr_assert_eq(registry_upsert(r, &b, false, &slot, NULL), 0);
+	cr_expect_eq(slot, 2);
+	cr_expect_eq(registry_scan_end(r), 3);
+	reg_unmap(r);
+}
+
+Test(registry, remove_slot_needs_the_current_generation)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record a = reg_record("http://a:1", "", 1);
+	struct sfu_hot hot;
+	uint64_t old;
+	uint32_t slot;
+
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
+	cr_assert_eq(registry_read_hot(r, slot, &hot), 0);
+	old = hot.generation;
+	/* The reaper saw generation old, but the SFU went and came back. */
+	cr_assert_eq(registry_remove(r, "http://a:1"), 0);
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
+	cr_expect_eq(registry_remove_slot(r, slot, old), -ENOENT);
+	cr_expect_eq(registry_find(r, "http://a:1"), (int)slot);
+	cr_assert_eq(registry_read_hot(r, slot, &hot), 0);
+	cr_expect_eq(registry_remove_slot(r, slot, hot.generation), 0);
+	cr_expect_eq(registry_find(r, "http://a:1"), -ENOENT);
+	cr_expect_eq(registry_remove_slot(r, slot, hot.generation), -ENOENT, "free slot");
+	cr_expect_eq(atomic_load(&r->count), 0);
+	reg_unmap(r);
+}
+
+Test(registry, sync_static_adds_updates_and_removes)
+{
+	struct registry *r = reg_map(8);
+	struct config_sfu cfg[3];
+	struct sfu_record reg = reg_record("http://reg:1", "eu-west", 5), got;
+	struct sfu_record promoted = reg_record("http://promo:1", "", 6);
+	uint64_t gen_s1, gen_promo;
+	int i;
+
+	cr_assert_eq(registry_upsert(r, &reg, false, NULL, NULL), 0);
+	cr_assert_eq(registry_upsert(r, &promoted, false, NULL, NULL), 0);
+
+	cfg[0] = reg_static("http://s1:1", "eu-west", 0x11, 100);
+	cfg[1] = reg_static("http://s2:1", "", 0x22, 0);
+	cr_assert_eq(registry_sync_static(r, cfg, 2, 5000), 0);
+	cr_expect_eq(atomic_load(&r->count), 4);
+	i = registry_find(r, "http://s1:1");
+	cr_assert_geq(i, 0);
+	cr_assert_eq(registry_read(r, (uint32_t)i, &got), 0);
+	cr_expect_eq(got.hot.source, SFU_SOURCE_STATIC);
+	cr_expect_eq(got.hot.has_load, 0);
+	cr_expect_eq(got.hot.max_sessions, 100);
+	cr_expect_eq(got.hot.last_report_ms, 5000);
+	cr_expect_eq(got.hot.region_id, region_lookup("eu-west", 7));
+	cr_expect_eq(got.cold.key_len, 16);
+	cr_expect_eq(got.cold.key[15], 0x11);
+	cr_expect_eq(got.cold.key[16], 0);
+	gen_s1 = got.hot.generation;
+	i = registry_find(r, "http://promo:1");
+	cr_assert_geq(i, 0);
+	cr_assert_eq(registry_read(r, (uint32_t)i, &got), 0);
+	gen_promo = got.hot.generation;
+
+	/* Reload: s1 changes, s2 goes, promo's address becomes static. A
+	 * heartbeat had reported load for s1 meanwhile. */
+	i = registry_find(r, "http://s1:1");
+	cr_assert_eq(registry_read(r, (uint32_t)i, &got), 0);
+	got.hot.has_load = 1;
+	got.hot.sessions = 12;
+	cr_assert_eq(registry_upsert(r, &got, false, NULL, NULL), 0);
+	cfg[0] = reg_static("http://s1:1", "us-east", 0x33, 200);
+	cfg[1] = reg_static("http://promo:1", "eu-west", 0x44, 0);
+	cr_assert_eq(registry_sync_static(r, cfg, 2, 9000), 0);
+
+	cr_expect_eq(registry_find(r, "http://s2:1"), -ENOENT);
+	cr_expect_eq(atomic_load(&r->count), 3);
+	i = registry_find(r, "http://s1:1");
+	cr_assert_geq(i, 0);
+	cr_assert_eq(registry_read(r, (uint32_t)i, &got), 0);
+	cr_expect_eq(got.hot.generation, gen_s1);
+	cr_expect_eq(got.hot.max_sessions, 200);
+	cr_expect_eq(got.hot.sessions, 12, "load is kept across a reload");
+	cr_expect_eq(got.hot.has_load, 1);
+	cr_expect_str_eq(got.cold.region, "us-east");
+	cr_expect_eq(got.hot.region_hash, registry_hash("us-east"));
+	cr_expect_eq(got.cold.key[0], 0x33);
+	i = registry_find(r, "http://promo:1");
+	cr_assert_geq(i, 0);
+	cr_assert_eq(registry_read(r, (uint32_t)i, &got), 0);
+	cr_expect_eq(got.hot.source, SFU_SOURCE_STATIC);
+	cr_expect_eq(got.hot.generation, gen_promo);
+	cr_expect_eq(got.hot.sessions, 6);
+	cr_expect_eq(got.cold.key[0], 0x44);
+	cr_expect_eq(got.cold.key_len, 16);
+
+	/* The registered SFU is untouched throughout. */
+	i = registry_find(r, "http://reg:1");
+	cr_assert_geq(i, 0);
+	cr_assert_eq(registry_read(r, (uint32_t)i, &got), 0);
+	cr_expect_eq(got.hot.source, SFU_SOURCE_REGISTERED);
+	cr_expect_eq(got.hot.sessions, 5);
+	cr_expect_eq(got.cold.key[0], 0x42);
+
+	/* An empty static list removes every static SFU, only those. */
+	cr_assert_eq(registry_sync_static(r, NULL, 0, 9500), 0);
+	cr_expect_eq(atomic_load(&r->count), 1);
+	cr_expect_eq(registry_find(r, "http://s1:1"), -ENOENT);
+	cr_expect_eq(registry_find(r, "http://promo:1"), -ENOENT);
+	cr_expect_geq(registry_find(r, "http://reg:1"), 0);
+	reg_unmap(r);
+}
+
+Test(registry, sync_static_reports_enospc_but_applies_the_rest)
+{
+	struct registry *r = reg_map(2);
+	struct config_sfu cfg[3];
+	struct sfu_record reg = reg_record("http://reg:1", "", 5);
+
+	cr_assert_eq(registry_upsert(r, &reg, false, NULL, NULL), 0);
+	cfg[0] = reg_static("http://s1:1", "", 1, 0);
+	cfg[1] = reg_static("http://s2:1", "", 2, 0);
+	cfg[2] = reg_static("http://reg:1", "", 3, 0);
+	cr_expect_eq(registry_sync_static(r, cfg, 3, 100), -ENOSPC);
+	cr_expect_geq(registry_find(r, "http://s1:1"), 0);
+	cr_expect_eq(registry_find(r, "http://s2:1"), -ENOENT);
+	cr_expect_geq(registry_find(r, "http://reg:1"), 0, "the one after the failure was applied");
+	cr_expect_eq(atomic_load(&r->count), 2);
+
+	/* Freed room on a later reload: removals run before additions. */
+	cfg[0] = cfg[1];
+	cr_expect_eq(registry_sync_static(r, cfg, 1, 200), 0);
+	cr_expect_eq(registry_find(r, "http://s1:1"), -ENOENT);
+	cr_expect_geq(registry_find(r, "http://s2:1"), 0);
+	cr_expect_eq(registry_find(r, "http://reg:1"), -ENOENT, "reg had become static");
+	reg_unmap(r);
+}
+
+Test(registry, find_scans_a_thousand_slots)
+{
+	struct registry *r = reg_map(1000);
+	char addr[64];
+	struct sfu_record rec;
+
+	for (int i = 0; i < 1000; i++) {
+		snprintf(addr, sizeof(addr), "http://10.0.%d.%d:8070", i / 250, i % 250);
+		rec = reg_record(addr, "", 1);
+		cr_assert_eq(registry_upsert(r, &rec, false, NULL, NULL), 0);
+	}
+	for (int i = 0; i < 1000; i += 37) {
+		snprintf(addr, sizeof(addr), "http://10.0.%d.%d:8070", i / 250, i % 250);
+		cr_expect_eq(registry_find(r, addr), i);
+	}
+	cr_expect_eq(registry_find(r, "http://10.0.9.9:8070"), -ENOENT);
+	rec = reg_record("http://10.0.9.9:8070", "", 1);
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -ENOSPC);
+	reg_unmap(r);
+}
