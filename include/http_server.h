@@ -59,6 +59,9 @@ struct http_server {
 	size_t n_busy; /* connections with a request being handled */
 	struct http_conn *conns; /* list of open connections */
 	void (*on_drained)(struct http_server *s); /* called once when draining and n_conns == 0 */
+	/* Optional hooks for metrics: each accepted connection, each response. */
+	void (*on_accept)(void *ctx);
+	void (*on_response)(void *ctx, const struct http_request *req, int status);
 };
 
 /* Starts serving on an already bound and listening socket fd (the master's). */

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "registry.h"
 #include "seqlock.h"
 
@@ -33,8 +34,11 @@ struct shm_live {
  *  magic, layout_version, size, capacity: master at creation; all read.
  *  master_pid: master at creation; a new master reads it to tell a stale
  *              segment (dead pid) from a running instance.
+ *  n_workers:  master, at start and when a reload resizes the set; health
+ *              and metrics read it.
  *  started_ms: master (CLOCK_REALTIME ms); health reads it.
  *  live:       see struct shm_live.
+ *  metrics:    see metrics.h (each process writes its own block).
  *  registry:   see registry.h. Must stay last (flexible slot array).
  */
 struct shm_layout {
@@ -43,9 +47,10 @@ struct shm_layout {
 	uint32_t capacity;
 	uint64_t size;
 	_Atomic int32_t master_pid;
-	uint32_t pad;
+	_Atomic uint32_t n_workers; /* master: size of the active worker set */
 	int64_t started_ms;
 	struct shm_live live;
+	struct metrics metrics;
 	struct registry registry;
 };
 

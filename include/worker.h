@@ -8,6 +8,7 @@
 #include "config.h"
 #include "http_client.h"
 #include "http_server.h"
+#include "metrics.h"
 #include "shm.h"
 
 struct worker {
@@ -19,6 +20,8 @@ struct worker {
 	struct http_client *client;
 	uv_signal_t sig_term, sig_int, sig_quit, sig_usr1;
 	uv_timer_t stop_timer;
+	uv_timer_t linger_timer;
+	struct metrics_proc *metrics; /* this worker's block in shared memory */
 	uint32_t shutdown_timeout_ms;
 	unsigned index;
 	int exit_code;

@@ -49,13 +49,7 @@ done
 echo "gateway: http://127.0.0.1:$PORT (2 workers)"
 
 # The token Odoo would send: HS256, Python json.dumps spacing, base64url without padding.
-b64url() { base64 | tr -d '\n=' | tr '+/' '-_'; }
-exp=$(( $(date +%s) + 30 ))
-header=$(printf '{"typ": "JWT", "alg": "HS256"}' | b64url)
-claims=$(printf '{"iss": "https://odoo.example.com:channel:42", "key": "3f1c2d9e-7b6a-4c1e-9f0d-2a5b8c7d6e4f", "exp": %s}' "$exp" | b64url)
-keyhex=$(printf '%s' "$GW_KEY" | base64 -d | od -An -tx1 | tr -d ' \n')
-sig=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$keyhex" -binary | b64url)
-token="$header.$claims.$sig"
+token=$(scripts/token.sh "$GW_KEY")
 
 for hint in "region=eu-north" "country=US" ""; do
   echo

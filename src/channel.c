@@ -20,8 +20,17 @@ struct channel_req {
 	struct http_conn *c;
 	uint32_t slot;
 	uint64_t generation;
+	uint64_t sent_us; /* when the attempt started, for the latency histogram */
 	char address[CONFIG_ADDRESS_MAX];
 };
+
+static uint64_t channel_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static int hexval(char ch)
 {
@@ -122,13 +131,20 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 {
 	struct channel_req *cr = ctx;
 	struct registry_slot *slot = &cr->w->shm->registry.slots[cr->slot];
+	struct metrics_proc *m = cr->w->metrics;
+	bool failed = res->error != 0 || res->status >= 500 ||
+		      (res->status >= 200 && res->status < 300 &&
+		       !channel_body_valid(res->body, res->body_len));
 
+	metrics_latency(m, channel_now_us() - cr->sent_us);
+	if (failed)
+		metrics_add(m, M_UPSTREAM_FAILURES, 1);
 	if (res->error != 0) {
 		log_warn("channel: sfu=%s failed: %s", cr->address, uv_strerror(res->error));
 		atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
 		http_respond_error(cr->c, 502, "failed to contact SFU", NULL);
 	} else if (res->status >= 200 && res->status < 300) {
-		if (channel_body_valid(res->body, res->body_len)) {
+		if (!failed) {
 			atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
 			atomic_fetch_add_explicit(&slot->assigned, 1, memory_order_relaxed);
 			http_respond_json(cr->c, res->status, res->body, res->body_len);
@@ -262,6 +278,8 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 	cr->slot = choice.slot;
 	cr->generation = choice.rec.hot.generation;
 	memcpy(cr->address, choice.rec.cold.address, sizeof(cr->address));
+	cr->sent_us = channel_now_us();
+	metrics_add(w->metrics, M_UPSTREAM_REQUESTS, 1);
 
 	memset(&creq, 0, sizeof(creq));
 	creq.method = "GET";

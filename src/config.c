@@ -354,8 +354,8 @@ static int config_apply_value(const struct config_ctx *c, const struct config_op
 			break;
 		d = v->type == TOML_INT ? (double)v->u.i : v->u.f;
 		if (!(d >= o->min && d <= o->max))
-			return config_fail(c, v->line, "%s must be between %g and %g", label, o->min,
-					   o->max);
+			return config_fail(c, v->line, "%s must be between %g and %g", label,
+					   o->min, o->max);
 		memcpy(field, &d, sizeof(d));
 		return 0;
 	case CONFIG_T_BOOL:
@@ -457,7 +457,9 @@ static int config_defaults(void *base, bool sfu, char *err, size_t errlen)
 		char text[160], label[96];
 		int rc;
 
-		if ((strcmp(o->section, CONFIG_SFU_SECTION) == 0) != sfu || o->default_text[0] == '\0')
+		bool is_sfu = strcmp(o->section, CONFIG_SFU_SECTION) == 0;
+
+		if (is_sfu != sfu || o->default_text[0] == '\0')
 			continue;
 		snprintf(text, sizeof(text), "v = %s", o->default_text);
 		snprintf(label, sizeof(label), "[%s] %s", o->section, o->name);
@@ -529,7 +531,8 @@ static int config_sfu_apply(const struct config_ctx *c, size_t idx, const struct
 			continue;
 		if (o == NULL)
 			return config_fail(c, t->vals[i]->line, "%s: unknown key '%s' in [[sfu]]",
-					   sfu_name, config_printable(t->keys[i], key, sizeof(key)));
+					   sfu_name,
+					   config_printable(t->keys[i], key, sizeof(key)));
 		snprintf(label, sizeof(label), "%s: %s", sfu_name, o->name);
 		rc = config_apply_value(c, o, t->vals[i], sfu, label);
 		if (rc < 0)
@@ -567,7 +570,8 @@ static int config_sfu_dups(const struct config_ctx *c, const struct toml_table *
 	qsort(order, n, sizeof(*order), config_sfu_cmp);
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(order[i - 1]->address, order[i]->address) == 0) {
-			size_t first = (size_t)(order[i - 1] - sfus), dup = (size_t)(order[i] - sfus);
+			size_t first = (size_t)(order[i - 1] - sfus);
+			size_t dup = (size_t)(order[i] - sfus);
 
 			rc = config_fail(c, tabs[dup]->line,
 					 "sfu[%zu] (%s): duplicate address (same as sfu[%zu])", dup,
@@ -660,11 +664,11 @@ static int config_apply_doc(const struct config_ctx *c, const struct toml_table 
 		config_printable(key, name, sizeof(name));
 		if (strcmp(key, CONFIG_SFU_SECTION) == 0)
 			rc = config_apply_sfu_array(c, v, list, n);
+		else if ((strchr(key, '.') != NULL || !config_is_section(key)) &&
+			 v->type == TOML_TABLE)
+			rc = config_fail(c, v->line, "unknown section [%s]", name);
 		else if (strchr(key, '.') != NULL || !config_is_section(key))
-			rc = config_fail(c, v->line,
-					 v->type == TOML_TABLE ? "unknown section [%s]"
-							       : "unknown key '%s' outside any section",
-					 name);
+			rc = config_fail(c, v->line, "unknown key '%s' outside any section", name);
 		else if (v->type != TOML_TABLE)
 			rc = config_fail(c, v->line, "[%s] must be a table", name);
 		else

@@ -294,6 +294,12 @@ static void conn_reset_request(struct http_conn *c)
 	c->body_len = 0;
 	c->err_status = 0;
 	c->in_message = false;
+	/* Until the next request is complete, responses (408, 400...) belong to
+	 * no route: make that visible to the on_response hook. */
+	c->req.target = c->req.query = "";
+	c->req.target_len = c->req.path_len = c->req.query_len = 0;
+	c->req.n_headers = 0;
+	c->req.method = -1;
 }
 
 static void conn_build_request(struct http_conn *c)
@@ -451,6 +457,8 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 		conn_free_if_done(c);
 		return;
 	}
+	if (c->srv->on_response != NULL)
+		c->srv->on_response(c->srv->ctx, &c->req, status);
 	need = 256 + (extra_headers ? strlen(extra_headers) : 0) +
 	       (content_type ? strlen(content_type) : 0) + len;
 	if (c->wcap < need) {
@@ -681,8 +689,11 @@ static void server_on_connection(uv_stream_t *ls, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	conn_format_peer(c);
+	if (s->on_accept != NULL)
+		s->on_accept(s->ctx);
 	llhttp_init(&c->parser, HTTP_REQUEST, &http_server_settings);
 	c->parser.data = c;
+	conn_reset_request(c);
 	uv_timer_start(&c->timer, conn_on_timeout, s->limits.idle_timeout_ms,
 		       s->limits.idle_timeout_ms);
 	conn_start_read(c);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -33,20 +34,32 @@
 static volatile sig_atomic_t master_got_chld, master_got_term, master_got_quit, master_got_hup,
 	master_got_usr1;
 
+/*
+ * A child process. Workers with index < n_workers are the active set; each
+ * owns fds[index]. A retiring worker (after a reload shrank the set or moved
+ * the listener) finishes its connections and is not respawned; its socket
+ * is closed once it has exited, never before, so nothing waiting in its
+ * accept queue is dropped.
+ */
 struct master_child {
 	pid_t pid; /* 0 when not running */
+	int fd; /* listening socket (workers), -1 for the reaper */
+	unsigned index;
+	bool retiring;
 	int64_t started_ms;
 	int64_t respawn_at_ms; /* when to start it again; 0 = not scheduled */
 	uint32_t backoff_ms;
 };
 
+#define MASTER_MAX_CHILDREN 2100 /* active + retiring workers + reaper */
+
 struct master {
 	struct config *cfg;
 	const struct config_cli *cli;
 	struct shm_segment seg;
-	int *fds; /* one SO_REUSEPORT listening socket per worker */
-	unsigned n_workers;
-	struct master_child *workers;
+	unsigned n_workers; /* size of the active set */
+	struct master_child *children; /* [0, n_workers) active, then retiring */
+	unsigned n_children;
 	struct master_child reaper;
 	bool stopping;
 };
@@ -104,33 +117,63 @@ static int master_listen_one(const char *bind_addr, uint16_t port, int *out)
 	return 0;
 }
 
-static int master_open_listeners(struct master *m)
+/*
+ * Steers new connections to the first n sockets of the SO_REUSEPORT group:
+ * a classic BPF program returning random % n, the index of a socket in the
+ * group (sockets join it in listen() order, so index = worker index). When a
+ * reload shrinks the set, new connections stop reaching the retiring
+ * sockets at once, and their workers only drain what is already queued.
+ * Without the program the kernel hashes the 4-tuple over all sockets.
+ */
+static int master_steer(int fd, unsigned n)
 {
-	m->fds = calloc(m->n_workers, sizeof(int));
-	if (m->fds == NULL)
-		return -ENOMEM;
-	for (unsigned i = 0; i < m->n_workers; i++) {
-		int rc = master_listen_one(m->cfg->bind, m->cfg->port, &m->fds[i]);
+	struct sock_filter code[] = {
+		{ BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM) },
+		{ BPF_ALU | BPF_MOD | BPF_K, 0, 0, n },
+		{ BPF_RET | BPF_A, 0, 0, 0 },
+	};
+	struct sock_fprog prog = { .len = 3, .filter = code };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0)
+		return -errno;
+	return 0;
+}
+
+/* Opens listening sockets for children [from, to) on the configured address. */
+static int master_open_listeners(struct master *m, unsigned from, unsigned to)
+{
+	for (unsigned i = from; i < to; i++) {
+		int rc = master_listen_one(m->cfg->bind, m->cfg->port, &m->children[i].fd);
 
 		if (rc != 0) {
-			while (i-- > 0)
-				close(m->fds[i]);
+			while (i-- > from) {
+				close(m->children[i].fd);
+				m->children[i].fd = -1;
+			}
 			return rc;
 		}
+	}
+	if (to > 0) {
+		int rc = master_steer(m->children[0].fd, to);
+
+		if (rc != 0)
+			log_warn("master: setsockopt(SO_ATTACH_REUSEPORT_CBPF) failed: %s; "
+				 "shrinking the worker set may reset queued connections",
+				 strerror(-rc));
 	}
 	return 0;
 }
 
 static void master_close_listeners(struct master *m)
 {
-	for (unsigned i = 0; m->fds != NULL && i < m->n_workers; i++)
-		if (m->fds[i] >= 0) {
-			close(m->fds[i]);
-			m->fds[i] = -1;
+	for (unsigned i = 0; i < m->n_children; i++)
+		if (m->children[i].fd >= 0) {
+			close(m->children[i].fd);
+			m->children[i].fd = -1;
 		}
 }
 
-static pid_t master_spawn(struct master *m, int idx)
+static pid_t master_spawn(struct master *m, struct master_child *ch)
 {
 	pid_t pid = fork();
 
@@ -141,24 +184,27 @@ static pid_t master_spawn(struct master *m, int idx)
 	if (pid == 0) {
 		int rc;
 
-		if (idx >= 0) {
-			/* A worker keeps only its own listening socket. */
-			for (unsigned i = 0; i < m->n_workers; i++)
-				if ((int)i != idx)
-					close(m->fds[i]);
-			rc = worker_run(m->seg.layout, m->fds[idx], (unsigned)idx, m->cfg);
-		} else {
-			master_close_listeners(m);
+		/* A child keeps only its own listening socket. */
+		for (unsigned i = 0; i < m->n_children; i++)
+			if (&m->children[i] != ch && m->children[i].fd >= 0)
+				close(m->children[i].fd);
+		if (ch != &m->reaper)
+			rc = worker_run(m->seg.layout, ch->fd, ch->index, m->cfg);
+		else
 			rc = reaper_run(m->seg.layout, m->cfg);
-		}
 		_exit(rc);
 	}
 	return pid;
 }
 
-static void master_start_child(struct master *m, struct master_child *ch, int idx)
+static const char *master_role(const struct master *m, const struct master_child *ch)
 {
-	pid_t pid = master_spawn(m, idx);
+	return ch == &m->reaper ? "reaper" : "worker";
+}
+
+static void master_start_child(struct master *m, struct master_child *ch)
+{
+	pid_t pid = master_spawn(m, ch);
 
 	ch->respawn_at_ms = 0;
 	if (pid < 0) {
@@ -167,31 +213,44 @@ static void master_start_child(struct master *m, struct master_child *ch, int id
 	}
 	ch->pid = pid;
 	ch->started_ms = master_now_ms();
-	log_info("master: started %s pid=%d", idx >= 0 ? "worker" : "reaper", (int)pid);
+	log_info("master: started %s pid=%d index=%u", master_role(m, ch), (int)pid, ch->index);
 }
 
-static struct master_child *master_find_child(struct master *m, pid_t pid, int *idx)
+static struct master_child *master_find_child(struct master *m, pid_t pid)
 {
-	for (unsigned i = 0; i < m->n_workers; i++)
-		if (m->workers[i].pid == pid) {
-			*idx = (int)i;
-			return &m->workers[i];
+	for (unsigned i = 0; i < m->n_children; i++)
+		if (m->children[i].pid == pid)
+			return &m->children[i];
+	return m->reaper.pid == pid ? &m->reaper : NULL;
+}
+
+/* Drops retiring children that have exited, closing their sockets. */
+static void master_forget_retired(struct master *m)
+{
+	unsigned j = m->n_workers;
+
+	for (unsigned i = m->n_workers; i < m->n_children; i++) {
+		struct master_child *ch = &m->children[i];
+
+		if (ch->pid == 0) {
+			if (ch->fd >= 0)
+				close(ch->fd);
+			continue;
 		}
-	if (m->reaper.pid == pid) {
-		*idx = -1;
-		return &m->reaper;
+		m->children[j++] = *ch;
 	}
-	return NULL;
+	m->n_children = j;
 }
 
 /* Collects dead children; schedules a respawn with backoff when they keep dying. */
 static void master_reap(struct master *m)
 {
-	int status, idx;
+	int status;
 	pid_t pid;
+	bool retired = false;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		struct master_child *ch = master_find_child(m, pid, &idx);
+		struct master_child *ch = master_find_child(m, pid);
 		int64_t now = master_now_ms();
 
 		if (ch == NULL)
@@ -203,14 +262,19 @@ static void master_reap(struct master *m)
 		if (registry_repair(&m->seg.layout->registry) > 0)
 			log_warn("master: repaired a registry slot left by pid=%d", (int)pid);
 		registry_sync_static(&m->seg.layout->registry, m->cfg->sfus, m->cfg->n_sfus, now);
+		if (ch->retiring) {
+			log_info("master: retired worker pid=%d exited", (int)pid);
+			retired = true;
+			continue;
+		}
 		if (m->stopping)
 			continue;
 		if (WIFSIGNALED(status))
-			log_warn("master: %s pid=%d killed by signal %d", idx >= 0 ? "worker" : "reaper",
-				 (int)pid, WTERMSIG(status));
+			log_warn("master: %s pid=%d killed by signal %d", master_role(m, ch), (int)pid,
+				 WTERMSIG(status));
 		else
-			log_warn("master: %s pid=%d exited with %d", idx >= 0 ? "worker" : "reaper",
-				 (int)pid, WEXITSTATUS(status));
+			log_warn("master: %s pid=%d exited with %d", master_role(m, ch), (int)pid,
+				 WEXITSTATUS(status));
 		if (now - ch->started_ms >= MASTER_STABLE_MS)
 			ch->backoff_ms = 0;
 		ch->respawn_at_ms = now + ch->backoff_ms;
@@ -218,6 +282,8 @@ static void master_reap(struct master *m)
 		if (ch->backoff_ms > MASTER_RESPAWN_MAX_MS)
 			ch->backoff_ms = MASTER_RESPAWN_MAX_MS;
 	}
+	if (retired && !m->stopping)
+		master_forget_retired(m);
 }
 
 static void master_respawn_due(struct master *m)
@@ -225,13 +291,13 @@ static void master_respawn_due(struct master *m)
 	int64_t now = master_now_ms();
 
 	for (unsigned i = 0; i < m->n_workers; i++) {
-		struct master_child *ch = &m->workers[i];
+		struct master_child *ch = &m->children[i];
 
 		if (ch->pid == 0 && ch->respawn_at_ms != 0 && ch->respawn_at_ms <= now)
-			master_start_child(m, ch, (int)i);
+			master_start_child(m, ch);
 	}
 	if (m->reaper.pid == 0 && m->reaper.respawn_at_ms != 0 && m->reaper.respawn_at_ms <= now)
-		master_start_child(m, &m->reaper, -1);
+		master_start_child(m, &m->reaper);
 }
 
 /* Milliseconds until the next scheduled respawn, or -1 when none. */
@@ -240,7 +306,7 @@ static int64_t master_next_wakeup(const struct master *m)
 	int64_t next = -1, now = master_now_ms();
 
 	for (unsigned i = 0; i <= m->n_workers; i++) {
-		const struct master_child *ch = i < m->n_workers ? &m->workers[i] : &m->reaper;
+		const struct master_child *ch = i < m->n_workers ? &m->children[i] : &m->reaper;
 
 		if (ch->pid == 0 && ch->respawn_at_ms != 0) {
 			int64_t d = ch->respawn_at_ms - now;
@@ -256,9 +322,9 @@ static int64_t master_next_wakeup(const struct master *m)
 
 static void master_signal_children(struct master *m, int signum)
 {
-	for (unsigned i = 0; i < m->n_workers; i++)
-		if (m->workers[i].pid > 0)
-			kill(m->workers[i].pid, signum);
+	for (unsigned i = 0; i < m->n_children; i++)
+		if (m->children[i].pid > 0)
+			kill(m->children[i].pid, signum);
 	if (m->reaper.pid > 0)
 		kill(m->reaper.pid, signum);
 }
@@ -267,9 +333,90 @@ static unsigned master_live_children(const struct master *m)
 {
 	unsigned n = m->reaper.pid > 0;
 
-	for (unsigned i = 0; i < m->n_workers; i++)
-		n += m->workers[i].pid > 0;
+	for (unsigned i = 0; i < m->n_children; i++)
+		n += m->children[i].pid > 0;
 	return n;
+}
+
+/* Marks children [from, to) retiring and asks them to drain. */
+static void master_retire(struct master *m, unsigned from, unsigned to)
+{
+	for (unsigned i = from; i < to; i++) {
+		struct master_child *ch = &m->children[i];
+
+		ch->retiring = true;
+		ch->respawn_at_ms = 0;
+		if (ch->pid > 0)
+			kill(ch->pid, SIGTERM);
+	}
+}
+
+/*
+ * Applies a new worker count or listen address without refusing a
+ * connection: new sockets and workers come up first, then the old ones are
+ * steered away from and drained. Returns 0, or -errno when the new sockets
+ * could not be opened (then nothing changed).
+ */
+static int master_resize(struct master *m, const char *bind_addr, uint16_t port, unsigned n)
+{
+	bool moved = strcmp(bind_addr, m->cfg->bind) != 0 || port != m->cfg->port;
+	unsigned old_n = m->n_workers, keep = moved ? 0 : (n < old_n ? n : old_n);
+	unsigned retiring = m->n_children - old_n;
+	struct master_child *nc;
+	char old_bind[sizeof(m->cfg->bind)];
+	uint16_t old_port = m->cfg->port;
+	int rc;
+
+	if (n + old_n + retiring + 1 > MASTER_MAX_CHILDREN)
+		return -E2BIG;
+	/* New layout: kept actives, new actives, then everything that retires. */
+	nc = calloc(n + old_n + retiring, sizeof(*nc));
+	if (nc == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < keep; i++)
+		nc[i] = m->children[i];
+	for (unsigned i = keep; i < n; i++) {
+		nc[i].fd = -1;
+		nc[i].index = i;
+	}
+	snprintf(old_bind, sizeof(old_bind), "%s", m->cfg->bind);
+	snprintf(m->cfg->bind, sizeof(m->cfg->bind), "%s", bind_addr);
+	m->cfg->port = port;
+	{
+		struct master_child *saved = m->children;
+
+		m->children = nc;
+		rc = master_open_listeners(m, keep, n);
+		m->children = saved;
+	}
+	if (rc != 0) {
+		snprintf(m->cfg->bind, sizeof(m->cfg->bind), "%s", old_bind);
+		m->cfg->port = old_port;
+		free(nc);
+		return rc;
+	}
+	/* Old actives beyond what we keep retire; earlier retirees stay retiring. */
+	{
+		unsigned j = n;
+
+		for (unsigned i = keep; i < old_n; i++)
+			nc[j++] = m->children[i];
+		for (unsigned i = old_n; i < m->n_children; i++)
+			nc[j++] = m->children[i];
+		free(m->children);
+		m->children = nc;
+		m->n_children = j;
+	}
+	m->n_workers = n;
+	atomic_store(&m->seg.layout->n_workers, n);
+	/* master_open_listeners() steered the group to its new size, so the
+	 * retiring sockets get no new connections while their workers drain. */
+	for (unsigned i = keep; i < n; i++)
+		master_start_child(m, &m->children[i]);
+	master_retire(m, n, n + (old_n - keep));
+	log_info("master: now %u workers on %s port %u (%u retiring)", n, m->cfg->bind,
+		 m->cfg->port, m->n_children - n);
+	return 0;
 }
 
 /* Reload (nginx): parse and validate a new config; on success publish it, on
@@ -290,20 +437,26 @@ static void master_reload(struct master *m)
 		free(next);
 		return;
 	}
+	if (next->max_sfus != m->cfg->max_sfus)
+		log_warn("master: max_sfus sizes the shared memory: it changes at restart only; "
+			 "keeping %u", m->cfg->max_sfus);
 	if (strcmp(next->bind, m->cfg->bind) != 0 || next->port != m->cfg->port ||
-	    next->workers != m->cfg->workers || next->max_sfus != m->cfg->max_sfus)
-		log_warn("master: bind, port, workers and max_sfus changes need a restart; "
-			 "keeping bind=%s port=%u workers=%u max_sfus=%u",
-			 m->cfg->bind, m->cfg->port, m->n_workers, m->cfg->max_sfus);
+	    next->workers != m->n_workers) {
+		rc = master_resize(m, next->bind, next->port, next->workers);
+		if (rc != 0) {
+			log_error("master: reload failed, keeping the running config: cannot listen "
+				  "on %s port %u: %s", next->bind, next->port, strerror(-rc));
+			config_free(next);
+			free(next);
+			return;
+		}
+	}
 	if (registry_sync_static(&m->seg.layout->registry, next->sfus, next->n_sfus,
 				 master_now_ms()) != 0)
 		log_warn("master: registry full: some static SFUs were not added");
 	shm_live_publish(m->seg.layout, &next->t);
 	log_set_level((enum log_level)next->log_level);
-	/* Process-level settings stay those the processes were started with. */
-	snprintf(next->bind, sizeof(next->bind), "%s", m->cfg->bind);
-	next->port = m->cfg->port;
-	next->workers = m->cfg->workers;
+	/* The segment keeps the size it was created with. */
 	next->max_sfus = m->cfg->max_sfus;
 	config_free(m->cfg);
 	*m->cfg = *next;
@@ -427,7 +580,18 @@ int master_run(struct config *cfg, const struct config_cli *cli)
 				 master_now_ms()) != 0)
 		log_warn("master: registry full: some static SFUs were not added");
 
-	rc = master_open_listeners(&m);
+	m.children = calloc(m.n_workers, sizeof(*m.children));
+	if (m.children == NULL)
+		fatal("master: calloc() failed");
+	m.n_children = m.n_workers;
+	atomic_store(&m.seg.layout->n_workers, m.n_workers);
+	for (unsigned i = 0; i < m.n_workers; i++) {
+		m.children[i].fd = -1;
+		m.children[i].index = i;
+	}
+	m.reaper.fd = -1;
+	m.reaper.index = METRICS_REAPER_SLOT;
+	rc = master_open_listeners(&m, 0, m.n_workers);
 	if (rc != 0) {
 		shm_destroy(&m.seg);
 		fatal("master: bind() failed on %s port %u: %s", cfg->bind, cfg->port,
@@ -444,12 +608,9 @@ int master_run(struct config *cfg, const struct config_cli *cli)
 		fatal("master: cannot switch to user %s: %s", cfg->user, strerror(-rc));
 	}
 
-	m.workers = calloc(m.n_workers, sizeof(*m.workers));
-	if (m.workers == NULL)
-		fatal("master: calloc() failed");
 	for (unsigned i = 0; i < m.n_workers; i++)
-		master_start_child(&m, &m.workers[i], (int)i);
-	master_start_child(&m, &m.reaper, -1);
+		master_start_child(&m, &m.children[i]);
+	master_start_child(&m, &m.reaper);
 	log_info("master: listening on %s port %u with %u workers, %zu static SFUs", cfg->bind,
 		 cfg->port, m.n_workers, cfg->n_sfus);
 
@@ -498,8 +659,8 @@ int master_run(struct config *cfg, const struct config_cli *cli)
 	if (cfg->pid_file[0] != '\0' && unlink(cfg->pid_file) != 0 && errno != ENOENT)
 		log_warn("master: unlink() of %s failed: %s", cfg->pid_file, strerror(errno));
 	shm_destroy(&m.seg);
-	free(m.workers);
-	free(m.fds);
+	master_close_listeners(&m);
+	free(m.children);
 	log_info("master: stopped");
 	return 0;
 }

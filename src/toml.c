@@ -353,7 +353,8 @@ static int toml_escape(struct toml_parser *p, char *out)
 		int h = toml_hex(toml_peek(p, 0));
 
 		if (h < 0)
-			return toml_fail(p, "invalid \\%c escape: expected %d hex digits", c, digits);
+			return toml_fail(p, "invalid \\%c escape: expected %d hex digits", c,
+					 digits);
 		cp = cp << 4 | (uint32_t)h;
 		p->pos++;
 	}
@@ -459,8 +460,10 @@ static bool toml_digits(const char *s, size_t n, char *out, size_t *outn)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '_') {
-			if (i == 0 || i + 1 == n || s[i - 1] < '0' || s[i - 1] > '9' || s[i + 1] < '0' ||
-			    s[i + 1] > '9')
+			bool between = i > 0 && i + 1 < n && s[i - 1] >= '0' && s[i - 1] <= '9' &&
+				       s[i + 1] >= '0' && s[i + 1] <= '9';
+
+			if (!between)
 				return false;
 			continue;
 		}

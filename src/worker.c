@@ -16,6 +16,9 @@
 
 #define WORKER_REQUEST_TIMEOUT_MS 10000 /* a whole request must arrive within this */
 #define WORKER_IDLE_TIMEOUT_MS 60000 /* keep-alive connections idle longer are closed */
+/* On stop, keep accepting this long: connections whose handshake began before
+ * the master steered new ones away still land in our queue and are served. */
+#define WORKER_LINGER_MS 250
 
 int64_t worker_now_ms(void)
 {
@@ -52,6 +55,67 @@ static bool worker_path_is(const struct http_request *req, const char *path)
 	return req->path_len == n && memcmp(req->target, path, n) == 0;
 }
 
+static enum metrics_route worker_route(const struct http_request *req)
+{
+	static const struct {
+		const char *path;
+		enum metrics_route route;
+	} routes[] = {
+		{ "/v1/channel", ROUTE_CHANNEL }, { "/v1/sfu", ROUTE_SFU },
+		{ "/v1/health", ROUTE_HEALTH }, { "/metrics", ROUTE_METRICS },
+		{ "/noop", ROUTE_NOOP }, { "/v1/noop", ROUTE_V1_NOOP },
+	};
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (worker_path_is(req, routes[i].path))
+			return routes[i].route;
+	return ROUTE_OTHER;
+}
+
+static void worker_on_accept(void *ctx)
+{
+	struct worker *w = ctx;
+
+	metrics_add(w->metrics, M_CONNECTIONS, 1);
+}
+
+static void worker_on_response(void *ctx, const struct http_request *req, int status)
+{
+	struct worker *w = ctx;
+
+	metrics_request(w->metrics, worker_route(req), status);
+}
+
+/* GET /metrics: Prometheus text, summed over every process at this instant. */
+static void worker_metrics(struct worker *w, struct http_conn *c)
+{
+	size_t cap = 65536;
+
+	for (;;) {
+		char *buf = malloc(cap);
+		int n;
+
+		if (buf == NULL) {
+			http_respond_error(c, 503, "out of memory", NULL);
+			return;
+		}
+		n = metrics_render(&w->shm->metrics, &w->shm->registry, &w->live,
+				   atomic_load(&w->shm->n_workers), worker_now_ms(), buf, cap);
+		if (n >= 0) {
+			http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, buf,
+				     (size_t)n);
+			free(buf);
+			return;
+		}
+		free(buf);
+		if (cap >= (64u << 20)) {
+			http_respond_error(c, 503, "metrics too large", NULL);
+			return;
+		}
+		cap *= 4;
+	}
+}
+
 /* Routes one request. GET also answers HEAD-less clients; other methods 405. */
 static void worker_handle(struct http_conn *c, const struct http_request *req, void *ctx)
 {
@@ -63,6 +127,11 @@ static void worker_handle(struct http_conn *c, const struct http_request *req, v
 			worker_method_not_allowed(c, "GET");
 		else
 			channel_handle(w, c, req);
+	} else if (worker_path_is(req, "/metrics")) {
+		if (!get)
+			worker_method_not_allowed(c, "GET");
+		else
+			worker_metrics(w, c);
 	} else if (worker_path_is(req, "/noop")) {
 		if (!get)
 			worker_method_not_allowed(c, "GET");
@@ -109,6 +178,13 @@ static void worker_on_stop_timeout(uv_timer_t *t)
 	worker_finish(w);
 }
 
+static void worker_on_linger_done(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+
+	http_server_drain(&w->server, worker_on_drained);
+}
+
 static void worker_on_signal(uv_signal_t *s, int signum)
 {
 	struct worker *w = s->data;
@@ -127,7 +203,7 @@ static void worker_on_signal(uv_signal_t *s, int signum)
 	w->stopping = true;
 	log_info("worker: stopping, %zu connections open", w->server.n_conns);
 	uv_timer_start(&w->stop_timer, worker_on_stop_timeout, w->shutdown_timeout_ms, 0);
-	http_server_drain(&w->server, worker_on_drained);
+	uv_timer_start(&w->linger_timer, worker_on_linger_done, WORKER_LINGER_MS, 0);
 }
 
 int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const struct config *cfg)
@@ -164,8 +240,11 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 		log_error("worker: http_client_new() failed: %s", strerror(-rc));
 		return 1;
 	}
+	w->metrics = &shm->metrics.procs[index < METRICS_REAPER_SLOT ? index : 0];
 	uv_timer_init(&w->loop, &w->stop_timer);
 	w->stop_timer.data = w;
+	uv_timer_init(&w->loop, &w->linger_timer);
+	w->linger_timer.data = w;
 	uv_signal_init(&w->loop, &w->sig_term);
 	uv_signal_init(&w->loop, &w->sig_int);
 	uv_signal_init(&w->loop, &w->sig_quit);
@@ -185,6 +264,8 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 		log_error("worker: uv_listen() failed: %s", uv_strerror(rc));
 		return 1;
 	}
+	w->server.on_accept = worker_on_accept;
+	w->server.on_response = worker_on_response;
 	log_debug("worker: %u serving", index);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&w->loop);

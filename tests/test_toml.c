@@ -59,7 +59,8 @@ Test(toml, strings)
 
 	cr_assert_str_eq(toml_must(t, "a", TOML_STRING)->u.s, "plain");
 	cr_assert_str_eq(toml_must(t, "b", TOML_STRING)->u.s, "q\" b\\ n\n t\t r\r bs\b ff\f");
-	cr_assert_str_eq(toml_must(t, "c", TOML_STRING)->u.s, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+	cr_assert_str_eq(toml_must(t, "c", TOML_STRING)->u.s,
+			 "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
 	cr_assert_str_eq(toml_must(t, "d", TOML_STRING)->u.s, "C:\\path\\no escapes \"here\"");
 	cr_assert_str_eq(toml_must(t, "e", TOML_STRING)->u.s, "");
 	cr_assert_str_eq(toml_must(t, "f", TOML_STRING)->u.s, "");
@@ -184,7 +185,8 @@ Test(toml, tables_and_arrays_of_tables)
 
 Test(toml, line_endings_bom_and_empty)
 {
-	struct toml_table *t = toml_ok("\xef\xbb\xbf# bom\r\na = 1\r\n\r\n[s]\r\nb = \"x\" # c\r\n");
+	struct toml_table *t =
+		toml_ok("\xef\xbb\xbf# bom\r\na = 1\r\n\r\n[s]\r\nb = \"x\" # c\r\n");
 
 	cr_assert_eq(toml_must(t, "a", TOML_INT)->line, 2);
 	cr_assert_str_eq(toml_must(toml_must(t, "s", TOML_TABLE)->u.tab, "b", TOML_STRING)->u.s,
@@ -207,9 +209,11 @@ Test(toml, unsupported_features)
 	toml_bad("d = 1979-05-27\n", "t.toml:1: dates and times are not supported");
 	toml_bad("d = 07:32:00\n", "t.toml:1: dates and times are not supported");
 	toml_bad("d = 1979-05-27T07:32:00Z\n", "t.toml:1: dates and times are not supported");
-	toml_bad("h = 0xff\n", "t.toml:1: hexadecimal, octal and binary integers are not supported");
-	toml_bad("h = 0o17\n", "t.toml:1: hexadecimal, octal and binary integers are not supported");
-	toml_bad("h = 0b101\n", "t.toml:1: hexadecimal, octal and binary integers are not supported");
+	static const char radix[] = "t.toml:1: hexadecimal, octal and binary integers are not supported";
+
+	toml_bad("h = 0xff\n", radix);
+	toml_bad("h = 0o17\n", radix);
+	toml_bad("h = 0b101\n", radix);
 	toml_bad("f = inf\n", "t.toml:1: inf and nan are not supported");
 	toml_bad("f = -inf\n", "t.toml:1: inf and nan are not supported");
 	toml_bad("f = nan\n", "t.toml:1: inf and nan are not supported");
@@ -500,7 +504,8 @@ Test(toml, garbage_never_crashes, .timeout = 30)
 	static const char seed_doc[] = "# c\n[gateway]\nport = 8071\nkey = \"abc\\u00e9\"\n"
 				       "w = [1, [2.5, 'x'], true,]\n[[sfu]]\naddress = 'a'\n"
 				       "[a.b.c]\nx = -1_0e+2\n";
-	static const char alphabet[] = "[]{}=.,#\"'\\\n\r\t _-+:0123456789eExtrufalsninf\xc3\xa9\xff";
+	static const char alphabet[] = "[]{}=.,#\"'\\\n\r\t _-+:0123456789"
+				       "eExtrufalsninf\xc3\xa9\xff";
 	uint32_t seed = 0x12345678;
 	char buf[256];
 

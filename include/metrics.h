@@ -1,0 +1,93 @@
+/* Metrics: per-process counters in shared memory, summed over all workers at scrape time. */
+#ifndef SFU_METRICS_H
+#define SFU_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define METRICS_MAX_PROCS 1028 /* workers (index 0..1023), then the reaper */
+#define METRICS_REAPER_SLOT 1024
+
+enum metrics_route {
+	ROUTE_CHANNEL, ROUTE_SFU, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_NOOP, ROUTE_V1_NOOP,
+	ROUTE_OTHER, ROUTE__COUNT
+};
+
+/* The statuses counted one by one; anything else lands in "other". */
+#define METRICS_STATUSES 200, 400, 401, 403, 404, 405, 408, 409, 413, 429, 431, 500, 502, 503, 504
+enum { METRICS_STATUS__COUNT = 16 }; /* the 15 above + other */
+
+/* Upstream latency histogram bounds, in milliseconds (+Inf implied). */
+#define METRICS_LATENCY_BOUNDS_MS 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000
+enum { METRICS_LATENCY__COUNT = 13 };
+
+enum metrics_counter {
+	M_CONNECTIONS, /* connections accepted */
+	M_UPSTREAM_REQUESTS, /* attempts sent to an SFU */
+	M_UPSTREAM_FAILURES, /* attempts that failed (spec §6.3 definition) */
+	M_RETRIES, /* attempts beyond the first of a request */
+	M_FAILOVERS, /* requests answered by an SFU other than the first tried */
+	M_RETRY_BUDGET_EXHAUSTED,
+	M_ORPHAN_CHANNELS, /* a retry may have left a channel on the SFU tried before */
+	M_CIRCUIT_OPENED,
+	M_CIRCUIT_HALF_OPENED,
+	M_CIRCUIT_CLOSED,
+	M_HEARTBEATS_REGISTERED,
+	M_HEARTBEATS_UPDATED,
+	M_HEARTBEATS_REMOVED,
+	M_HEARTBEATS_REJECTED,
+	M_EXPIRED, /* SFUs removed by the reaper */
+	M_PROBES_OK,
+	M_PROBES_FAILED,
+	M_AFFINITY_HITS,
+	M_OVERLOAD_REJECTED,
+	M__COUNT
+};
+
+/*
+ * One block per process. Writer: only the process owning the slot (a worker
+ * by its index, the reaper in METRICS_REAPER_SLOT), so plain relaxed
+ * load+store would do; we still use fetch_add to survive a respawned worker
+ * racing its dead predecessor's last store. Readers: whoever renders
+ * /metrics or /v1/health, summing every slot. Counters survive worker
+ * restarts because they live in the segment.
+ */
+struct metrics_proc {
+	_Atomic uint64_t c[M__COUNT];
+	_Atomic uint64_t requests[ROUTE__COUNT][METRICS_STATUS__COUNT];
+	_Atomic uint64_t latency_bucket[METRICS_LATENCY__COUNT];
+	_Atomic uint64_t latency_sum_us;
+	_Atomic uint64_t latency_count;
+} __attribute__((aligned(64)));
+
+struct metrics {
+	struct metrics_proc procs[METRICS_MAX_PROCS];
+};
+
+static inline void metrics_add(struct metrics_proc *m, enum metrics_counter c, uint64_t n)
+{
+	atomic_fetch_add_explicit(&m->c[c], n, memory_order_relaxed);
+}
+
+/* Index of a status code in the requests[][] table. */
+int metrics_status_index(int status);
+/* Counts one answered request. */
+void metrics_request(struct metrics_proc *m, enum metrics_route route, int status);
+/* Records one upstream round trip. */
+void metrics_latency(struct metrics_proc *m, uint64_t us);
+/* Sum of one counter over every process. */
+uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c);
+
+
+
+struct registry;
+struct config_tunables;
+
+/* Renders the Prometheus text exposition (version 0.0.4) of every counter,
+ * summed over processes, plus per-worker connection counts and per-SFU
+ * gauges from the registry. Returns the length, or -ENOSPC. */
+int metrics_render(const struct metrics *ms, const struct registry *reg,
+		   const struct config_tunables *t, unsigned n_workers, int64_t now_ms, char *buf,
+		   size_t cap);
+#endif
