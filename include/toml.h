@@ -14,6 +14,10 @@
  * [table.sub] headers, [[array.of.tables]]. Redefining a key or a table is an
  * error. Not supported (error): inline tables, dates/times, multi-line strings,
  * hex/octal/binary integers, inf/nan.
+ * Input must be UTF-8 without NUL bytes (a leading BOM is skipped); control
+ * characters are refused in strings, keys and comments, so every key can be
+ * quoted in a one-line message. Limits: 1 MiB of input, 1024 keys per table,
+ * 32 nested arrays, 32 parts in a [table.name]. Messages never quote a value.
  */
 
 enum toml_type { TOML_STRING, TOML_INT, TOML_FLOAT, TOML_BOOL, TOML_ARRAY, TOML_TABLE };

@@ -658,16 +658,17 @@ static int config_apply_doc(const struct config_ctx *c, const struct toml_table 
 	for (size_t i = 0; i < doc->n; i++) {
 		const char *key = doc->keys[i];
 		const struct toml_value *v = doc->vals[i];
+		/* A quoted ["balancing.weights"] is not the nested table: only bare names count. */
+		bool known = strchr(key, '.') == NULL && config_is_section(key);
 		char name[72];
 		int rc;
 
 		config_printable(key, name, sizeof(name));
 		if (strcmp(key, CONFIG_SFU_SECTION) == 0)
 			rc = config_apply_sfu_array(c, v, list, n);
-		else if ((strchr(key, '.') != NULL || !config_is_section(key)) &&
-			 v->type == TOML_TABLE)
+		else if (!known && v->type == TOML_TABLE)
 			rc = config_fail(c, v->line, "unknown section [%s]", name);
-		else if (strchr(key, '.') != NULL || !config_is_section(key))
+		else if (!known)
 			rc = config_fail(c, v->line, "unknown key '%s' outside any section", name);
 		else if (v->type != TOML_TABLE)
 			rc = config_fail(c, v->line, "[%s] must be a table", name);

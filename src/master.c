@@ -139,12 +139,33 @@ static int master_steer(int fd, unsigned n)
 	return 0;
 }
 
+/*
+ * How workers share the port. "reuseport" (default): one SO_REUSEPORT socket
+ * per worker, the kernel spreads connections (steered by master_steer).
+ * "shared": one socket, every worker accepts on a dup of it, and the epoll
+ * wake-ups decide who wins (kept to measure the difference; see README).
+ */
+static bool master_shared_accept(void)
+{
+	const char *v = getenv("SFU_GATEWAY_ACCEPT_MODE");
+
+	return v != NULL && strcmp(v, "shared") == 0;
+}
+
 /* Opens listening sockets for children [from, to) on the configured address. */
 static int master_open_listeners(struct master *m, unsigned from, unsigned to)
 {
-	for (unsigned i = from; i < to; i++) {
-		int rc = master_listen_one(m->cfg->bind, m->cfg->port, &m->children[i].fd);
+	bool shared = master_shared_accept();
 
+	for (unsigned i = from; i < to; i++) {
+		int rc;
+
+		if (shared && i > 0 && m->children[0].fd >= 0) {
+			m->children[i].fd = fcntl(m->children[0].fd, F_DUPFD_CLOEXEC, 0);
+			rc = m->children[i].fd < 0 ? -errno : 0;
+		} else {
+			rc = master_listen_one(m->cfg->bind, m->cfg->port, &m->children[i].fd);
+		}
 		if (rc != 0) {
 			while (i-- > from) {
 				close(m->children[i].fd);
@@ -153,7 +174,7 @@ static int master_open_listeners(struct master *m, unsigned from, unsigned to)
 			return rc;
 		}
 	}
-	if (to > 0) {
+	if (to > 0 && !shared) {
 		int rc = master_steer(m->children[0].fd, to);
 
 		if (rc != 0)

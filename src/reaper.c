@@ -73,9 +73,13 @@ static void reaper_on_tick(uv_timer_t *t)
 {
 	struct reaper *rp = t->data;
 
+	int n;
+
 	shm_live_refresh(rp->shm, &rp->live, &rp->live_version);
-	reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, worker_now_ms(),
-		     REAPER_BUDGET_US);
+	n = reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, worker_now_ms(),
+			 REAPER_BUDGET_US);
+	if (n > 0)
+		metrics_add(&rp->shm->metrics.procs[METRICS_REAPER_SLOT], M_EXPIRED, (uint64_t)n);
 }
 
 static void reaper_close_walk(uv_handle_t *h, void *arg)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "heartbeat.h"
 #include "log.h"
 #include <llhttp.h>
 
@@ -127,6 +128,11 @@ static void worker_handle(struct http_conn *c, const struct http_request *req, v
 			worker_method_not_allowed(c, "GET");
 		else
 			channel_handle(w, c, req);
+	} else if (worker_path_is(req, "/v1/sfu")) {
+		if (req->method != HTTP_POST)
+			worker_method_not_allowed(c, "POST");
+		else
+			heartbeat_handle(w, c, req);
 	} else if (worker_path_is(req, "/metrics")) {
 		if (!get)
 			worker_method_not_allowed(c, "GET");

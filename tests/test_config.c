@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 #include "toml.h"
 
 /* "0123456789abcdef" twice, and another 32-byte key. */
@@ -1112,6 +1113,8 @@ Test(config, garbage_files_never_crash, .timeout = 60)
 	uint32_t seed = 0xC0FFEE;
 	char buf[sizeof(doc)];
 
+	/* Mutated keys may turn short: their warnings are expected, not interesting. */
+	log_set_level(LOG_LEVEL_ERROR);
 	for (int round = 0; round < 3000; round++) {
 		size_t n = sizeof(doc) - 1;
 		struct config c;

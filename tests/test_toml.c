@@ -202,6 +202,9 @@ Test(toml, line_endings_bom_and_empty)
 
 Test(toml, unsupported_features)
 {
+	static const char radix[] =
+		"t.toml:1: hexadecimal, octal and binary integers are not supported";
+
 	toml_bad("a = 1\nb = { x = 1 }\n", "t.toml:2: inline tables are not supported");
 	toml_bad("a.b = 1\n", "t.toml:1: dotted keys are not supported");
 	toml_bad("a = \"\"\"x\"\"\"\n", "t.toml:1: multi-line strings are not supported");
@@ -209,8 +212,6 @@ Test(toml, unsupported_features)
 	toml_bad("d = 1979-05-27\n", "t.toml:1: dates and times are not supported");
 	toml_bad("d = 07:32:00\n", "t.toml:1: dates and times are not supported");
 	toml_bad("d = 1979-05-27T07:32:00Z\n", "t.toml:1: dates and times are not supported");
-	static const char radix[] = "t.toml:1: hexadecimal, octal and binary integers are not supported";
-
 	toml_bad("h = 0xff\n", radix);
 	toml_bad("h = 0o17\n", radix);
 	toml_bad("h = 0b101\n", radix);
