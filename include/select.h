@@ -42,6 +42,11 @@ struct select_choice {
 int select_best(struct registry *r, const struct config_tunables *t, const struct select_query *q,
 		const uint32_t *exclude, size_t nexclude, int64_t now_ms, struct select_choice *out);
 
+/* Issuer affinity: the SFU in slot, if it still holds generation and may take
+ * a channel (same health rules as select_best). 0 with *out filled, or -ENOENT. */
+int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t slot,
+		  uint64_t generation, int64_t now_ms, struct select_choice *out);
+
 /* The load score used by strategy "load" for one SFU (exposed for health and tests). */
 double select_score(const struct config_tunables *t, const struct sfu_hot *h, uint64_t assigned);
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "affinity.h"
 #include "config.h"
 #include "metrics.h"
 #include "registry.h"
@@ -39,6 +40,7 @@ struct shm_live {
  *  started_ms: master (CLOCK_REALTIME ms); health reads it.
  *  live:       see struct shm_live.
  *  metrics:    see metrics.h (each process writes its own block).
+ *  affinity:   see affinity.h (every worker reads and writes it).
  *  registry:   see registry.h. Must stay last (flexible slot array).
  */
 struct shm_layout {
@@ -51,6 +53,7 @@ struct shm_layout {
 	int64_t started_ms;
 	struct shm_live live;
 	struct metrics metrics;
+	struct affinity_table affinity;
 	struct registry registry;
 };
 

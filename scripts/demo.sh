@@ -48,15 +48,20 @@ until curl -fs "http://127.0.0.1:$PORT/noop" >/dev/null 2>&1; do
 done
 echo "gateway: http://127.0.0.1:$PORT (2 workers)"
 
-# The token Odoo would send: HS256, Python json.dumps spacing, base64url without padding.
-token=$(scripts/token.sh "$GW_KEY")
-
-for hint in "region=eu-north" "country=US" ""; do
+# Tokens as Odoo sends them: HS256, Python json.dumps spacing, base64url without padding;
+# iss names the call. The last request repeats call 1: issuer affinity sends it to the
+# same SFU, which answers with the same channel.
+ask() { # $1 = call id, $2 = query
+  token=$(scripts/token.sh "$GW_KEY" "https://odoo.example.com:channel:$1")
   echo
-  echo "\$ curl -H 'Authorization: jwt <token>' 'http://127.0.0.1:$PORT/v1/channel?webRTC=true${hint:+&$hint}'"
+  echo "\$ curl -H 'Authorization: jwt <token for call $1>' 'http://127.0.0.1:$PORT/v1/channel?$2'"
   curl -s -w '\n(HTTP %{http_code})\n' -H "Authorization: jwt $token" \
-    "http://127.0.0.1:$PORT/v1/channel?webRTC=true${hint:+&$hint}"
-done
+    "http://127.0.0.1:$PORT/v1/channel?$2"
+}
+ask 1 "webRTC=true&region=eu-north"
+ask 2 "webRTC=true&country=US"
+ask 3 "webRTC=true"
+ask 1 "webRTC=true"
 echo
 echo "\$ curl http://127.0.0.1:$PORT/noop"
 curl -s "http://127.0.0.1:$PORT/noop"; echo

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "affinity.h"
 #include "log.h"
 #include "select.h"
 #include "token.h"
@@ -21,6 +22,7 @@ struct channel_req {
 	uint32_t slot;
 	uint64_t generation;
 	uint64_t sent_us; /* when the attempt started, for the latency histogram */
+	uint64_t affinity; /* affinity_key() of (client, iss) */
 	char address[CONFIG_ADDRESS_MAX];
 };
 
@@ -145,6 +147,8 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		http_respond_error(cr->c, 502, "failed to contact SFU", NULL);
 	} else if (res->status >= 200 && res->status < 300) {
 		if (!failed) {
+			affinity_record(&cr->w->shm->affinity, cr->affinity, cr->slot, cr->generation,
+					worker_now_ms(), cr->w->live.affinity_ttl_ms);
 			atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
 			atomic_fetch_add_explicit(&slot->assigned, 1, memory_order_relaxed);
 			http_respond_json(cr->c, res->status, res->body, res->body_len);
@@ -209,6 +213,9 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 	struct http_client_req creq;
 	int n, hn;
 	ssize_t sl;
+	uint64_t akey, pin_gen;
+	uint32_t pin_slot;
+	int64_t now_ms;
 
 	worker_refresh_config(w);
 	/* Like the SFU: the token is the second space-separated word. */
@@ -247,7 +254,23 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 	q.region_len = strlen(region);
 	q.country = country;
 	q.country_len = strlen(country);
-	rc = select_best(&w->shm->registry, &w->live, &q, NULL, 0, worker_now_ms(), &choice);
+	/* Issuer affinity keys on the address the SFU will see as the creator:
+	 * the first X-Forwarded-For entry we send. */
+	if (channel_xff(w, req, xff, sizeof(xff)) != 0) {
+		http_respond_error(c, 431, "request headers too large", NULL);
+		return;
+	}
+	akey = affinity_key(xff, strcspn(xff, ","), t.iss, t.iss_len);
+	now_ms = worker_now_ms();
+	rc = -ENOENT;
+	if (w->live.affinity_ttl_ms > 0 &&
+	    affinity_lookup(&w->shm->affinity, akey, now_ms, &pin_slot, &pin_gen)) {
+		rc = select_pinned(&w->shm->registry, &w->live, pin_slot, pin_gen, now_ms, &choice);
+		if (rc == 0)
+			metrics_add(w->metrics, M_AFFINITY_HITS, 1);
+	}
+	if (rc != 0)
+		rc = select_best(&w->shm->registry, &w->live, &q, NULL, 0, now_ms, &choice);
 	if (rc != 0) {
 		http_respond_error(c, 503, "no SFU instances available", NULL);
 		return;
@@ -256,7 +279,7 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 	hn = snprintf(headers, sizeof(headers), "Authorization: jwt ");
 	sl = token_resign(tok, t.signed_len, choice.rec.cold.key, choice.rec.cold.key_len,
 			  headers + hn, sizeof(headers) - (size_t)hn);
-	if (sl < 0 || channel_xff(w, req, xff, sizeof(xff)) != 0) {
+	if (sl < 0) {
 		http_respond_error(c, 431, "request headers too large", NULL);
 		return;
 	}
@@ -279,6 +302,7 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 	cr->generation = choice.rec.hot.generation;
 	memcpy(cr->address, choice.rec.cold.address, sizeof(cr->address));
 	cr->sent_us = channel_now_us();
+	cr->affinity = akey;
 	metrics_add(w->metrics, M_UPSTREAM_REQUESTS, 1);
 
 	memset(&creq, 0, sizeof(creq));

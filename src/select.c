@@ -435,3 +435,14 @@ int select_best(struct registry *r, const struct config_tunables *t, const struc
 	}
 	return -EAGAIN;
 }
+
+int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t slot,
+		  uint64_t generation, int64_t now_ms, struct select_choice *out)
+{
+	if (slot >= registry_scan_end(r) || registry_read(r, slot, &out->rec) != 0 ||
+	    out->rec.hot.generation != generation ||
+	    !select_usable(&r->slots[slot], &out->rec.hot, t, now_ms))
+		return -ENOENT;
+	out->slot = slot;
+	return 0;
+}

@@ -235,7 +235,7 @@ static bool http_head_has(const char *head, const char *line)
 
 /* Sends raw bytes on a new connection: the answer must be `status` with a JSON
  * error body, and the gateway must close the connection after it. */
-static void http_expect_fail(int port, const char *raw, size_t len, int status)
+static void http_expect_fail(int port, const char *raw, size_t len, int status, int what)
 {
 	struct http_client *c = http_open(port);
 	struct http_answer a;
@@ -243,12 +243,14 @@ static void http_expect_fail(int port, const char *raw, size_t len, int status)
 
 	http_send(c, raw, len);
 	rc = http_next(c, &a, 5000);
-	cr_assert_eq(rc, 0, "no response to a bad request (want %d): %s", status, strerror(-rc));
-	cr_assert_eq(a.status, status, "status %d, want %d; head:\n%s", a.status, status, a.head);
+	cr_assert_eq(rc, 0, "case %d: no response (want %d): %s", what, status, strerror(-rc));
+	cr_assert_eq(a.status, status, "case %d: status %d, want %d; head:\n%s", what, a.status,
+		     status, a.head);
 	cr_assert(http_head_has(a.head, "\r\nContent-Type: application/json\r\n"), "%s", a.head);
 	cr_assert(strncmp(a.body, "{\"error\":", 9) == 0, "body: %s", a.body);
 	cr_assert(http_head_has(a.head, "\r\nConnection: close\r\n"), "%s", a.head);
-	cr_assert(http_closed(c, 3000), "the connection stayed open after a %d", status);
+	cr_assert(http_closed(c, 3000), "case %d: the connection stayed open after a %d", what,
+		  status);
 	http_close(c);
 }
 
@@ -458,10 +460,10 @@ Test(http, head_limits, .fini = harness_cleanup, .timeout = 30)
 
 	/* Over 8 KiB of head: 431. */
 	n = snprintf(req, cap, "GET /noop HTTP/1.1\r\nHost: x\r\nX-Big: %0*d\r\n\r\n", 9000, 0);
-	http_expect_fail(p->port, req, (size_t)n, 431);
+	http_expect_fail(p->port, req, (size_t)n, 431, 1);
 	/* An over-long target counts too. */
 	n = snprintf(req, cap, "GET /noop?q=%0*d HTTP/1.1\r\nHost: x\r\n\r\n", 9000, 0);
-	http_expect_fail(p->port, req, (size_t)n, 431);
+	http_expect_fail(p->port, req, (size_t)n, 431, 2);
 
 	/* 62 headers pass, 70 do not. */
 	c = http_open(p->port);
@@ -477,7 +479,7 @@ Test(http, head_limits, .fini = harness_cleanup, .timeout = 30)
 	for (int i = 0; i < 70; i++)
 		n += snprintf(req + n, cap - (size_t)n, "X-H%d: v\r\n", i);
 	n += snprintf(req + n, cap - (size_t)n, "\r\n");
-	http_expect_fail(p->port, req, (size_t)n, 431);
+	http_expect_fail(p->port, req, (size_t)n, 431, 3);
 	free(req);
 	http_assert_prompt_noop(p->port);
 }
@@ -501,7 +503,7 @@ Test(http, body_limits, .fini = harness_cleanup, .timeout = 30)
 	/* Refused from the head alone: the body is never sent, so an answer
 	 * within the deadline shows the gateway did not wait for it. */
 	t0 = harness_now_ms();
-	http_expect_fail(p->port, big_cl, sizeof(big_cl) - 1, 413);
+	http_expect_fail(p->port, big_cl, sizeof(big_cl) - 1, 413, 4);
 	cr_assert_lt(harness_now_ms() - t0, 5000);
 
 	/* A small chunked body is read and routed (POST /noop: 405). */
@@ -520,7 +522,7 @@ Test(http, body_limits, .fini = harness_cleanup, .timeout = 30)
 		n += snprintf(req + n, cap - (size_t)n, "\r\n");
 	}
 	n += snprintf(req + n, cap - (size_t)n, "0\r\n\r\n");
-	http_expect_fail(p->port, req, (size_t)n, 413);
+	http_expect_fail(p->port, req, (size_t)n, 413, 5);
 	free(req);
 	http_assert_prompt_noop(p->port);
 }
@@ -529,7 +531,6 @@ Test(http, malformed, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const bad[] = {
 		"GET /noop HTTX/1.1\r\nHost: x\r\n\r\n", /* bad version */
-		"GET /noop\r\nHost: x\r\n\r\n", /* no version */
 		"GET  HTTP/1.1\r\nHost: x\r\n\r\n", /* no target */
 		"GET /no op HTTP/1.1\r\nHost: x\r\n\r\n", /* space in the target */
 		"GET /noop HTTP/1.1\r\nHost : x\r\n\r\n", /* space before the colon */
@@ -549,9 +550,9 @@ Test(http, malformed, .fini = harness_cleanup, .timeout = 30)
 	struct harness_proc *p = http_gateway();
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		http_expect_fail(p->port, bad[i], strlen(bad[i]), 400);
-	http_expect_fail(p->port, tls, sizeof(tls) - 1, 400);
-	http_expect_fail(p->port, bin, sizeof(bin) - 1, 400);
+		http_expect_fail(p->port, bad[i], strlen(bad[i]), 400, (int)i);
+	http_expect_fail(p->port, tls, sizeof(tls) - 1, 400, 100);
+	http_expect_fail(p->port, bin, sizeof(bin) - 1, 400, 101);
 
 	/* A bad request after a good one on the same connection: the good one
 	 * is answered, then the 400, then the close. */
@@ -566,6 +567,66 @@ Test(http, malformed, .fini = harness_cleanup, .timeout = 30)
 	}
 	http_assert_prompt_noop(p->port);
 	http_assert_no_worker_died(p);
+}
+
+Test(http, versions, .fini = harness_cleanup, .timeout = 30)
+{
+	/* Only HTTP/1.x is spoken. A request line without a version is HTTP/0.9,
+	 * whose answer would have no status line at all, and "HTTP/2.0" in an
+	 * HTTP/1 request line is no HTTP/2: both must be refused (400, or 505 for
+	 * a version the server does not support), never answered 200. */
+	static const char *const bad[] = {
+		"GET /noop\r\nHost: x\r\n\r\n",
+		"GET /noop HTTP/2.0\r\nHost: x\r\n\r\n",
+		"GET /noop HTTP/1.2\r\nHost: x\r\n\r\n",
+		"GET /noop HTTP/0.9\r\nHost: x\r\n\r\n",
+	};
+	struct harness_proc *p = http_gateway();
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct http_client *c = http_open(p->port);
+		struct http_answer a;
+		int rc;
+
+		http_send_str(c, bad[i]);
+		rc = http_next(c, &a, 5000);
+		/* Closing without an answer is acceptable too. */
+		if (rc == 0)
+			cr_assert(a.status == 400 || a.status == 505,
+				  "request %zu: status %d, want 400 or 505", i, a.status);
+		else
+			cr_assert_eq(rc, -ECONNRESET, "request %zu: %s", i, strerror(-rc));
+		cr_assert(http_closed(c, 3000), "request %zu: the connection stayed open", i);
+		http_close(c);
+	}
+}
+
+Test(http, head_has_no_body, .fini = harness_cleanup, .timeout = 30)
+{
+	/* Whatever the status of a HEAD (200 like GET, or 405), its response
+	 * carries no body: a keep-alive client would read body bytes as the start
+	 * of the next response. Checked on the bytes, with a pipelined GET behind. */
+	struct harness_proc *p = http_gateway();
+	struct http_client *c = http_open(p->port);
+	int64_t deadline = harness_now_ms() + 5000;
+	const char *end, *second;
+	int status = 0;
+
+	http_send_str(c, "HEAD /noop HTTP/1.1\r\nHost: x\r\n\r\n"
+			 "GET /v1/noop HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	while (!c->eof && harness_now_ms() < deadline && c->len < sizeof(c->buf) - 1)
+		http_fill(c, (int)(deadline - harness_now_ms()));
+	c->buf[c->len < sizeof(c->buf) ? c->len : sizeof(c->buf) - 1] = '\0';
+	cr_assert(c->eof, "no close after Connection: close; got:\n%s", c->buf);
+	sscanf(c->buf, "HTTP/1.1 %d", &status);
+	cr_assert(status == 200 || status == 405, "HEAD: status %d\n%s", status, c->buf);
+	end = strstr(c->buf, "\r\n\r\n");
+	cr_assert_not_null(end, "no response head to HEAD:\n%s", c->buf);
+	second = end + 4;
+	cr_assert(strncmp(second, "HTTP/1.1 200 ", 13) == 0,
+		  "the HEAD response carried a body; the bytes after its head are:\n%s", second);
+	cr_assert_not_null(strstr(second, "{\"result\":\"ok\"}"));
+	http_close(c);
 }
 
 Test(http, half_request_timeout, .fini = harness_cleanup, .timeout = 40)
