@@ -72,14 +72,18 @@ struct registry_slot {
 	/* Requests forwarded to this SFU that succeeded / failed (workers). */
 	_Atomic uint64_t requests_ok;
 	_Atomic uint64_t requests_failed;
-	/* Circuit breaker (workers; see issue 5): state, consecutive failures,
-	 * CLOCK_MONOTONIC ms until which an open circuit stays open, and how many
-	 * times in a row it opened. */
+	/* Circuit breaker (workers, see circuit.h): state, consecutive failures,
+	 * CLOCK_MONOTONIC ms until which an open circuit stays open, how many
+	 * times in a row it opened, and until when the one half-open probe
+	 * request holds its claim (a claim left by a dead worker expires). */
 	_Atomic uint32_t cb_state;
 	_Atomic uint32_t cb_failures;
 	_Atomic int64_t cb_open_until_ms;
 	_Atomic uint32_t cb_openings;
-	_Atomic uint32_t cb_probe_taken; /* 1 while one half-open probe is in flight */
+	_Atomic int64_t cb_probe_until_ms;
+	/* 1 while the reaper's active probes find the SFU unreachable (reaper
+	 * writes; workers read). Only SFUs that send no heartbeats are probed. */
+	_Atomic uint32_t probe_down;
 } __attribute__((aligned(64)));
 
 /*

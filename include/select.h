@@ -36,8 +36,13 @@ struct select_choice {
  *    sessions + slot.assigned and max = hot.max_sessions, else
  *    t->max_sessions; SFUs without load reports score by assigned alone.
  *    Lowest wins; exact ties broken round-robin via rr_counter.
+ * Health and overload (see select_usable in select.c): SFUs whose circuit is
+ * open (unless their half-open probe is due), that probes find down, whose
+ * heartbeats went stale, or that pass an [overload] threshold are skipped.
  * Returns 0 with *out filled; -ENOENT when no SFU is in the registry at all
- * (or all are excluded); -EAGAIN when candidates exist but none could be read.
+ * (or all are excluded); -EBUSY when some were skipped only for overload;
+ * -EHOSTDOWN when every remaining SFU is unhealthy; -EAGAIN when candidates
+ * exist but none could be read.
  */
 int select_best(struct registry *r, const struct config_tunables *t, const struct select_query *q,
 		const uint32_t *exclude, size_t nexclude, int64_t now_ms, struct select_choice *out);

@@ -11,20 +11,52 @@
 #include <time.h>
 
 #include "affinity.h"
+#include "circuit.h"
 #include "log.h"
 #include "select.h"
 #include "token.h"
 
-/* What survives between forwarding and the SFU's answer. */
+#define CHANNEL_MAX_TRIED 32 /* SFUs one request may try or skip (max_retries <= 16) */
+#define CHANNEL_RETRY_AFTER "Retry-After: 5\r\n"
+
+/* How an attempt ended, for the answer when no SFU succeeds. */
+enum channel_outcome {
+	OUT_NONE,
+	OUT_UNREACHABLE, /* connect error, timeout, reset: 502 "failed to contact SFU" */
+	OUT_BAD_BODY, /* 2xx without uuid/url: 502 "invalid SFU response" */
+	OUT_STATUS, /* 5xx, 401, 403, 404: relayed with an empty body */
+};
+
+/*
+ * One channel request between the client and the SFUs it tries. The request's
+ * strings (token, query) stay valid in the connection until it is answered.
+ */
 struct channel_req {
 	struct worker *w;
 	struct http_conn *c;
+	const char *tok; /* Odoo's token, in the request */
+	size_t tok_len, signed_len;
+	uint64_t affinity; /* affinity_key() of (client, iss) */
+	int64_t deadline_ms; /* the whole request ends by then (Odoo waits 3 s) */
+	uint32_t tried[CHANNEL_MAX_TRIED]; /* slots attempted or skipped */
+	unsigned n_tried, attempts;
+	bool pinned_checked;
+	bool in_retry; /* this attempt holds one unit of the retry budget */
+	unsigned maybe_orphans; /* earlier attempts that may have created a channel */
+	enum channel_outcome outcome;
+	int last_status;
+	/* The attempt in flight. */
 	uint32_t slot;
 	uint64_t generation;
-	uint64_t sent_us; /* when the attempt started, for the latency histogram */
-	uint64_t affinity; /* affinity_key() of (client, iss) */
+	uint64_t sent_us;
 	char address[CONFIG_ADDRESS_MAX];
+	struct select_query q;
+	char *region, *country, *target, *xff; /* point into buf */
+	size_t target_len;
+	char buf[]; /* region, country, target, xff */
 };
+
+static void channel_attempt(struct channel_req *cr);
 
 static uint64_t channel_now_us(void)
 {
@@ -129,45 +161,6 @@ static bool channel_body_valid(const char *body, size_t len)
 	return ok;
 }
 
-static void channel_on_response(const struct http_client_result *res, void *ctx)
-{
-	struct channel_req *cr = ctx;
-	struct registry_slot *slot = &cr->w->shm->registry.slots[cr->slot];
-	struct metrics_proc *m = cr->w->metrics;
-	bool failed = res->error != 0 || res->status >= 500 ||
-		      (res->status >= 200 && res->status < 300 &&
-		       !channel_body_valid(res->body, res->body_len));
-
-	metrics_latency(m, channel_now_us() - cr->sent_us);
-	if (failed)
-		metrics_add(m, M_UPSTREAM_FAILURES, 1);
-	if (res->error != 0) {
-		log_warn("channel: sfu=%s failed: %s", cr->address, uv_strerror(res->error));
-		atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
-		http_respond_error(cr->c, 502, "failed to contact SFU", NULL);
-	} else if (res->status >= 200 && res->status < 300) {
-		if (!failed) {
-			affinity_record(&cr->w->shm->affinity, cr->affinity, cr->slot, cr->generation,
-					worker_now_ms(), cr->w->live.affinity_ttl_ms);
-			atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
-			atomic_fetch_add_explicit(&slot->assigned, 1, memory_order_relaxed);
-			http_respond_json(cr->c, res->status, res->body, res->body_len);
-		} else {
-			log_warn("channel: sfu=%s status=%d answered without uuid/url", cr->address,
-				 res->status);
-			atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
-			http_respond_error(cr->c, 502, "invalid SFU response", NULL);
-		}
-	} else {
-		/* The existing gateway relays the SFU's status with an empty body. */
-		log_info("channel: sfu=%s status=%d", cr->address, res->status);
-		if (res->status >= 500)
-			atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
-		http_respond(cr->c, res->status, NULL, NULL, NULL, 0);
-	}
-	free(cr);
-}
-
 /* Builds the X-Forwarded-For value the SFU must see (see the contract note):
  * the direct peer, or with trust_proxy the incoming chain plus the peer. */
 static int channel_xff(const struct worker *w, const struct http_request *req, char *out,
@@ -196,26 +189,245 @@ static int channel_xff(const struct worker *w, const struct http_request *req, c
 	return 0;
 }
 
+/* Answers the client and releases the request. */
+static void channel_done(struct channel_req *cr)
+{
+	atomic_fetch_sub_explicit(&cr->w->metrics->active_requests, 1, memory_order_relaxed);
+	free(cr);
+}
+
+/*
+ * No SFU created the channel. When only one SFU was tried, the answer is the
+ * existing gateway's (502 or the SFU's status), so deployments see what they
+ * know; after a failover across several SFUs it is 503.
+ */
+static void channel_fail(struct channel_req *cr)
+{
+	struct http_conn *c = cr->c;
+
+	if (cr->attempts >= 2) {
+		http_respond_error(c, 503, "no SFU could create the channel", NULL);
+	} else {
+		switch (cr->outcome) {
+		case OUT_BAD_BODY:
+			http_respond_error(c, 502, "invalid SFU response", NULL);
+			break;
+		case OUT_STATUS:
+			http_respond(c, cr->last_status, NULL, NULL, NULL, 0);
+			break;
+		case OUT_UNREACHABLE:
+		case OUT_NONE:
+		default:
+			http_respond_error(c, 502, "failed to contact SFU", NULL);
+			break;
+		}
+	}
+	channel_done(cr);
+}
+
+static void channel_release_retry(struct channel_req *cr)
+{
+	if (cr->in_retry) {
+		atomic_fetch_sub_explicit(&cr->w->metrics->active_retries, 1, memory_order_relaxed);
+		cr->in_retry = false;
+	}
+}
+
+/* Classifies one SFU answer (spec §6.3) and moves on: answer, or next SFU. */
+static void channel_on_response(const struct http_client_result *res, void *ctx)
+{
+	struct channel_req *cr = ctx;
+	struct worker *w = cr->w;
+	struct registry_slot *slot = &w->shm->registry.slots[cr->slot];
+	struct metrics_proc *m = w->metrics;
+	int64_t now = worker_now_ms();
+	bool ok2xx = res->error == 0 && res->status >= 200 && res->status < 300;
+
+	metrics_latency(m, channel_now_us() - cr->sent_us);
+	channel_release_retry(cr);
+	if (ok2xx && channel_body_valid(res->body, res->body_len)) {
+		circuit_success(slot, m);
+		affinity_record(&w->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
+				w->live.affinity_ttl_ms);
+		atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&slot->assigned, 1, memory_order_relaxed);
+		if (cr->attempts > 1)
+			metrics_add(m, M_FAILOVERS, 1);
+		if (cr->maybe_orphans > 0)
+			metrics_add(m, M_ORPHAN_CHANNELS, cr->maybe_orphans);
+		http_respond_json(cr->c, res->status, res->body, res->body_len);
+		channel_done(cr);
+		return;
+	}
+	if (res->error == 0 && res->status >= 400 && res->status < 500 && res->status != 401 &&
+	    res->status != 403 && res->status != 404) {
+		/* The SFU is healthy and refused this request: nothing to retry. */
+		circuit_success(slot, m);
+		log_info("channel: sfu=%s status=%d relayed", cr->address, res->status);
+		http_respond(cr->c, res->status, NULL, NULL, NULL, 0);
+		channel_done(cr);
+		return;
+	}
+	/* A failure: connect error, timeout, reset, 5xx, 401/403/404 (the
+	 * gateway checked the token, so these mean a misconfigured SFU), 1xx/3xx,
+	 * or a 2xx without uuid/url. */
+	metrics_add(m, M_UPSTREAM_FAILURES, 1);
+	atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
+	circuit_failure(slot, &w->live, now, m);
+	if (res->error != 0) {
+		cr->outcome = OUT_UNREACHABLE;
+		log_warn("channel: sfu=%s failed: %s", cr->address, uv_strerror(res->error));
+		/* Only a request that may have reached the SFU can leave a channel. */
+		if (!res->connect_failed)
+			cr->maybe_orphans++;
+	} else if (ok2xx) {
+		cr->outcome = OUT_BAD_BODY;
+		cr->maybe_orphans++;
+		log_warn("channel: sfu=%s status=%d answered without uuid/url", cr->address,
+			 res->status);
+	} else {
+		cr->outcome = OUT_STATUS;
+		cr->last_status = res->status;
+		if (res->status >= 500)
+			cr->maybe_orphans++;
+		log_warn("channel: sfu=%s status=%d", cr->address, res->status);
+	}
+	channel_attempt(cr);
+}
+
+/* Picks the SFU for the next attempt: the affinity pin first, then the best
+ * one not tried yet. Half-open SFUs need the probe claim. 0 or -errno. */
+static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
+			  struct select_choice *choice)
+{
+	struct worker *w = cr->w;
+	struct registry *r = &w->shm->registry;
+
+	for (;;) {
+		int rc = -ENOENT;
+		uint32_t pin_slot;
+		uint64_t pin_gen;
+
+		if (!cr->pinned_checked) {
+			cr->pinned_checked = true;
+			if (w->live.affinity_ttl_ms > 0 &&
+			    affinity_lookup(&w->shm->affinity, cr->affinity, now, &pin_slot, &pin_gen))
+				rc = select_pinned(r, &w->live, pin_slot, pin_gen, now, choice);
+			if (rc == 0)
+				metrics_add(w->metrics, M_AFFINITY_HITS, 1);
+		}
+		if (rc != 0)
+			rc = select_best(r, &w->live, &cr->q, cr->tried, cr->n_tried, now, choice);
+		if (rc != 0)
+			return rc;
+		if (circuit_closed(&r->slots[choice->slot]) ||
+		    circuit_claim_probe(&r->slots[choice->slot], now, hold_ms, w->metrics))
+			return 0;
+		/* Another worker took the one half-open probe: skip this SFU. */
+		if (cr->n_tried >= CHANNEL_MAX_TRIED)
+			return -EHOSTDOWN;
+		cr->tried[cr->n_tried++] = choice->slot;
+	}
+}
+
+static void channel_attempt(struct channel_req *cr)
+{
+	struct worker *w = cr->w;
+	struct select_choice choice;
+	struct http_client_req creq;
+	char headers[TOKEN_MAX_LEN + HTTP_HEAD_MAX + 128];
+	int64_t now = worker_now_ms(), left = cr->deadline_ms - now;
+	uint32_t timeout;
+	int hn, rc;
+	ssize_t sl;
+
+	if (cr->attempts >= w->live.max_retries || cr->n_tried >= CHANNEL_MAX_TRIED || left <= 0) {
+		channel_fail(cr);
+		return;
+	}
+	timeout = w->live.retry_timeout_ms < (uint32_t)left ? w->live.retry_timeout_ms
+							   : (uint32_t)left;
+	rc = channel_choose(cr, now, timeout + 1000, &choice);
+	if (rc != 0) {
+		if (cr->attempts > 0) {
+			channel_fail(cr);
+			return;
+		}
+		switch (rc) {
+		case -EBUSY:
+			metrics_add(w->metrics, M_OVERLOAD_REJECTED, 1);
+			http_respond_error(cr->c, 503, "all SFUs are overloaded", CHANNEL_RETRY_AFTER);
+			break;
+		case -EHOSTDOWN:
+			http_respond_error(cr->c, 503, "no healthy SFU available", CHANNEL_RETRY_AFTER);
+			break;
+		default:
+			http_respond_error(cr->c, 503, "no SFU instances available", NULL);
+			break;
+		}
+		channel_done(cr);
+		return;
+	}
+	if (cr->attempts > 0) {
+		/* A fleet-wide outage must not turn into a retry storm. */
+		if (!metrics_retry_allowed(&w->shm->metrics)) {
+			metrics_add(w->metrics, M_RETRY_BUDGET_EXHAUSTED, 1);
+			if (!circuit_closed(&w->shm->registry.slots[choice.slot]))
+				atomic_store(&w->shm->registry.slots[choice.slot].cb_probe_until_ms, 0);
+			channel_fail(cr);
+			return;
+		}
+		atomic_fetch_add_explicit(&w->metrics->active_retries, 1, memory_order_relaxed);
+		cr->in_retry = true;
+		metrics_add(w->metrics, M_RETRIES, 1);
+	}
+	cr->tried[cr->n_tried++] = choice.slot;
+	cr->attempts++;
+	cr->slot = choice.slot;
+	cr->generation = choice.rec.hot.generation;
+	memcpy(cr->address, choice.rec.cold.address, sizeof(cr->address));
+
+	hn = snprintf(headers, sizeof(headers), "Authorization: jwt ");
+	sl = token_resign(cr->tok, cr->signed_len, choice.rec.cold.key, choice.rec.cold.key_len,
+			  headers + hn, sizeof(headers) - (size_t)hn);
+	if (sl < 0) {
+		channel_release_retry(cr);
+		http_respond_error(cr->c, 431, "request headers too large", NULL);
+		channel_done(cr);
+		return;
+	}
+	hn += (int)sl;
+	hn += snprintf(headers + hn, sizeof(headers) - (size_t)hn,
+		       "\r\nX-Forwarded-For: %s\r\nAccept: application/json\r\n", cr->xff);
+	memset(&creq, 0, sizeof(creq));
+	creq.method = "GET";
+	creq.target = cr->target;
+	creq.target_len = cr->target_len;
+	creq.headers = headers;
+	creq.headers_len = (size_t)hn < sizeof(headers) ? (size_t)hn : sizeof(headers) - 1;
+	creq.connect_timeout_ms = w->live.connect_timeout_ms < timeout ? w->live.connect_timeout_ms
+									: timeout;
+	creq.timeout_ms = timeout;
+	cr->sent_us = channel_now_us();
+	metrics_add(w->metrics, M_UPSTREAM_REQUESTS, 1);
+	rc = http_client_request(w->client, cr->address, &creq, channel_on_response, cr);
+	if (rc != 0) {
+		struct http_client_result res = { .error = UV_EINVAL, .connect_failed = true };
+
+		log_warn("channel: sfu=%s cannot be contacted: %s", cr->address, strerror(-rc));
+		channel_on_response(&res, cr);
+	}
+}
+
 void channel_handle(struct worker *w, struct http_conn *c, const struct http_request *req)
 {
 	const struct http_header *auth = http_request_header(req, "Authorization");
 	const char *tok, *end, *sp;
-	size_t tok_len;
+	size_t tok_len, ql = req->query_len + 1;
 	struct token t;
-	int rc;
-	char fwd[HTTP_HEAD_MAX + 1], region[HTTP_HEAD_MAX + 1], country[HTTP_HEAD_MAX + 1];
-	char target[HTTP_HEAD_MAX + 32];
-	char headers[TOKEN_MAX_LEN + HTTP_HEAD_MAX + 128];
-	char xff[HTTP_HEAD_MAX + HTTP_PEER_MAX + 4];
-	struct select_query q;
-	struct select_choice choice;
 	struct channel_req *cr;
-	struct http_client_req creq;
-	int n, hn;
-	ssize_t sl;
-	uint64_t akey, pin_gen;
-	uint32_t pin_slot;
-	int64_t now_ms;
+	char xff[HTTP_HEAD_MAX + HTTP_PEER_MAX + 4];
+	int rc, n;
 
 	worker_refresh_config(w);
 	/* Like the SFU: the token is the second space-separated word. */
@@ -248,77 +460,40 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 		http_respond_error(c, 401, "invalid token", NULL);
 		return;
 	}
-
-	n = channel_split_query(req->query, req->query_len, fwd, region, country);
-	q.region = region;
-	q.region_len = strlen(region);
-	q.country = country;
-	q.country_len = strlen(country);
-	/* Issuer affinity keys on the address the SFU will see as the creator:
-	 * the first X-Forwarded-For entry we send. */
 	if (channel_xff(w, req, xff, sizeof(xff)) != 0) {
 		http_respond_error(c, 431, "request headers too large", NULL);
 		return;
 	}
-	akey = affinity_key(xff, strcspn(xff, ","), t.iss, t.iss_len);
-	now_ms = worker_now_ms();
-	rc = -ENOENT;
-	if (w->live.affinity_ttl_ms > 0 &&
-	    affinity_lookup(&w->shm->affinity, akey, now_ms, &pin_slot, &pin_gen)) {
-		rc = select_pinned(&w->shm->registry, &w->live, pin_slot, pin_gen, now_ms, &choice);
-		if (rc == 0)
-			metrics_add(w->metrics, M_AFFINITY_HITS, 1);
-	}
-	if (rc != 0)
-		rc = select_best(&w->shm->registry, &w->live, &q, NULL, 0, now_ms, &choice);
-	if (rc != 0) {
-		http_respond_error(c, 503, "no SFU instances available", NULL);
-		return;
-	}
-
-	hn = snprintf(headers, sizeof(headers), "Authorization: jwt ");
-	sl = token_resign(tok, t.signed_len, choice.rec.cold.key, choice.rec.cold.key_len,
-			  headers + hn, sizeof(headers) - (size_t)hn);
-	if (sl < 0) {
-		http_respond_error(c, 431, "request headers too large", NULL);
-		return;
-	}
-	hn += (int)sl;
-	hn += snprintf(headers + hn, sizeof(headers) - (size_t)hn,
-		       "\r\nX-Forwarded-For: %s\r\nAccept: application/json\r\n", xff);
-	if ((size_t)hn >= sizeof(headers)) {
-		http_respond_error(c, 431, "request headers too large", NULL);
-		return;
-	}
-
-	cr = malloc(sizeof(*cr));
+	/* One allocation per request holds everything its attempts need. */
+	cr = malloc(sizeof(*cr) + 3 * ql + 16 + strlen(xff) + 1);
 	if (cr == NULL) {
 		http_respond_error(c, 503, "out of memory", NULL);
 		return;
 	}
+	memset(cr, 0, sizeof(*cr));
 	cr->w = w;
 	cr->c = c;
-	cr->slot = choice.slot;
-	cr->generation = choice.rec.hot.generation;
-	memcpy(cr->address, choice.rec.cold.address, sizeof(cr->address));
-	cr->sent_us = channel_now_us();
-	cr->affinity = akey;
-	metrics_add(w->metrics, M_UPSTREAM_REQUESTS, 1);
-
-	memset(&creq, 0, sizeof(creq));
-	creq.method = "GET";
-	creq.target = target;
-	creq.target_len = (size_t)snprintf(target, sizeof(target), "/v1/channel%s%s",
-					   n > 0 ? "?" : "", fwd);
-	creq.headers = headers;
-	creq.headers_len = (size_t)hn;
-	creq.connect_timeout_ms = w->live.connect_timeout_ms;
-	creq.timeout_ms = w->live.retry_timeout_ms < w->live.deadline_ms ? w->live.retry_timeout_ms
-									  : w->live.deadline_ms;
-	rc = http_client_request(w->client, cr->address, &creq, channel_on_response, cr);
-	if (rc != 0) {
-		log_warn("channel: sfu=%s cannot be contacted: %s", cr->address, strerror(-rc));
-		free(cr);
-		http_respond_error(c, 502, "failed to contact SFU", NULL);
-	}
+	cr->tok = tok;
+	cr->tok_len = tok_len;
+	cr->signed_len = t.signed_len;
+	cr->region = cr->buf;
+	cr->country = cr->region + ql;
+	cr->target = cr->country + ql;
+	cr->xff = cr->target + ql + 16;
+	memcpy(cr->xff, xff, strlen(xff) + 1);
+	memcpy(cr->target, "/v1/channel?", 12);
+	n = channel_split_query(req->query, req->query_len, cr->target + 12, cr->region,
+				cr->country);
+	cr->target_len = n > 0 ? 12 + (size_t)n : 11;
+	cr->target[cr->target_len] = '\0';
+	cr->q.region = cr->region;
+	cr->q.region_len = strlen(cr->region);
+	cr->q.country = cr->country;
+	cr->q.country_len = strlen(cr->country);
+	/* Issuer affinity keys on the address the SFU will see as the creator:
+	 * the first X-Forwarded-For entry we send. */
+	cr->affinity = affinity_key(xff, strcspn(xff, ","), t.iss, t.iss_len);
+	cr->deadline_ms = worker_now_ms() + w->live.deadline_ms;
+	atomic_fetch_add_explicit(&w->metrics->active_requests, 1, memory_order_relaxed);
+	channel_attempt(cr);
 }

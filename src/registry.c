@@ -218,7 +218,8 @@ static void registry_reset_counters(struct registry_slot *s)
 	atomic_store(&s->cb_failures, 0);
 	atomic_store(&s->cb_open_until_ms, 0);
 	atomic_store(&s->cb_openings, 0);
-	atomic_store(&s->cb_probe_taken, 0);
+	atomic_store(&s->cb_probe_until_ms, 0);
+	atomic_store(&s->probe_down, 0);
 }
 
 /* Strings must be terminated inside their fields and the key length sane. */

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "circuit.h"
 #include "log.h"
 #include "region.h"
 
@@ -54,6 +55,8 @@ struct select_state {
 	bool lows_valid;
 	struct select_low low_region[REGION_COUNT + 1], low_hint, low_all;
 	uint32_t torn; /* slots skipped because a seqlocked read kept failing */
+	uint32_t unhealthy; /* SFUs skipped: circuit open, probed down, stale */
+	uint32_t overloaded; /* SFUs skipped: over an [overload] threshold */
 	bool has_ticket; /* rr_counter was taken for this call: ticket */
 	uint64_t ticket;
 	int hint_region; /* known region of the hint, 0 = none */
@@ -64,19 +67,41 @@ struct select_state {
 	int filter_region;
 };
 
+/* Why a readable slot is not a candidate (or that it is one). */
+enum select_verdict { SELECT_USABLE, SELECT_FREE, SELECT_UNHEALTHY, SELECT_OVERLOADED };
+
 /*
- * Whether a readable slot may take a channel. Today only "holds an SFU";
- * this is the extension point where later work adds the circuit breaker
- * (slot->cb_*), overload thresholds and stale heartbeats (now_ms), so that
- * every strategy skips the same unhealthy SFUs.
+ * Whether a readable slot may take a channel; every strategy and the
+ * affinity path apply the same rules:
+ * - unhealthy: its circuit is open (unless its half-open probe is due: then
+ *   it competes, and the caller claims the probe), the reaper's probes find
+ *   it down, or a registered SFU's last heartbeat is older than
+ *   stale_after_ms (the reaper is about to expire it);
+ * - overloaded: it reported load and its score, sessions, CPU or memory
+ *   passes an [overload] threshold.
  */
-static bool select_usable(const struct registry_slot *slot, const struct sfu_hot *h,
-			  const struct config_tunables *t, int64_t now_ms)
+static enum select_verdict select_usable(const struct registry_slot *slot,
+					 const struct sfu_hot *h,
+					 const struct config_tunables *t, int64_t now_ms)
 {
-	(void)slot;
-	(void)t;
-	(void)now_ms;
-	return h->in_use != 0;
+	uint32_t max;
+
+	if (!h->in_use)
+		return SELECT_FREE;
+	if (!circuit_closed(slot) && !circuit_probe_ready(slot, now_ms))
+		return SELECT_UNHEALTHY;
+	if (atomic_load_explicit(&slot->probe_down, memory_order_relaxed))
+		return SELECT_UNHEALTHY;
+	if (h->source == SFU_SOURCE_REGISTERED && t->stale_after_ms > 0 &&
+	    now_ms - h->last_report_ms > (int64_t)t->stale_after_ms)
+		return SELECT_UNHEALTHY;
+	if (!h->has_load)
+		return SELECT_USABLE;
+	max = h->max_sessions ? h->max_sessions : t->max_sessions;
+	if ((max > 0 && h->sessions >= max) || h->cpu > t->max_cpu || h->memory > t->max_memory ||
+	    select_score(t, h, 0) > t->max_load_score)
+		return SELECT_OVERLOADED;
+	return SELECT_USABLE;
 }
 
 static bool select_excluded(uint32_t slot, const uint32_t *exclude, size_t nexclude)
@@ -193,8 +218,14 @@ static void select_scan(struct select_state *st, const uint32_t *exclude, size_t
 		rc = registry_read_hot(r, i, &h);
 		if (rc == -EAGAIN)
 			st->torn++;
-		if (rc != 0 || !select_usable(&r->slots[i], &h, t, now_ms))
+		if (rc != 0)
 			continue;
+		switch (select_usable(&r->slots[i], &h, t, now_ms)) {
+		case SELECT_USABLE: break;
+		case SELECT_FREE: continue;
+		case SELECT_UNHEALTHY: st->unhealthy++; continue;
+		case SELECT_OVERLOADED: st->overloaded++; continue;
+		}
 		c = &select_cands[st->n++];
 		c->slot = i;
 		c->region_id = h.region_id <= REGION_COUNT ? h.region_id : REGION_UNKNOWN;
@@ -415,8 +446,13 @@ int select_best(struct registry *r, const struct config_tunables *t, const struc
 
 		select_choose_filter(&st);
 		c = select_pick(&st);
-		if (!c)
+		if (!c) {
+			if (st.overloaded > 0)
+				return -EBUSY;
+			if (st.unhealthy > 0)
+				return -EHOSTDOWN;
 			return st.torn ? -EAGAIN : -ENOENT;
+		}
 		rc = registry_read(r, c->slot, &out->rec);
 		if (rc == -EAGAIN)
 			st.torn++;
@@ -441,7 +477,7 @@ int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t 
 {
 	if (slot >= registry_scan_end(r) || registry_read(r, slot, &out->rec) != 0 ||
 	    out->rec.hot.generation != generation ||
-	    !select_usable(&r->slots[slot], &out->rec.hot, t, now_ms))
+	    select_usable(&r->slots[slot], &out->rec.hot, t, now_ms) != SELECT_USABLE)
 		return -ENOENT;
 	out->slot = slot;
 	return 0;

@@ -126,8 +126,8 @@ static const char *chan_iss(void)
 	static int seq;
 	char *b = bufs[seq % 4];
 
-	snprintf(b, sizeof(bufs[0]), "https://odoo.example.com:channel:%d%03d", (int)getpid() % 100000,
-		 seq++);
+	snprintf(b, sizeof(bufs[0]), "https://odoo.example.com:channel:%d%03d",
+		 (int)getpid() % 100000, seq++);
 	return b;
 }
 
@@ -467,6 +467,36 @@ Test(channel_status, sfu_body_not_json, .fini = harness_cleanup, .timeout = 30)
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 1);
 }
 
+Test(channel_status, sfu_resets, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const args[] = { "--reset", NULL };
+	struct chan_env e;
+
+	chan_start1(&e, args);
+	chan_expect_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_CONTACT);
+	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 1);
+}
+
+/* An SFU that never answers must not make Odoo (3 s timeout) wait for nothing: the
+ * gateway gives up at its deadline (shortened here to keep the test quick). */
+Test(channel_status, sfu_hangs, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const regions[] = { "eu-west" };
+	static const char *const mock_args[] = { "--hang", NULL };
+	const char *args[] = { "--workers", "1", "--config", NULL, NULL };
+	struct chan_env e;
+	int64_t t0, took;
+
+	args[3] = harness_write_file("deadline.toml",
+				     "[failover]\nretry_timeout_ms = 800\ndeadline_ms = 800\n");
+	chan_start(&e, regions, 1, mock_args, NULL, args);
+	t0 = harness_now_ms();
+	chan_expect_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_CONTACT);
+	took = harness_now_ms() - t0;
+	cr_assert(took >= 700 && took < 2500, "answered after %lld ms", (long long)took);
+	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 1);
+}
+
 /* The SFU's non-2xx status comes back as is, with an empty body. */
 static void chan_check_relay(const char *status)
 {
@@ -723,6 +753,29 @@ Test(channel_token, oversized, .fini = harness_cleanup, .timeout = 30)
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
 
+/* A large token that still fits the 8 KiB request head goes through. */
+Test(channel_token, large_but_legal, .fini = harness_cleanup, .timeout = 30)
+{
+	struct chan_env e;
+	json_object *last;
+	char extra[6000];
+	const char *tok;
+	int pad = 5000;
+
+	chan_start1(&e, NULL);
+	memcpy(extra, ", \"pad\": \"", 10);
+	memset(extra + 10, 'x', (size_t)pad);
+	snprintf(extra + 10 + pad, sizeof(extra) - 10 - (size_t)pad, "\"");
+	tok = chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra), CHAN_GW_KEY,
+			    EVP_sha256(), false);
+	cr_assert(strlen(tok) > 6800, "%zu", strlen(tok));
+	chan_expect_token(e.gw->port, tok, 200, NULL);
+	last = chan_mock_json(e.mock[0], "/mock/last");
+	cr_assert(json_object_get_boolean(json_object_object_get(last, "verified")));
+	cr_assert(strncmp(chan_jstr(last, "token"), tok, chan_signed_len(tok) + 1) == 0);
+	json_object_put(last);
+}
+
 /* Padded standard base64 in all three segments, as Node's toString("base64") writes. */
 Test(channel_token, standard_base64_padded, .fini = harness_cleanup, .timeout = 30)
 {
@@ -862,6 +915,15 @@ Test(channel_query, hints_removed_rest_kept, .fini = harness_cleanup, .timeout =
 {
 	chan_check_target("/v1/channel?webRTC=false&region=eu-west&x=%2Fa%20b&country=FR&y=1&y=2",
 			  "/v1/channel?webRTC=false&x=%2Fa%20b&y=1&y=2");
+}
+
+Test(channel_query, edges_of_the_list, .fini = harness_cleanup, .timeout = 30)
+{
+	/* No stray '&' where a hint was first or last; empty values, bare names, '+'
+	 * and names that merely contain "region" travel untouched. */
+	chan_check_target("/v1/channel?region=eu-west&a=1&b=&c&d=x+y&regionx=1&xcountry=2"
+			  "&country=",
+			  "/v1/channel?a=1&b=&c&d=x+y&regionx=1&xcountry=2");
 }
 
 Test(channel_query, no_query, .fini = harness_cleanup, .timeout = 30)

@@ -45,6 +45,10 @@ static struct config_tunables test_select_tunables(enum config_strategy strategy
 	t.w_cpu = 0.3;
 	t.w_memory = 0.2;
 	t.w_distance = 0.0;
+	/* The [overload] defaults: no test SFU here is meant to be overloaded. */
+	t.max_load_score = 1.0;
+	t.max_cpu = 0.95;
+	t.max_memory = 0.95;
 	return t;
 }
 

@@ -25,6 +25,9 @@
 #define TORTURE_RUN_MS 2000
 #define TORTURE_MAX_MS 20000
 #define TORTURE_MIN_READS 100000
+/* ...and until each saw writers change a slot this often: on a loaded machine
+ * the scheduler may keep writers and readers apart for whole slices. */
+#define TORTURE_MIN_CHANGES 500
 #define TORTURE_GRACE_MS 8000
 
 static int64_t sq_now_ms(void)
@@ -245,7 +248,8 @@ static void sq_reader(struct registry *r, struct sq_shared *sh, struct sq_reader
 		if ((n & 255) == 0) {
 			int64_t now = sq_now_ms();
 
-			if ((now >= sh->deadline_ms && reads >= TORTURE_MIN_READS) ||
+			if ((now >= sh->deadline_ms && reads >= TORTURE_MIN_READS &&
+			     changes >= TORTURE_MIN_CHANGES) ||
 			    now >= sh->hard_deadline_ms)
 				break;
 		}

@@ -1,0 +1,92 @@
+/* Circuit breaker per SFU, shared by all workers: consecutive failures open it, one probe closes it. */
+#include "circuit.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+bool circuit_closed(const struct registry_slot *s)
+{
+	return atomic_load_explicit(&s->cb_state, memory_order_relaxed) == CIRCUIT_CLOSED;
+}
+
+bool circuit_probe_ready(const struct registry_slot *s, int64_t now_ms)
+{
+	uint32_t st = atomic_load_explicit(&s->cb_state, memory_order_relaxed);
+
+	if (st == CIRCUIT_CLOSED)
+		return false;
+	return atomic_load_explicit(&s->cb_open_until_ms, memory_order_relaxed) <= now_ms &&
+	       atomic_load_explicit(&s->cb_probe_until_ms, memory_order_relaxed) <= now_ms;
+}
+
+bool circuit_claim_probe(struct registry_slot *s, int64_t now_ms, uint32_t hold_ms,
+			 struct metrics_proc *m)
+{
+	int64_t held = atomic_load_explicit(&s->cb_probe_until_ms, memory_order_relaxed);
+
+	if (!circuit_probe_ready(s, now_ms))
+		return false;
+	/* One CAS decides between workers racing for the same probe. */
+	if (!atomic_compare_exchange_strong(&s->cb_probe_until_ms, &held, now_ms + hold_ms))
+		return false;
+	if (atomic_exchange(&s->cb_state, CIRCUIT_HALF_OPEN) != CIRCUIT_HALF_OPEN)
+		metrics_add(m, M_CIRCUIT_HALF_OPENED, 1);
+	return true;
+}
+
+void circuit_success(struct registry_slot *s, struct metrics_proc *m)
+{
+	atomic_store_explicit(&s->cb_failures, 0, memory_order_relaxed);
+	if (atomic_load_explicit(&s->cb_state, memory_order_relaxed) == CIRCUIT_CLOSED)
+		return;
+	if (atomic_exchange(&s->cb_state, CIRCUIT_CLOSED) != CIRCUIT_CLOSED) {
+		atomic_store(&s->cb_openings, 0);
+		atomic_store(&s->cb_probe_until_ms, 0);
+		metrics_add(m, M_CIRCUIT_CLOSED, 1);
+	}
+}
+
+/*
+ * When the next open period ends: open_ms × (consecutive openings + 1),
+ * capped, plus up to 10% jitter so workers and gateways do not probe as a
+ * herd. It is stored BEFORE the state turns open, so nobody ever sees an
+ * open circuit with a stale (past) end and probes it at once.
+ */
+static void circuit_arm(struct registry_slot *s, const struct config_tunables *t, int64_t now_ms)
+{
+	uint32_t n = atomic_load(&s->cb_openings) + 1;
+	uint64_t ms = (uint64_t)t->open_ms * (n < CIRCUIT_MAX_MULTIPLIER ? n : CIRCUIT_MAX_MULTIPLIER);
+
+	ms += ms > 10 ? (uint64_t)rand() % (ms / 10) : 0;
+	atomic_store(&s->cb_open_until_ms, now_ms + (int64_t)ms);
+	atomic_store(&s->cb_probe_until_ms, 0);
+}
+
+void circuit_failure(struct registry_slot *s, const struct config_tunables *t, int64_t now_ms,
+		     struct metrics_proc *m)
+{
+	uint32_t f = atomic_fetch_add(&s->cb_failures, 1) + 1;
+	uint32_t st = atomic_load(&s->cb_state);
+
+	if (st == CIRCUIT_OPEN)
+		return;
+	/* A failed half-open probe re-opens at once; a closed circuit opens
+	 * after failure_threshold consecutive failures. */
+	if (st == CIRCUIT_CLOSED && (t->failure_threshold == 0 || f < t->failure_threshold))
+		return;
+	circuit_arm(s, t, now_ms);
+	if (atomic_compare_exchange_strong(&s->cb_state, &st, CIRCUIT_OPEN)) {
+		atomic_fetch_add(&s->cb_openings, 1);
+		metrics_add(m, M_CIRCUIT_OPENED, 1);
+	}
+}
+
+const char *circuit_state_name(uint32_t state)
+{
+	switch (state) {
+	case CIRCUIT_CLOSED: return "closed";
+	case CIRCUIT_OPEN: return "open";
+	case CIRCUIT_HALF_OPEN: return "half-open";
+	default: return "unknown";
+	}
+}

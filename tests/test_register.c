@@ -1,0 +1,777 @@
+/* Integration tests of POST /v1/sfu: authentication, validation, sign-off, expiry, capacity. */
+#include <criterion/criterion.h>
+
+#include <json.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+/* 33 and 34 byte keys: the gateway's, a mock SFU's, an unrelated one, a registration key. */
+#define REG_GW_KEY "cmVnaXN0ZXItdGVzdHMtZ2F0ZXdheS1rZXktMDAwMSEh"
+#define REG_SFU_KEY "cmVnaXN0ZXItdGVzdHMtc2Z1LWtleS0wMDAwMDAwMiEh"
+#define REG_OTHER_KEY "cmVnaXN0ZXItdGVzdHMtb3RoZXIta2V5LTAwMDAwMDMhIQ=="
+#define REG_REG_KEY "cmVnaXN0ZXItdGVzdHMtcmVnaXN0cmF0aW9uLWtleS00IQ=="
+#define REG_JWT_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+/* An address nothing listens on: registering never contacts the SFU. */
+#define REG_FAKE "http://10.9.9.9:8070"
+/* The smallest stale_after_ms the config accepts, and the reaper's period. */
+#define REG_STALE_MS 1000
+#define REG_REAPER_MS 250
+
+/* Copies the logs of this test's processes to stderr (cleanup removes the files). */
+static void reg_dump_logs(void)
+{
+	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
+		char path[512], buf[4096];
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		if (n > 0)
+			cr_log_error("%s:\n%s", path, buf);
+	}
+}
+
+/* Starts a one-worker gateway with the gateway key, the TOML text (NULL: none) and
+ * extra environment entries (NULL-terminated, may be NULL). */
+static struct harness_proc *reg_gateway(const char *toml, const char *const *env_extra)
+{
+	static int seq;
+	const char *env[8];
+	const char *args[6];
+	char name[32];
+	struct harness_proc *gw;
+	int n = 0, a = 0;
+
+	env[n++] = "SFU_GATEWAY_KEY=" REG_GW_KEY;
+	for (int i = 0; env_extra != NULL && env_extra[i] != NULL && n < 7; i++)
+		env[n++] = env_extra[i];
+	env[n] = NULL;
+	args[a++] = "--workers";
+	args[a++] = "1";
+	if (toml != NULL) {
+		snprintf(name, sizeof(name), "register%d.toml", seq++);
+		args[a++] = "--config";
+		args[a++] = harness_write_file(name, toml);
+	}
+	args[a] = NULL;
+	gw = harness_gateway_start(env, args);
+	if (gw == NULL)
+		reg_dump_logs();
+	cr_assert_not_null(gw, "the gateway did not come up");
+	return gw;
+}
+
+/* Standard padded base64 of n copies of ch (a key of n bytes). Static buffer. */
+static const char *reg_key_of(size_t n, char ch)
+{
+	static char out[512];
+	unsigned char raw[300];
+
+	cr_assert(n <= sizeof(raw));
+	memset(raw, ch, n);
+	EVP_EncodeBlock((unsigned char *)out, raw, (int)n);
+	return out;
+}
+
+/* A heartbeat bearer token: HS256 with key, address claim, exp now+exp_rel when
+ * with_exp. Copied into one of four rotating buffers. */
+static const char *reg_token(const char *address, bool with_exp, long exp_rel, const char *key)
+{
+	static char toks[4][4096];
+	static int next;
+	char claims[1024], *out = toks[next++ % 4];
+
+	if (with_exp)
+		snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", address,
+			 (long long)time(NULL) + exp_rel);
+	else
+		snprintf(claims, sizeof(claims), "{\"address\":\"%s\"}", address);
+	snprintf(out, sizeof(toks[0]), "%s", harness_token(REG_JWT_HEADER, claims, key));
+	return out;
+}
+
+/* The roadmap's heartbeat body for an "up" with the given load. Rotating buffers. */
+static const char *reg_up(const char *address, const char *region, const char *key,
+			  int sessions)
+{
+	static char bufs[4][1024];
+	static int next;
+	char *b = bufs[next++ % 4];
+
+	snprintf(b, sizeof(bufs[0]),
+		 "{\"status\":\"up\",\"address\":\"%s\",\"region\":\"%s\",\"key\":\"%s\","
+		 "\"channels\":1,\"sessions\":%d,\"cpuUsage\":0.25,\"memoryUsage\":0.5}",
+		 address, region, key, sessions);
+	return b;
+}
+
+static const char *reg_down(const char *address)
+{
+	static char b[512];
+
+	snprintf(b, sizeof(b), "{\"status\":\"down\",\"address\":\"%s\"}", address);
+	return b;
+}
+
+/* POST /v1/sfu with a raw Authorization header line (NULL: none). Heap response. */
+static struct harness_resp *reg_post_auth(int port, const char *auth_line, const char *body)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	int rc;
+
+	cr_assert_not_null(r);
+	rc = harness_post(port, "/v1/sfu", auth_line, body, r);
+	cr_assert_eq(rc, 0, "POST /v1/sfu failed: %d", rc);
+	return r;
+}
+
+/* POST /v1/sfu with a valid token for address signed with key. Heap response. */
+static struct harness_resp *reg_post_as(int port, const char *address, const char *key,
+					const char *body)
+{
+	char auth[4200];
+
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+		 reg_token(address, true, 60, key));
+	return reg_post_auth(port, auth, body);
+}
+
+/* Asserts the status and that the JSON error names needle; frees r. */
+static void reg_expect_error(struct harness_resp *r, int status, const char *needle,
+			     const char *what)
+{
+	cr_assert_eq(r->status, status, "%s: status %d, expected %d; body %s", what, r->status,
+		     status, r->body);
+	if (needle != NULL) {
+		const char *err = harness_json_str(r->body, "error");
+
+		cr_assert(strstr(err, needle) != NULL, "%s: error \"%s\" does not name %s", what,
+			  err, needle);
+	}
+	free(r);
+}
+
+/* Asserts a 200 {"status": want}; frees r. */
+static void reg_expect_reply(struct harness_resp *r, const char *want, const char *what)
+{
+	cr_assert_eq(r->status, 200, "%s: status %d; body %s", what, r->status, r->body);
+	cr_assert_str_eq(harness_json_str(r->body, "status"), want, "%s: body %s", what, r->body);
+	free(r);
+}
+
+/* A heartbeat signed with the gateway key; asserts the reply. */
+static void reg_beat(int port, const char *address, const char *body, const char *want)
+{
+	reg_expect_reply(reg_post_as(port, address, REG_GW_KEY, body), want, address);
+}
+
+/* The value of one /metrics series (name with its labels exactly as printed), or
+ * -1 when the exposition has no such line. */
+static double reg_metric(int port, const char *series)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	size_t n = strlen(series);
+	double v = -1;
+	const char *p;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(port, "/metrics", NULL, r), 0, "GET /metrics");
+	cr_assert_eq(r->status, 200, "GET /metrics: %d", r->status);
+	for (p = r->body; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+			v = strtod(p + n + 1, NULL);
+			break;
+		}
+	}
+	free(r);
+	return v;
+}
+
+static int reg_sfus(int port)
+{
+	return (int)reg_metric(port, "sfu_gateway_registry_sfus");
+}
+
+/* Polls the registry size until it equals want; false at the deadline. */
+static bool reg_wait_sfus(int port, int want, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+
+	while (harness_now_ms() < deadline) {
+		if (reg_sfus(port) == want)
+			return true;
+		poll(NULL, 0, 20);
+	}
+	return reg_sfus(port) == want;
+}
+
+/* GET /v1/channel with an Odoo token for a fresh issuer. Heap response. */
+static struct harness_resp *reg_channel(int port)
+{
+	static int seq;
+	char iss[96], auth[4200];
+	struct harness_resp *r = calloc(1, sizeof(*r));
+
+	cr_assert_not_null(r);
+	snprintf(iss, sizeof(iss), "https://odoo.example.com:register:%d", seq++);
+	snprintf(auth, sizeof(auth), "Authorization: jwt %s\r\n",
+		 harness_odoo_token(iss, REG_GW_KEY));
+	cr_assert_eq(harness_get(port, "/v1/channel", auth, r), 0, "GET /v1/channel");
+	return r;
+}
+
+/* A mock's control route parsed as JSON; the caller puts it. */
+static json_object *reg_mock_json(const struct harness_proc *m, const char *path)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	json_object *o;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(m->port, path, NULL, r), 0, "mock %s", path);
+	cr_assert_eq(r->status, 200, "mock %s: %d %s", path, r->status, r->body);
+	o = json_tokener_parse(r->body);
+	cr_assert_not_null(o, "mock %s: not JSON", path);
+	free(r);
+	return o;
+}
+
+static int64_t reg_mock_int(const struct harness_proc *m, const char *path, const char *field)
+{
+	json_object *o = reg_mock_json(m, path), *v;
+	int64_t n;
+
+	cr_assert(json_object_object_get_ex(o, field, &v), "no %s in %s", field, path);
+	n = json_object_get_int64(v);
+	json_object_put(o);
+	return n;
+}
+
+static bool reg_mock_bool(const struct harness_proc *m, const char *path, const char *field)
+{
+	json_object *o = reg_mock_json(m, path), *v;
+	bool b;
+
+	cr_assert(json_object_object_get_ex(o, field, &v), "no %s in %s", field, path);
+	b = json_object_get_boolean(v);
+	json_object_put(o);
+	return b;
+}
+
+static void reg_mock_post(const struct harness_proc *m, const char *path, int want)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_post(m->port, path, NULL, "", r), 0, "mock POST %s", path);
+	cr_assert_eq(r->status, want, "mock POST %s: %d %s", path, r->status, r->body);
+	free(r);
+}
+
+static const char *reg_mock_address(const struct harness_proc *m)
+{
+	static char bufs[4][64];
+	static int next;
+	char *b = bufs[next++ % 4];
+
+	snprintf(b, sizeof(bufs[0]), "http://127.0.0.1:%d", m->port);
+	return b;
+}
+
+/* ---- authentication */
+
+Test(register, auth_failures, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	const char *body = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 3);
+	char auth[4200];
+
+	reg_expect_error(reg_post_auth(gw->port, NULL, body), 401, NULL, "no token");
+	snprintf(auth, sizeof(auth), "Authorization: Basic %s\r\n",
+		 reg_token(REG_FAKE, true, 60, REG_GW_KEY));
+	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, NULL, "scheme Basic");
+	snprintf(auth, sizeof(auth), "Authorization: Bearer\r\n");
+	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, NULL, "Bearer, no token");
+	reg_expect_error(reg_post_as(gw->port, REG_FAKE, REG_OTHER_KEY, body), 401, NULL,
+			 "wrong key");
+	reg_expect_error(reg_post_as(gw->port, "http://10.9.9.8:8070", REG_GW_KEY, body), 403,
+			 NULL, "token for another address");
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+		 reg_token(REG_FAKE, true, -3600, REG_GW_KEY));
+	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, NULL, "expired");
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+		 reg_token(REG_FAKE, false, 0, REG_GW_KEY));
+	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, "exp", "no exp");
+	cr_assert_eq(reg_sfus(gw->port), 0, "a rejected heartbeat registered an SFU");
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"rejected\"}"), 7);
+
+	/* The same body with a proper token is accepted: the failures above were the token's. */
+	reg_beat(gw->port, REG_FAKE, body, "registered");
+	cr_assert_eq(reg_sfus(gw->port), 1);
+	/* The address claim is compared normalised, as the body's address is. */
+	reg_expect_reply(reg_post_as(gw->port, "HTTP://10.9.9.9:8070/", REG_GW_KEY, body),
+			 "updated", "claim spelled differently");
+}
+
+/* ---- validation */
+
+/* One invalid body: its JSON with @A standing for the address, the address the token
+ * names, and what the 400's error must contain. */
+struct reg_case {
+	const char *json;
+	const char *address;
+	const char *names;
+};
+
+#define REG_LOAD "\"channels\":1,\"sessions\":2,\"cpuUsage\":0.1,\"memoryUsage\":0.2"
+#define REG_HEAD "\"status\":\"up\",\"address\":\"@A\",\"region\":\"eu-west\""
+/* The longest region allowed: 63 characters. */
+#define REG_REGION63 "r012345678901234567890123456789012345678901234567890123456789-z"
+#define REG_KEYF "\"key\":\"" REG_SFU_KEY "\""
+
+static const struct reg_case reg_cases[] = {
+	{ "{\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}", NULL, "'status'" },
+	{ "{\"status\":\"sideways\",\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}",
+	  NULL, "'status'" },
+	{ "{\"status\":1,\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}", NULL,
+	  "'status'" },
+	{ "{\"status\":\"up\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}", NULL, "'address'" },
+	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}",
+	  "http://10.9.9.9:8070/path", "'address'" },
+	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}",
+	  "http://10.9.9.9:8070?x=1", "'address'" },
+	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}",
+	  "http://user:pw@10.9.9.9:8070", "'address'" },
+	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}",
+	  "ftp://10.9.9.9:8070", "'address'" },
+	{ "{\"status\":\"down\",\"address\":\"@A\"}", "10.9.9.9:8070", "'address'" },
+	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"EU-WEST\"," REG_KEYF "," REG_LOAD "}",
+	  NULL, "'region'" },
+	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"" REG_REGION63 "x\"," REG_KEYF ","
+	  REG_LOAD "}", NULL, "'region'" },
+	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"\"," REG_KEYF "," REG_LOAD "}", NULL,
+	  "'region'" },
+	{ "{\"status\":\"up\",\"address\":\"@A\"," REG_KEYF "," REG_LOAD "}", NULL, "'region'" },
+	{ "{" REG_HEAD ",\"key\":\"not*base64!\"," REG_LOAD "}", NULL, "'key'" },
+	{ "{" REG_HEAD ",\"key\":\"\"," REG_LOAD "}", NULL, "'key'" },
+	{ "{" REG_HEAD ",\"key\":@K129," REG_LOAD "}", NULL, "'key'" },
+	{ "{" REG_HEAD "," REG_LOAD "}", NULL, "'key'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":-1,\"sessions\":2,\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":0.2}", NULL, "'channels'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1.5,\"sessions\":2,\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":0.2}", NULL, "'channels'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":\"1\",\"sessions\":2,\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":0.2}", NULL, "'channels'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"sessions\":2,\"cpuUsage\":0.1,\"memoryUsage\":0.2}", NULL,
+	  "'channels'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":-2,\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":0.2}", NULL, "'sessions'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2.5,\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":0.2}", NULL, "'sessions'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":\"2\",\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":0.2}", NULL, "'sessions'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":1.5,"
+	  "\"memoryUsage\":0.2}", NULL, "'cpuUsage'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":-0.1,"
+	  "\"memoryUsage\":0.2}", NULL, "'cpuUsage'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":\"0.5\","
+	  "\"memoryUsage\":0.2}", NULL, "'cpuUsage'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":1.01}", NULL, "'memoryUsage'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":-1}", NULL, "'memoryUsage'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":0.1,"
+	  "\"memoryUsage\":\"0.2\"}", NULL, "'memoryUsage'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":0.1,"
+	  "\"maxSessions\":-5,\"memoryUsage\":0.2}", NULL, "'maxSessions'" },
+	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":0.1}", NULL,
+	  "'memoryUsage'" },
+	{ "{\"status\":\"up\",", NULL, "JSON" },
+	{ "not json at all", NULL, "JSON" },
+	{ "[{" REG_HEAD "," REG_KEYF "," REG_LOAD "}]", NULL, "JSON" },
+	{ "\"up\"", NULL, "JSON" },
+	{ "{" REG_HEAD "," REG_KEYF "," REG_LOAD "} {}", NULL, "JSON" },
+};
+
+/* Expands a case's template: @A to the address, @K129 to a 129-byte key. */
+static void reg_expand(const char *tmpl, const char *address, char *out, size_t outlen)
+{
+	size_t o = 0;
+	char k129[256];
+
+	snprintf(k129, sizeof(k129), "\"%s\"", reg_key_of(129, 'k'));
+	for (const char *p = tmpl; *p != '\0' && o + 1 < outlen;) {
+		const char *sub = NULL;
+
+		if (strncmp(p, "@A", 2) == 0) {
+			sub = address;
+			p += 2;
+		} else if (strncmp(p, "@K129", 5) == 0) {
+			sub = k129;
+			p += 5;
+		}
+		if (sub != NULL) {
+			o += (size_t)snprintf(out + o, outlen - o, "%s", sub);
+			continue;
+		}
+		out[o++] = *p++;
+	}
+	out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+Test(register, validation_names_the_field, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	size_t ncases = sizeof(reg_cases) / sizeof(reg_cases[0]);
+	char body[2048], what[2300];
+
+	for (size_t i = 0; i < ncases; i++) {
+		const struct reg_case *c = &reg_cases[i];
+		const char *address = c->address ? c->address : REG_FAKE;
+
+		reg_expand(c->json, address, body, sizeof(body));
+		snprintf(what, sizeof(what), "case %zu %s", i, body);
+		reg_expect_error(reg_post_as(gw->port, address, REG_GW_KEY, body), 400, c->names,
+				 what);
+	}
+	cr_assert_eq(reg_sfus(gw->port), 0, "an invalid heartbeat registered an SFU");
+
+	/* The bounds themselves are valid: a 128-byte key, usages 0 and 1, counts 0,
+	 * a 63-character region, maxSessions, and fields the gateway does not know. */
+	snprintf(body, sizeof(body),
+		 "{\"status\":\"up\",\"address\":\"%s\",\"region\":\"" REG_REGION63 "\",\"key\":\"%s\",\"channels\":0,"
+		 "\"sessions\":0,\"cpuUsage\":0,\"memoryUsage\":1.0,\"maxSessions\":7,"
+		 "\"uptime\":{\"s\":1},\"extra\":[1,2]}",
+		 REG_FAKE, reg_key_of(128, 'k'));
+	reg_beat(gw->port, REG_FAKE, body, "registered");
+	/* A sign-off needs no region, key or load. */
+	reg_beat(gw->port, REG_FAKE, reg_down(REG_FAKE), "removed");
+	cr_assert_eq(reg_sfus(gw->port), 0);
+}
+
+/* Bodies at and just over the HTTP server's limit (16 KiB), made of one padding field. */
+static char *reg_padded(size_t total)
+{
+	const char *base = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 1);
+	size_t bl = strlen(base);
+	char *b = malloc(total + 1);
+
+	cr_assert_not_null(b);
+	cr_assert(total > bl + 16);
+	memcpy(b, base, bl - 1); /* without the closing brace */
+	memcpy(b + bl - 1, ",\"pad\":\"", 8);
+	memset(b + bl + 7, 'p', total - (bl + 7) - 2);
+	memcpy(b + total - 2, "\"}", 2);
+	b[total] = '\0';
+	return b;
+}
+
+Test(register, body_limit, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	char *at = reg_padded(16384), *over = reg_padded(16385);
+
+	cr_assert_eq(strlen(at), 16384);
+	reg_expect_error(reg_post_as(gw->port, REG_FAKE, REG_GW_KEY, over), 413, NULL,
+			 "16385 bytes");
+	cr_assert_eq(reg_sfus(gw->port), 0);
+	reg_beat(gw->port, REG_FAKE, at, "registered");
+	free(at);
+	free(over);
+}
+
+/* ---- life cycle */
+
+Test(register, signoff_and_reregistration, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *mock = harness_mock_start(REG_SFU_KEY, NULL);
+	struct harness_proc *gw;
+	const char *addr;
+	struct harness_resp *r;
+
+	cr_assert_not_null(mock);
+	addr = reg_mock_address(mock);
+	gw = reg_gateway(NULL, NULL);
+	r = reg_channel(gw->port);
+	reg_expect_error(r, 503, NULL, "empty registry");
+
+	reg_beat(gw->port, addr, reg_up(addr, "eu-west", REG_SFU_KEY, 3), "registered");
+	cr_assert_eq(reg_sfus(gw->port), 1);
+	reg_beat(gw->port, addr, reg_up(addr, "eu-west", REG_SFU_KEY, 4), "updated");
+	cr_assert_eq(reg_sfus(gw->port), 1, "an update added a slot");
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_sfu_sessions{address=\"http://127.0.0.1:"),
+		     -1, "sanity: a partial label never matches");
+
+	r = reg_channel(gw->port);
+	cr_assert_eq(r->status, 200, "channel via the registered SFU: %d %s", r->status, r->body);
+	free(r);
+	cr_assert_eq(reg_mock_int(mock, "/mock/stats", "channel_requests"), 1);
+
+	/* The sign-off takes effect before its reply: no polling needed. */
+	reg_beat(gw->port, addr, reg_down(addr), "removed");
+	cr_assert_eq(reg_sfus(gw->port), 0, "signed-off SFU still in the registry");
+	r = reg_channel(gw->port);
+	reg_expect_error(r, 503, NULL, "after sign-off");
+	cr_assert_eq(reg_mock_int(mock, "/mock/stats", "channel_requests"), 1,
+		     "a channel request reached the signed-off SFU");
+	/* Signing off twice is harmless. */
+	reg_beat(gw->port, addr, reg_down(addr), "removed");
+
+	reg_beat(gw->port, addr, reg_up(addr, "eu-west", REG_SFU_KEY, 0), "registered");
+	reg_beat(gw->port, addr, reg_up(addr, "eu-west", REG_SFU_KEY, 0), "updated");
+	r = reg_channel(gw->port);
+	cr_assert_eq(r->status, 200, "channel after re-registration: %d %s", r->status, r->body);
+	free(r);
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"registered\"}"), 2);
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"updated\"}"), 2);
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"removed\"}"), 2);
+}
+
+Test(register, registered_sfu_serves_channels, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	struct harness_proc *mock;
+	char url[64], sessions[160];
+	const char *args[16];
+	struct harness_resp *r;
+	json_object *last, *v;
+	int n = 0;
+
+	/* The mock registers itself, with its own key, which the gateway never saw. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", gw->port);
+	args[n++] = "--heartbeat";
+	args[n++] = url;
+	args[n++] = "--heartbeat-interval-ms";
+	args[n++] = "200";
+	args[n++] = "--region";
+	args[n++] = "eu-west";
+	args[n++] = "--registration-key";
+	args[n++] = REG_GW_KEY;
+	args[n++] = "--sessions";
+	args[n++] = "17";
+	args[n] = NULL;
+	mock = harness_mock_start(REG_SFU_KEY, args);
+	cr_assert_not_null(mock);
+	cr_assert(reg_wait_sfus(gw->port, 1, 5000), "the mock's heartbeat did not register it");
+	snprintf(sessions, sizeof(sessions),
+		 "sfu_gateway_sfu_sessions{address=\"%s\",region=\"eu-west\"}",
+		 reg_mock_address(mock));
+	cr_assert_eq(reg_metric(gw->port, sessions), 17, "reported sessions");
+
+	r = reg_channel(gw->port);
+	cr_assert_eq(r->status, 200, "status %d %s", r->status, r->body);
+	cr_assert_str_eq(harness_json_str(r->body, "url"), reg_mock_address(mock));
+	free(r);
+	last = reg_mock_json(mock, "/mock/last");
+	cr_assert(json_object_object_get_ex(last, "verified", &v));
+	cr_assert(json_object_get_boolean(v), "the mock could not verify the re-signed token");
+	json_object_put(last);
+
+	/* The mock's own sign-off removes it. */
+	reg_mock_post(mock, "/mock/fault?heartbeat=off", 200);
+	reg_mock_post(mock, "/mock/heartbeat?status=down", 202);
+	cr_assert(reg_wait_sfus(gw->port, 0, 5000), "the mock's sign-off did not remove it");
+	reg_expect_error(reg_channel(gw->port), 503, NULL, "after the mock signed off");
+	cr_assert(reg_mock_bool(mock, "/mock/last", "verified"));
+}
+
+/* ---- expiry */
+
+Test(register, stale_expiry_timing, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *mock = harness_mock_start(REG_SFU_KEY, NULL);
+	struct harness_proc *gw;
+	char toml[1024];
+	int64_t before, after, gone = -1, seen_until, hold_until;
+	struct harness_resp *r;
+
+	cr_assert_not_null(mock);
+	/* A static SFU next to the registered one: it must never expire. */
+	snprintf(toml, sizeof(toml),
+		 "[registration]\nstale_after_ms = %d\n\n[[sfu]]\naddress = \"%s\"\n"
+		 "region = \"eu-west\"\nkey = \"%s\"\n",
+		 REG_STALE_MS, reg_mock_address(mock), REG_SFU_KEY);
+	gw = reg_gateway(toml, NULL);
+	cr_assert_eq(reg_sfus(gw->port), 1, "the static SFU");
+
+	before = harness_now_ms();
+	reg_beat(gw->port, REG_FAKE, reg_up(REG_FAKE, "us-east", REG_OTHER_KEY, 1), "registered");
+	after = harness_now_ms();
+	cr_assert_eq(reg_sfus(gw->port), 2);
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_expired_total"), 0);
+
+	/* Poll until it is gone. A poll that ends before before + stale_after_ms
+	 * must still see it (it was stamped after `before`); it must be gone by
+	 * after + stale_after_ms + one reaper period + margin. */
+	seen_until = before;
+	while (harness_now_ms() < after + REG_STALE_MS + REG_REAPER_MS + 1000) {
+		int n = reg_sfus(gw->port);
+		int64_t t = harness_now_ms();
+
+		if (n == 1) {
+			gone = t;
+			break;
+		}
+		cr_assert_eq(n, 2, "registry size %d", n);
+		seen_until = t;
+		poll(NULL, 0, 10);
+	}
+	cr_assert(gone >= 0, "the stale SFU was never removed");
+	cr_assert_geq(gone - before, REG_STALE_MS, "removed %lld ms after its heartbeat",
+		      (long long)(gone - before));
+	cr_assert_leq(gone - after, REG_STALE_MS + REG_REAPER_MS + 200,
+		      "removed only %lld ms after its heartbeat (last seen at %lld ms)",
+		      (long long)(gone - after), (long long)(seen_until - after));
+	cr_log_info("stale SFU removed %lld..%lld ms after its heartbeat",
+		    (long long)(seen_until - after), (long long)(gone - before));
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_expired_total"), 1);
+	cr_assert(strstr(harness_log(gw), "expired sfu=" REG_FAKE) != NULL,
+		  "no log line for the expiry");
+
+	/* The static SFU was configured before the registered one heartbeated, so it
+	 * is older: it would have gone already. Watch it for another full period. */
+	hold_until = harness_now_ms() + REG_STALE_MS + 2 * REG_REAPER_MS;
+	while (harness_now_ms() < hold_until) {
+		cr_assert_eq(reg_sfus(gw->port), 1, "the static SFU expired");
+		poll(NULL, 0, 50);
+	}
+	r = reg_channel(gw->port);
+	cr_assert_eq(r->status, 200, "static SFU: %d %s", r->status, r->body);
+	cr_assert_str_eq(harness_json_str(r->body, "url"), reg_mock_address(mock));
+	free(r);
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_expired_total"), 1);
+}
+
+Test(register, heartbeats_keep_it_alive, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw;
+	char toml[256];
+	int64_t until;
+
+	snprintf(toml, sizeof(toml), "[registration]\nstale_after_ms = %d\n", REG_STALE_MS);
+	gw = reg_gateway(toml, NULL);
+	reg_beat(gw->port, REG_FAKE, reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 1), "registered");
+	/* Heartbeats at a third of stale_after_ms for three times stale_after_ms. */
+	until = harness_now_ms() + 3 * REG_STALE_MS;
+	while (harness_now_ms() < until) {
+		poll(NULL, 0, REG_STALE_MS / 3);
+		reg_beat(gw->port, REG_FAKE, reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 1),
+			 "updated");
+	}
+	cr_assert_eq(reg_sfus(gw->port), 1);
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_expired_total"), 0);
+}
+
+/* ---- static SFUs, capacity, allow-list, registration key */
+
+Test(register, static_key_conflict, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *mock = harness_mock_start(REG_SFU_KEY, NULL);
+	struct harness_proc *gw;
+	const char *addr;
+	char toml[1024], series[256];
+	struct harness_resp *r;
+
+	cr_assert_not_null(mock);
+	addr = reg_mock_address(mock);
+	snprintf(toml, sizeof(toml), "[[sfu]]\naddress = \"%s\"\nregion = \"eu-west\"\nkey = \"%s\"\n",
+		 addr, REG_SFU_KEY);
+	gw = reg_gateway(toml, NULL);
+	snprintf(series, sizeof(series),
+		 "sfu_gateway_sfu_sessions{address=\"%s\",region=\"eu-west\"}", addr);
+	cr_assert_eq(reg_metric(gw->port, series), 0);
+
+	reg_expect_error(reg_post_as(gw->port, addr, REG_GW_KEY,
+				     reg_up(addr, "eu-west", REG_OTHER_KEY, 40)),
+			 409, "key", "static SFU, other key");
+	cr_assert_eq(reg_metric(gw->port, series), 0, "a refused heartbeat changed the load");
+
+	/* The configured key, even from a heartbeat naming another region: load only. */
+	reg_beat(gw->port, addr, reg_up(addr, "us-east", REG_SFU_KEY, 42), "updated");
+	cr_assert_eq(reg_metric(gw->port, series), 42, "the load of the static SFU");
+	cr_assert_eq(reg_sfus(gw->port), 1);
+
+	/* A static SFU cannot sign itself off; it keeps serving with its configured key. */
+	reg_expect_error(reg_post_as(gw->port, addr, REG_GW_KEY, reg_down(addr)), 409, NULL,
+			 "static sign-off");
+	cr_assert_eq(reg_sfus(gw->port), 1);
+	r = reg_channel(gw->port);
+	cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
+	free(r);
+	cr_assert(reg_mock_bool(mock, "/mock/last", "verified"));
+}
+
+Test(register, registry_full, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway("[gateway]\nmax_sfus = 2\n", NULL);
+	const char *a = "http://10.0.0.1:8070", *b = "http://10.0.0.2:8070";
+	const char *c = "http://10.0.0.3:8070";
+
+	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_registry_capacity"), 2);
+	reg_beat(gw->port, a, reg_up(a, "eu-west", REG_SFU_KEY, 1), "registered");
+	reg_beat(gw->port, b, reg_up(b, "eu-west", REG_SFU_KEY, 1), "registered");
+	reg_expect_error(reg_post_as(gw->port, c, REG_GW_KEY, reg_up(c, "eu-west", REG_SFU_KEY, 1)),
+			 503, "full", "third SFU");
+	cr_assert_eq(reg_sfus(gw->port), 2);
+	/* A full registry still takes updates of its members. */
+	reg_beat(gw->port, a, reg_up(a, "eu-west", REG_SFU_KEY, 9), "updated");
+	/* and a sign-off frees a slot for the third. */
+	reg_beat(gw->port, b, reg_down(b), "removed");
+	reg_beat(gw->port, c, reg_up(c, "eu-west", REG_SFU_KEY, 1), "registered");
+	cr_assert_eq(reg_sfus(gw->port), 2);
+}
+
+Test(register, allow_list, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *deny = reg_gateway("[registration]\nallow = [\"10.0.0.0/8\"]\n", NULL);
+	struct harness_proc *permit =
+		reg_gateway("[registration]\nallow = [\"192.168.0.0/16\", \"127.0.0.0/8\"]\n", NULL);
+	const char *body = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 1);
+
+	reg_expect_error(reg_post_as(deny->port, REG_FAKE, REG_GW_KEY, body), 403, NULL,
+			 "127.0.0.1 outside 10.0.0.0/8");
+	cr_assert_eq(reg_sfus(deny->port), 0);
+	/* Before the token is even looked at: no token is still 403, not 401. */
+	reg_expect_error(reg_post_auth(deny->port, NULL, body), 403, NULL, "not allowed, no token");
+	reg_beat(permit->port, REG_FAKE, body, "registered");
+	cr_assert_eq(reg_sfus(permit->port), 1);
+}
+
+Test(register, registration_key, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const env[] = { "SFU_GATEWAY_REGISTRATION_KEY=" REG_REG_KEY, NULL };
+	struct harness_proc *mock = harness_mock_start(REG_SFU_KEY, NULL);
+	struct harness_proc *gw;
+	const char *addr;
+	struct harness_resp *r;
+
+	cr_assert_not_null(mock);
+	addr = reg_mock_address(mock);
+	gw = reg_gateway(NULL, env);
+	/* Once a registration key is set, the gateway key no longer registers. */
+	reg_expect_error(reg_post_as(gw->port, addr, REG_GW_KEY,
+				     reg_up(addr, "eu-west", REG_SFU_KEY, 1)),
+			 401, NULL, "signed with the gateway key");
+	cr_assert_eq(reg_sfus(gw->port), 0);
+	reg_expect_reply(reg_post_as(gw->port, addr, REG_REG_KEY,
+				     reg_up(addr, "eu-west", REG_SFU_KEY, 1)),
+			 "registered", "signed with the registration key");
+	/* Odoo's tokens are still checked with the gateway key. */
+	r = reg_channel(gw->port);
+	cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
+	free(r);
+	cr_assert(reg_mock_bool(mock, "/mock/last", "verified"));
+}
