@@ -61,6 +61,12 @@ struct master {
 	struct master_child *children; /* [0, n_workers) active, then retiring */
 	unsigned n_children;
 	struct master_child reaper;
+	/* The kernel's SO_REUSEPORT group, mirrored: group[p] is the socket at
+	 * position p, the index master_steer's program returns. Sockets join at
+	 * listen(); closing one moves the last into its place (the kernel's
+	 * reuseport_detach_sock). Active worker i always owns position i. */
+	int group[MASTER_MAX_CHILDREN];
+	unsigned group_n;
 	bool stopping;
 };
 
@@ -152,30 +158,58 @@ static bool master_shared_accept(void)
 	return v != NULL && strcmp(v, "shared") == 0;
 }
 
-/* Opens listening sockets for children [from, to) on the configured address. */
-static int master_open_listeners(struct master *m, unsigned from, unsigned to)
+/* Closes a listening socket, keeping the group mirror in step with the kernel. */
+static void master_group_close(struct master *m, int fd)
+{
+	for (unsigned p = 0; p < m->group_n; p++)
+		if (m->group[p] == fd) {
+			m->group[p] = m->group[--m->group_n];
+			break;
+		}
+	close(fd);
+}
+
+/*
+ * Gives set[from, to) listening sockets on the configured address, so that
+ * set[i] owns group position i. Positions that already exist belong to
+ * retiring workers (positions past the active set always do): their sockets
+ * are taken over, so the queue of each stays served; only positions past
+ * the group's end get new sockets. Then steers the group to its first `to`.
+ */
+static int master_open_listeners(struct master *m, struct master_child *set, unsigned from,
+				 unsigned to)
 {
 	bool shared = master_shared_accept();
+	unsigned first_new = shared ? from : (m->group_n > from ? m->group_n : from);
 
-	for (unsigned i = from; i < to; i++) {
+	/* New sockets first: if one fails, nothing was taken from anybody. */
+	for (unsigned i = first_new; i < to; i++) {
 		int rc;
 
-		if (shared && i > 0 && m->children[0].fd >= 0) {
-			m->children[i].fd = fcntl(m->children[0].fd, F_DUPFD_CLOEXEC, 0);
-			rc = m->children[i].fd < 0 ? -errno : 0;
+		if (shared && i > 0 && set[0].fd >= 0) {
+			set[i].fd = fcntl(set[0].fd, F_DUPFD_CLOEXEC, 0);
+			rc = set[i].fd < 0 ? -errno : 0;
 		} else {
-			rc = master_listen_one(m->cfg->bind, m->cfg->port, &m->children[i].fd);
+			rc = master_listen_one(m->cfg->bind, m->cfg->port, &set[i].fd);
+			if (rc == 0 && !shared)
+				m->group[m->group_n++] = set[i].fd;
 		}
 		if (rc != 0) {
-			while (i-- > from) {
-				close(m->children[i].fd);
-				m->children[i].fd = -1;
+			while (i-- > first_new) {
+				master_group_close(m, set[i].fd);
+				set[i].fd = -1;
 			}
 			return rc;
 		}
 	}
+	for (unsigned i = from; i < first_new && i < to; i++) {
+		set[i].fd = m->group[i];
+		for (unsigned k = 0; k < m->n_children; k++)
+			if (m->children[k].fd == set[i].fd && &m->children[k] != &set[i])
+				m->children[k].fd = -1;
+	}
 	if (to > 0 && !shared) {
-		int rc = master_steer(m->children[0].fd, to);
+		int rc = master_steer(m->group[0], to);
 
 		if (rc != 0)
 			log_warn("master: setsockopt(SO_ATTACH_REUSEPORT_CBPF) failed: %s; "
@@ -189,7 +223,7 @@ static void master_close_listeners(struct master *m)
 {
 	for (unsigned i = 0; i < m->n_children; i++)
 		if (m->children[i].fd >= 0) {
-			close(m->children[i].fd);
+			master_group_close(m, m->children[i].fd);
 			m->children[i].fd = -1;
 		}
 }
@@ -255,7 +289,7 @@ static void master_forget_retired(struct master *m)
 
 		if (ch->pid == 0) {
 			if (ch->fd >= 0)
-				close(ch->fd);
+				master_group_close(m, ch->fd);
 			continue;
 		}
 		m->children[j++] = *ch;
@@ -403,13 +437,10 @@ static int master_resize(struct master *m, const char *bind_addr, uint16_t port,
 	snprintf(old_bind, sizeof(old_bind), "%s", m->cfg->bind);
 	snprintf(m->cfg->bind, sizeof(m->cfg->bind), "%s", bind_addr);
 	m->cfg->port = port;
-	{
-		struct master_child *saved = m->children;
-
-		m->children = nc;
-		rc = master_open_listeners(m, keep, n);
-		m->children = saved;
-	}
+	/* A new address is a new group; the old sockets leave with their workers. */
+	if (moved)
+		m->group_n = 0;
+	rc = master_open_listeners(m, nc, keep, n);
 	if (rc != 0) {
 		snprintf(m->cfg->bind, sizeof(m->cfg->bind), "%s", old_bind);
 		m->cfg->port = old_port;
@@ -612,7 +643,7 @@ int master_run(struct config *cfg, const struct config_cli *cli)
 	}
 	m.reaper.fd = -1;
 	m.reaper.index = METRICS_REAPER_SLOT;
-	rc = master_open_listeners(&m, 0, m.n_workers);
+	rc = master_open_listeners(&m, m.children, 0, m.n_workers);
 	if (rc != 0) {
 		shm_destroy(&m.seg);
 		fatal("master: bind() failed on %s port %u: %s", cfg->bind, cfg->port,

@@ -268,8 +268,9 @@ struct harness_proc *harness_gateway_start(const char *const *env, const char *c
 		return NULL;
 	while (harness_now_ms() < deadline) {
 		struct harness_resp *r = calloc(1, sizeof(*r));
-		int rc = harness_raw(p->port, "GET /noop HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-				     52, r, 1000);
+		static const char noop[] =
+			"GET /noop HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+		int rc = harness_raw(p->port, noop, sizeof(noop) - 1, r, 1000);
 		int status = r->status;
 
 		free(r);

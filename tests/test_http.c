@@ -768,8 +768,9 @@ static size_t http_fuzz_payload(char *out, size_t cap)
 		"GET /noop HTTP/1.1\r\nHost: x\r\n\r\n",
 		"POST /v1/sfu HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
 		"GET /v1/channel?region=eu-west&x=1 HTTP/1.1\r\nAuthorization: jwt a.b.c\r\n\r\n",
-		"POST /v1/sfu HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\n"
-		"T: v\r\n\r\n",
+		/* Chunk extension and trailer. */
+		("POST /v1/sfu HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n"
+		 "0\r\nT: v\r\n\r\n"),
 		"GET /v1/noop HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 	};
 	static const char *const words[] = {

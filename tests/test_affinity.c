@@ -1,0 +1,394 @@
+/* Integration tests of issuer affinity: repeats of (client, iss) stay on one SFU, with a TTL. */
+#include <criterion/criterion.h>
+
+#include <json.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+#define AFF_GW_KEY "YWZmaW5pdHktdGVzdHMtZ2F0ZXdheS1rZXktMDAwMDAx"
+#define AFF_SFU_KEY "YWZmaW5pdHktdGVzdHMtc2Z1LWtleS0wMDAwMDAwMDAy"
+#define AFF_JWT_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+#define AFF_MAX_MOCKS 3
+#define AFF_TTL_MS 300
+#define AFF_STALE_MS 1000 /* the smallest [registration] stale_after_ms */
+
+struct aff_env {
+	struct harness_proc *gw;
+	struct harness_proc *mock[AFF_MAX_MOCKS];
+	int n;
+};
+
+/* What one channel request returned: which mock and the channel's uuid. */
+struct aff_answer {
+	int who;
+	char uuid[128];
+};
+
+static void aff_dump_logs(void)
+{
+	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
+		char path[512], buf[4096];
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		if (n > 0)
+			cr_log_error("%s:\n%s", path, buf);
+	}
+}
+
+/* Starts n mocks, then a two-worker gateway with the TOML text (NULL: defaults):
+ * two workers, so that a repeat may well reach another worker than the first
+ * request and the shared table is what keeps it on its SFU. */
+static void aff_start(struct aff_env *e, int n, const char *toml)
+{
+	static const char *const env[] = { "SFU_GATEWAY_KEY=" AFF_GW_KEY, NULL };
+	const char *args[6];
+	int a = 0;
+
+	cr_assert(n <= AFF_MAX_MOCKS);
+	for (int i = 0; i < n; i++) {
+		e->mock[i] = harness_mock_start(AFF_SFU_KEY, NULL);
+		cr_assert_not_null(e->mock[i], "mock %d did not start", i);
+	}
+	e->n = n;
+	args[a++] = "--workers";
+	args[a++] = "2";
+	if (toml != NULL) {
+		args[a++] = "--config";
+		args[a++] = harness_write_file("affinity.toml", toml);
+	}
+	args[a] = NULL;
+	e->gw = harness_gateway_start(env, args);
+	if (e->gw == NULL)
+		aff_dump_logs();
+	cr_assert_not_null(e->gw, "the gateway did not come up");
+}
+
+static const char *aff_address(const struct harness_proc *m)
+{
+	static char bufs[4][64];
+	static int next;
+	char *b = bufs[next++ % 4];
+
+	snprintf(b, sizeof(bufs[0]), "http://127.0.0.1:%d", m->port);
+	return b;
+}
+
+/* One heartbeat of mock i ("up" with the sessions, or "down" when sessions < 0). */
+static void aff_beat(const struct aff_env *e, int i, int sessions)
+{
+	const char *addr = aff_address(e->mock[i]);
+	char claims[256], auth[2048], body[1024];
+	struct harness_resp *r = calloc(1, sizeof(*r));
+
+	cr_assert_not_null(r);
+	snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", addr,
+		 (long long)time(NULL) + 60);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+		 harness_token(AFF_JWT_HEADER, claims, AFF_GW_KEY));
+	if (sessions < 0)
+		snprintf(body, sizeof(body), "{\"status\":\"down\",\"address\":\"%s\"}", addr);
+	else
+		snprintf(body, sizeof(body),
+			 "{\"status\":\"up\",\"address\":\"%s\",\"region\":\"eu-west\",\"key\":\"%s\","
+			 "\"channels\":0,\"sessions\":%d,\"cpuUsage\":0.2,\"memoryUsage\":0.2,"
+			 "\"maxSessions\":100}",
+			 addr, AFF_SFU_KEY, sessions);
+	cr_assert_eq(harness_post(e->gw->port, "/v1/sfu", auth, body, r), 0, "POST /v1/sfu");
+	cr_assert_eq(r->status, 200, "heartbeat of mock %d: %d %s", i, r->status, r->body);
+	free(r);
+}
+
+/* A channel request for iss, with an X-Forwarded-For header when xff is not NULL. */
+static struct aff_answer aff_channel(const struct aff_env *e, const char *iss, const char *xff)
+{
+	char headers[4400];
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct aff_answer a = { -1, "" };
+	const char *url;
+
+	cr_assert_not_null(r);
+	snprintf(headers, sizeof(headers), "Authorization: jwt %s\r\n%s%s%s",
+		 harness_odoo_token(iss, AFF_GW_KEY), xff ? "X-Forwarded-For: " : "",
+		 xff ? xff : "", xff ? "\r\n" : "");
+	cr_assert_eq(harness_get(e->gw->port, "/v1/channel", headers, r), 0, "GET /v1/channel");
+	cr_assert_eq(r->status, 200, "iss %s: %d %s", iss, r->status, r->body);
+	url = harness_json_str(r->body, "url");
+	for (int i = 0; i < e->n; i++)
+		if (strcmp(url, aff_address(e->mock[i])) == 0)
+			a.who = i;
+	cr_assert(a.who >= 0, "answer from no known mock: %s", r->body);
+	snprintf(a.uuid, sizeof(a.uuid), "%s", harness_json_str(r->body, "uuid"));
+	cr_assert(a.uuid[0] != '\0', "no uuid: %s", r->body);
+	free(r);
+	return a;
+}
+
+static double aff_metric(int port, const char *series)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	size_t n = strlen(series);
+	double v = -1;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(port, "/metrics", NULL, r), 0, "GET /metrics");
+	for (const char *p = r->body; p != NULL && *p != '\0';) {
+		if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+			v = strtod(p + n + 1, NULL);
+			break;
+		}
+		p = strchr(p, '\n');
+		p = p ? p + 1 : NULL;
+	}
+	free(r);
+	return v;
+}
+
+static int64_t aff_stat(const struct harness_proc *m, const char *field)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	json_object *o, *v;
+	int64_t n;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(m->port, "/mock/stats", NULL, r), 0);
+	o = json_tokener_parse(r->body);
+	cr_assert_not_null(o);
+	cr_assert(json_object_object_get_ex(o, field, &v), "no %s", field);
+	n = json_object_get_int64(v);
+	json_object_put(o);
+	free(r);
+	return n;
+}
+
+/* ---- tests */
+
+Test(affinity, repeat_sticks_even_when_another_is_idler, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *iss = "https://odoo.example.com:affinity:repeat";
+	struct aff_env e = { 0 };
+	struct aff_answer first, again, other;
+	int pinned;
+
+	aff_start(&e, 2, NULL);
+	aff_beat(&e, 0, 10);
+	aff_beat(&e, 1, 10);
+	first = aff_channel(&e, iss, NULL);
+	pinned = first.who;
+	/* Now the pinned SFU is the busiest by far. */
+	aff_beat(&e, pinned, 90);
+	aff_beat(&e, 1 - pinned, 0);
+	for (int k = 0; k < 4; k++) {
+		again = aff_channel(&e, iss, NULL);
+		cr_assert_eq(again.who, pinned, "repeat %d moved to the idler SFU", k);
+		cr_assert_str_eq(again.uuid, first.uuid, "repeat %d got another channel", k);
+	}
+	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 4);
+	cr_assert_eq(aff_stat(e.mock[pinned], "channels"), 1, "the SFU made a second channel");
+	/* Another issuer is free to go to the idler one. */
+	other = aff_channel(&e, "https://odoo.example.com:affinity:other", NULL);
+	cr_assert_eq(other.who, 1 - pinned);
+	cr_assert_str_neq(other.uuid, first.uuid);
+}
+
+Test(affinity, distinct_issuers_spread, .fini = harness_cleanup, .timeout = 30)
+{
+	struct aff_env e = { 0 };
+	int counts[2] = { 0, 0 };
+
+	aff_start(&e, 2, NULL);
+	aff_beat(&e, 0, 10);
+	aff_beat(&e, 1, 10);
+	/* Equal SFUs under strategy load: each channel sent makes its SFU the busier
+	 * one, so every two consecutive requests go one to each. */
+	for (int k = 0; k < 10; k++) {
+		char iss[96];
+		struct aff_answer a, b;
+
+		snprintf(iss, sizeof(iss), "https://odoo.example.com:affinity:%d:a", k);
+		a = aff_channel(&e, iss, NULL);
+		snprintf(iss, sizeof(iss), "https://odoo.example.com:affinity:%d:b", k);
+		b = aff_channel(&e, iss, NULL);
+		cr_assert_neq(a.who, b.who, "pair %d both went to mock %d", k, a.who);
+		counts[a.who]++;
+		counts[b.who]++;
+	}
+	cr_assert_eq(counts[0], 10);
+	cr_assert_eq(counts[1], 10);
+	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 0);
+}
+
+Test(affinity, key_is_first_forwarded_for_entry, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *iss = "https://odoo.example.com:affinity:xff";
+	struct aff_env e = { 0 };
+	struct aff_answer c1, c2, again;
+
+	aff_start(&e, 2, "[gateway]\ntrust_proxy = true\n");
+	aff_beat(&e, 0, 10);
+	aff_beat(&e, 1, 10);
+	/* Two clients, one issuer: the second is a new key and goes to the other,
+	 * now idler, SFU. */
+	c1 = aff_channel(&e, iss, "203.0.113.7");
+	c2 = aff_channel(&e, iss, "198.51.100.9");
+	cr_assert_neq(c1.who, c2.who, "two clients of one issuer shared an SFU");
+	/* Each client's SFU made the busier one in turn: the pins hold regardless. */
+	aff_beat(&e, c1.who, 80);
+	aff_beat(&e, c2.who, 0);
+	for (int k = 0; k < 3; k++) {
+		/* Same first entry, whatever proxies were added behind it. */
+		again = aff_channel(&e, iss, "203.0.113.7, 10.0.0.1");
+		cr_assert_eq(again.who, c1.who, "client 1 moved");
+		cr_assert_str_eq(again.uuid, c1.uuid);
+	}
+	aff_beat(&e, c1.who, 0);
+	aff_beat(&e, c2.who, 80);
+	for (int k = 0; k < 3; k++) {
+		again = aff_channel(&e, iss, "198.51.100.9");
+		cr_assert_eq(again.who, c2.who, "client 2 moved");
+		cr_assert_str_eq(again.uuid, c2.uuid);
+	}
+	/* A third client is a new key: load decides. */
+	again = aff_channel(&e, iss, "192.0.2.44");
+	cr_assert_eq(again.who, c1.who, "a new client followed another client's pin");
+	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 6);
+}
+
+Test(affinity, forwarded_for_ignored_without_trust_proxy, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *iss = "https://odoo.example.com:affinity:untrusted";
+	struct aff_env e = { 0 };
+	struct aff_answer c1, c2;
+
+	aff_start(&e, 2, NULL);
+	aff_beat(&e, 0, 10);
+	aff_beat(&e, 1, 10);
+	/* Without trust_proxy the client is the peer, 127.0.0.1, for both. */
+	c1 = aff_channel(&e, iss, "203.0.113.7");
+	c2 = aff_channel(&e, iss, "198.51.100.9");
+	cr_assert_eq(c1.who, c2.who, "a spoofable header split the issuer's call");
+	cr_assert_str_eq(c1.uuid, c2.uuid);
+}
+
+Test(affinity, signoff_moves_the_repeat, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *iss = "https://odoo.example.com:affinity:signoff";
+	struct aff_env e = { 0 };
+	struct aff_answer first, moved, again;
+	int pinned, other;
+
+	aff_start(&e, 3, NULL);
+	aff_beat(&e, 0, 10);
+	aff_beat(&e, 1, 30);
+	first = aff_channel(&e, iss, NULL);
+	cr_assert_eq(first.who, 0);
+	pinned = first.who;
+	other = 1;
+
+	/* The pinned SFU leaves; a third one registers, very busy, and may take
+	 * its freed slot: the pin must not follow the slot to it. */
+	aff_beat(&e, pinned, -1);
+	aff_beat(&e, 2, 95);
+	moved = aff_channel(&e, iss, NULL);
+	cr_assert_eq(moved.who, other, "the repeat went to mock %d", moved.who);
+	cr_assert_str_neq(moved.uuid, first.uuid);
+
+	/* The SFU comes back, idle: the issuer now stays where its call moved. */
+	aff_beat(&e, pinned, 0);
+	again = aff_channel(&e, iss, NULL);
+	cr_assert_eq(again.who, other, "the repeat went back to mock %d", again.who);
+	cr_assert_str_eq(again.uuid, moved.uuid);
+}
+
+Test(affinity, expiry_of_the_pinned_sfu_moves_the_repeat, .fini = harness_cleanup,
+     .timeout = 30)
+{
+	static const char *iss = "https://odoo.example.com:affinity:expiry";
+	struct aff_env e = { 0 };
+	struct aff_answer first, moved;
+	char toml[512];
+	int64_t deadline;
+	int n = 0;
+
+	/* Mock 1 is static (never expires); mock 0 registers and then goes silent. */
+	e.mock[1] = harness_mock_start(AFF_SFU_KEY, NULL);
+	cr_assert_not_null(e.mock[1]);
+	snprintf(toml, sizeof(toml),
+		 "[registration]\nstale_after_ms = %d\n\n[[sfu]]\naddress = \"%s\"\n"
+		 "region = \"eu-west\"\nkey = \"%s\"\n",
+		 AFF_STALE_MS, aff_address(e.mock[1]), AFF_SFU_KEY);
+	e.mock[0] = harness_mock_start(AFF_SFU_KEY, NULL);
+	cr_assert_not_null(e.mock[0]);
+	{
+		static const char *const env[] = { "SFU_GATEWAY_KEY=" AFF_GW_KEY, NULL };
+		const char *args[] = { "--workers", "2", "--config",
+				       harness_write_file("affinity.toml", toml), NULL };
+
+		e.gw = harness_gateway_start(env, args);
+		if (e.gw == NULL)
+			aff_dump_logs();
+		cr_assert_not_null(e.gw);
+	}
+	e.n = 2;
+	aff_beat(&e, 1, 50);
+	aff_beat(&e, 0, 0);
+	first = aff_channel(&e, iss, NULL);
+	cr_assert_eq(first.who, 0, "the idle registered SFU");
+
+	deadline = harness_now_ms() + AFF_STALE_MS + 2000;
+	while (harness_now_ms() < deadline) {
+		n = (int)aff_metric(e.gw->port, "sfu_gateway_registry_sfus");
+		if (n == 1)
+			break;
+		poll(NULL, 0, 20);
+	}
+	cr_assert_eq(n, 1, "the silent SFU did not expire");
+	moved = aff_channel(&e, iss, NULL);
+	cr_assert_eq(moved.who, 1, "the repeat still went to the expired SFU");
+}
+
+Test(affinity, pin_expires_after_ttl, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *iss = "https://odoo.example.com:affinity:ttl";
+	struct aff_env e = { 0 };
+	struct aff_answer first, again, later;
+	char toml[64];
+	int64_t pinned_at, until;
+
+	snprintf(toml, sizeof(toml), "[affinity]\nttl_ms = %d\n", AFF_TTL_MS);
+	aff_start(&e, 2, toml);
+	aff_beat(&e, 0, 0);
+	aff_beat(&e, 1, 10);
+	first = aff_channel(&e, iss, NULL);
+	pinned_at = harness_now_ms();
+	cr_assert_eq(first.who, 0);
+	aff_beat(&e, 0, 50);
+	aff_beat(&e, 1, 0);
+	/* Within the TTL: still pinned, and the SFU answers with the same channel. */
+	again = aff_channel(&e, iss, NULL);
+	cr_assert(harness_now_ms() - pinned_at < AFF_TTL_MS, "too slow to test within the TTL");
+	cr_assert_eq(again.who, 0, "pin lost within the TTL");
+	pinned_at = harness_now_ms();
+
+	/* Past the TTL (counted from the last use, which refreshed it): load decides. */
+	until = pinned_at + AFF_TTL_MS + 50;
+	while (harness_now_ms() < until)
+		poll(NULL, 0, (int)(until - harness_now_ms()));
+	later = aff_channel(&e, iss, NULL);
+	cr_assert_eq(later.who, 1, "the pin outlived ttl_ms");
+	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 1);
+}
