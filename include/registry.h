@@ -12,6 +12,9 @@
 #include "seqlock.h"
 
 enum sfu_source { SFU_SOURCE_NONE = 0, SFU_SOURCE_STATIC = 1, SFU_SOURCE_REGISTERED = 2 };
+/* Who reported an SFU's load: its heartbeats, or the reaper's probes of an
+ * SFU that sends none (probes skip SFUs whose heartbeats are fresh). */
+enum sfu_reporter { SFU_REPORTER_NONE = 0, SFU_REPORTER_HEARTBEAT = 1, SFU_REPORTER_PROBE = 2 };
 
 /*
  * The part of an SFU that selection reads for every candidate. Kept small (and
@@ -23,7 +26,7 @@ struct sfu_hot {
 	uint8_t source; /* enum sfu_source */
 	uint8_t region_id; /* region.h id of cold.region, 0 = not a known region */
 	uint8_t has_load; /* 1 once a heartbeat or probe reported load */
-	uint8_t pad0;
+	uint8_t reported_by; /* enum sfu_reporter: who reported the load */
 	uint64_t address_hash; /* registry_hash(cold.address): cheap lookup by address */
 	uint64_t region_hash; /* registry_hash(cold.region): exact match of unknown regions */
 	uint64_t generation; /* changes whenever the slot is given to another SFU */
@@ -137,6 +140,13 @@ uint64_t registry_hash(const char *s);
  */
 int registry_upsert(struct registry *r, const struct sfu_record *rec, bool reset_assigned,
 		    uint32_t *slot_out, bool *created);
+/* Updates only the load fields of slot i (has_load, reported_by, sessions,
+ * channels, cpu, memory, last_report_ms, and max_sessions when non-zero in
+ * load) if it still holds generation gen: address, key, region and source
+ * stay as their owner set them, whatever a concurrent reload did.
+ * 0, -ENOENT (freed or reused), -EAGAIN (lock not recoverable). */
+int registry_update_load(struct registry *r, uint32_t i, uint64_t gen,
+			 const struct sfu_hot *load, bool reset_assigned);
 /* Removes the SFU with that address. 0 or -ENOENT (or -EAGAIN as above). */
 int registry_remove(struct registry *r, const char *address);
 /* Removes slot i if it still holds generation gen (reaper: no race with a

@@ -52,6 +52,14 @@ int select_best(struct registry *r, const struct config_tunables *t, const struc
 int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t slot,
 		  uint64_t generation, int64_t now_ms, struct select_choice *out);
 
+/* Why a readable slot is not a candidate (or that it is one). */
+enum select_verdict { SELECT_USABLE, SELECT_FREE, SELECT_UNHEALTHY, SELECT_OVERLOADED };
+
+/* The health and overload rules every selection applies to one SFU (also
+ * what /v1/health reports). */
+enum select_verdict select_usable(const struct registry_slot *slot, const struct sfu_hot *h,
+				  const struct config_tunables *t, int64_t now_ms);
+
 /* The load score used by strategy "load" for one SFU (exposed for health and tests). */
 double select_score(const struct config_tunables *t, const struct sfu_hot *h, uint64_t assigned);
 

@@ -290,6 +290,7 @@ void heartbeat_handle(struct worker *w, struct http_conn *c, const struct http_r
 	memcpy(rec.cold.region, hb.region, sizeof(rec.cold.region));
 	memcpy(rec.cold.key, hb.key, hb.key_len);
 	rec.cold.key_len = (uint32_t)hb.key_len;
+	rec.hot.reported_by = SFU_REPORTER_HEARTBEAT;
 	if (slot >= 0 && cur.hot.source == SFU_SOURCE_STATIC) {
 		/* The config owns a static SFU's key and region; a heartbeat may
 		 * only report its load. */
@@ -298,10 +299,14 @@ void heartbeat_handle(struct worker *w, struct http_conn *c, const struct http_r
 			heartbeat_reject(w, c, 409, "the key of a static SFU cannot be changed");
 			return;
 		}
-		rec.hot.source = SFU_SOURCE_STATIC;
-		memcpy(rec.cold.region, cur.cold.region, sizeof(rec.cold.region));
-		if (rec.hot.max_sessions == 0)
-			rec.hot.max_sessions = cur.hot.max_sessions;
+		if (registry_update_load(&w->shm->registry, (uint32_t)slot, cur.hot.generation,
+					 &rec.hot, true) != 0) {
+			heartbeat_reject(w, c, 503, "registry busy");
+			return;
+		}
+		metrics_add(w->metrics, M_HEARTBEATS_UPDATED, 1);
+		heartbeat_reply(c, "updated");
+		return;
 	}
 	switch (registry_upsert(&w->shm->registry, &rec, true, NULL, &created)) {
 	case 0:

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "probe.h"
 #include "worker.h"
 
 #define REAPER_PERIOD_MS 250 /* stale SFUs leave within a quarter second of their deadline */
@@ -22,6 +23,7 @@ struct reaper {
 	struct config_tunables live;
 	uint64_t live_version;
 	uint32_t cursor;
+	struct prober *prober;
 };
 
 static int64_t reaper_now_us(void)
@@ -80,24 +82,20 @@ static void reaper_on_tick(uv_timer_t *t)
 			 REAPER_BUDGET_US);
 	if (n > 0)
 		metrics_add(&rp->shm->metrics.procs[METRICS_REAPER_SLOT], M_EXPIRED, (uint64_t)n);
-}
-
-static void reaper_close_walk(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
+	if (rp->prober != NULL)
+		prober_tick(rp->prober, &rp->live, worker_now_ms());
 }
 
 static void reaper_on_signal(uv_signal_t *s, int signum)
 {
-	struct reaper *rp = s->data;
-
+	(void)s;
 	if (signum == SIGUSR1) {
 		log_reopen();
 		return;
 	}
-	uv_walk(&rp->loop, reaper_close_walk, NULL);
+	/* libuv runs this callback from the loop, never inside a registry write,
+	 * and the reaper has nothing to flush: probes in flight are abandoned. */
+	_exit(0);
 }
 
 int reaper_run(struct shm_layout *shm, const struct config *cfg)
@@ -122,6 +120,9 @@ int reaper_run(struct shm_layout *shm, const struct config *cfg)
 		log_error("reaper: uv_loop_init() failed");
 		return 1;
 	}
+	if (prober_new(&rp->prober, &rp->loop, &shm->registry,
+		       &shm->metrics.procs[METRICS_REAPER_SLOT]) != 0)
+		log_warn("reaper: prober_new() failed: static SFUs will not be probed");
 	uv_timer_init(&rp->loop, &rp->tick);
 	rp->tick.data = rp;
 	uv_timer_start(&rp->tick, reaper_on_tick, REAPER_PERIOD_MS, REAPER_PERIOD_MS);

@@ -523,3 +523,38 @@ int registry_read_hot(const struct registry *r, uint32_t i, struct sfu_hot *out)
 		return err;
 	return out->in_use ? 0 : -ENOENT;
 }
+
+int registry_update_load(struct registry *r, uint32_t i, uint64_t gen,
+			 const struct sfu_hot *load, bool reset_assigned)
+{
+	struct sfu_record cur;
+	int err;
+
+	if (i >= r->capacity)
+		return -ENOENT;
+	err = registry_lock(r, NULL);
+	if (err)
+		return err;
+	registry_load_locked(r, i, &cur);
+	if (!cur.hot.in_use || cur.hot.generation != gen) {
+		registry_unlock(r);
+		return -ENOENT;
+	}
+	/* Only the load fields move; address, key, region and source stay what
+	 * the writer that owns them (config or the SFU's own registration) set. */
+	cur.hot.has_load = load->has_load;
+	cur.hot.reported_by = load->reported_by;
+	cur.hot.sessions = load->sessions;
+	cur.hot.channels = load->channels;
+	if (load->max_sessions != 0)
+		cur.hot.max_sessions = load->max_sessions;
+	cur.hot.cpu = load->cpu;
+	cur.hot.memory = load->memory;
+	cur.hot.last_report_ms = load->last_report_ms;
+	registry_store_locked(r, i, &cur);
+	if (reset_assigned)
+		atomic_store(&r->slots[i].assigned, 0);
+	registry_bump_epoch(r);
+	registry_unlock(r);
+	return 0;
+}

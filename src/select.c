@@ -67,9 +67,6 @@ struct select_state {
 	int filter_region;
 };
 
-/* Why a readable slot is not a candidate (or that it is one). */
-enum select_verdict { SELECT_USABLE, SELECT_FREE, SELECT_UNHEALTHY, SELECT_OVERLOADED };
-
 /*
  * Whether a readable slot may take a channel; every strategy and the
  * affinity path apply the same rules:
@@ -80,9 +77,8 @@ enum select_verdict { SELECT_USABLE, SELECT_FREE, SELECT_UNHEALTHY, SELECT_OVERL
  * - overloaded: it reported load and its score, sessions, CPU or memory
  *   passes an [overload] threshold.
  */
-static enum select_verdict select_usable(const struct registry_slot *slot,
-					 const struct sfu_hot *h,
-					 const struct config_tunables *t, int64_t now_ms)
+enum select_verdict select_usable(const struct registry_slot *slot, const struct sfu_hot *h,
+				  const struct config_tunables *t, int64_t now_ms)
 {
 	uint32_t max;
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "health.h"
 #include "heartbeat.h"
 #include "log.h"
 #include <llhttp.h>
@@ -133,6 +134,11 @@ static void worker_handle(struct http_conn *c, const struct http_request *req, v
 			worker_method_not_allowed(c, "POST");
 		else
 			heartbeat_handle(w, c, req);
+	} else if (worker_path_is(req, "/v1/health")) {
+		if (!get)
+			worker_method_not_allowed(c, "GET");
+		else
+			health_handle(w, c);
 	} else if (worker_path_is(req, "/metrics")) {
 		if (!get)
 			worker_method_not_allowed(c, "GET");

@@ -38,6 +38,9 @@
 
 extern char **environ;
 
+/* Responses are big; a static one also leaks nothing when an assertion fails. */
+static struct harness_resp cli_resp;
+
 /* Gateways this file starts itself (without the harness's --port), killed at cleanup. */
 static pid_t cli_pids[4];
 static char cli_segments[4][64];
@@ -534,10 +537,9 @@ static pid_t cli_spawn_bare(const char *const *env, const char *const *args, int
 static bool cli_wait_noop(int port, pid_t pid, int timeout_ms)
 {
 	int64_t deadline = harness_now_ms() + timeout_ms;
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct harness_resp *r = &cli_resp;
 	bool ok = false;
 
-	cr_assert_not_null(r);
 	while (!ok && harness_now_ms() < deadline) {
 		ok = harness_get(port, "/noop", NULL, r) == 0 && r->status == 200;
 		if (!ok && waitpid(pid, NULL, WNOHANG) == pid)
@@ -545,7 +547,6 @@ static bool cli_wait_noop(int port, pid_t pid, int timeout_ms)
 		if (!ok)
 			poll(NULL, 0, 20);
 	}
-	free(r);
 	return ok;
 }
 
@@ -613,9 +614,8 @@ Test(cli, cli_port_wins, .fini = harness_cleanup, .timeout = 30)
 	const char *env[] = { CLI_KEY_ENV, port_env, NULL };
 	const char *args[] = { "--port", cli_port_s, "--bind", "127.0.0.1", "--workers", "1",
 			       NULL };
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct harness_resp *r = &cli_resp;
 
-	cr_assert_not_null(r);
 	for (int i = 0; env_port == cli_port && i < 10; i++)
 		cli_port = harness_free_port();
 	cr_assert_neq(env_port, cli_port);
@@ -625,7 +625,6 @@ Test(cli, cli_port_wins, .fini = harness_cleanup, .timeout = 30)
 	cr_assert_eq(harness_get(env_port, "/noop", NULL, r), -ECONNREFUSED,
 		     "something answers on SFU_GATEWAY_PORT although --port was given");
 	cr_assert_not(cli_segment_exists(env_port));
-	free(r);
 }
 
 Test(cli, trust_proxy_values, .fini = harness_cleanup, .timeout = 20)
@@ -664,10 +663,9 @@ Test(cli, nodes_win_over_secrets, .fini = harness_cleanup, .timeout = 30)
 	const char *env[] = { CLI_KEY_ENV, nodes, NULL };
 	const char *path;
 	struct harness_proc *p;
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct harness_resp *r = &cli_resp;
 	const char *out;
 
-	cr_assert_not_null(r);
 	cr_assert_not_null(mock, "the mock SFU did not start");
 	snprintf(nodes, sizeof(nodes),
 		 "SFU_GATEWAY_NODES={\"sfu\":[{\"address\":\"http://127.0.0.1:%d\","
@@ -704,7 +702,6 @@ Test(cli, nodes_win_over_secrets, .fini = harness_cleanup, .timeout = 30)
 	cr_assert_eq(r->status, 200, "the request did not reach the mock of SFU_GATEWAY_NODES:"
 		     " %d %s\n%s", r->status, r->body, harness_log(p));
 	cr_assert_neq(harness_json_str(r->body, "uuid")[0], '\0', "%s", r->body);
-	free(r);
 }
 
 Test(cli, secrets_key_forms, .fini = harness_cleanup, .timeout = 30)
@@ -713,11 +710,10 @@ Test(cli, secrets_key_forms, .fini = harness_cleanup, .timeout = 30)
 	static const char *const mock_args[] = { NULL };
 	struct harness_proc *mock = harness_mock_start(CLI_STD_KEY, mock_args);
 	struct harness_proc *p;
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct harness_resp *r = &cli_resp;
 	char secrets[1024];
 	const char *path;
 
-	cr_assert_not_null(r);
 	cr_assert_not_null(mock, "the mock SFU did not start");
 	path = harness_write_file("both.toml",
 				  "[[sfu]]\naddress = \"http://10.0.0.1:8070\"\n"
@@ -743,7 +739,6 @@ Test(cli, secrets_key_forms, .fini = harness_cleanup, .timeout = 30)
 	}
 	cli_channel(p->port, r);
 	cr_assert_eq(r->status, 200, "%d %s\n%s", r->status, r->body, harness_log(p));
-	free(r);
 }
 
 Test(cli, short_keys_warn_without_leaking, .fini = harness_cleanup, .timeout = 30)
@@ -811,9 +806,8 @@ Test(cli, second_instance_refused, .fini = harness_cleanup, .timeout = 30)
 	struct harness_proc *first = cli_start(env, first_args), *p;
 	char port_s[16];
 	const char *args[] = { "--port", port_s, "--bind", "127.0.0.1", "--workers", "1", NULL };
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct harness_resp *r = &cli_resp;
 
-	cr_assert_not_null(r);
 	snprintf(port_s, sizeof(port_s), "%d", first->port);
 	/* SO_REUSEPORT would let the same user bind twice: the segment check
 	 * must refuse, and must not remove the running instance's segment. */
@@ -822,7 +816,6 @@ Test(cli, second_instance_refused, .fini = harness_cleanup, .timeout = 30)
 	cr_assert(cli_segment_exists(first->port));
 	cr_assert_eq(harness_get(first->port, "/noop", NULL, r), 0);
 	cr_assert_eq(r->status, 200);
-	free(r);
 }
 
 Test(cli, secrets_never_logged, .fini = harness_cleanup, .timeout = 30)
@@ -836,11 +829,10 @@ Test(cli, secrets_never_logged, .fini = harness_cleanup, .timeout = 30)
 	const char *sig[6];
 	const char *env[] = { CLI_KEY_ENV, nodes, NULL };
 	static const char *const args[] = { "--workers", "1", "--log-level", "debug", NULL };
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct harness_resp *r = &cli_resp;
 	struct harness_proc *p;
 	const char *log;
 
-	cr_assert_not_null(r);
 	snprintf(nodes, sizeof(nodes),
 		 "SFU_GATEWAY_NODES={\"sfu\":[{\"address\":\"http://127.0.0.1:%d\","
 		 "\"key\":\"%s\"}]}",
@@ -888,7 +880,6 @@ Test(cli, secrets_never_logged, .fini = harness_cleanup, .timeout = 30)
 			cr_assert_null(strstr(log, sig[i]), "signature %d is in the log:\n%s", i,
 				       log);
 	}
-	free(r);
 }
 
 /* Stops a two-worker gateway with sig; checks the exit, the children and the segment. */

@@ -852,6 +852,48 @@ Test(process, stopped_worker_finishes_in_flight_request, .fini = harness_cleanup
 	proc_expect_clean_log(gw);
 }
 
+/*
+ * A request still arriving when a worker stops is in flight too: the client
+ * sent half of it before the SIGTERM and the rest after the worker stopped
+ * accepting. The worker must wait for it and answer, not close the
+ * connection as if it were an idle keep-alive one.
+ */
+Test(process, stopped_worker_finishes_request_still_arriving, .fini = harness_cleanup,
+     .timeout = 30)
+{
+	struct harness_proc *m = proc_mock(PROC_KEY_ONE);
+	const struct proc_sfu sfu = { m->port, PROC_KEY_ONE };
+	struct harness_proc *gw = proc_gateway(proc_config(0, &sfu, 1), "1");
+	pid_t workers[PROC_MAX_PIDS], reaper = 0;
+	char req[2048];
+	bool close_after = false;
+	int fd, len, half, status;
+	struct pollfd pf;
+
+	proc_expect_tree(gw, 1, 5000, workers, &reaper);
+	len = snprintf(req, sizeof(req),
+		       "GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: jwt %s\r\n"
+		       "Connection: close\r\n\r\n",
+		       harness_odoo_token("https://odoo.test:channel:8", PROC_GW_KEY));
+	half = len / 2;
+	/* Accepted now or while it lingers, the connection is the worker's when it drains. */
+	fd = proc_connect(gw->port, harness_now_ms() + 2000);
+	cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
+	cr_assert_eq(send(fd, req, (size_t)half, MSG_NOSIGNAL), half);
+	cr_assert_eq(kill(workers[0], SIGTERM), 0);
+	/* Four times the 250 ms the worker keeps accepting: by then it drains. A
+	 * connection it closes turns readable (EOF) here. */
+	pf = (struct pollfd){ fd, POLLIN, 0 };
+	cr_expect_eq(poll(&pf, 1, 1000), 0, "the worker closed a connection whose request was "
+		     "arriving");
+	cr_assert_eq(send(fd, req + half, (size_t)(len - half), MSG_NOSIGNAL), len - half,
+		     "send: %s", strerror(errno));
+	status = proc_read_response(fd, harness_now_ms() + 5000, &close_after);
+	close(fd);
+	cr_expect_eq(status, 200, "the request got %d (%s)", status,
+		     status < 0 ? strerror(-status) : "status");
+}
+
 /* ---- 8. accept balance */
 
 Test(process, accept_balance, .fini = harness_cleanup, .timeout = 30)

@@ -1,0 +1,223 @@
+/* Active probes: the reaper checks SFUs that send no heartbeats (GET /v1/noop, then /v1/stats). */
+#include "probe.h"
+
+#include <errno.h>
+#include <json.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_client.h"
+#include "log.h"
+#include "worker.h"
+
+/*
+ * One probe per SFU at a time: noop first (is it alive?), then stats (how
+ * loaded?). A failed noop marks the SFU down for selection; a passing one
+ * brings it back. A probe never closes an open circuit breaker: only a real
+ * channel request proves the SFU can create channels (Envoy users found
+ * health checks un-ejecting hosts that still failed real traffic).
+ */
+struct probe_state {
+	uint64_t generation; /* of the slot when last probed */
+	int64_t next_ms; /* when the next probe of this slot is due */
+	bool in_flight;
+};
+
+struct prober {
+	uv_loop_t *loop;
+	struct registry *r;
+	struct metrics_proc *m;
+	struct http_client *client;
+	struct config_tunables t;
+	struct probe_state *st; /* one per registry slot */
+};
+
+struct probe_op {
+	struct prober *p;
+	uint32_t slot;
+	uint64_t generation;
+	char address[CONFIG_ADDRESS_MAX];
+	bool stats; /* second step */
+};
+
+int probe_parse_stats(const char *body, size_t len, uint32_t *channels, uint32_t *sessions)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *arr;
+	uint64_t total = 0;
+	size_t n;
+	int rc = -EINVAL;
+
+	if (tok == NULL)
+		return -ENOMEM;
+	arr = json_tokener_parse_ex(tok, body, (int)len);
+	if (arr == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(arr, json_type_array))
+		goto out;
+	n = json_object_array_length(arr);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *ch = json_object_array_get_idx(arr, i), *v, *cnt;
+
+		if (!json_object_is_type(ch, json_type_object))
+			continue;
+		if (json_object_object_get_ex(ch, "sessionsStats", &v) &&
+		    json_object_object_get_ex(v, "count", &cnt) &&
+		    json_object_is_type(cnt, json_type_int))
+			total += (uint64_t)(json_object_get_int64(cnt) > 0 ? json_object_get_int64(cnt) : 0);
+		else if (json_object_object_get_ex(ch, "sessionsCount", &v) &&
+			 json_object_is_type(v, json_type_int))
+			total += (uint64_t)(json_object_get_int64(v) > 0 ? json_object_get_int64(v) : 0);
+	}
+	*channels = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+	*sessions = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+	rc = 0;
+out:
+	json_object_put(arr);
+	json_tokener_free(tok);
+	return rc;
+}
+
+static void probe_send(struct probe_op *op);
+
+static void probe_mark(struct probe_op *op, bool up)
+{
+	struct registry_slot *sl = &op->p->r->slots[op->slot];
+	uint32_t was_down = atomic_exchange(&sl->probe_down, up ? 0 : 1);
+
+	metrics_add(op->p->m, up ? M_PROBES_OK : M_PROBES_FAILED, 1);
+	if (up && was_down)
+		log_info("probe: sfu=%s is back up", op->address);
+	else if (!up && !was_down)
+		log_warn("probe: sfu=%s is down", op->address);
+}
+
+static void probe_finish(struct probe_op *op)
+{
+	op->p->st[op->slot].in_flight = false;
+	free(op);
+}
+
+static void probe_on_response(const struct http_client_result *res, void *ctx)
+{
+	struct probe_op *op = ctx;
+	struct prober *p = op->p;
+	bool ok = res->error == 0 && res->status == 200;
+
+	if (!op->stats) {
+		probe_mark(op, ok);
+		if (!ok) {
+			probe_finish(op);
+			return;
+		}
+		op->stats = true;
+		probe_send(op);
+		return;
+	}
+	if (ok) {
+		struct sfu_hot load;
+
+		memset(&load, 0, sizeof(load));
+		if (probe_parse_stats(res->body, res->body_len, &load.channels, &load.sessions) == 0) {
+			load.has_load = 1;
+			load.reported_by = SFU_REPORTER_PROBE;
+			load.last_report_ms = worker_now_ms();
+			registry_update_load(p->r, op->slot, op->generation, &load, true);
+		}
+	}
+	probe_finish(op);
+}
+
+static void probe_send(struct probe_op *op)
+{
+	struct prober *p = op->p;
+	struct http_client_req req;
+	const char *target = op->stats ? "/v1/stats" : "/v1/noop";
+
+	memset(&req, 0, sizeof(req));
+	req.method = "GET";
+	req.target = target;
+	req.target_len = strlen(target);
+	req.timeout_ms = p->t.probe_timeout_ms;
+	req.connect_timeout_ms = p->t.connect_timeout_ms < p->t.probe_timeout_ms
+					 ? p->t.connect_timeout_ms
+					 : p->t.probe_timeout_ms;
+	if (http_client_request(p->client, op->address, &req, probe_on_response, op) != 0) {
+		if (!op->stats)
+			probe_mark(op, false);
+		probe_finish(op);
+	}
+}
+
+void prober_tick(struct prober *p, const struct config_tunables *t, int64_t now_ms)
+{
+	uint32_t end = registry_scan_end(p->r);
+
+	p->t = *t;
+	if (t->probe_interval_ms == 0)
+		return;
+	for (uint32_t i = 0; i < end && i < p->r->capacity; i++) {
+		struct probe_state *ps = &p->st[i];
+		struct sfu_record rec;
+		struct probe_op *op;
+
+		if (ps->in_flight || registry_read(p->r, i, &rec) != 0 || !rec.hot.in_use)
+			continue;
+		if (ps->generation != rec.hot.generation) {
+			/* A new occupant: probe it now. */
+			ps->generation = rec.hot.generation;
+			ps->next_ms = 0;
+		}
+		/* Heartbeats are the SFU's own word on its health: probe only those
+		 * that send none, or whose heartbeats stopped. */
+		if (rec.hot.reported_by == SFU_REPORTER_HEARTBEAT &&
+		    now_ms - rec.hot.last_report_ms <= (int64_t)t->stale_after_ms)
+			continue;
+		if (rec.hot.source != SFU_SOURCE_STATIC || now_ms < ps->next_ms)
+			continue;
+		op = calloc(1, sizeof(*op));
+		if (op == NULL)
+			return;
+		op->p = p;
+		op->slot = i;
+		op->generation = rec.hot.generation;
+		memcpy(op->address, rec.cold.address, sizeof(op->address));
+		ps->in_flight = true;
+		/* Spread probes over the interval instead of firing them in one burst. */
+		ps->next_ms = now_ms + t->probe_interval_ms - (int64_t)(rand() % (t->probe_interval_ms / 10 + 1));
+		probe_send(op);
+	}
+}
+
+int prober_new(struct prober **out, uv_loop_t *loop, struct registry *r, struct metrics_proc *m)
+{
+	struct prober *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (p == NULL)
+		return -ENOMEM;
+	p->st = calloc(r->capacity, sizeof(*p->st));
+	if (p->st == NULL) {
+		free(p);
+		return -ENOMEM;
+	}
+	rc = http_client_new(&p->client, loop);
+	if (rc != 0) {
+		free(p->st);
+		free(p);
+		return rc;
+	}
+	p->loop = loop;
+	p->r = r;
+	p->m = m;
+	*out = p;
+	return 0;
+}
+
+void prober_free(struct prober *p)
+{
+	if (p == NULL)
+		return;
+	http_client_free(p->client);
+	/* Probes in flight still reference p->st; the process exits right after. */
+}
