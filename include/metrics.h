@@ -60,11 +60,6 @@ struct metrics_proc {
 	_Atomic uint64_t latency_bucket[METRICS_LATENCY__COUNT];
 	_Atomic uint64_t latency_sum_us;
 	_Atomic uint64_t latency_count;
-	/* Gauges for the shared retry budget: channel requests in flight and
-	 * retry attempts in flight in this process. A new worker zeroes its own
-	 * block's gauges at start, so a crashed predecessor leaks nothing. */
-	_Atomic int64_t active_requests;
-	_Atomic int64_t active_retries;
 } __attribute__((aligned(64)));
 
 struct metrics {
@@ -82,10 +77,6 @@ int metrics_status_index(int status);
 void metrics_request(struct metrics_proc *m, enum metrics_route route, int status);
 /* Records one upstream round trip. */
 void metrics_latency(struct metrics_proc *m, uint64_t us);
-/* The shared retry budget (Envoy's default): a retry may start while retries
- * in flight stay below max(3, 20% of requests in flight), over all workers. */
-bool metrics_retry_allowed(const struct metrics *ms);
-
 /* Sum of one counter over every process. */
 uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c);
 

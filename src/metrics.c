@@ -44,20 +44,6 @@ void metrics_latency(struct metrics_proc *m, uint64_t us)
 	atomic_fetch_add_explicit(&m->latency_count, 1, memory_order_relaxed);
 }
 
-bool metrics_retry_allowed(const struct metrics *ms)
-{
-	int64_t active = 0, retries = 0, allowed;
-
-	for (size_t i = 0; i < METRICS_REAPER_SLOT; i++) {
-		active += atomic_load_explicit(&ms->procs[i].active_requests, memory_order_relaxed);
-		retries += atomic_load_explicit(&ms->procs[i].active_retries, memory_order_relaxed);
-	}
-	allowed = active / 5;
-	if (allowed < 3)
-		allowed = 3;
-	return retries < allowed;
-}
-
 uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c)
 {
 	uint64_t s = 0;

@@ -83,6 +83,7 @@ int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		l->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	}
+	atomic_store(&l->retry_tokens, SHM_RETRY_TOKENS_START);
 	rc = registry_init(&l->registry, capacity);
 	if (rc != 0) {
 		munmap(l, size);

@@ -253,9 +253,6 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 		return 1;
 	}
 	w->metrics = &shm->metrics.procs[index < METRICS_REAPER_SLOT ? index : 0];
-	/* A crashed predecessor's in-flight gauges must not eat the retry budget. */
-	atomic_store(&w->metrics->active_requests, 0);
-	atomic_store(&w->metrics->active_retries, 0);
 	uv_timer_init(&w->loop, &w->stop_timer);
 	w->stop_timer.data = w;
 	uv_timer_init(&w->loop, &w->linger_timer);
