@@ -151,5 +151,15 @@ void fatal(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vwrite(LOG_LEVEL_ERROR, fmt, ap);
 	va_end(ap);
+	/* A start-up failure must reach the operator at the terminal even when
+	 * lines go to a file or syslog. */
+	if (log_fd != STDERR_FILENO || log_syslog) {
+		char msg[1024];
+
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		fprintf(stderr, "sfu-gateway: %s\n", msg);
+	}
 	exit(1);
 }

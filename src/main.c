@@ -54,16 +54,30 @@ static const struct option main_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Detaches from the terminal: fork, setsid, fork again, stdio to /dev/null. */
+/*
+ * Detaches from the terminal: fork, setsid, fork again. The first parent
+ * stays until the daemon says it is ready (listening, pid file written) or
+ * dies, so "sfu-gateway --daemon" exits 0 only when the gateway really runs
+ * and with 1 (and the daemon's own message on stderr) when it could not start.
+ * Returns, in the daemon, the write end of the readiness pipe.
+ */
 static int main_daemonize(void)
 {
-	pid_t pid = fork();
-	int fd;
+	int pfd[2];
+	pid_t pid;
 
+	if (pipe(pfd) != 0)
+		return -errno;
+	pid = fork();
 	if (pid < 0)
 		return -errno;
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		char ok;
+
+		close(pfd[1]);
+		_exit(read(pfd[0], &ok, 1) == 1 ? 0 : 1);
+	}
+	close(pfd[0]);
 	if (setsid() < 0)
 		return -errno;
 	pid = fork();
@@ -71,14 +85,7 @@ static int main_daemonize(void)
 		return -errno;
 	if (pid > 0)
 		_exit(0);
-	fd = open("/dev/null", O_RDWR);
-	if (fd >= 0) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
-	return 0;
+	return pfd[1];
 }
 
 int main(int argc, char **argv)
@@ -87,7 +94,7 @@ int main(int argc, char **argv)
 	static struct config_cli cli;
 	char err[512];
 	bool check = false;
-	int opt, rc;
+	int opt, rc, ready_fd = -1;
 	enum log_level lvl;
 
 	log_set_role("main");
@@ -138,11 +145,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (cfg.daemonize) {
-		rc = main_daemonize();
-		if (rc != 0)
-			fatal("main: daemonize failed: %s", strerror(-rc));
+		ready_fd = main_daemonize();
+		if (ready_fd < 0)
+			fatal("main: daemonize failed: %s", strerror(-ready_fd));
 	}
-	rc = master_run(&cfg, &cli);
+	rc = master_run(&cfg, &cli, ready_fd);
 	config_free(&cfg);
 	return rc;
 }

@@ -606,7 +606,33 @@ static void master_stop(struct master *m, bool immediate)
 	}
 }
 
-int master_run(struct config *cfg, const struct config_cli *cli)
+/* Tells the waiting parent of --daemon that we run, then leaves the terminal. */
+static void master_signal_ready(struct config *cfg, int ready_fd)
+{
+	int fd;
+
+	if (ready_fd < 0)
+		return;
+	/* Start-up errors went to the terminal; from now on there is none, so a
+	 * daemon without a log file logs to syslog rather than to /dev/null. */
+	if (cfg->log_file[0] == '\0' && !cfg->use_syslog) {
+		cfg->use_syslog = true;
+		log_open(NULL, 1);
+	}
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	if (write(ready_fd, "1", 1) != 1)
+		log_warn("master: write() to the readiness pipe failed: %s", strerror(errno));
+	close(ready_fd);
+}
+
+int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 {
 	struct master m;
 	char name[SHM_NAME_MAX];
@@ -665,6 +691,7 @@ int master_run(struct config *cfg, const struct config_cli *cli)
 	master_start_child(&m, &m.reaper);
 	log_info("master: listening on %s port %u with %u workers, %zu static SFUs", cfg->bind,
 		 cfg->port, m.n_workers, cfg->n_sfus);
+	master_signal_ready(cfg, ready_fd);
 
 	sigemptyset(&empty);
 	for (;;) {
