@@ -26,7 +26,7 @@ LDFLAGS  += $(SAN_FLAGS)
 LLHTTP_CFLAGS := -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Werror \
                  -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) $(SAN_FLAGS)
 
-ENTRY_SRC := src/main.c
+ENTRY_SRC := src/main.c src/agent_main.c
 LIB_SRC   := $(filter-out $(ENTRY_SRC),$(wildcard src/*.c))
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
@@ -35,6 +35,7 @@ TEST_OBJ  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o) $(BUILD)/tests/harness.o
 LIB       := $(BUILD)/libsfugw.a
 
 GATEWAY := $(BUILD)/sfu-gateway
+AGENT   := $(BUILD)/sfu-gateway-agent
 MOCK    := $(BUILD)/mock-sfu
 RUNNER  := $(BUILD)/tests/run
 
@@ -44,7 +45,7 @@ TEST_ARGS ?=
 
 .PHONY: all check check-asan check-valgrind asan install uninstall clean demo bench deps
 
-all: $(GATEWAY) $(MOCK)
+all: $(GATEWAY) $(AGENT) $(MOCK)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -65,6 +66,9 @@ $(LIB): $(LIB_OBJ) $(LLHTTP_OBJ)
 $(GATEWAY): $(BUILD)/obj/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(AGENT): $(BUILD)/obj/agent_main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(MOCK): $(BUILD)/tests/mock_sfu.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -72,8 +76,9 @@ $(RUNNER): $(TEST_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CRIT_LIBS)
 
 # The whole suite: unit tests and integration tests against the real daemon.
-check: $(GATEWAY) $(MOCK) $(RUNNER)
+check: $(GATEWAY) $(AGENT) $(MOCK) $(RUNNER)
 	SFU_GATEWAY_BIN=$(abspath $(GATEWAY)) MOCK_SFU_BIN=$(abspath $(MOCK)) \
+	  SFU_AGENT_BIN=$(abspath $(AGENT)) \
 	  $(RUNNER) --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 # Same suite built with AddressSanitizer + UndefinedBehaviorSanitizer.
@@ -83,8 +88,9 @@ check-asan:
 	  check
 
 # Same suite with the daemon and mocks under valgrind (tests read VALGRIND).
-check-valgrind: $(GATEWAY) $(MOCK) $(RUNNER)
+check-valgrind: $(GATEWAY) $(AGENT) $(MOCK) $(RUNNER)
 	SFU_GATEWAY_BIN=$(abspath $(GATEWAY)) MOCK_SFU_BIN=$(abspath $(MOCK)) \
+	  SFU_AGENT_BIN=$(abspath $(AGENT)) \
 	  SFU_TEST_VALGRIND=1 $(RUNNER) --jobs 1 $(TEST_ARGS)
 
 deps:

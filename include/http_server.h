@@ -55,6 +55,7 @@ struct http_server {
 	struct http_limits limits;
 	bool listening;
 	bool draining; /* stop: no new requests, close when idle */
+	uv_timer_t drain_timer; /* closes connections that never sent a request */
 	size_t n_conns; /* open connections */
 	size_t n_busy; /* connections with a request being handled */
 	struct http_conn *conns; /* list of open connections */
@@ -67,9 +68,11 @@ struct http_server {
 /* Starts serving on an already bound and listening socket fd (the master's). */
 int http_server_start(struct http_server *s, uv_loop_t *loop, int listen_fd,
 		      const struct http_limits *limits, http_handler_fn handler, void *ctx);
-/* Graceful stop: stops accepting, closes idle connections, lets in-flight
- * requests finish (their responses carry Connection: close), then calls
- * on_drained. */
+/* Graceful stop: stops accepting and closes keep-alive connections idle
+ * between requests. Requests in flight, partly received, or about to arrive
+ * on a connection that has not sent one yet get HTTP_DRAIN_GRACE_MS to
+ * finish (their responses carry Connection: close); then on_drained. */
+#define HTTP_DRAIN_GRACE_MS 1000
 void http_server_drain(struct http_server *s, void (*on_drained)(struct http_server *s));
 /* Closes every connection at once (shutdown timeout expired). */
 void http_server_close_all(struct http_server *s);

@@ -59,6 +59,7 @@ struct http_conn {
 	bool closing;
 	bool pumping;
 	bool keep_alive;
+	uint32_t served; /* responses sent on this connection */
 	char peer[HTTP_PEER_MAX];
 
 	char *wbuf;
@@ -216,13 +217,42 @@ static int on_header_value_complete(llhttp_t *p)
 	return conn_head_terminate(c) ? 0 : -1;
 }
 
+/* True when the head being parsed has header name with exactly value. */
+static bool conn_head_has(const struct http_conn *c, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+
+	for (size_t i = 0; i < c->n_hdr; i++)
+		if (c->hdr[i].name_len == nl && c->hdr[i].value_len == vl &&
+		    strncasecmp(c->head + c->hdr[i].name_off, name, nl) == 0 &&
+		    strncasecmp(c->head + c->hdr[i].value_off, value, vl) == 0)
+			return true;
+	return false;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
 	struct http_conn *c = p->data;
 
+	/* llhttp accepts HTTP/0.9 and 2.0 request lines; we speak 1.0 and 1.1. */
+	if (p->http_major != 1) {
+		c->err_status = 505;
+		return -1;
+	}
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > HTTP_BODY_MAX) {
 		c->err_status = 413;
 		return -1;
+	}
+	/* A client that waits for 100 Continue before sending its body (curl
+	 * does for large POSTs) would otherwise stall for a second. */
+	if (p->http_minor == 1 && (p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
+	    conn_head_has(c, "Expect", "100-continue")) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+
+		/* An interim answer that does not fit the socket buffer at once is
+		 * dropped: the client sends its body after a timeout anyway. */
+		(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 	}
 	return 0;
 }
@@ -261,7 +291,9 @@ static int on_message_complete(llhttp_t *p)
 	struct http_conn *c = p->data;
 
 	c->in_message = false;
-	c->keep_alive = llhttp_should_keep_alive(p) != 0;
+	/* We upgrade to nothing: answer the request, then close, since the
+	 * bytes after an Upgrade request belong to another protocol. */
+	c->keep_alive = llhttp_should_keep_alive(p) != 0 && !p->upgrade;
 	/* Stop here: the rest of the buffer waits until this request is answered. */
 	return HPE_PAUSED;
 }
@@ -405,6 +437,7 @@ static void conn_response_done(struct http_conn *c, int status)
 
 	c->busy = false;
 	c->srv->n_busy--;
+	c->served++;
 	if (c->closing) {
 		conn_free_if_done(c);
 		return;
@@ -482,6 +515,9 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 		conn_response_done(c, -ENOSPC);
 		return;
 	}
+	/* A HEAD answer is the GET answer's head: same Content-Length, no body. */
+	if (c->req.method == HTTP_HEAD)
+		len = 0;
 	if (len > 0)
 		memcpy(c->wbuf + n, body, len);
 	c->keep_alive = keep;
@@ -542,6 +578,7 @@ static void conn_fail(struct http_conn *c, llhttp_errno_t rc)
 	case 431: http_respond_error(c, 431, "request headers too large", NULL); break;
 	case 413: http_respond_error(c, 413, "request body too large", NULL); break;
 	case 503: http_respond_error(c, 503, "out of memory", NULL); break;
+	case 505: http_respond_error(c, 505, "HTTP version not supported", NULL); break;
 	default: http_respond_error(c, 400, "malformed request", NULL); break;
 	}
 }
@@ -725,6 +762,20 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, int listen_fd,
 	return 0;
 }
 
+/* The grace period of a drain is over: whoever has not started a request is
+ * closed; requests being handled still finish. */
+static void server_on_drain_timeout(uv_timer_t *t)
+{
+	struct http_server *s = t->data;
+	struct http_conn *c, *next;
+
+	for (c = s->conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->busy)
+			conn_close(c);
+	}
+}
+
 void http_server_drain(struct http_server *s, void (*on_drained)(struct http_server *s))
 {
 	struct http_conn *c, *next;
@@ -735,15 +786,22 @@ void http_server_drain(struct http_server *s, void (*on_drained)(struct http_ser
 		uv_close((uv_handle_t *)&s->listener, NULL);
 		s->listening = false;
 	}
+	/* Only connections idle between requests close now: their clients know
+	 * a keep-alive connection may close. A connection that has not sent its
+	 * first request yet, or is sending one, gets the grace period. */
 	for (c = s->conns; c != NULL; c = next) {
 		next = c->next;
-		if (!c->busy)
+		if (!c->busy && !c->in_message && c->served > 0)
 			conn_close(c);
 	}
 	if (s->n_conns == 0 && s->on_drained != NULL) {
 		s->on_drained = NULL;
 		on_drained(s);
+		return;
 	}
+	uv_timer_init(s->loop, &s->drain_timer);
+	s->drain_timer.data = s;
+	uv_timer_start(&s->drain_timer, server_on_drain_timeout, HTTP_DRAIN_GRACE_MS, 0);
 }
 
 void http_server_close_all(struct http_server *s)

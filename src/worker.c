@@ -122,10 +122,12 @@ static void worker_metrics(struct worker *w, struct http_conn *c)
 static void worker_handle(struct http_conn *c, const struct http_request *req, void *ctx)
 {
 	struct worker *w = ctx;
-	bool get = req->method == HTTP_GET;
+	/* HEAD is GET without the body (http_respond drops it), except for
+	 * /v1/channel, where it would create a channel nobody reads. */
+	bool get = req->method == HTTP_GET || req->method == HTTP_HEAD;
 
 	if (worker_path_is(req, "/v1/channel")) {
-		if (!get)
+		if (req->method != HTTP_GET)
 			worker_method_not_allowed(c, "GET");
 		else
 			channel_handle(w, c, req);
@@ -136,22 +138,22 @@ static void worker_handle(struct http_conn *c, const struct http_request *req, v
 			heartbeat_handle(w, c, req);
 	} else if (worker_path_is(req, "/v1/health")) {
 		if (!get)
-			worker_method_not_allowed(c, "GET");
+			worker_method_not_allowed(c, "GET, HEAD");
 		else
 			health_handle(w, c);
 	} else if (worker_path_is(req, "/metrics")) {
 		if (!get)
-			worker_method_not_allowed(c, "GET");
+			worker_method_not_allowed(c, "GET, HEAD");
 		else
 			worker_metrics(w, c);
 	} else if (worker_path_is(req, "/noop")) {
 		if (!get)
-			worker_method_not_allowed(c, "GET");
+			worker_method_not_allowed(c, "GET, HEAD");
 		else
 			worker_noop(c, "{\"status\":\"ok\"}");
 	} else if (worker_path_is(req, "/v1/noop")) {
 		if (!get)
-			worker_method_not_allowed(c, "GET");
+			worker_method_not_allowed(c, "GET, HEAD");
 		else
 			worker_noop(c, "{\"result\":\"ok\"}");
 	} else {
@@ -159,18 +161,12 @@ static void worker_handle(struct http_conn *c, const struct http_request *req, v
 	}
 }
 
-static void worker_close_walk(uv_handle_t *h, void *arg)
-{
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
+/* Ends the loop; worker_run returns and the process exits. Nothing is closed
+ * by hand: this may run inside a callback of the very connection that was
+ * the last to finish, and the process keeps no state that needs flushing. */
 static void worker_finish(struct worker *w)
 {
-	http_client_free(w->client);
-	w->client = NULL;
-	uv_walk(&w->loop, worker_close_walk, NULL);
+	uv_stop(&w->loop);
 }
 
 static void worker_on_drained(struct http_server *s)
@@ -280,6 +276,5 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	w->server.on_response = worker_on_response;
 	log_debug("worker: %u serving", index);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&w->loop);
 	return w->exit_code;
 }

@@ -1,4 +1,4 @@
-/* Integration tests of load-based selection: real heartbeats, real channel requests, mock counts. */
+/* Integration tests of load-based selection: real heartbeats and channel requests, mock counts. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>

@@ -326,7 +326,7 @@ Test(http, routes, .fini = harness_cleanup, .timeout = 30)
 	cr_assert_eq(harness_post(p->port, "/noop", NULL, "{}", r), 0);
 	cr_assert_eq(r->status, 405);
 	cr_assert(harness_resp_header(r, "Allow", v, sizeof(v)), "no Allow header:\n%s", r->head);
-	cr_assert_str_eq(v, "GET");
+	cr_assert_str_eq(v, "GET, HEAD");
 	cr_assert_neq(harness_json_str(r->body, "error")[0], '\0', "body: %s", r->body);
 
 	cr_assert_eq(harness_raw(p->port, del, sizeof(del) - 1, r, 5000), 0);

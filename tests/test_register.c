@@ -452,9 +452,9 @@ Test(register, validation_names_the_field, .fini = harness_cleanup, .timeout = 3
 	/* The bounds themselves are valid: a 128-byte key, usages 0 and 1, counts 0,
 	 * a 63-character region, maxSessions, and fields the gateway does not know. */
 	snprintf(body, sizeof(body),
-		 "{\"status\":\"up\",\"address\":\"%s\",\"region\":\"" REG_REGION63 "\",\"key\":\"%s\",\"channels\":0,"
-		 "\"sessions\":0,\"cpuUsage\":0,\"memoryUsage\":1.0,\"maxSessions\":7,"
-		 "\"uptime\":{\"s\":1},\"extra\":[1,2]}",
+		 "{\"status\":\"up\",\"address\":\"%s\",\"region\":\"" REG_REGION63 "\","
+		 "\"key\":\"%s\",\"channels\":0,\"sessions\":0,\"cpuUsage\":0,"
+		 "\"memoryUsage\":1.0,\"maxSessions\":7,\"uptime\":{\"s\":1},\"extra\":[1,2]}",
 		 REG_FAKE, reg_key_of(128, 'k'));
 	reg_beat(gw->port, REG_FAKE, body, "registered");
 	/* A sign-off needs no region, key or load. */
@@ -548,6 +548,7 @@ Test(register, registered_sfu_serves_channels, .fini = harness_cleanup, .timeout
 	const char *args[16];
 	struct harness_resp *r;
 	json_object *last, *v;
+	int64_t deadline;
 	int n = 0;
 
 	/* The mock registers itself, with its own key, which the gateway never saw. */
@@ -580,8 +581,17 @@ Test(register, registered_sfu_serves_channels, .fini = harness_cleanup, .timeout
 	cr_assert(json_object_get_boolean(v), "the mock could not verify the re-signed token");
 	json_object_put(last);
 
-	/* The mock's own sign-off removes it. */
+	/* The mock's own sign-off removes it. Periodic heartbeats stop first, and
+	 * the sign-off waits for one still in flight, which could land after it. */
 	reg_mock_post(mock, "/mock/fault?heartbeat=off", 200);
+	deadline = harness_now_ms() + 5000;
+	while (reg_mock_int(mock, "/mock/stats", "heartbeats_sent") !=
+	       reg_mock_int(mock, "/mock/stats", "heartbeats_ok") +
+		       reg_mock_int(mock, "/mock/stats", "heartbeats_failed")) {
+		cr_assert(harness_now_ms() < deadline, "a heartbeat of the mock never finished");
+		poll(NULL, 0, 10);
+	}
+	cr_assert_eq(reg_mock_int(mock, "/mock/stats", "heartbeats_failed"), 0);
 	reg_mock_post(mock, "/mock/heartbeat?status=down", 202);
 	cr_assert(reg_wait_sfus(gw->port, 0, 5000), "the mock's sign-off did not remove it");
 	reg_expect_error(reg_channel(gw->port), 503, NULL, "after the mock signed off");
@@ -632,7 +642,7 @@ Test(register, stale_expiry_timing, .fini = harness_cleanup, .timeout = 30)
 	cr_assert(gone >= 0, "the stale SFU was never removed");
 	cr_assert_geq(gone - before, REG_STALE_MS, "removed %lld ms after its heartbeat",
 		      (long long)(gone - before));
-	cr_assert_leq(gone - after, REG_STALE_MS + REG_REAPER_MS + 200,
+	cr_assert_leq(gone - after, REG_STALE_MS + REG_REAPER_MS + 250,
 		      "removed only %lld ms after its heartbeat (last seen at %lld ms)",
 		      (long long)(gone - after), (long long)(seen_until - after));
 	cr_log_info("stale SFU removed %lld..%lld ms after its heartbeat",

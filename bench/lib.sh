@@ -1,0 +1,131 @@
+# Shell functions shared by the bench/ scripts (POSIX sh): build, temp dir, processes that are
+# always cleaned up, free loopback ports, start-up polling, mock SFUs, gateways, one parsed wrk run.
+# Source it from the repository root after `set -eu`; call bench_init first.
+# shellcheck shell=sh
+
+# Sets BUILD (binaries directory, env BUILD, default build), bench_tmp and the traps: whatever
+# was registered with bench_track is killed on exit, on Ctrl-C and on SIGTERM.
+bench_init() {
+  BUILD=${BUILD:-build}
+  bench_tmp=$(mktemp -d)
+  bench_pids=""
+  bench_ports=""
+  bench_wrk_pid=""
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+bench_track() { # $1 = pid
+  bench_pids="$bench_pids $1"
+}
+
+# TERM to everything started, a bounded wait for it to go, then KILL for what is left.
+bench_cleanup() {
+  [ -z "$bench_wrk_pid" ] || kill "$bench_wrk_pid" 2>/dev/null || true
+  for p in $bench_pids; do kill "$p" 2>/dev/null || true; done
+  n=0
+  for p in $bench_pids; do
+    while kill -0 "$p" 2>/dev/null && [ $n -lt 50 ]; do n=$((n + 1)); sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$bench_tmp"
+}
+
+# Installs the bench packages if missing, builds the gateway and the mock SFU into $BUILD.
+bench_build() {
+  scripts/deps.sh bench >/dev/null
+  make -s -j2 BUILD="$BUILD" "$BUILD/sfu-gateway" "$BUILD/mock-sfu"
+}
+
+# Sets bench_port to a loopback TCP port nobody listens on and that this run has not handed out
+# yet (servers with a fixed port in their configuration need one chosen in advance).
+bench_free_port() {
+  used=$(awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print a[2] }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u | tr '\n' ' ')
+  p=$(( 20000 + ($$ * 7 + ${#bench_ports}) % 30000 ))
+  n=0
+  while :; do
+    hex=$(printf '%04X' "$p")
+    case " $used $bench_ports " in
+      *" $hex "*|*" $p "*) ;;
+      *) break ;;
+    esac
+    n=$((n + 1)); [ $n -lt 1000 ] || { echo "bench: no free port" >&2; exit 1; }
+    p=$((p + 1)); [ $p -lt 60000 ] || p=20000
+  done
+  bench_ports="$bench_ports $p"
+  bench_port=$p
+}
+
+# Polls until something answers HTTP on the port; fails loudly (with the log) if the process
+# died or nothing answered within 5 s.
+bench_wait_http() { # $1 = port, $2 = pid, $3 = log file, $4 = name
+  n=0
+  until curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" 2>/dev/null; do
+    if ! kill -0 "$2" 2>/dev/null || [ $n -ge 100 ]; then
+      echo "bench: $4 did not start on port $1:" >&2
+      cat "$3" >&2 2>/dev/null || true
+      exit 1
+    fi
+    n=$((n + 1)); sleep 0.05
+  done
+}
+
+# Starts a mock SFU on an ephemeral port; sets bench_port.
+bench_start_mock() { # $1 = key (base64), $2 = name
+  "$BUILD/mock-sfu" --port 0 --key "$1" --quiet > "$bench_tmp/$2.out" 2>&1 &
+  bench_track $!
+  n=0
+  until grep -q '^PORT ' "$bench_tmp/$2.out" 2>/dev/null; do
+    n=$((n + 1)); [ $n -lt 100 ] || { echo "bench: mock SFU $2 did not start" >&2; exit 1; }
+    sleep 0.05
+  done
+  bench_port=$(sed -n 's/^PORT //p' "$bench_tmp/$2.out")
+}
+
+# Starts the gateway on a free port; sets bench_port.
+bench_start_gw() { # $1 = workers, $2 = gateway key, $3 = SFU_GATEWAY_NODES json, $4 = name
+  bench_free_port
+  SFU_GATEWAY_KEY=$2 SFU_GATEWAY_NODES=$3 "$BUILD/sfu-gateway" --bind 127.0.0.1 \
+    --port "$bench_port" --workers "$1" --config /dev/null --log-level warn \
+    > "$bench_tmp/$4.log" 2>&1 &
+  bench_track $!
+  bench_wait_http "$bench_port" $! "$bench_tmp/$4.log" "$4"
+}
+
+# Fails loudly unless GET /v1/channel on the port answers 200 with a uuid.
+bench_check_channel() { # $1 = name, $2 = port, $3 = token
+  code=$(curl -s -o "$bench_tmp/check.body" -w '%{http_code}' --max-time 3 \
+    -H "Authorization: jwt $3" "http://127.0.0.1:$2/v1/channel" 2>/dev/null) || true
+  if [ "$code" != 200 ] || ! grep -Eq \
+    '"uuid" *: *"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"' \
+    "$bench_tmp/check.body"; then
+    echo "bench: $1 (port $2) answered HTTP ${code:-none} to GET /v1/channel:" >&2
+    cat "$bench_tmp/check.body" >&2 2>/dev/null || true
+    echo >&2
+    exit 1
+  fi
+}
+
+# One wrk run against GET /v1/channel; sets bench_result to
+# "rps p50_ms p99_ms non2xx socket_errors". wrk runs in the background so that a TERM to the
+# script stops it too (the trap kills bench_wrk_pid); the pid is forgotten once reaped.
+bench_wrk() { # $1 = port, $2 = token, $3 = connections, $4 = duration (s)
+  timeout $(( $4 + 15 )) wrk -t2 -c"$3" -d"$4s" --timeout 5s --latency \
+    -H "Authorization: jwt $2" "http://127.0.0.1:$1/v1/channel" > "$bench_tmp/wrk.out" 2>&1 &
+  bench_wrk_pid=$!
+  wait "$bench_wrk_pid" || true
+  bench_wrk_pid=""
+  bench_result=$(awk '
+    function ms(v) {
+      if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0
+      if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v
+    }
+    /Requests\/sec/ { rps = $2 }
+    /^ +50%/ { p50 = ms($2) }
+    /^ +99%/ { p99 = ms($2) }
+    /Non-2xx/ { bad = $5 }
+    /Socket errors/ { gsub(",", ""); err = $4 + $6 + $8 + $10 }
+    END { printf "%.0f %.3f %.3f %d %d\n", rps, p50, p99, bad, err }' "$bench_tmp/wrk.out")
+}
