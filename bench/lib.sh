@@ -38,38 +38,57 @@ bench_build() {
   make -s -j2 BUILD="$BUILD" "$BUILD/sfu-gateway" "$BUILD/mock-sfu"
 }
 
-# Sets bench_port to a loopback TCP port nobody listens on and that this run has not handed out
-# yet (servers with a fixed port in their configuration need one chosen in advance).
+# Sets bench_port to a loopback TCP port no socket uses (in any state: a client socket's local
+# port blocks a bind too), below the kernel's ephemeral range so that no outgoing connection
+# takes it later, and not handed out by this run yet.
 bench_free_port() {
-  used=$(awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print a[2] }' \
-    /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u | tr '\n' ' ')
-  p=$(( 20000 + ($$ * 7 + ${#bench_ports}) % 30000 ))
+  bench_used=$(awk 'NR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 \
+    2>/dev/null | sort -u | tr '\n' ' ')
+  bench_hi=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$bench_hi" -gt 12000 ] || bench_hi=65000
+  p=$(( 10000 + ($$ * 7 + ${#bench_ports} * 13) % (bench_hi - 10000) ))
   n=0
   while :; do
-    hex=$(printf '%04X' "$p")
-    case " $used $bench_ports " in
-      *" $hex "*|*" $p "*) ;;
+    case " $bench_used $bench_ports " in
+      *" $(printf '%04X' "$p") "*|*" $p "*) ;;
       *) break ;;
     esac
     n=$((n + 1)); [ $n -lt 1000 ] || { echo "bench: no free port" >&2; exit 1; }
-    p=$((p + 1)); [ $p -lt 60000 ] || p=20000
+    p=$((p + 1)); [ $p -lt "$bench_hi" ] || p=10000
   done
   bench_ports="$bench_ports $p"
   bench_port=$p
 }
 
-# Polls until something answers HTTP on the port; fails loudly (with the log) if the process
-# died or nothing answered within 5 s.
-bench_wait_http() { # $1 = port, $2 = pid, $3 = log file, $4 = name
+# Polls until something answers HTTP on the port. Returns 1 if the process died first (so the
+# caller may retry), exits if nothing answered within 5 s.
+bench_wait_http() { # $1 = port, $2 = pid
   n=0
   until curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" 2>/dev/null; do
-    if ! kill -0 "$2" 2>/dev/null || [ $n -ge 100 ]; then
-      echo "bench: $4 did not start on port $1:" >&2
-      cat "$3" >&2 2>/dev/null || true
-      exit 1
-    fi
-    n=$((n + 1)); sleep 0.05
+    kill -0 "$2" 2>/dev/null || return 1
+    n=$((n + 1))
+    [ $n -lt 100 ] || { echo "bench: nothing answers on port $1 after 5 s" >&2; exit 1; }
+    sleep 0.05
   done
+}
+
+# Starts a server on a free port and waits until it answers; sets bench_port. Another program
+# may take the port between the choice and the bind, so a server that dies at start-up is
+# retried on another port, twice; then its log is shown and the script exits.
+bench_serve() { # $1 = name, $2 = log file, $3... = function starting it in the background
+  bench_name=$1
+  bench_log=$2
+  shift 2
+  for _ in 1 2 3; do
+    bench_free_port
+    "$@"
+    bench_pid=$!
+    bench_track "$bench_pid"
+    ! bench_wait_http "$bench_port" "$bench_pid" || return 0
+  done
+  echo "bench: $bench_name did not start:" >&2
+  cat "$bench_log" >&2 2>/dev/null || true
+  exit 1
 }
 
 # Starts a mock SFU on an ephemeral port; sets bench_port.
@@ -86,12 +105,13 @@ bench_start_mock() { # $1 = key (base64), $2 = name
 
 # Starts the gateway on a free port; sets bench_port.
 bench_start_gw() { # $1 = workers, $2 = gateway key, $3 = SFU_GATEWAY_NODES json, $4 = name
-  bench_free_port
+  bench_serve "$4" "$bench_tmp/$4.log" bench_launch_gw "$@"
+}
+
+bench_launch_gw() { # the arguments of bench_start_gw
   SFU_GATEWAY_KEY=$2 SFU_GATEWAY_NODES=$3 "$BUILD/sfu-gateway" --bind 127.0.0.1 \
     --port "$bench_port" --workers "$1" --config /dev/null --log-level warn \
-    > "$bench_tmp/$4.log" 2>&1 &
-  bench_track $!
-  bench_wait_http "$bench_port" $! "$bench_tmp/$4.log" "$4"
+    >> "$bench_tmp/$4.log" 2>&1 &
 }
 
 # Fails loudly unless GET /v1/channel on the port answers 200 with a uuid.
@@ -117,6 +137,7 @@ bench_wrk() { # $1 = port, $2 = token, $3 = connections, $4 = duration (s)
   bench_wrk_pid=$!
   wait "$bench_wrk_pid" || true
   bench_wrk_pid=""
+  # shellcheck disable=SC2034 # the result is for the sourcing script
   bench_result=$(awk '
     function ms(v) {
       if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0

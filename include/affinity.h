@@ -47,4 +47,14 @@ bool affinity_lookup(const struct affinity_table *t, uint64_t key, int64_t now_m
 int affinity_record(struct affinity_table *t, uint64_t key, uint32_t slot, uint64_t generation,
 		    int64_t now_ms, uint32_t ttl_ms);
 
+/*
+ * Pins key to slot/generation unless a live pin exists already: then that
+ * one wins and is returned in *slot / *generation with true. Two workers
+ * choosing for the same (client, iss) at the same instant thus agree on one
+ * SFU: the entry claim is a compare-and-swap, and the loser reads the
+ * winner's pin. Returns false when our pin was recorded (or none could be).
+ */
+bool affinity_pin(struct affinity_table *t, uint64_t key, uint32_t *slot, uint64_t *generation,
+		  int64_t now_ms, uint32_t ttl_ms);
+
 #endif

@@ -33,8 +33,10 @@ struct select_choice {
  *    fetch_add(r->rr_counter) % n (one sequence shared by all workers).
  *    Strategy load: score = w_sessions*s/max + w_cpu*cpu + w_memory*mem
  *    (+ w_distance*distance_km/20000 to the hinted region), where s = reported
- *    sessions + slot.assigned and max = hot.max_sessions, else
- *    t->max_sessions; SFUs without load reports score by assigned alone.
+ *    sessions + slot.assigned × (reported sessions per channel, at least 1)
+ *    and max = hot.max_sessions, else t->max_sessions; SFUs without load
+ *    reports score by assigned alone. slot.assigned counts channels sent to
+ *    the SFU since its last report (counted when sent, taken back on failure).
  *    Lowest wins; exact ties broken round-robin via rr_counter.
  * Health and overload (see select_usable in select.c): SFUs whose circuit is
  * open (unless their half-open probe is due), that probes find down, whose

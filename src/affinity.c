@@ -103,3 +103,23 @@ int affinity_record(struct affinity_table *t, uint64_t key, uint32_t slot, uint6
 	atomic_store_explicit(&target->seq, s + 2, memory_order_release);
 	return 0;
 }
+
+bool affinity_pin(struct affinity_table *t, uint64_t key, uint32_t *slot, uint64_t *generation,
+		  int64_t now_ms, uint32_t ttl_ms)
+{
+	/* A lost claim means another writer was in the entry this instant,
+	 * maybe pinning the same key: look again before trying again. */
+	for (int tries = 0; tries < 4; tries++) {
+		uint32_t s;
+		uint64_t g;
+
+		if (affinity_lookup(t, key, now_ms, &s, &g)) {
+			*slot = s;
+			*generation = g;
+			return true;
+		}
+		if (affinity_record(t, key, *slot, *generation, now_ms, ttl_ms) == 0)
+			return false;
+	}
+	return false;
+}

@@ -2,7 +2,6 @@
 #include "channel.h"
 
 #include <errno.h>
-#include <json.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 
 #include "affinity.h"
 #include "circuit.h"
+#include "jscan.h"
 #include "log.h"
 #include "select.h"
 #include "token.h"
@@ -136,28 +136,28 @@ int channel_split_query(const char *query, size_t query_len, char *fwd, char *re
 	return (int)f;
 }
 
-/* The SFU's 2xx body must carry "uuid" and "url" strings to be usable. */
+/* The last "uuid" and "url" members of the SFU's answer (last wins, as in
+ * JSON.parse): both must be strings for the answer to be usable. */
+struct channel_body {
+	bool uuid, url;
+};
+
+static int channel_body_member(const struct jscan_member *m, void *ctx)
+{
+	struct channel_body *b = ctx;
+
+	if (jscan_key_is(m, "uuid"))
+		b->uuid = m->type == JSCAN_STRING;
+	else if (jscan_key_is(m, "url"))
+		b->url = m->type == JSCAN_STRING;
+	return 0;
+}
+
 static bool channel_body_valid(const char *body, size_t len)
 {
-	struct json_tokener *tok;
-	struct json_object *o, *uuid, *url;
-	bool ok = false;
+	struct channel_body b = { false, false };
 
-	if (len == 0)
-		return false;
-	tok = json_tokener_new();
-	if (tok == NULL)
-		return false;
-	o = json_tokener_parse_ex(tok, body, (int)len);
-	if (o != NULL && json_tokener_get_error(tok) == json_tokener_success &&
-	    json_object_is_type(o, json_type_object) &&
-	    json_object_object_get_ex(o, "uuid", &uuid) &&
-	    json_object_is_type(uuid, json_type_string) &&
-	    json_object_object_get_ex(o, "url", &url) && json_object_is_type(url, json_type_string))
-		ok = true;
-	json_object_put(o);
-	json_tokener_free(tok);
-	return ok;
+	return jscan_object(body, len, channel_body_member, &b) == 0 && b.uuid && b.url;
 }
 
 /* Builds the X-Forwarded-For value the SFU must see (see the contract note):
@@ -248,6 +248,34 @@ static void channel_fail(struct channel_req *cr)
 	channel_done(cr);
 }
 
+/*
+ * Counts the channel against the SFU the moment it is sent, so a burst in
+ * flight spreads instead of herding onto the SFU that looked idlest; a
+ * failed attempt takes its count back. The slot may meanwhile have been
+ * given to another SFU, or a report may have reset the count: never go
+ * below zero, never touch another occupant's count.
+ */
+static void channel_assign(struct worker *w, struct channel_req *cr)
+{
+	atomic_fetch_add_explicit(&w->shm->registry.slots[cr->slot].assigned, 1,
+				  memory_order_relaxed);
+}
+
+static void channel_unassign(struct worker *w, struct channel_req *cr)
+{
+	struct registry_slot *sl = &w->shm->registry.slots[cr->slot];
+	uint64_t v = atomic_load_explicit(&sl->assigned, memory_order_relaxed);
+	struct sfu_hot h;
+
+	if (registry_read_hot(&w->shm->registry, cr->slot, &h) != 0 ||
+	    h.generation != cr->generation)
+		return;
+	while (v > 0 && !atomic_compare_exchange_weak_explicit(&sl->assigned, &v, v - 1,
+							       memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+}
+
 /* Classifies one SFU answer (spec §6.3) and moves on: answer, or next SFU. */
 static void channel_on_response(const struct http_client_result *res, void *ctx)
 {
@@ -264,7 +292,6 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		affinity_record(&w->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
 				w->live.affinity_ttl_ms);
 		atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&slot->assigned, 1, memory_order_relaxed);
 		if (cr->attempts > 1)
 			metrics_add(m, M_FAILOVERS, 1);
 		if (cr->maybe_orphans > 0)
@@ -277,6 +304,7 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	    res->status != 403 && res->status != 404) {
 		/* The SFU is healthy and refused this request: nothing to retry. */
 		circuit_success(slot, m);
+		channel_unassign(w, cr);
 		log_info("channel: sfu=%s status=%d relayed", cr->address, res->status);
 		http_respond(cr->c, res->status, NULL, NULL, NULL, 0);
 		channel_done(cr);
@@ -287,6 +315,7 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	 * or a 2xx without uuid/url. */
 	metrics_add(m, M_UPSTREAM_FAILURES, 1);
 	atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
+	channel_unassign(w, cr);
 	circuit_failure(slot, &w->live, now, m);
 	if (res->error != 0) {
 		cr->outcome = OUT_UNREACHABLE;
@@ -330,10 +359,28 @@ static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
 			if (rc == 0)
 				metrics_add(w->metrics, M_AFFINITY_HITS, 1);
 		}
-		if (rc != 0)
+		if (rc != 0) {
 			rc = select_best(r, &w->live, &cr->q, cr->tried, cr->n_tried, now, choice);
-		if (rc != 0)
-			return rc;
+			if (rc != 0)
+				return rc;
+			/* Pin the choice at once, not when the SFU answers: a second
+			 * participant starting the same call meanwhile must reach the
+			 * same SFU. If one beat us to it, follow its pin. */
+			if (cr->attempts == 0 && w->live.affinity_ttl_ms > 0) {
+				pin_slot = choice->slot;
+				pin_gen = choice->rec.hot.generation;
+				/* A pin whose SFU cannot take the channel (gone, or its
+				 * slot reused) is replaced by ours. */
+				if (affinity_pin(&w->shm->affinity, cr->affinity, &pin_slot, &pin_gen,
+						 now, w->live.affinity_ttl_ms) &&
+				    (pin_slot != choice->slot ||
+				     pin_gen != choice->rec.hot.generation) &&
+				    select_pinned(r, &w->live, pin_slot, pin_gen, now, choice) != 0)
+					affinity_record(&w->shm->affinity, cr->affinity, choice->slot,
+							choice->rec.hot.generation, now,
+							w->live.affinity_ttl_ms);
+			}
+		}
 		if (circuit_closed(&r->slots[choice->slot]) ||
 		    circuit_claim_probe(&r->slots[choice->slot], now, hold_ms, w->metrics))
 			return 0;
@@ -420,6 +467,7 @@ static void channel_attempt(struct channel_req *cr)
 									: timeout;
 	creq.timeout_ms = timeout;
 	cr->sent_us = channel_now_us();
+	channel_assign(w, cr);
 	metrics_add(w->metrics, M_UPSTREAM_REQUESTS, 1);
 	rc = http_client_request(w->client, cr->address, &creq, channel_on_response, cr);
 	if (rc != 0) {

@@ -116,10 +116,17 @@ double select_score(const struct config_tunables *t, const struct sfu_hot *h, ui
 	 * tunables block from turning every score into inf or NaN. */
 	if (max <= 0.0)
 		max = 1.0;
+	double per_channel = 1.0;
+
 	if (!h->has_load)
 		return t->w_sessions * (double)assigned / max;
-	return t->w_sessions * ((double)h->sessions + (double)assigned) / max + t->w_cpu * h->cpu +
-	       t->w_memory * h->memory;
+	/* assigned counts channels but the score counts sessions: a channel we
+	 * sent will hold as many sessions as the SFU's channels do on average
+	 * (a call has several participants), at least one. */
+	if (h->channels > 0 && h->sessions > h->channels)
+		per_channel = (double)h->sessions / (double)h->channels;
+	return t->w_sessions * ((double)h->sessions + (double)assigned * per_channel) / max +
+	       t->w_cpu * h->cpu + t->w_memory * h->memory;
 }
 
 /* True when the record's region string is exactly the hint (the hash only
@@ -471,10 +478,14 @@ int select_best(struct registry *r, const struct config_tunables *t, const struc
 int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t slot,
 		  uint64_t generation, int64_t now_ms, struct select_choice *out)
 {
-	if (slot >= registry_scan_end(r) || registry_read(r, slot, &out->rec) != 0 ||
-	    out->rec.hot.generation != generation ||
-	    select_usable(&r->slots[slot], &out->rec.hot, t, now_ms) != SELECT_USABLE)
+	struct sfu_record rec;
+
+	/* *out stays untouched unless the pin is good: callers fall back to it. */
+	if (slot >= registry_scan_end(r) || registry_read(r, slot, &rec) != 0 ||
+	    rec.hot.generation != generation ||
+	    select_usable(&r->slots[slot], &rec.hot, t, now_ms) != SELECT_USABLE)
 		return -ENOENT;
+	out->rec = rec;
 	out->slot = slot;
 	return 0;
 }

@@ -2,6 +2,7 @@
 #include "token.h"
 
 #include "base64.h"
+#include "jscan.h"
 #include "log.h"
 
 #include <errno.h>
@@ -10,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <json.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -48,7 +48,6 @@ static struct {
 	EVP_MAC *mac;
 	unsigned next_slot;
 	struct token_mac_slot slots[TOKEN_MAC_SLOTS];
-	struct json_tokener *json;
 } token_state;
 
 static void token_mac_slot_clear(struct token_mac_slot *slot)
@@ -149,118 +148,71 @@ int token_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size
 }
 
 /*
- * Parses len bytes as exactly one JSON object, with only whitespace around it.
- * Strict mode because the SFU uses JSON.parse: no comments, trailing commas, True.
- * Returns a new reference, or NULL.
+ * The members a token check reads, as the last occurrence of each (duplicate
+ * keys: last wins, as with the SFU's JSON.parse). Pointers into the decoded
+ * segment, which outlives the check.
  */
-static struct json_object *token_parse_object(const uint8_t *buf, size_t len)
-{
-	struct json_object *obj;
+struct token_fields {
+	struct jscan_member alg, exp, nbf, iat, iss, address;
+	bool has_alg, has_exp, has_nbf, has_iat, has_iss, has_address;
+};
 
-	if (len > INT_MAX)
-		return NULL;
-	if (token_state.json == NULL) {
-		token_state.json = json_tokener_new();
-		if (token_state.json == NULL) {
-			log_error("token: out of memory for the JSON tokener");
-			return NULL;
-		}
-		json_tokener_set_flags(token_state.json, JSON_TOKENER_STRICT);
+static int token_collect(const struct jscan_member *m, void *ctx)
+{
+	struct token_fields *f = ctx;
+
+#define TOKEN_FIELD(name)                  \
+	if (jscan_key_is(m, #name)) {      \
+		f->name = *m;              \
+		f->has_##name = true;      \
+		return 0;                  \
 	}
-	json_tokener_reset(token_state.json);
-	obj = json_tokener_parse_ex(token_state.json, (const char *)buf, (int)len);
-	/* An incomplete document gives NULL with json_tokener_continue, and a NUL byte
-	 * after the object stops the parser early: parse_end must reach len. */
-	if (obj == NULL || json_tokener_get_error(token_state.json) != json_tokener_success ||
-	    json_tokener_get_parse_end(token_state.json) != len ||
-	    !json_object_is_type(obj, json_type_object)) {
-		json_object_put(obj);
-		return NULL;
-	}
-	return obj;
+	TOKEN_FIELD(alg)
+	TOKEN_FIELD(exp)
+	TOKEN_FIELD(nbf)
+	TOKEN_FIELD(iat)
+	TOKEN_FIELD(iss)
+	TOKEN_FIELD(address)
+#undef TOKEN_FIELD
+	return 0;
 }
 
-/* True when the header object says "alg": "HS256", exactly (case and all). */
-static bool token_header_is_hs256(struct json_object *header)
+/* Decodes a segment and scans it as exactly one JSON object (strict RFC 8259
+ * grammar, as JSON.parse): no comments, no trailing commas, nothing after. */
+static int token_scan_segment(const char *seg, size_t seg_len, uint8_t *buf, size_t cap,
+			      struct token_fields *f)
 {
-	struct json_object *alg;
+	ssize_t n = base64_decode(seg, seg_len, buf, cap);
 
-	if (!json_object_object_get_ex(header, "alg", &alg) ||
-	    !json_object_is_type(alg, json_type_string))
-		return false;
-	return json_object_get_string_len(alg) == 5 &&
-	       memcmp(json_object_get_string(alg), "HS256", 5) == 0;
+	memset(f, 0, sizeof(*f));
+	if (n < 0 || jscan_object((const char *)buf, (size_t)n, token_collect, f) != 0)
+		return TOKEN_MALFORMED;
+	return TOKEN_OK;
 }
 
 /*
- * Reads the optional time claim name: absent leaves *has false; a JSON integer or
- * float (truncated toward zero, clamped to the int64 range) sets it. Any other type,
- * null included, or NaN, returns -EINVAL.
+ * Reads the optional time claim: absent leaves *has false; a JSON number
+ * (truncated toward zero, clamped to the int64 range) sets it. Any other type,
+ * null included, returns -EINVAL.
  */
-static int token_time_claim(struct json_object *claims, const char *name, bool *has,
-			    int64_t *value)
+static int token_time_claim(const struct jscan_member *m, bool present, bool *has, int64_t *value)
 {
-	struct json_object *v;
-	double d;
-
 	*has = false;
 	*value = 0;
-	if (!json_object_object_get_ex(claims, name, &v))
+	if (!present)
 		return 0;
-	switch (json_object_get_type(v)) {
-	case json_type_int:
-		/* json-c clamps integers beyond int64 to its bounds: fine for times. */
-		*value = json_object_get_int64(v);
-		break;
-	case json_type_double:
-		d = json_object_get_double(v);
-		if (isnan(d))
-			return -EINVAL;
-		if (d >= 9223372036854775807.0)
-			*value = INT64_MAX;
-		else if (d <= -9223372036854775807.0)
-			*value = INT64_MIN;
-		else
-			*value = (int64_t)d;
-		break;
-	default:
+	if (jscan_int64(m, value) != 0)
 		return -EINVAL;
-	}
 	*has = true;
 	return 0;
 }
 
-/* Copies the string claim name into buf (cap bytes with the NUL). A longer value is
- * truncated when truncate, else left out. Returns true when a string was present. */
-static bool token_string_claim(struct json_object *claims, const char *name, char *buf,
-			       size_t cap, bool truncate, size_t *len_out)
-{
-	struct json_object *v;
-	size_t len;
-
-	buf[0] = '\0';
-	*len_out = 0;
-	if (!json_object_object_get_ex(claims, name, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return false;
-	len = (size_t)json_object_get_string_len(v);
-	if (len >= cap) {
-		if (!truncate)
-			return true;
-		len = cap - 1;
-	}
-	memcpy(buf, json_object_get_string(v), len);
-	buf[len] = '\0';
-	*len_out = len;
-	return true;
-}
-
 /* Checks exp, nbf and iat against now: types first, then the SFU's three rules. */
-static int token_check_times(struct json_object *claims, int64_t now, struct token *out)
+static int token_check_times(const struct token_fields *f, int64_t now, struct token *out)
 {
-	if (token_time_claim(claims, "exp", &out->has_exp, &out->exp) < 0 ||
-	    token_time_claim(claims, "nbf", &out->has_nbf, &out->nbf) < 0 ||
-	    token_time_claim(claims, "iat", &out->has_iat, &out->iat) < 0)
+	if (token_time_claim(&f->exp, f->has_exp, &out->has_exp, &out->exp) < 0 ||
+	    token_time_claim(&f->nbf, f->has_nbf, &out->has_nbf, &out->nbf) < 0 ||
+	    token_time_claim(&f->iat, f->has_iat, &out->has_iat, &out->iat) < 0)
 		return TOKEN_BAD_CLAIM;
 	if (out->has_exp && out->exp < now)
 		return TOKEN_EXPIRED;
@@ -283,51 +235,54 @@ static int token_check_claims(const char *seg, size_t seg_len, int64_t now, bool
 			      struct token *out)
 {
 	uint8_t buf[TOKEN_JSON_MAX];
-	struct json_object *claims;
-	size_t addr_len;
+	char tmp[TOKEN_JSON_MAX];
+	struct token_fields f;
 	ssize_t n;
-	bool has_iss;
 	int rc;
 
-	n = base64_decode(seg, seg_len, buf, sizeof(buf));
-	if (n < 0)
-		return TOKEN_MALFORMED;
-	claims = token_parse_object(buf, (size_t)n);
-	if (claims == NULL)
-		return TOKEN_MALFORMED;
-	rc = token_check_times(claims, now, out);
+	rc = token_scan_segment(seg, seg_len, buf, sizeof(buf), &f);
 	if (rc != TOKEN_OK)
-		goto out;
-	has_iss = token_string_claim(claims, "iss", out->iss, sizeof(out->iss), true,
-				     &out->iss_len);
-	if (token_string_claim(claims, "address", out->address, sizeof(out->address), false,
-			       &addr_len) &&
-	    memchr(out->address, '\0', addr_len) != NULL)
-		out->address[0] = '\0';
-	if (require_iss && !has_iss)
-		rc = TOKEN_NO_ISS;
-out:
-	json_object_put(claims);
-	return rc;
+		return rc;
+	rc = token_check_times(&f, now, out);
+	if (rc != TOKEN_OK)
+		return rc;
+	out->iss[0] = out->address[0] = '\0';
+	out->iss_len = 0;
+	if (f.has_iss && f.iss.type == JSCAN_STRING) {
+		n = jscan_string(&f.iss, tmp, sizeof(tmp));
+		if (n < 0) {
+			/* A lone surrogate: keep the raw text, iss only keys affinity. */
+			n = (ssize_t)(f.iss.val_len < sizeof(tmp) - 1 ? f.iss.val_len : sizeof(tmp) - 1);
+			memcpy(tmp, f.iss.val, (size_t)n);
+		}
+		out->iss_len = (size_t)n < sizeof(out->iss) ? (size_t)n : sizeof(out->iss) - 1;
+		memcpy(out->iss, tmp, out->iss_len);
+		out->iss[out->iss_len] = '\0';
+	} else if (require_iss) {
+		return TOKEN_NO_ISS;
+	}
+	if (f.has_address && f.address.type == JSCAN_STRING) {
+		n = jscan_string(&f.address, tmp, sizeof(out->address));
+		if (n >= 0 && memchr(tmp, '\0', (size_t)n) == NULL)
+			memcpy(out->address, tmp, (size_t)n + 1);
+	}
+	return TOKEN_OK;
 }
 
 /* Decodes the header segment and requires a JSON object with alg "HS256". */
 static int token_check_header(const char *seg, size_t seg_len)
 {
 	uint8_t buf[TOKEN_JSON_MAX];
-	struct json_object *header;
-	ssize_t n;
-	int rc;
+	char alg[8];
+	struct token_fields f;
+	int rc = token_scan_segment(seg, seg_len, buf, sizeof(buf), &f);
 
-	n = base64_decode(seg, seg_len, buf, sizeof(buf));
-	if (n < 0)
-		return TOKEN_MALFORMED;
-	header = token_parse_object(buf, (size_t)n);
-	if (header == NULL)
-		return TOKEN_MALFORMED;
-	rc = token_header_is_hs256(header) ? TOKEN_OK : TOKEN_BAD_ALG;
-	json_object_put(header);
-	return rc;
+	if (rc != TOKEN_OK)
+		return rc;
+	/* Exactly "HS256", case and all; "none", "HS512" and the rest are refused. */
+	if (!f.has_alg || jscan_string(&f.alg, alg, sizeof(alg)) != 5 || memcmp(alg, "HS256", 5) != 0)
+		return TOKEN_BAD_ALG;
+	return TOKEN_OK;
 }
 
 /*

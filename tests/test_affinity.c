@@ -1,14 +1,18 @@
 /* Integration tests of issuer affinity: repeats of (client, iss) stay on one SFU, with a TTL. */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <json.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -18,6 +22,7 @@
 #define AFF_MAX_MOCKS 3
 #define AFF_TTL_MS 300
 #define AFF_STALE_MS 1000 /* the smallest [registration] stale_after_ms */
+#define AFF_CONCURRENT 4
 
 struct aff_env {
 	struct harness_proc *gw;
@@ -173,6 +178,70 @@ static int64_t aff_stat(const struct harness_proc *m, const char *field)
 	json_object_put(o);
 	free(r);
 	return n;
+}
+
+/* n requests for the same iss sent at once on n connections, then all answers
+ * read: out[k] says which mock served request k and with which channel. */
+static void aff_concurrent(const struct aff_env *e, const char *iss, int n, struct aff_answer *out)
+{
+	static char bufs[AFF_CONCURRENT][8192];
+	int fds[AFF_CONCURRENT];
+	size_t got[AFF_CONCURRENT] = { 0 };
+	bool done[AFF_CONCURRENT] = { false };
+	int left = n;
+	int64_t deadline = harness_now_ms() + 10000;
+	char req[4600];
+	int len;
+
+	cr_assert(n <= AFF_CONCURRENT);
+	len = snprintf(req, sizeof(req),
+		       "GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: jwt %s\r\n"
+		       "Connection: close\r\n\r\n",
+		       harness_odoo_token(iss, AFF_GW_KEY));
+	for (int k = 0; k < n; k++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+
+		sa.sin_port = htons((uint16_t)e->gw->port);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		fds[k] = socket(AF_INET, SOCK_STREAM, 0);
+		cr_assert(fds[k] >= 0);
+		cr_assert_eq(connect(fds[k], (struct sockaddr *)&sa, sizeof(sa)), 0, "connect");
+		cr_assert_eq(write(fds[k], req, (size_t)len), len, "write");
+	}
+	while (left > 0 && harness_now_ms() < deadline) {
+		for (int k = 0; k < n; k++) {
+			struct pollfd pf = { fds[k], POLLIN, 0 };
+			ssize_t r;
+
+			if (done[k] || poll(&pf, 1, 10) <= 0)
+				continue;
+			r = read(fds[k], bufs[k] + got[k], sizeof(bufs[0]) - 1 - got[k]);
+			if (r > 0) {
+				got[k] += (size_t)r;
+				continue;
+			}
+			bufs[k][got[k]] = '\0';
+			done[k] = true;
+			left--;
+		}
+	}
+	for (int k = 0; k < n; k++) {
+		const char *body = strstr(bufs[k], "\r\n\r\n");
+		const char *url;
+
+		close(fds[k]);
+		cr_assert(done[k], "request %d got no complete answer", k);
+		cr_assert(strncmp(bufs[k], "HTTP/1.1 200", 12) == 0, "request %d: %.200s", k,
+			  bufs[k]);
+		cr_assert_not_null(body);
+		url = harness_json_str(body + 4, "url");
+		out[k].who = -1;
+		for (int i = 0; i < e->n; i++)
+			if (strcmp(url, aff_address(e->mock[i])) == 0)
+				out[k].who = i;
+		cr_assert(out[k].who >= 0, "request %d: no known url: %s", k, body + 4);
+		snprintf(out[k].uuid, sizeof(out[k].uuid), "%s", harness_json_str(body + 4, "uuid"));
+	}
 }
 
 /* ---- tests */
@@ -391,4 +460,39 @@ Test(affinity, pin_expires_after_ttl, .fini = harness_cleanup, .timeout = 30)
 	later = aff_channel(&e, iss, NULL);
 	cr_assert_eq(later.who, 1, "the pin outlived ttl_ms");
 	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 1);
+}
+
+/*
+ * The case affinity exists for (spec 4.1): participants of one call asking for
+ * its channel at the same moment, while no answer has come back yet. They must
+ * all reach one SFU, which then gives them one channel; equal SFUs make it a
+ * tie, which round-robin would split.
+ */
+Test(affinity, simultaneous_first_requests_share_a_channel, .fini = harness_cleanup,
+     .timeout = 30)
+{
+	static const char *const slow[] = { "--delay-ms", "150", NULL };
+	static const char *const env[] = { "SFU_GATEWAY_KEY=" AFF_GW_KEY, NULL };
+	static const char *const args[] = { "--workers", "2", NULL };
+	struct aff_env e = { 0 };
+	struct aff_answer out[AFF_CONCURRENT];
+
+	for (int i = 0; i < 2; i++) {
+		e.mock[i] = harness_mock_start(AFF_SFU_KEY, slow);
+		cr_assert_not_null(e.mock[i]);
+	}
+	e.n = 2;
+	e.gw = harness_gateway_start(env, args);
+	if (e.gw == NULL)
+		aff_dump_logs();
+	cr_assert_not_null(e.gw);
+	aff_beat(&e, 0, 10);
+	aff_beat(&e, 1, 10);
+	aff_concurrent(&e, "https://odoo.example.com:affinity:together", AFF_CONCURRENT, out);
+	for (int k = 1; k < AFF_CONCURRENT; k++) {
+		cr_assert_eq(out[k].who, out[0].who,
+			     "the call split: request 0 on mock %d, request %d on mock %d",
+			     out[0].who, k, out[k].who);
+		cr_assert_str_eq(out[k].uuid, out[0].uuid);
+	}
 }

@@ -1,0 +1,958 @@
+/* Graceful degradation through real processes: failover, circuit breaker, overload, probes. */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <json.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define FO_GW_KEY "Zm8tZ2F0ZXdheS1rZXktZm9yLWZhaWxvdmVyLXRlc3RzLTAx"
+#define FO_SFU_KEY "Zm8tc2Z1LWtleS1mb3ItZmFpbG92ZXItdGVzdHMtMDAwMg=="
+#define FO_JWT_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+#define FO_ERR_EXHAUSTED "{\"error\":\"no SFU could create the channel\"}"
+#define FO_ERR_OVERLOADED "{\"error\":\"all SFUs are overloaded\"}"
+#define FO_ERR_UNHEALTHY "{\"error\":\"no healthy SFU available\"}"
+/* Sessions a preferred-last mock reports: score 0.25 against 0 for an idle mock, so the
+ * faulty (idle) mock is every request's first choice and the fault is always exercised. */
+#define FO_BUSY_SESSIONS "50"
+
+/* One channel request of a batch and what came back. */
+struct fo_call {
+	char req[4096];
+	int status;
+	int64_t ms; /* connect to complete answer */
+	char retry_after[32];
+	char body[1024];
+};
+
+/* ---- processes */
+
+/* Copies the logs of this test's processes to the test output: cleanup removes them. */
+static void fo_dump_logs(void)
+{
+	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
+		char path[512], buf[4096];
+		size_t n;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		if (n > 0)
+			cr_log_error("%s:\n%s", path, buf);
+	}
+}
+
+static struct harness_proc *fo_mock(const char *const *args)
+{
+	struct harness_proc *m = harness_mock_start(FO_SFU_KEY, args);
+
+	cr_assert_not_null(m, "a mock SFU did not come up");
+	return m;
+}
+
+/* TOML text: extra (its own sections) then one [[sfu]] per port, all with FO_SFU_KEY. */
+static const char *fo_toml(const char *extra, const int *ports, int n)
+{
+	static char buf[8192];
+	size_t o = (size_t)snprintf(buf, sizeof(buf), "%s\n", extra);
+
+	for (int i = 0; i < n; i++)
+		o += (size_t)snprintf(buf + o, sizeof(buf) - o,
+				      "[[sfu]]\naddress = \"http://127.0.0.1:%d\"\nregion = \"eu-west\"\n"
+				      "key = \"%s\"\n",
+				      ports[i], FO_SFU_KEY);
+	return buf;
+}
+
+static struct harness_proc *fo_gateway(const char *toml, int workers)
+{
+	static const char *const env[] = { "SFU_GATEWAY_KEY=" FO_GW_KEY, NULL };
+	static int seq;
+	char name[32], nw[8];
+	const char *args[6];
+	struct harness_proc *gw;
+
+	snprintf(name, sizeof(name), "failover%d.toml", seq++);
+	snprintf(nw, sizeof(nw), "%d", workers);
+	args[0] = "--workers";
+	args[1] = nw;
+	args[2] = "--config";
+	args[3] = harness_write_file(name, toml);
+	args[4] = NULL;
+	gw = harness_gateway_start(env, args);
+	if (gw == NULL)
+		fo_dump_logs();
+	cr_assert_not_null(gw, "the gateway did not come up");
+	return gw;
+}
+
+/* ---- HTTP */
+
+/* A raw GET /v1/channel with an Odoo token for a fresh issuer (issuer affinity must
+ * not pin repeats to one SFU). */
+static void fo_channel_req(char *out, size_t outlen)
+{
+	static int seq;
+	char iss[96];
+
+	snprintf(iss, sizeof(iss), "https://odoo-%d.example.com/fo%d", (int)getpid(), seq++);
+	snprintf(out, outlen,
+		 "GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: jwt %s\r\n"
+		 "Connection: close\r\n\r\n",
+		 harness_odoo_token(iss, FO_GW_KEY));
+}
+
+/* Fills a call from a complete response in buf. */
+static void fo_parse(struct fo_call *call, const char *buf, size_t len)
+{
+	const char *end = memmem(buf, len, "\r\n\r\n", 4), *ra;
+
+	call->status = 0;
+	call->body[0] = call->retry_after[0] = '\0';
+	if (end == NULL || sscanf(buf, "HTTP/1.%*d %d", &call->status) != 1)
+		return;
+	ra = strcasestr(buf, "\r\nRetry-After:");
+	if (ra != NULL && ra < end)
+		sscanf(ra + 14, " %31[^\r\n]", call->retry_after);
+	snprintf(call->body, sizeof(call->body), "%.*s", (int)(len - (size_t)(end + 4 - buf)),
+		 end + 4);
+}
+
+static bool fo_complete(const char *buf, size_t len)
+{
+	const char *end = memmem(buf, len, "\r\n\r\n", 4), *cl;
+
+	if (end == NULL)
+		return false;
+	cl = strcasestr(buf, "\r\nContent-Length:");
+	if (cl == NULL || cl > end)
+		return false;
+	return len >= (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
+}
+
+/* Sends the calls over up to conc connections at once (one request per connection),
+ * all answered within timeout_ms. A call that got no answer keeps status 0. */
+static void fo_batch(int port, struct fo_call *calls, int n, int conc, int timeout_ms)
+{
+	struct fo_slot {
+		int fd, idx;
+		size_t got;
+		int64_t t0;
+		char buf[8192];
+	} *s = calloc((size_t)conc, sizeof(*s));
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	int next = 0, active = 0;
+
+	cr_assert_not_null(s);
+	for (int i = 0; i < conc; i++)
+		s[i].fd = -1;
+	for (;;) {
+		struct pollfd pf[256];
+		int np = 0;
+
+		for (int i = 0; i < conc && next < n; i++) {
+			struct sockaddr_in sa = { .sin_family = AF_INET,
+						  .sin_port = htons((uint16_t)port),
+						  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+			size_t len;
+
+			if (s[i].fd >= 0)
+				continue;
+			s[i].idx = next++;
+			s[i].got = 0;
+			s[i].t0 = harness_now_ms();
+			calls[s[i].idx].status = 0;
+			s[i].fd = socket(AF_INET, SOCK_STREAM, 0);
+			cr_assert(s[i].fd >= 0);
+			cr_assert_eq(connect(s[i].fd, (struct sockaddr *)&sa, sizeof(sa)), 0,
+				     "connect: %s", strerror(errno));
+			len = strlen(calls[s[i].idx].req);
+			cr_assert_eq(write(s[i].fd, calls[s[i].idx].req, len), (ssize_t)len);
+			active++;
+		}
+		if (active == 0 || harness_now_ms() >= deadline)
+			break;
+		for (int i = 0; i < conc; i++)
+			if (s[i].fd >= 0)
+				pf[np++] = (struct pollfd){ s[i].fd, POLLIN, 0 };
+		if (poll(pf, (nfds_t)np, 50) <= 0)
+			continue;
+		for (int i = 0; i < conc; i++) {
+			ssize_t r;
+
+			if (s[i].fd < 0)
+				continue;
+			r = recv(s[i].fd, s[i].buf + s[i].got, sizeof(s[i].buf) - 1 - s[i].got,
+				 MSG_DONTWAIT);
+			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				continue;
+			if (r > 0) {
+				s[i].got += (size_t)r;
+				s[i].buf[s[i].got] = '\0';
+				if (!fo_complete(s[i].buf, s[i].got) &&
+				    s[i].got < sizeof(s[i].buf) - 1)
+					continue;
+			}
+			fo_parse(&calls[s[i].idx], s[i].buf, s[i].got);
+			calls[s[i].idx].ms = harness_now_ms() - s[i].t0;
+			close(s[i].fd);
+			s[i].fd = -1;
+			active--;
+		}
+	}
+	for (int i = 0; i < conc; i++)
+		if (s[i].fd >= 0)
+			close(s[i].fd);
+	free(s);
+}
+
+/* One channel request, answered within timeout_ms. */
+static void fo_channel(int port, struct fo_call *call, int timeout_ms)
+{
+	fo_channel_req(call->req, sizeof(call->req));
+	fo_batch(port, call, 1, 1, timeout_ms);
+}
+
+/* n channel requests over conc connections at a time. Heap array. */
+static struct fo_call *fo_channels(int port, int n, int conc, int timeout_ms)
+{
+	struct fo_call *calls = calloc((size_t)n, sizeof(*calls));
+
+	cr_assert_not_null(calls);
+	for (int i = 0; i < n; i++)
+		fo_channel_req(calls[i].req, sizeof(calls[i].req));
+	fo_batch(port, calls, n, conc, timeout_ms);
+	return calls;
+}
+
+/* A GET of path answered 200 with a JSON body: returns the parsed body. */
+static struct json_object *fo_get_json(int port, const char *path, int *status)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct json_object *o;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(port, path, NULL, r), 0, "GET %s on port %d failed", path, port);
+	if (status != NULL)
+		*status = r->status;
+	o = json_tokener_parse(r->body);
+	cr_assert_not_null(o, "GET %s: not JSON: %s", path, r->body);
+	free(r);
+	return o;
+}
+
+static int64_t fo_json_int(struct json_object *o, const char *field)
+{
+	struct json_object *v;
+
+	cr_assert(json_object_object_get_ex(o, field, &v), "no field %s", field);
+	return json_object_get_int64(v);
+}
+
+static const char *fo_json_string(struct json_object *o, const char *field)
+{
+	struct json_object *v;
+
+	cr_assert(json_object_object_get_ex(o, field, &v) && json_object_is_type(v, json_type_string),
+		  "no string field %s", field);
+	return json_object_get_string(v);
+}
+
+/* A counter of the mock's /mock/stats. */
+static int64_t fo_mock_stat(const struct harness_proc *m, const char *field)
+{
+	struct json_object *o = fo_get_json(m->port, "/mock/stats", NULL);
+	int64_t v = fo_json_int(o, field);
+
+	json_object_put(o);
+	return v;
+}
+
+static void fo_mock_fault(const struct harness_proc *m, const char *query)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char path[256];
+
+	cr_assert_not_null(r);
+	snprintf(path, sizeof(path), "/mock/fault?%s", query);
+	cr_assert_eq(harness_post(m->port, path, NULL, "", r), 0);
+	cr_assert_eq(r->status, 200, "POST %s: %d %s", path, r->status, r->body);
+	free(r);
+}
+
+/* Whether the mock's /v1/stats lists a channel with this uuid: the gateway's answer
+ * really came from that mock. */
+static bool fo_mock_has_channel(const struct harness_proc *m, const char *uuid)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char pat[80];
+	bool found;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(m->port, "/v1/stats", NULL, r), 0);
+	snprintf(pat, sizeof(pat), "\"uuid\":\"%s\"", uuid);
+	found = uuid[0] != '\0' && strstr(r->body, pat) != NULL;
+	free(r);
+	return found;
+}
+
+/* A sample of /metrics (the exact series text, labels included); -1 when absent. */
+static double fo_metric(const struct harness_proc *gw, const char *series)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	size_t n = strlen(series);
+	double v = -1;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(gw->port, "/metrics", NULL, r), 0);
+	cr_assert_eq(r->status, 200);
+	for (const char *p = r->body; p != NULL && *p != '\0';) {
+		if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+			v = strtod(p + n + 1, NULL);
+			break;
+		}
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	free(r);
+	return v;
+}
+
+/* /v1/health's entry for the SFU on this port (a new reference), NULL if absent. */
+static struct json_object *fo_health_sfu(const struct harness_proc *gw, int port, int *status)
+{
+	struct json_object *root = fo_get_json(gw->port, "/v1/health", status), *sfus, *found = NULL;
+	char addr[64];
+
+	snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", port);
+	cr_assert(json_object_object_get_ex(root, "sfus", &sfus));
+	for (size_t i = 0; i < json_object_array_length(sfus); i++) {
+		struct json_object *s = json_object_array_get_idx(sfus, i), *a;
+
+		if (json_object_object_get_ex(s, "address", &a) &&
+		    strcmp(json_object_get_string(a), addr) == 0)
+			found = json_object_get(s);
+	}
+	json_object_put(root);
+	return found;
+}
+
+/* The SFU's "state" in /v1/health ("" when absent). Static buffer. */
+static const char *fo_state(const struct harness_proc *gw, int port)
+{
+	static char out[32];
+	struct json_object *s = fo_health_sfu(gw, port, NULL);
+
+	out[0] = '\0';
+	if (s != NULL)
+		snprintf(out, sizeof(out), "%s", fo_json_string(s, "state"));
+	json_object_put(s);
+	return out;
+}
+
+static const char *fo_circuit(const struct harness_proc *gw, int port, int64_t *failures)
+{
+	static char out[32];
+	struct json_object *s = fo_health_sfu(gw, port, NULL), *cb;
+
+	cr_assert_not_null(s);
+	cr_assert(json_object_object_get_ex(s, "circuit", &cb));
+	snprintf(out, sizeof(out), "%s", fo_json_string(cb, "state"));
+	if (failures != NULL)
+		*failures = fo_json_int(cb, "failures");
+	json_object_put(s);
+	return out;
+}
+
+/* Polls /v1/health until the SFU's state is want, up to timeout_ms. */
+static bool fo_wait_state(const struct harness_proc *gw, int port, const char *want,
+			  int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+
+	while (harness_now_ms() < deadline) {
+		if (strcmp(fo_state(gw, port), want) == 0)
+			return true;
+		poll(NULL, 0, 20);
+	}
+	return false;
+}
+
+/* Polls until a probe reported this many sessions for the SFU. */
+static void fo_wait_sessions(const struct harness_proc *gw, int port, int64_t sessions)
+{
+	int64_t deadline = harness_now_ms() + 8000, got = -1;
+
+	while (harness_now_ms() < deadline) {
+		struct json_object *s = fo_health_sfu(gw, port, NULL);
+
+		got = s != NULL ? fo_json_int(s, "sessions") : -1;
+		json_object_put(s);
+		if (got == sessions)
+			return;
+		poll(NULL, 0, 20);
+	}
+	cr_assert_fail("SFU on port %d: sessions %lld, want %lld", port, (long long)got,
+		       (long long)sessions);
+}
+
+/* Polls /metrics until series reaches at least min. */
+static void fo_wait_metric(const struct harness_proc *gw, const char *series, double min)
+{
+	int64_t deadline = harness_now_ms() + 8000;
+	double v = -1;
+
+	while (harness_now_ms() < deadline) {
+		v = fo_metric(gw, series);
+		if (v >= min)
+			return;
+		poll(NULL, 0, 20);
+	}
+	cr_assert_fail("%s = %g, want >= %g", series, v, min);
+}
+
+/* A 200 answer created by mock m (its uuid is in m's channel list). */
+static void fo_assert_served_by(const struct fo_call *call, const struct harness_proc *m)
+{
+	char url[64];
+
+	cr_assert_eq(call->status, 200, "status %d body %s", call->status, call->body);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", m->port);
+	cr_assert_str_eq(harness_json_str(call->body, "url"), url, "body %s", call->body);
+	cr_assert(fo_mock_has_channel(m, harness_json_str(call->body, "uuid")),
+		  "uuid of %s not on the mock on port %d", call->body, m->port);
+}
+
+/* ---- failover: one faulty SFU among healthy ones */
+
+#define FO_FAULT_TOML                                                                      \
+	"[failover]\nmax_retries = 3\nretry_timeout_ms = 300\nconnect_timeout_ms = 300\n"   \
+	"deadline_ms = 2000\n[circuit_breaker]\nfailure_threshold = 1000\n"                \
+	"[probe]\ninterval_ms = 3600000\n"
+
+/*
+ * The faulty mock (fault_args) is idle and the healthy one reports sessions, so every
+ * request tries the faulty one first; each must still be answered 200 by the healthy
+ * one within max_ms, and the faulty one must have seen every attempt exactly once.
+ */
+static void fo_fault_case(const char *const *fault_args, int64_t min_ms, int64_t max_ms)
+{
+	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
+	struct harness_proc *bad = fo_mock(fault_args), *good = fo_mock(busy), *gw;
+	int ports[2] = { bad->port, good->port };
+	/* A fresh gateway's retry budget holds 3 retries plus 0.2 per request: three
+	 * requests that each retry once stay within it. */
+	const int n = 3;
+
+	gw = fo_gateway(fo_toml(FO_FAULT_TOML, ports, 2), 2);
+	fo_wait_sessions(gw, good->port, 50);
+	for (int i = 0; i < n; i++) {
+		struct fo_call call;
+
+		fo_channel(gw->port, &call, 5000);
+		cr_assert_eq(call.status, 200, "request %d: %d %s", i, call.status, call.body);
+		fo_assert_served_by(&call, good);
+		cr_assert_leq(call.ms, max_ms, "request %d took %lld ms", i, (long long)call.ms);
+		cr_assert_geq(call.ms, min_ms, "request %d took %lld ms", i, (long long)call.ms);
+	}
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), n);
+	cr_assert_eq(fo_mock_stat(good, "channel_requests"), n);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 2 * n);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), n);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_retries_total"), n);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_failovers_total"), n);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"200\"}"),
+		     n);
+}
+
+Test(failover, status_5xx_fails_over, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--fail-status", "500", NULL };
+
+	fo_fault_case(a, 0, 1500);
+}
+
+Test(failover, status_503_fails_over, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--fail-status", "503", NULL };
+
+	fo_fault_case(a, 0, 1500);
+}
+
+/* Each attempt is bounded by retry_timeout_ms (300), far below deadline_ms (2000). */
+Test(failover, hang_bounded_by_retry_timeout, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--hang", NULL };
+
+	fo_fault_case(a, 280, 300 + 700);
+}
+
+Test(failover, reset_fails_over, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--reset", NULL };
+
+	fo_fault_case(a, 0, 1500);
+}
+
+Test(failover, garbage_2xx_fails_over, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--garbage", NULL };
+
+	fo_fault_case(a, 0, 1500);
+}
+
+Test(failover, garbage_bytes_fails_over, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--garbage-bytes", NULL };
+
+	fo_fault_case(a, 0, 1500);
+}
+
+Test(failover, status_401_fails_over, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--fail-status", "401", NULL };
+
+	fo_fault_case(a, 0, 1500);
+}
+
+Test(failover, status_404_fails_over, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--fail-status", "404", NULL };
+
+	fo_fault_case(a, 0, 1500);
+}
+
+/* Other 4xx mean a healthy SFU refused this request: relayed as is, nothing retried. */
+Test(failover, other_4xx_relayed_without_retry, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--fail-status", "429", NULL };
+	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
+	static const char *const statuses[] = { "429", "409", "400" };
+	struct harness_proc *bad = fo_mock(a), *good = fo_mock(busy), *gw;
+	int ports[2] = { bad->port, good->port };
+
+	gw = fo_gateway(fo_toml(FO_FAULT_TOML, ports, 2), 2);
+	fo_wait_sessions(gw, good->port, 50);
+	for (int i = 0; i < 3; i++) {
+		char q[32];
+
+		snprintf(q, sizeof(q), "status=%s", statuses[i]);
+		fo_mock_fault(bad, q);
+		for (int k = 0; k < 2; k++) {
+			struct fo_call call;
+
+			fo_channel(gw->port, &call, 5000);
+			cr_assert_eq(call.status, atoi(statuses[i]), "got %d %s", call.status,
+				     call.body);
+			cr_assert_str_empty(call.body);
+		}
+	}
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 6);
+	cr_assert_eq(fo_mock_stat(good, "channel_requests"), 0, "the other SFU was tried");
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 6);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_retries_total"), 0);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), 0);
+	/* A refusal is not a failure of the SFU. */
+	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "closed");
+}
+
+Test(failover, all_failing_is_503_json, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *m[3] = { fo_mock(NULL), fo_mock(NULL), fo_mock(NULL) }, *gw;
+	int ports[3] = { m[0]->port, m[1]->port, m[2]->port };
+	struct fo_call call, *warm;
+	int64_t before[3];
+
+	gw = fo_gateway(fo_toml(FO_FAULT_TOML, ports, 3), 2);
+	/* Healthy traffic first fills the retry budget (0.2 retry per request) so that
+	 * the failing requests below can try all three SFUs. */
+	warm = fo_channels(gw->port, 10, 2, 10000);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(warm[i].status, 200, "warm-up %d: %d", i, warm[i].status);
+	free(warm);
+	for (int i = 0; i < 3; i++) {
+		before[i] = fo_mock_stat(m[i], "channel_requests");
+		fo_mock_fault(m[i], "status=500");
+	}
+	fo_channel(gw->port, &call, 5000);
+	cr_assert_eq(call.status, 503, "got %d %s", call.status, call.body);
+	cr_assert_str_eq(call.body, FO_ERR_EXHAUSTED);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(fo_mock_stat(m[i], "channel_requests"), before[i] + 1, "mock %d", i);
+
+	/* Mixed faults end the same way, each SFU tried once. */
+	fo_mock_fault(m[0], "mode=reset");
+	fo_mock_fault(m[1], "mode=garbage");
+	fo_mock_fault(m[2], "status=502");
+	fo_channel(gw->port, &call, 5000);
+	cr_assert_eq(call.status, 503, "got %d %s", call.status, call.body);
+	cr_assert_str_eq(call.body, FO_ERR_EXHAUSTED);
+	/* The reset hit a pooled keep-alive connection, which the client may send once
+	 * more on a fresh connection (a server closing an idle socket looks the same). */
+	cr_assert(fo_mock_stat(m[0], "channel_requests") - before[0] >= 2);
+	cr_assert(fo_mock_stat(m[0], "channel_requests") - before[0] <= 3);
+	for (int i = 1; i < 3; i++)
+		cr_assert_eq(fo_mock_stat(m[i], "channel_requests"), before[i] + 2, "mock %d", i);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 10 + 6);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"503\"}"),
+		     2);
+}
+
+/* ---- circuit breaker */
+
+#define FO_OPEN_MS 500
+
+Test(circuit, opens_probes_once_and_closes, .fini = harness_cleanup, .timeout = 60)
+{
+	static const char *const a[] = { "--fail-status", "500", NULL };
+	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
+	struct harness_proc *bad = fo_mock(a), *good = fo_mock(busy), *gw;
+	int ports[2] = { bad->port, good->port };
+	int64_t t3_done, t5_done, failures, c0, c1, deadline;
+	struct fo_call call, *burst;
+
+	gw = fo_gateway(fo_toml("[circuit_breaker]\nfailure_threshold = 3\nopen_ms = 500\n"
+				"[probe]\ninterval_ms = 3600000\n",
+				ports, 2),
+			2);
+	fo_wait_sessions(gw, good->port, 50);
+
+	/* Three consecutive failures (each request still served by the other SFU). */
+	for (int i = 0; i < 3; i++) {
+		fo_channel(gw->port, &call, 5000);
+		fo_assert_served_by(&call, good);
+	}
+	t3_done = harness_now_ms();
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 3);
+	cr_assert_str_eq(fo_circuit(gw, bad->port, &failures), "open");
+	cr_assert_eq(failures, 3);
+	cr_assert_str_eq(fo_state(gw, bad->port), "open");
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"open\"}"), 1);
+
+	/* Open: requests continue, the faulty SFU sees none of them. */
+	for (int i = 0; i < 5; i++) {
+		fo_channel(gw->port, &call, 5000);
+		fo_assert_served_by(&call, good);
+	}
+	t5_done = harness_now_ms();
+	c0 = fo_mock_stat(bad, "channel_requests");
+	if (t5_done - t3_done < FO_OPEN_MS - 50)
+		cr_assert_eq(c0, 3, "an open circuit let traffic through");
+	else /* a slow machine: at most the one half-open probe got through */
+		cr_assert_leq(c0, 4);
+
+	/* open_ms (+10% jitter) later exactly one of 20 concurrent requests probes it. */
+	deadline = t3_done + FO_OPEN_MS + 100;
+	if (c0 == 4)
+		deadline = t5_done + 2 * FO_OPEN_MS + 150;
+	while (harness_now_ms() < deadline)
+		poll(NULL, 0, 10);
+	burst = fo_channels(gw->port, 20, 20, 10000);
+	for (int i = 0; i < 20; i++)
+		fo_assert_served_by(&burst[i], good);
+	free(burst);
+	c1 = fo_mock_stat(bad, "channel_requests");
+	cr_assert_eq(c1, c0 + 1, "half-open let %lld requests through", (long long)(c1 - c0));
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"half_open\"}"),
+		     (double)(c1 - 3));
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"open\"}"),
+		     (double)(c1 - 3 + 1));
+	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"closed\"}"), 0);
+
+	/* Healed: the next half-open probe (after the doubled open period) closes it. */
+	fo_mock_fault(bad, "mode=ok");
+	deadline = harness_now_ms() + 10000;
+	while (fo_mock_stat(bad, "channel_requests") == c1 && harness_now_ms() < deadline) {
+		fo_channel(gw->port, &call, 5000);
+		cr_assert_eq(call.status, 200, "got %d %s", call.status, call.body);
+		poll(NULL, 0, 20);
+	}
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), c1 + 1, "no single probe after healing");
+	fo_assert_served_by(&call, bad);
+	cr_assert_str_eq(fo_circuit(gw, bad->port, &failures), "closed");
+	cr_assert_eq(failures, 0);
+	cr_assert_str_eq(fo_state(gw, bad->port), "up");
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"closed\"}"), 1);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"half_open\"}"),
+		     (double)(c1 - 3 + 1));
+
+	/* Traffic returns: the idle SFU is the best choice again. */
+	for (int i = 0; i < 4; i++) {
+		fo_channel(gw->port, &call, 5000);
+		fo_assert_served_by(&call, bad);
+	}
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), c1 + 5);
+}
+
+/* ---- overload */
+
+/* A heartbeat for a registered SFU at address with the given load JSON members. */
+static void fo_heartbeat(const struct harness_proc *gw, const char *address, const char *load)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char claims[256], auth[4096], body[1024];
+
+	cr_assert_not_null(r);
+	snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", address,
+		 (long long)time(NULL) + 60);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+		 harness_token(FO_JWT_HEADER, claims, FO_GW_KEY));
+	snprintf(body, sizeof(body),
+		 "{\"status\":\"up\",\"address\":\"%s\",\"region\":\"eu-west\",\"key\":\"%s\",%s}",
+		 address, FO_SFU_KEY, load);
+	cr_assert_eq(harness_post(gw->port, "/v1/sfu", auth, body, r), 0);
+	cr_assert_eq(r->status, 200, "heartbeat %s: %d %s", address, r->status, r->body);
+	free(r);
+}
+
+Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout = 40)
+{
+	struct harness_proc *good = fo_mock(NULL), *hot = fo_mock(NULL), *gw;
+	char a_good[64], a_hot[64], a_mem[64], a_full[64], a_score[64];
+	static const char *const overloaded[] = { "cpu", "memory", "sessions", "score" };
+	struct fo_call call;
+	int status;
+	struct json_object *h;
+
+	gw = fo_gateway("[overload]\nmax_load_score = 0.5\n", 2);
+	snprintf(a_good, sizeof(a_good), "http://127.0.0.1:%d", good->port);
+	snprintf(a_hot, sizeof(a_hot), "http://127.0.0.1:%d", hot->port);
+	/* Never contacted if the overload rules hold: any attempt would count upstream. */
+	snprintf(a_mem, sizeof(a_mem), "http://127.0.0.1:%d", harness_free_port());
+	snprintf(a_full, sizeof(a_full), "http://127.0.0.1:%d", harness_free_port());
+	snprintf(a_score, sizeof(a_score), "http://127.0.0.1:%d", harness_free_port());
+	fo_heartbeat(gw, a_hot, "\"channels\":1,\"sessions\":1,\"cpuUsage\":0.99,\"memoryUsage\":0.1");
+	fo_heartbeat(gw, a_mem, "\"channels\":1,\"sessions\":1,\"cpuUsage\":0.1,\"memoryUsage\":0.99");
+	fo_heartbeat(gw, a_full, "\"channels\":2,\"sessions\":10,\"maxSessions\":10,"
+				 "\"cpuUsage\":0.1,\"memoryUsage\":0.1");
+	/* 0.5 × 80/100 + 0.3 × 0.5 = 0.55 > max_load_score, each field under its own limit. */
+	fo_heartbeat(gw, a_score, "\"channels\":4,\"sessions\":80,\"maxSessions\":100,"
+				  "\"cpuUsage\":0.5,\"memoryUsage\":0.0");
+	fo_heartbeat(gw, a_good, "\"channels\":0,\"sessions\":0,\"cpuUsage\":0.1,\"memoryUsage\":0.1");
+	{
+		const char *addrs[] = { a_hot, a_mem, a_full, a_score };
+
+		for (int i = 0; i < 4; i++)
+			cr_assert_str_eq(fo_state(gw, atoi(strrchr(addrs[i], ':') + 1)), "overloaded",
+					 "the %s-overloaded SFU", overloaded[i]);
+	}
+	cr_assert_str_eq(fo_state(gw, good->port), "up");
+
+	for (int i = 0; i < 5; i++) {
+		fo_channel(gw->port, &call, 5000);
+		fo_assert_served_by(&call, good);
+	}
+	cr_assert_eq(fo_mock_stat(hot, "channel_requests"), 0);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 5);
+
+	/* The last one goes over a threshold too: nothing left, 503 with Retry-After. */
+	fo_heartbeat(gw, a_good, "\"channels\":0,\"sessions\":0,\"cpuUsage\":0.97,\"memoryUsage\":0.1");
+	h = fo_get_json(gw->port, "/v1/health", &status);
+	cr_assert_eq(status, 503);
+	cr_assert_str_eq(fo_json_string(h, "status"), "unavailable");
+	json_object_put(h);
+	for (int i = 0; i < 3; i++) {
+		fo_channel(gw->port, &call, 5000);
+		cr_assert_eq(call.status, 503, "got %d %s", call.status, call.body);
+		cr_assert_str_eq(call.body, FO_ERR_OVERLOADED);
+		cr_assert_str_not_empty(call.retry_after, "no Retry-After header");
+		cr_assert_gt(atoi(call.retry_after), 0, "Retry-After: %s", call.retry_after);
+	}
+	cr_assert_eq(fo_mock_stat(good, "channel_requests"), 5);
+	cr_assert_eq(fo_mock_stat(hot, "channel_requests"), 0);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 5);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_overload_rejected_total"), 3);
+
+	/* Load drops: channels flow again. */
+	fo_heartbeat(gw, a_good, "\"channels\":0,\"sessions\":0,\"cpuUsage\":0.2,\"memoryUsage\":0.1");
+	fo_channel(gw->port, &call, 5000);
+	fo_assert_served_by(&call, good);
+}
+
+/* ---- active probes of static SFUs */
+
+#define FO_PROBE_TOML "[probe]\ninterval_ms = 200\ntimeout_ms = 500\n"
+
+Test(probe, dead_sfu_out_and_back, .fini = harness_cleanup, .timeout = 60)
+{
+	static const char *const busy[] = { "--sessions", "30", NULL };
+	struct harness_proc *a = fo_mock(NULL), *b = fo_mock(busy), *gw;
+	int ports[2] = { a->port, b->port }, port_a = a->port;
+	double up0, failed0, ok0;
+	char port_arg[16];
+	const char *again[] = { "--port", port_arg, NULL };
+	struct json_object *s;
+	struct fo_call call;
+
+	gw = fo_gateway(fo_toml(FO_PROBE_TOML, ports, 2), 2);
+	/* A probe reports the static mock's sessions. */
+	fo_wait_sessions(gw, b->port, 30);
+	cr_assert_str_eq(fo_state(gw, port_a), "up");
+	fo_wait_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}", 2);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_probes_total{result=\"failed\"}"), 0);
+
+	/* Killed: down within a few probe intervals, and no request goes there. */
+	cr_assert_neq(harness_stop(a, SIGKILL, 5000), -1);
+	cr_assert(fo_wait_state(gw, port_a, "down", 5000), "state %s", fo_state(gw, port_a));
+	cr_assert_geq(fo_metric(gw, "sfu_gateway_probes_total{result=\"failed\"}"), 1);
+	up0 = fo_metric(gw, "sfu_gateway_upstream_requests_total");
+	failed0 = fo_metric(gw, "sfu_gateway_upstream_failures_total");
+	for (int i = 0; i < 6; i++) {
+		fo_channel(gw->port, &call, 5000);
+		fo_assert_served_by(&call, b);
+	}
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), up0 + 6);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), failed0);
+	s = fo_health_sfu(gw, port_a, NULL);
+	cr_assert_not_null(s);
+	{
+		struct json_object *req;
+
+		cr_assert(json_object_object_get_ex(s, "requests", &req));
+		cr_assert_eq(fo_json_int(req, "failed"), 0);
+		cr_assert_eq(fo_json_int(req, "ok"), 0);
+	}
+	json_object_put(s);
+
+	/* Back on the same port: up again, and it serves (it is the idle one). */
+	snprintf(port_arg, sizeof(port_arg), "%d", port_a);
+	ok0 = fo_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}");
+	a = fo_mock(again);
+	cr_assert_eq(a->port, port_a);
+	cr_assert(fo_wait_state(gw, port_a, "up", 5000), "state %s", fo_state(gw, port_a));
+	cr_assert_gt(fo_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}"), ok0);
+	fo_channel(gw->port, &call, 5000);
+	fo_assert_served_by(&call, a);
+	cr_assert_eq(fo_mock_stat(a, "channel_requests"), 1);
+}
+
+Test(probe, closed_port_never_used, .fini = harness_cleanup, .timeout = 40)
+{
+	struct harness_proc *b = fo_mock(NULL), *gw;
+	int ports[2] = { harness_free_port(), b->port };
+	struct fo_call *calls;
+
+	gw = fo_gateway(fo_toml(FO_PROBE_TOML, ports, 2), 2);
+	cr_assert(fo_wait_state(gw, ports[0], "down", 5000), "state %s", fo_state(gw, ports[0]));
+	cr_assert_str_eq(fo_state(gw, b->port), "up");
+	calls = fo_channels(gw->port, 20, 4, 10000);
+	for (int i = 0; i < 20; i++)
+		fo_assert_served_by(&calls[i], b);
+	free(calls);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 20);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), 0);
+	cr_assert_eq(fo_mock_stat(b, "channel_requests"), 20);
+}
+
+/* Probes pass (noop and stats are fine) but channels fail: the open circuit stays open,
+ * only real traffic may close it. */
+Test(probe, never_closes_circuit, .fini = harness_cleanup, .timeout = 40)
+{
+	static const char *const a[] = { "--fail-status", "500", NULL };
+	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
+	struct harness_proc *bad = fo_mock(a), *good = fo_mock(busy), *gw;
+	int ports[2] = { bad->port, good->port };
+	struct fo_call call;
+	double ok0;
+
+	gw = fo_gateway(fo_toml("[circuit_breaker]\nfailure_threshold = 1\nopen_ms = 60000\n"
+				FO_PROBE_TOML, ports, 2),
+			1);
+	fo_wait_sessions(gw, good->port, 50);
+	fo_channel(gw->port, &call, 5000);
+	fo_assert_served_by(&call, good);
+	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
+	ok0 = fo_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}");
+	fo_wait_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}", ok0 + 6);
+	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
+	cr_assert_str_eq(fo_state(gw, bad->port), "open");
+	fo_channel(gw->port, &call, 5000);
+	fo_assert_served_by(&call, good);
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 1);
+}
+
+/* ---- retry budget: a fleet-wide outage must not multiply the load */
+
+#define FO_BUDGET_R 100
+
+/* Three static SFUs that passed their first probe, then died; probes far apart so only
+ * the request path notices. */
+static struct harness_proc *fo_dead_fleet(const char *circuit_toml)
+{
+	struct harness_proc *m[3] = { fo_mock(NULL), fo_mock(NULL), fo_mock(NULL) }, *gw;
+	int ports[3] = { m[0]->port, m[1]->port, m[2]->port };
+	char toml[512];
+
+	snprintf(toml, sizeof(toml), "%s[probe]\ninterval_ms = 3600000\n", circuit_toml);
+	gw = fo_gateway(fo_toml(toml, ports, 3), 2);
+	fo_wait_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}", 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_neq(harness_stop(m[i], SIGKILL, 5000), -1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_str_eq(fo_state(gw, ports[i]), "up");
+	return gw;
+}
+
+Test(circuit, retry_budget_bounds_attempts, .fini = harness_cleanup, .timeout = 60)
+{
+	struct harness_proc *gw = fo_dead_fleet("[circuit_breaker]\nfailure_threshold = 1000\n");
+	struct fo_call *calls = fo_channels(gw->port, FO_BUDGET_R, 10, 30000);
+	double attempts;
+
+	for (int i = 0; i < FO_BUDGET_R; i++)
+		cr_assert(calls[i].status == 502 || calls[i].status == 503, "request %d: %d %s", i,
+			  calls[i].status, calls[i].body);
+	free(calls);
+	attempts = fo_metric(gw, "sfu_gateway_upstream_requests_total");
+	cr_log_info("retry budget: %g attempts for %d requests", attempts, FO_BUDGET_R);
+	cr_assert_geq(attempts, FO_BUDGET_R);
+	cr_assert_leq(attempts, 1.2 * FO_BUDGET_R + 3, "%g upstream attempts for %d requests",
+		      attempts, FO_BUDGET_R);
+}
+
+/* Default thresholds: once every circuit is open, 503 comes without any attempt. */
+Test(circuit, open_fleet_answers_without_attempts, .fini = harness_cleanup, .timeout = 60)
+{
+	struct harness_proc *gw = fo_dead_fleet("");
+	struct fo_call call;
+	int64_t deadline = harness_now_ms() + 10000;
+	double attempts;
+
+	do {
+		fo_channel(gw->port, &call, 5000);
+		cr_assert(call.status == 502 || call.status == 503, "got %d %s", call.status,
+			  call.body);
+	} while (strcmp(call.body, FO_ERR_UNHEALTHY) != 0 && harness_now_ms() < deadline);
+	cr_assert_str_eq(call.body, FO_ERR_UNHEALTHY);
+	cr_assert_str_not_empty(call.retry_after);
+	/* Every attempt lands on a closed circuit and counts toward its five failures. */
+	attempts = fo_metric(gw, "sfu_gateway_upstream_requests_total");
+	cr_assert_eq(attempts, 15, "%g attempts before every circuit opened", attempts);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"open\"}"), 3);
+	for (int i = 0; i < 20; i++) {
+		fo_channel(gw->port, &call, 5000);
+		cr_assert_eq(call.status, 503);
+		cr_assert_str_eq(call.body, FO_ERR_UNHEALTHY);
+	}
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), attempts);
+}

@@ -1,0 +1,1174 @@
+/* Operations: make install, the init script, log rotation, manual pages, start-up failures, no secrets in logs. */
+#include <criterion/criterion.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "harness.h"
+
+/* Keys whose decoded bytes are printable, so a leak of the raw bytes is found too. */
+#define OPS_GW_RAW "ops-test-gateway-key-0123456789abcdef"
+#define OPS_GW_KEY "b3BzLXRlc3QtZ2F0ZXdheS1rZXktMDEyMzQ1Njc4OWFiY2RlZg=="
+#define OPS_REG_RAW "ops-test-registration-key-0123456789ab"
+#define OPS_REG_KEY "b3BzLXRlc3QtcmVnaXN0cmF0aW9uLWtleS0wMTIzNDU2Nzg5YWI="
+#define OPS_ONE_RAW "ops-test-sfu-one-key-0123456789abcdefgh"
+#define OPS_ONE_KEY "b3BzLXRlc3Qtc2Z1LW9uZS1rZXktMDEyMzQ1Njc4OWFiY2RlZmdo"
+#define OPS_TWO_KEY "b3BzLXRlc3Qtc2Z1LXR3by1rZXktMDEyMzQ1Njc4OWFiY2RlZmdo"
+#define OPS_HB_RAW "ops-test-heartbeat-sfu-key-0123456789a"
+#define OPS_HB_KEY "b3BzLXRlc3QtaGVhcnRiZWF0LXNmdS1rZXktMDEyMzQ1Njc4OWE="
+#define OPS_WRONG_KEY "b3BzLXRlc3Qtd3Jvbmcta2V5LTAxMjM0NTY3ODlhYmNkZWZnaGlq"
+
+#define OPS_MAX_PIDS 64
+#define OPS_ROTATE_SFUS 20 /* heartbeats before and after a rotation */
+
+/* Daemons started through --daemon or the init script: the harness does not
+ * know them, so the suite's fini kills what a failed assertion left. */
+static pid_t ops_daemons[8];
+static int ops_n_daemons;
+static char ops_pid_file[512];
+
+static void ops_fini(void)
+{
+	for (int i = 0; i < ops_n_daemons; i++)
+		if (ops_daemons[i] > 0)
+			kill(ops_daemons[i], SIGKILL);
+	if (ops_pid_file[0] != '\0') {
+		FILE *f = fopen(ops_pid_file, "r");
+		int pid = 0;
+
+		if (f != NULL) {
+			if (fscanf(f, "%d", &pid) == 1 && pid > 1)
+				kill(pid, SIGKILL);
+			fclose(f);
+		}
+	}
+	ops_n_daemons = 0;
+	ops_pid_file[0] = '\0';
+	harness_cleanup();
+}
+
+static void ops_track_daemon(pid_t pid)
+{
+	if (ops_n_daemons < (int)(sizeof(ops_daemons) / sizeof(ops_daemons[0])))
+		ops_daemons[ops_n_daemons++] = pid;
+}
+
+TestSuite(ops, .fini = ops_fini);
+
+/* ---- small tools */
+
+/* The binary under test, as an absolute path. */
+static const char *ops_bin(void)
+{
+	static char path[PATH_MAX];
+	const char *bin = getenv("SFU_GATEWAY_BIN");
+
+	if (bin == NULL)
+		bin = "build/sfu-gateway";
+	if (realpath(bin, path) == NULL)
+		snprintf(path, sizeof(path), "%s", bin);
+	return path;
+}
+
+/* The BUILD directory the binary under test came from, so "make install"
+ * installs exactly that binary. */
+static const char *ops_build_dir(void)
+{
+	static char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", ops_bin());
+	return dirname(dir);
+}
+
+/* Runs a shell command; returns its exit status (128 + signal when killed). */
+static int ops_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int ops_sh(const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	if (st == -1)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The whole file, NUL-terminated (caller frees), or NULL. */
+static char *ops_read(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0, cap = 0, n;
+
+	if (f == NULL)
+		return NULL;
+	do {
+		if (cap - len < 4096) {
+			char *nb = realloc(buf, cap + 65536);
+
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+			cap += 65536;
+		}
+		n = fread(buf + len, 1, cap - len - 1, f);
+		len += n;
+	} while (n > 0);
+	fclose(f);
+	buf[len] = '\0';
+	return buf;
+}
+
+static void ops_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f, "cannot write %s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0, "%s", path);
+}
+
+static bool ops_exists(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0;
+}
+
+/* A running process: a zombie has finished (in a container nobody may reap it). */
+static bool ops_alive(pid_t pid)
+{
+	char path[64], *stat, *p;
+	bool alive;
+
+	/* A daemon orphaned to this test (see ops_subreaper) is reaped here. */
+	waitpid(pid, NULL, WNOHANG);
+	if (kill(pid, 0) != 0 && errno == ESRCH)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	stat = ops_read(path);
+	if (stat == NULL)
+		return false;
+	p = strrchr(stat, ')');
+	alive = p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+	free(stat);
+	return alive;
+}
+
+static bool ops_wait_gone(pid_t pid, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+
+	while (ops_alive(pid)) {
+		if (harness_now_ms() > deadline)
+			return false;
+		poll(NULL, 0, 20);
+	}
+	return true;
+}
+
+/*
+ * Daemons detach from their parent and are adopted by init, which in a
+ * container may never reap them: a crashed master would stay a zombie whose
+ * pid still answers kill(pid, 0). Adopting them here lets ops_alive reap them.
+ */
+static void ops_subreaper(void)
+{
+	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+}
+
+/* Living children of pid (workers and reaper of a master). */
+static int ops_children(pid_t pid, pid_t *out, int max)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL && n < max) {
+		char path[300], *stat, *p;
+		int ppid;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		stat = ops_read(path);
+		if (stat == NULL)
+			continue;
+		p = strrchr(stat, ')');
+		if (p != NULL && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pid &&
+		    p[2] != 'Z')
+			out[n++] = (pid_t)atoi(e->d_name);
+		free(stat);
+	}
+	closedir(d);
+	return n;
+}
+
+static int ops_read_pid(const char *path)
+{
+	char *text = ops_read(path);
+	int pid = 0;
+
+	if (text != NULL) {
+		pid = atoi(text);
+		free(text);
+	}
+	return pid;
+}
+
+/* True when a GET of path answers status and its body holds needle (or needle is NULL). */
+static bool ops_get_has(int port, const char *path, int status, const char *needle)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	bool ok;
+
+	cr_assert_not_null(r);
+	ok = harness_get(port, path, NULL, r) == 0 && r->status == status &&
+	     (needle == NULL || strstr(r->body, needle) != NULL);
+	free(r);
+	return ok;
+}
+
+static bool ops_poll_get(int port, const char *path, int status, const char *needle,
+			 int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+
+	while (harness_now_ms() < deadline) {
+		if (ops_get_has(port, path, status, needle))
+			return true;
+		poll(NULL, 0, 50);
+	}
+	return false;
+}
+
+static void ops_shm_name(int port, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "/dev/shm/sfu-gateway.%u.%d", (unsigned)getuid(), port);
+}
+
+/* ---- make install and the init script */
+
+struct ops_inst {
+	char root[256]; /* DESTDIR */
+	char var[256]; /* pid file and logs, outside DESTDIR */
+	char defaults[512];
+	char config[512];
+	char script[512];
+	char pid_file[512];
+	char log_file[512];
+	char out[512]; /* what make and the init script printed */
+};
+
+static int ops_make(const struct ops_inst *in, const char *target)
+{
+	const char *b = ops_build_dir();
+
+	/* -o: install the binary under test as it is, never rebuild it here. */
+	return ops_sh("make -s BUILD='%s' -o '%s/sfu-gateway' %s DESTDIR='%s' PREFIX=/usr "
+		      ">>'%s' 2>&1",
+		      b, b, target, in->root, in->out);
+}
+
+static void ops_install(struct ops_inst *in)
+{
+	const char *tmp = harness_tmpdir();
+	char *out;
+	int rc;
+
+	cr_assert_neq(tmp[0], '\0');
+	/* A daemon running as another user must still reach its config. */
+	chmod(tmp, 0755);
+	snprintf(in->root, sizeof(in->root), "%s/root", tmp);
+	snprintf(in->var, sizeof(in->var), "%s/var", tmp);
+	snprintf(in->out, sizeof(in->out), "%s/ops.out", tmp);
+	snprintf(in->defaults, sizeof(in->defaults), "%s/etc/default/sfu-gateway", in->root);
+	snprintf(in->config, sizeof(in->config), "%s/etc/sfu-gateway/sfu-gateway.toml", in->root);
+	snprintf(in->script, sizeof(in->script), "%s/etc/init.d/sfu-gateway", in->root);
+	snprintf(in->pid_file, sizeof(in->pid_file), "%s/sfu-gateway.pid", in->var);
+	snprintf(in->log_file, sizeof(in->log_file), "%s/sfu-gateway.log", in->var);
+	cr_assert_eq(mkdir(in->var, 0755), 0);
+	snprintf(ops_pid_file, sizeof(ops_pid_file), "%s", in->pid_file);
+	rc = ops_make(in, "install");
+	out = ops_read(in->out);
+	cr_assert_eq(rc, 0, "make install failed (%d): %s", rc, out ? out : "");
+	free(out);
+}
+
+/* The test's settings for the installed init script, in the installed defaults file. */
+static void ops_write_defaults(const struct ops_inst *in, const char *user)
+{
+	char text[8192];
+
+	snprintf(text, sizeof(text),
+		 "DAEMON=%s/usr/sbin/sfu-gateway\n"
+		 "CONFIG=%s\n"
+		 "PIDFILE=%s\n"
+		 "LOG_FILE=%s\n"
+		 "USER=%s\n"
+		 "STOP_TIMEOUT=15\n"
+		 "DAEMON_ARGS=\"--workers 2\"\n"
+		 "SFU_GATEWAY_KEY=%s\n",
+		 in->root, in->config, in->pid_file, in->log_file, user, OPS_GW_KEY);
+	ops_write(in->defaults, text);
+}
+
+/* Runs an action of the installed init script; returns its exit status. */
+static int ops_init(const struct ops_inst *in, const char *env, const char *action)
+{
+	int64_t t0 = harness_now_ms(); int rr;
+	rr = ops_sh("env SFU_GATEWAY_DEFAULTS='%s' %s '%s' %s >>'%s' 2>&1", in->defaults,
+		      env, in->script, action, in->out);
+	fprintf(stderr, "DBG %s %lld ms\n", action, (long long)(harness_now_ms() - t0));
+	return rr;
+}
+
+/* What make and the init script printed so far (for assertion messages). */
+static const char *ops_out(const struct ops_inst *in)
+{
+	static char buf[16384];
+	char *text = ops_read(in->out);
+	size_t n = text ? strlen(text) : 0;
+
+	/* The end matters most. */
+	snprintf(buf, sizeof(buf), "%s", text ? text + (n > 8000 ? n - 8000 : 0) : "");
+	free(text);
+	return buf;
+}
+
+static void ops_write_config(const struct ops_inst *in, int port, const int *mocks,
+			     const char *const *keys, int n)
+{
+	char text[4096];
+	int len;
+
+	len = snprintf(text, sizeof(text),
+		       "# written by test_ops\n[gateway]\nbind = \"127.0.0.1\"\nport = %d\n"
+		       "\n[probe]\ninterval_ms = 200\n",
+		       port);
+	for (int i = 0; i < n; i++)
+		len += snprintf(text + len, sizeof(text) - (size_t)len,
+				"\n[[sfu]]\naddress = \"http://127.0.0.1:%d\"\nregion = \"eu-west\"\n"
+				"key = \"%s\"\n",
+				mocks[i], keys[i]);
+	ops_write(in->config, text);
+}
+
+/* Every file under dir, one path per line (caller frees). */
+static char *ops_files(const char *dir)
+{
+	char list[PATH_MAX + 32];
+
+	snprintf(list, sizeof(list), "%s.files", dir);
+	ops_sh("cd '%s' && find . -type f | sort > '%s'", dir, list);
+	return ops_read(list);
+}
+
+Test(ops, install_and_init_script_lifecycle, .timeout = 120)
+{
+	struct ops_inst in;
+	struct harness_proc *one, *two;
+	char addr_one[64], addr_two[64], path[PATH_MAX + 64], shm[96];
+	const char *keys[2] = { OPS_ONE_KEY, OPS_TWO_KEY };
+	int port = harness_free_port(), mocks[2], rc, master, n_kids;
+	pid_t kids[OPS_MAX_PIDS];
+	struct passwd *nobody = getpwnam("nobody");
+	bool as_nobody = geteuid() == 0 && nobody != NULL;
+	struct stat st;
+	char *text, *files;
+
+	ops_subreaper();
+
+	ops_install(&in);
+	/* Everything the issue lists is where an operator looks for it. */
+	snprintf(path, sizeof(path), "%s/usr/sbin/sfu-gateway", in.root);
+	cr_assert(stat(path, &st) == 0 && (st.st_mode & 0777) == 0755, "%s", path);
+	snprintf(path, sizeof(path), "%s/usr/share/man/man8/sfu-gateway.8", in.root);
+	cr_assert(ops_exists(path), "%s", path);
+	snprintf(path, sizeof(path), "%s/usr/share/man/man5/sfu-gateway.toml.5", in.root);
+	cr_assert(ops_exists(path), "%s", path);
+	cr_assert(stat(in.script, &st) == 0 && (st.st_mode & 0777) == 0755, "%s", in.script);
+	snprintf(path, sizeof(path), "%s.example", in.config);
+	cr_assert(ops_exists(path), "%s", path);
+	cr_assert(ops_exists(in.config), "%s", in.config);
+	cr_assert(ops_exists(in.defaults), "%s", in.defaults);
+	text = ops_read(in.script);
+	cr_assert_not_null(text);
+	cr_assert_not_null(strstr(text, "\nDAEMON=/usr/sbin/sfu-gateway\n"),
+			   "the installed init script must point at $(PREFIX)/sbin");
+	free(text);
+	/* The installed example is a valid configuration as it stands. */
+	rc = ops_sh("SFU_GATEWAY_KEY=%s '%s/usr/sbin/sfu-gateway' --check-config --config '%s' "
+		    ">>'%s' 2>&1",
+		    OPS_GW_KEY, in.root, in.config, in.out);
+	cr_assert_eq(rc, 0, "installed config rejected: %s", ops_out(&in));
+
+	one = harness_mock_start(OPS_ONE_KEY, NULL);
+	two = harness_mock_start(OPS_TWO_KEY, NULL);
+	cr_assert(one != NULL && two != NULL, "mock SFUs did not start");
+	mocks[0] = one->port;
+	mocks[1] = two->port;
+	snprintf(addr_one, sizeof(addr_one), "\"http://127.0.0.1:%d\"", one->port);
+	snprintf(addr_two, sizeof(addr_two), "\"http://127.0.0.1:%d\"", two->port);
+	ops_write_config(&in, port, mocks, keys, 1);
+	ops_write_defaults(&in, as_nobody ? "nobody" : "");
+
+	cr_assert_eq(ops_init(&in, "", "status"), 3, "status before start: %s", ops_out(&in));
+	rc = ops_init(&in, "", "start");
+	cr_assert_eq(rc, 0, "start: %d: %s", rc, ops_out(&in));
+	master = ops_read_pid(in.pid_file);
+	cr_assert_gt(master, 1, "no pid in %s", in.pid_file);
+	ops_track_daemon(master);
+	cr_assert_eq(ops_init(&in, "", "status"), 0, "status: %s", ops_out(&in));
+	/* A second start finds it running and changes nothing. */
+	cr_assert_eq(ops_init(&in, "", "start"), 0, "%s", ops_out(&in));
+	cr_assert_eq(ops_read_pid(in.pid_file), master);
+
+	cr_assert(ops_poll_get(port, "/v1/health", 200, addr_one, 5000),
+		  "/v1/health does not list the SFU");
+	n_kids = ops_children(master, kids, OPS_MAX_PIDS);
+	cr_assert_eq(n_kids, 3, "expected 2 workers and the reaper, found %d", n_kids);
+	if (as_nobody) {
+		char status_path[64], *status, *uid;
+
+		snprintf(status_path, sizeof(status_path), "/proc/%d/status", (int)kids[0]);
+		status = ops_read(status_path);
+		cr_assert_not_null(status);
+		uid = strstr(status, "\nUid:\t");
+		cr_assert_not_null(uid);
+		cr_assert_eq(atoi(uid + 6), (int)nobody->pw_uid, "children must run as nobody");
+		free(status);
+	}
+
+	/* A broken file is refused at the terminal and the gateway keeps running. */
+	ops_write(in.config, "[gateway]\nport = \"not a number\"\n");
+	rc = ops_init(&in, "", "reload");
+	cr_assert_neq(rc, 0, "reload of a broken config must fail: %s", ops_out(&in));
+	cr_assert_not_null(strstr(ops_out(&in), "sfu-gateway.toml:2:"),
+			   "the reason must name file:line: %s", ops_out(&in));
+	cr_assert(ops_get_has(port, "/v1/health", 200, addr_one));
+
+	/* Add a second SFU: after reload /v1/health lists it, same master. */
+	ops_write_config(&in, port, mocks, keys, 2);
+	rc = ops_init(&in, "", "reload");
+	cr_assert_eq(rc, 0, "reload: %s", ops_out(&in));
+	cr_assert(ops_poll_get(port, "/v1/health", 200, addr_two, 5000),
+		  "the second SFU is not live after reload");
+	cr_assert_eq(ops_init(&in, "", "status"), 0);
+	cr_assert_eq(ops_read_pid(in.pid_file), master);
+	n_kids = ops_children(master, kids, OPS_MAX_PIDS);
+
+	rc = ops_init(&in, "", "stop");
+	cr_assert_eq(rc, 0, "stop: %s", ops_out(&in));
+	cr_assert_eq(ops_init(&in, "", "status"), 3, "status after stop: %s", ops_out(&in));
+	cr_assert(!ops_alive(master), "master %d still runs", master);
+	for (int i = 0; i < n_kids; i++)
+		cr_assert(ops_wait_gone(kids[i], 3000), "child %d still runs", (int)kids[i]);
+	cr_assert(!ops_exists(in.pid_file), "pid file left behind");
+	ops_shm_name(port, shm, sizeof(shm));
+	cr_assert(!ops_exists(shm), "shared memory %s left behind", shm);
+	/* Stopping a stopped service succeeds (LSB). */
+	cr_assert_eq(ops_init(&in, "", "stop"), 0);
+
+	/* Installing again keeps the operator's files. */
+	cr_assert_eq(ops_make(&in, "install"), 0, "%s", ops_out(&in));
+	text = ops_read(in.config);
+	cr_assert(text != NULL && strstr(text, "# written by test_ops") == text,
+		  "make install overwrote the config");
+	free(text);
+	text = ops_read(in.defaults);
+	cr_assert(text != NULL && strstr(text, "STOP_TIMEOUT=15") != NULL,
+		  "make install overwrote the defaults file");
+	free(text);
+
+	cr_assert_eq(ops_make(&in, "uninstall"), 0, "%s", ops_out(&in));
+	files = ops_files(in.root);
+	cr_assert_not_null(files);
+	cr_assert_str_eq(files, "./etc/default/sfu-gateway\n./etc/sfu-gateway/sfu-gateway.toml\n",
+			 "uninstall must leave only the config files");
+	free(files);
+}
+
+Test(ops, init_script_without_start_stop_daemon, .timeout = 90)
+{
+	struct ops_inst in;
+	struct harness_proc *one;
+	const char *keys[1] = { OPS_ONE_KEY };
+	const char *no_ssd = "SFU_GATEWAY_NO_SSD=1";
+	int port = harness_free_port(), mocks[1], rc, master;
+
+	ops_subreaper();
+
+	ops_install(&in);
+	one = harness_mock_start(OPS_ONE_KEY, NULL);
+	cr_assert_not_null(one);
+	mocks[0] = one->port;
+	ops_write_config(&in, port, mocks, keys, 1);
+	ops_write_defaults(&in, "");
+
+	rc = ops_init(&in, no_ssd, "start");
+	cr_assert_eq(rc, 0, "start: %s", ops_out(&in));
+	master = ops_read_pid(in.pid_file);
+	ops_track_daemon(master);
+	cr_assert_eq(ops_init(&in, no_ssd, "status"), 0, "%s", ops_out(&in));
+	cr_assert(ops_poll_get(port, "/noop", 200, NULL, 3000));
+
+	/* A master that died leaves its pid file: LSB status 1. */
+	kill(master, SIGKILL);
+	cr_assert(ops_wait_gone(master, 3000));
+	cr_assert_eq(ops_init(&in, no_ssd, "status"), 1, "%s", ops_out(&in));
+	/* Its children follow it (PDEATHSIG); start replaces the stale pid file
+	 * and the stale shared memory. */
+	{
+		int64_t deadline = harness_now_ms() + 10000;
+
+		while (ops_get_has(port, "/noop", 200, NULL) && harness_now_ms() < deadline)
+			poll(NULL, 0, 50);
+		cr_assert(!ops_get_has(port, "/noop", 200, NULL),
+			  "children of a killed master still serve");
+	}
+	rc = ops_init(&in, no_ssd, "start");
+	cr_assert_eq(rc, 0, "start after a crash: %s", ops_out(&in));
+	master = ops_read_pid(in.pid_file);
+	ops_track_daemon(master);
+	cr_assert(ops_poll_get(port, "/noop", 200, NULL, 3000));
+
+	rc = ops_init(&in, no_ssd, "restart");
+	cr_assert_eq(rc, 0, "restart: %s", ops_out(&in));
+	cr_assert(!ops_alive(master), "restart kept the old master");
+	master = ops_read_pid(in.pid_file);
+	ops_track_daemon(master);
+	cr_assert(ops_alive(master));
+	cr_assert(ops_poll_get(port, "/noop", 200, NULL, 3000));
+
+	rc = ops_init(&in, no_ssd, "stop");
+	cr_assert_eq(rc, 0, "stop: %s", ops_out(&in));
+	cr_assert(!ops_alive(master));
+	cr_assert_eq(ops_init(&in, no_ssd, "status"), 3, "%s", ops_out(&in));
+	cr_assert(!ops_exists(in.pid_file));
+	/* Bad usage is 2; reload of a stopped service is 7 (LSB). */
+	cr_assert_eq(ops_init(&in, no_ssd, "frobnicate"), 2);
+	cr_assert_eq(ops_init(&in, no_ssd, "reload"), 7);
+}
+
+/* ---- logs */
+
+static void ops_heartbeat(int port, const char *address, const char *sfu_key)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char claims[512], auth[4096], body[1024];
+
+	cr_assert_not_null(r);
+	snprintf(claims, sizeof(claims), "{\"address\": \"%s\", \"exp\": %lld}", address,
+		 (long long)time(NULL) + 60);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+		 harness_token("{\"alg\": \"HS256\", \"typ\": \"JWT\"}", claims, OPS_REG_KEY));
+	snprintf(body, sizeof(body),
+		 "{\"status\": \"up\", \"address\": \"%s\", \"region\": \"eu-west\", "
+		 "\"key\": \"%s\", \"channels\": 1, \"sessions\": 2, \"cpuUsage\": 0.1, "
+		 "\"memoryUsage\": 0.2}",
+		 address, sfu_key);
+	cr_assert_eq(harness_post(port, "/v1/sfu", auth, body, r), 0);
+	cr_assert_eq(r->status, 200, "heartbeat of %s: %d %s", address, r->status, r->body);
+	free(r);
+}
+
+/* The pids of the master's children have the log file open under its new name. */
+static bool ops_children_reopened(pid_t master, const char *log_path, const char *old_path)
+{
+	pid_t kids[OPS_MAX_PIDS];
+	int n = ops_children(master, kids, OPS_MAX_PIDS);
+
+	for (int i = 0; i < n; i++) {
+		char dir[64], link[PATH_MAX], target[PATH_MAX];
+		bool new_one = false;
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)kids[i]);
+		d = opendir(dir);
+		if (d == NULL)
+			return false;
+		while ((e = readdir(d)) != NULL) {
+			ssize_t len;
+
+			snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+			len = readlink(link, target, sizeof(target) - 1);
+			if (len <= 0)
+				continue;
+			target[len] = '\0';
+			if (strcmp(target, old_path) == 0) {
+				closedir(d);
+				return false;
+			}
+			new_one = new_one || strcmp(target, log_path) == 0;
+		}
+		closedir(d);
+		if (!new_one)
+			return false;
+	}
+	return n > 0;
+}
+
+Test(ops, log_rotation_reopens_on_usr1, .timeout = 60)
+{
+	char log_path[PATH_MAX], old_path[PATH_MAX + 8], line[160];
+	char *before_text, *after_text;
+	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY,
+			      "SFU_GATEWAY_REGISTRATION_KEY=" OPS_REG_KEY, NULL };
+	const char *args[] = { "--workers", "2", "--log-file", log_path, NULL };
+	struct harness_proc *gw;
+	regex_t re;
+	int64_t deadline;
+
+	snprintf(log_path, sizeof(log_path), "%s/gw.log", harness_tmpdir());
+	snprintf(old_path, sizeof(old_path), "%s.1", log_path);
+	gw = harness_gateway_start(env, args);
+	cr_assert_not_null(gw, "gateway did not start");
+	for (int i = 0; i < OPS_ROTATE_SFUS; i++) {
+		char addr[64];
+
+		snprintf(addr, sizeof(addr), "http://10.9.0.%d:8070", i + 1);
+		ops_heartbeat(gw->port, addr, OPS_HB_KEY);
+	}
+	/* logrotate without copytruncate: move the file, then signal. */
+	cr_assert_eq(rename(log_path, old_path), 0);
+	cr_assert_eq(kill(gw->pid, SIGUSR1), 0);
+	deadline = harness_now_ms() + 5000;
+	while (!ops_children_reopened(gw->pid, log_path, old_path) &&
+	       harness_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	cr_assert(ops_children_reopened(gw->pid, log_path, old_path),
+		  "the workers did not reopen %s", log_path);
+	for (int i = 0; i < OPS_ROTATE_SFUS; i++) {
+		char addr[64];
+
+		snprintf(addr, sizeof(addr), "http://10.9.1.%d:8070", i + 1);
+		ops_heartbeat(gw->port, addr, OPS_HB_KEY);
+	}
+	cr_assert_eq(harness_stop(gw, SIGTERM, 10000) >= 0, 1, "the gateway did not stop");
+
+	before_text = ops_read(old_path);
+	after_text = ops_read(log_path);
+	cr_assert_not_null(before_text);
+	cr_assert_not_null(after_text, "no new log file after USR1");
+	for (int i = 0; i < OPS_ROTATE_SFUS; i++) {
+		snprintf(line, sizeof(line), "sfu=http://10.9.0.%d:8070 region=eu-west registered",
+			 i + 1);
+		cr_assert_not_null(strstr(before_text, line), "lost before rotation: %s", line);
+		snprintf(line, sizeof(line), "sfu=http://10.9.1.%d:8070 region=eu-west registered",
+			 i + 1);
+		cr_assert_not_null(strstr(after_text, line), "not in the new file: %s", line);
+		cr_assert_null(strstr(before_text, line), "written to the old file: %s", line);
+	}
+	cr_assert_not_null(strstr(after_text, "master: stopped"));
+
+	/* Every line of both files: "ts level role[pid] message". */
+	cr_assert_eq(regcomp(&re,
+			     "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
+			     "(error|warn|info|debug) (main|master|worker|reaper)\\[[0-9]+\\] [^ ]",
+			     REG_EXTENDED | REG_NOSUB),
+		     0);
+	for (int f = 0; f < 2; f++) {
+		char *text = f == 0 ? before_text : after_text, *save = NULL;
+
+		for (char *l = strtok_r(text, "\n", &save); l != NULL;
+		     l = strtok_r(NULL, "\n", &save))
+			cr_assert_eq(regexec(&re, l, 0, NULL, 0), 0, "malformed log line: %s", l);
+	}
+	regfree(&re);
+	free(before_text);
+	free(after_text);
+}
+
+static void ops_assert_absent(const char *text, const char *secret, const char *what)
+{
+	cr_assert_null(strstr(text, secret), "the log contains %s", what);
+}
+
+Test(ops, no_keys_or_tokens_in_logs, .timeout = 60)
+{
+	char log_path[PATH_MAX], nodes[512], claims[256], auth[4096], ok_tok[2048];
+	char resigned[2048], bad_tok[2048], hb_tok[2048], addr[64];
+	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY,
+			      "SFU_GATEWAY_REGISTRATION_KEY=" OPS_REG_KEY, nodes, NULL };
+	const char *args[] = { "--workers", "2", "--log-level", "debug", "--log-file", log_path,
+			       NULL };
+	const char *hdr = "{\"alg\": \"HS256\", \"typ\": \"JWT\"}";
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct harness_proc *one, *gw;
+	char *text;
+
+	cr_assert_not_null(r);
+	snprintf(log_path, sizeof(log_path), "%s/gw.log", harness_tmpdir());
+	one = harness_mock_start(OPS_ONE_KEY, NULL);
+	cr_assert_not_null(one);
+	snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", one->port);
+	snprintf(nodes, sizeof(nodes),
+		 "SFU_GATEWAY_NODES={\"sfu\": [{\"address\": \"%s\", \"region\": \"eu-west\", "
+		 "\"key\": \"%s\"}]}",
+		 addr, OPS_ONE_KEY);
+	gw = harness_gateway_start(env, args);
+	cr_assert_not_null(gw, "gateway did not start: %s", gw ? harness_log(gw) : "");
+
+	/* A channel: Odoo's token in, the token re-signed with the SFU's key out. */
+	snprintf(claims, sizeof(claims), "{\"iss\": \"https://odoo.example\", \"exp\": %lld}",
+		 (long long)time(NULL) + 60);
+	snprintf(ok_tok, sizeof(ok_tok), "%s", harness_token(hdr, claims, OPS_GW_KEY));
+	snprintf(resigned, sizeof(resigned), "%s", harness_token(hdr, claims, OPS_ONE_KEY));
+	snprintf(auth, sizeof(auth), "Authorization: jwt %s\r\n", ok_tok);
+	cr_assert_eq(harness_get(gw->port, "/v1/channel", auth, r), 0);
+	cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
+	/* A forged token and a failing SFU produce log lines too. */
+	snprintf(bad_tok, sizeof(bad_tok), "%s", harness_token(hdr, claims, OPS_WRONG_KEY));
+	snprintf(auth, sizeof(auth), "Authorization: jwt %s\r\n", bad_tok);
+	cr_assert_eq(harness_get(gw->port, "/v1/channel", auth, r), 0);
+	cr_assert_eq(r->status, 401);
+	/* Heartbeats: new, updated (logged at debug), refused. */
+	ops_heartbeat(gw->port, "http://10.9.2.1:8070", OPS_HB_KEY);
+	ops_heartbeat(gw->port, "http://10.9.2.1:8070", OPS_HB_KEY);
+	snprintf(claims, sizeof(claims), "{\"address\": \"%s\", \"exp\": %lld}", addr,
+		 (long long)time(NULL) + 60);
+	snprintf(hb_tok, sizeof(hb_tok), "%s", harness_token(hdr, claims, OPS_REG_KEY));
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", hb_tok);
+	{
+		char body[1024];
+
+		/* A static SFU may not change its key: 409, and a log line. */
+		snprintf(body, sizeof(body),
+			 "{\"status\": \"up\", \"address\": \"%s\", \"region\": \"eu-west\", "
+			 "\"key\": \"%s\", \"channels\": 0, \"sessions\": 0, \"cpuUsage\": 0, "
+			 "\"memoryUsage\": 0}",
+			 addr, OPS_HB_KEY);
+		cr_assert_eq(harness_post(gw->port, "/v1/sfu", auth, body, r), 0);
+		cr_assert_eq(r->status, 409, "%d %s", r->status, r->body);
+	}
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", bad_tok);
+	cr_assert_eq(harness_post(gw->port, "/v1/sfu", auth, "{\"status\": \"up\"}", r), 0);
+	cr_assert_geq(r->status, 400);
+	/* The health document carries none of them either. */
+	cr_assert_eq(harness_get(gw->port, "/v1/health", NULL, r), 0);
+	ops_assert_absent(r->body, OPS_ONE_KEY, "the SFU key (health)");
+	ops_assert_absent(r->body, OPS_HB_KEY, "the heartbeat key (health)");
+	cr_assert_geq(harness_stop(gw, SIGTERM, 10000), 0);
+
+	text = ops_read(log_path);
+	cr_assert_not_null(text);
+	cr_assert_not_null(strstr(text, "debug "), "--log-level debug logged nothing at debug");
+	cr_assert_not_null(strstr(text, "sfu=http://10.9.2.1:8070"));
+	{
+		const char *secrets[][2] = {
+			{ OPS_GW_KEY, "the gateway key" },
+			{ OPS_GW_RAW, "the gateway key bytes" },
+			{ OPS_REG_KEY, "the registration key" },
+			{ OPS_REG_RAW, "the registration key bytes" },
+			{ OPS_ONE_KEY, "the SFU key" },
+			{ OPS_ONE_RAW, "the SFU key bytes" },
+			{ OPS_HB_KEY, "the heartbeat key" },
+			{ OPS_HB_RAW, "the heartbeat key bytes" },
+			{ ok_tok, "Odoo's token" },
+			{ strrchr(ok_tok, '.') + 1, "the signature of Odoo's token" },
+			{ strrchr(resigned, '.') + 1, "the signature of the re-signed token" },
+			{ strrchr(bad_tok, '.') + 1, "the forged signature" },
+			{ strrchr(hb_tok, '.') + 1, "the heartbeat token's signature" },
+		};
+
+		for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+			ops_assert_absent(text, secrets[i][0], secrets[i][1]);
+		/* Nor the stderr of the process. */
+		for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+			ops_assert_absent(harness_log(gw), secrets[i][0], secrets[i][1]);
+	}
+	free(text);
+	free(r);
+}
+
+/* ---- manual pages and scripts */
+
+Test(ops, manual_pages_are_lint_clean, .timeout = 30)
+{
+	char out[PATH_MAX + 32];
+	char *text;
+	int rc;
+
+	snprintf(out, sizeof(out), "%s/mandoc.out", harness_tmpdir());
+	rc = ops_sh("mandoc -Tlint -Wwarning man/sfu-gateway.8 man/sfu-gateway.toml.5 >'%s' 2>&1",
+		    out);
+	text = ops_read(out);
+	cr_assert_eq(rc, 0, "mandoc -Tlint: %s", text ? text : "");
+	free(text);
+}
+
+Test(ops, shell_scripts_are_shellcheck_clean, .timeout = 60)
+{
+	char out[PATH_MAX + 32];
+	char *text;
+	int rc;
+
+	snprintf(out, sizeof(out), "%s/shellcheck.out", harness_tmpdir());
+	rc = ops_sh("shellcheck scripts/*.sh scripts/sfu-gateway.init bench/*.sh .ci/run >'%s' 2>&1",
+		    out);
+	text = ops_read(out);
+	cr_assert_eq(rc, 0, "shellcheck: %s", text ? text : "");
+	free(text);
+}
+
+/* Adds every "-x, --long" pair found in text to list (as "x long\n"). */
+static void ops_flag_pairs_help(const char *text, char *list, size_t cap)
+{
+	const char *p = text;
+
+	list[0] = '\0';
+	while ((p = strstr(p, "\n  -")) != NULL) {
+		char s, name[64];
+
+		p += 4;
+		if (sscanf(p, "%c, --%63[a-z-]", &s, name) == 2) {
+			size_t n = strlen(list);
+
+			snprintf(list + n, cap - n, "%c %s\n", s, name);
+		}
+	}
+}
+
+/* The same from the OPTIONS section of the page: ".It Fl x , -long". */
+static void ops_flag_pairs_man(const char *text, char *list, size_t cap)
+{
+	const char *p = strstr(text, "\n.Sh OPTIONS\n"), *end;
+
+	list[0] = '\0';
+	cr_assert_not_null(p, "no OPTIONS section");
+	end = strstr(p + 1, "\n.Sh ");
+	while ((p = strstr(p, "\n.It Fl ")) != NULL && (end == NULL || p < end)) {
+		char s, name[64];
+
+		p += 8;
+		if (sscanf(p, "%c , -%63[a-z-]", &s, name) == 2) {
+			size_t n = strlen(list);
+
+			snprintf(list + n, cap - n, "%c %s\n", s, name);
+		}
+	}
+}
+
+static bool ops_has_line(const char *list, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = list; (p = strstr(p, line)) != NULL; p++)
+		if ((p == list || p[-1] == '\n') && p[n] == '\n')
+			return true;
+	return false;
+}
+
+Test(ops, help_and_manual_list_the_same_flags, .timeout = 30)
+{
+	char out[PATH_MAX + 32], help_pairs[4096], man_pairs[4096], *help, *man, *save = NULL;
+	int rc, n = 0;
+
+	snprintf(out, sizeof(out), "%s/help.out", harness_tmpdir());
+	rc = ops_sh("'%s' --help >'%s' 2>&1", ops_bin(), out);
+	cr_assert_eq(rc, 0);
+	help = ops_read(out);
+	man = ops_read("man/sfu-gateway.8");
+	cr_assert(help != NULL && man != NULL);
+	ops_flag_pairs_help(help, help_pairs, sizeof(help_pairs));
+	ops_flag_pairs_man(man, man_pairs, sizeof(man_pairs));
+	cr_assert_gt(strlen(help_pairs), 0);
+	{
+		char copy[4096];
+
+		snprintf(copy, sizeof(copy), "%s", help_pairs);
+		for (char *l = strtok_r(copy, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+			cr_assert(ops_has_line(man_pairs, l), "--help has '%s', the manual not", l);
+			n++;
+		}
+		snprintf(copy, sizeof(copy), "%s", man_pairs);
+		for (char *l = strtok_r(copy, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save))
+			cr_assert(ops_has_line(help_pairs, l), "the manual has '%s', --help not", l);
+	}
+	/* The spec's fixed flags are all there. */
+	cr_assert_eq(n, 14, "expected the 14 flags of the spec, --help lists %d", n);
+	/* Every environment variable of --help is in ENVIRONMENT. */
+	for (const char *p = help; (p = strstr(p, "SFU_GATEWAY_")) != NULL; p++) {
+		char var[64], item[80];
+
+		sscanf(p, "%63[A-Z_]", var);
+		snprintf(item, sizeof(item), "\n.It Ev %s\n", var);
+		cr_assert_not_null(strstr(man, item), "%s is not in ENVIRONMENT", var);
+	}
+	free(help);
+	free(man);
+}
+
+static const char *ops_type_word(enum config_type t)
+{
+	switch (t) {
+	case CONFIG_T_INT: return "integer";
+	case CONFIG_T_FLOAT: return "number";
+	case CONFIG_T_BOOL: return "boolean";
+	case CONFIG_T_KEY: return "base64 key";
+	case CONFIG_T_CIDR_LIST: return "array of strings";
+	case CONFIG_T_STRING:
+	case CONFIG_T_ENUM: break;
+	}
+	return "string";
+}
+
+/*
+ * The text of ".It Ic name" in ".Ss [section]" up to the next item, or NULL.
+ * The [[sfu]] rows are under ".Ss [[sfu]]". Caller frees.
+ */
+static char *ops_man_item(const char *man, const char *section, const char *name)
+{
+	char head[96], item[96];
+	const char *s, *end, *p, *next;
+
+	if (strcmp(section, "sfu") == 0)
+		snprintf(head, sizeof(head), "\n.Ss [[sfu]]\n");
+	else
+		snprintf(head, sizeof(head), "\n.Ss [%s]\n", section);
+	s = strstr(man, head);
+	if (s == NULL)
+		return NULL;
+	s += strlen(head);
+	end = strstr(s, "\n.S");
+	snprintf(item, sizeof(item), "\n.It Ic %s ", name);
+	p = strstr(s, item);
+	if (p == NULL || (end != NULL && p > end))
+		return NULL;
+	next = strstr(p + 1, "\n.It ");
+	if (next == NULL || (end != NULL && next > end))
+		next = end != NULL ? end : p + strlen(p);
+	return strndup(p + 1, (size_t)(next - p - 1));
+}
+
+Test(ops, every_option_is_in_the_manual, .timeout = 30)
+{
+	char *man = ops_read("man/sfu-gateway.toml.5");
+	const char *p;
+	int items = 0, rows = 0;
+
+	cr_assert_not_null(man);
+	for (const struct config_option *o = config_options; o->name != NULL; o++, rows++) {
+		char *item = ops_man_item(man, o->section, o->name);
+		char want[128], *eol;
+
+		cr_assert_not_null(item, "[%s] %s is not in sfu-gateway.toml(5)", o->section,
+				   o->name);
+		eol = strchr(item, '\n');
+		cr_assert_not_null(eol);
+		*eol = '\0';
+		snprintf(want, sizeof(want), "Pq %s", ops_type_word(o->type));
+		cr_assert_not_null(strstr(item, want), "[%s] %s: type must read '%s': %s",
+				   o->section, o->name, want, item);
+		*eol = '\n';
+		/* The default, as the table gives it without the quotes. */
+		if (o->default_text[0] != '\0' && strcmp(o->default_text, "\"\"") != 0 &&
+		    strcmp(o->default_text, "[]") != 0) {
+			char value[64];
+			size_t n = strlen(o->default_text);
+
+			if (o->default_text[0] == '"')
+				snprintf(value, sizeof(value), "%.*s", (int)n - 2, o->default_text + 1);
+			else
+				snprintf(value, sizeof(value), "%s", o->default_text);
+			snprintf(want, sizeof(want), "Default: %s.", value);
+			cr_assert_not_null(strstr(item, want), "[%s] %s: no '%s' in: %s",
+					   o->section, o->name, want, item);
+		}
+		/* Numbers carry their bounds. */
+		if (o->type == CONFIG_T_INT || o->type == CONFIG_T_FLOAT) {
+			if (o->type == CONFIG_T_INT)
+				snprintf(want, sizeof(want), "%.0f to", o->min);
+			else
+				snprintf(want, sizeof(want), "%g to", o->min);
+			cr_assert_not_null(strstr(item, want), "[%s] %s: no bounds '%s' in: %s",
+					   o->section, o->name, want, item);
+			if (o->type == CONFIG_T_INT)
+				snprintf(want, sizeof(want), "%.0f", o->max);
+			else
+				snprintf(want, sizeof(want), "%g", o->max);
+			cr_assert_not_null(strstr(item, want), "[%s] %s: no bound %s in: %s",
+					   o->section, o->name, want, item);
+		}
+		free(item);
+	}
+	/* And nothing the table does not have. */
+	for (p = man; (p = strstr(p, "\n.It Ic ")) != NULL; p++)
+		items++;
+	cr_assert_eq(items, rows, "the page has %d keys, config_options[] %d rows", items, rows);
+	free(man);
+}
+
+/* ---- start-up failures: exit 1 and a message, in the foreground and with --daemon */
+
+static void ops_expect_failure(const char *const *env, const char *const *args, bool daemon,
+			       const char *needle, const char *needle2)
+{
+	const char *argv[32];
+	struct harness_proc *p = NULL;
+	int n = 0, rc;
+	const char *log;
+
+	for (int i = 0; args != NULL && args[i] != NULL && n < 30; i++)
+		argv[n++] = args[i];
+	if (daemon)
+		argv[n++] = "--daemon";
+	argv[n] = NULL;
+	ops_subreaper();
+	rc = harness_gateway_run(env, argv, 10000, &p);
+	cr_assert_not_null(p);
+	log = harness_log(p);
+	cr_assert_eq(rc, 1, "%s: exit %d, want 1: %s", daemon ? "daemon" : "foreground", rc, log);
+	cr_assert_not_null(strstr(log, needle), "%s: no '%s' in: %s",
+			   daemon ? "daemon" : "foreground", needle, log);
+	if (needle2 != NULL)
+		cr_assert_not_null(strstr(log, needle2), "%s: no '%s' in: %s",
+				   daemon ? "daemon" : "foreground", needle2, log);
+}
+
+Test(ops, bad_config_exits_1_naming_file_and_line, .timeout = 30)
+{
+	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY, NULL };
+	const char *path = harness_write_file("bad.toml", "[gateway]\nport = 8071\n\n"
+							  "[failover]\nmax_retries = 99\n");
+	const char *args[] = { "--config", path, NULL };
+	char where[PATH_MAX];
+
+	snprintf(where, sizeof(where), "%s:5:", path);
+	for (int d = 0; d < 2; d++)
+		ops_expect_failure(env, args, d, where, "max_retries");
+	/* No key at all is a configuration error too. */
+	for (int d = 0; d < 2; d++)
+		ops_expect_failure(NULL, NULL, d, "no gateway key", NULL);
+}
+
+Test(ops, port_in_use_exits_1_saying_bind, .timeout = 30)
+{
+	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY, NULL };
+	struct sockaddr_in sa;
+	char port_text[16], shm[96];
+	const char *args[] = { "--port", port_text, "--bind", "127.0.0.1", "--workers", "1",
+			       NULL };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = harness_free_port();
+
+	/* A foreign listener, without SO_REUSEPORT. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		  listen(fd, 4) == 0);
+	snprintf(port_text, sizeof(port_text), "%d", port);
+	for (int d = 0; d < 2; d++)
+		ops_expect_failure(env, args, d, "bind", "Address already in use");
+	close(fd);
+	ops_shm_name(port, shm, sizeof(shm));
+	cr_assert(!ops_exists(shm), "a failed start left %s", shm);
+}
+
+Test(ops, unwritable_pid_file_exits_1_naming_it, .timeout = 30)
+{
+	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY, NULL };
+	/* /sys refuses new files, to root as well. */
+	const char *pid_file = "/sys/sfu-gateway-test-ops.pid";
+	const char *args[] = { "--pid-file", pid_file, "--workers", "1", NULL };
+
+	for (int d = 0; d < 2; d++)
+		ops_expect_failure(env, args, d, "cannot write pid file /sys/sfu-gateway-test-ops.pid",
+				   NULL);
+	cr_assert(!ops_exists(pid_file));
+}
+
+Test(ops, unwritable_log_file_exits_1_naming_it, .timeout = 30)
+{
+	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY, NULL };
+	const char *args[] = { "--log-file", "/sys/sfu-gateway-test-ops.log", NULL };
+
+	for (int d = 0; d < 2; d++)
+		ops_expect_failure(env, args, d, "/sys/sfu-gateway-test-ops.log", NULL);
+}
+
+Test(ops, unknown_user_exits_1_and_leaves_no_pid_file, .timeout = 30)
+{
+	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY, NULL };
+	char pid_file[PATH_MAX];
+	const char *args[] = { "--user", "no-such-user-sfu-ops", "--pid-file", pid_file,
+			       "--workers", "1", NULL };
+
+	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", harness_tmpdir());
+	for (int d = 0; d < 2; d++) {
+		ops_expect_failure(env, args, d, "no-such-user-sfu-ops", NULL);
+		cr_assert(!ops_exists(pid_file), "%s: a failed start left its pid file",
+			  d ? "daemon" : "foreground");
+	}
+}
+
+Test(ops, daemon_detaches_once_listening, .timeout = 30)
+{
+	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY, NULL };
+	char pid_file[PATH_MAX], link[64], target[PATH_MAX], port_text[16];
+	const char *args[] = { "--daemon", "--pid-file", pid_file, "--workers", "1", "--port",
+			       port_text, "--bind", "127.0.0.1", NULL };
+	struct harness_proc *p = NULL;
+	int port = harness_free_port(), rc, master;
+
+	ops_subreaper();
+
+	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", harness_tmpdir());
+	snprintf(port_text, sizeof(port_text), "%d", port);
+	rc = harness_gateway_run(env, args, 10000, &p);
+	cr_assert_eq(rc, 0, "--daemon exited %d: %s", rc, p ? harness_log(p) : "");
+	/* The parent returned: the pid file is there and the port answers, no polling. */
+	master = ops_read_pid(pid_file);
+	cr_assert_gt(master, 1, "no pid file when --daemon returned");
+	ops_track_daemon(master);
+	cr_assert(ops_get_has(port, "/noop", 200, NULL), "not listening when --daemon returned");
+	cr_assert(ops_alive(master));
+	/* Double fork: a new session, and not its leader (it can never get a terminal). */
+	cr_assert_neq(getsid(master), getsid(0), "still in the caller's session");
+	cr_assert_neq(getsid(master), master, "the daemon is a session leader");
+	for (int fd = 0; fd < 3; fd++) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "/proc/%d/fd/%d", master, fd);
+		n = readlink(link, target, sizeof(target) - 1);
+		cr_assert_gt(n, 0);
+		target[n] = '\0';
+		cr_assert_str_eq(target, "/dev/null", "fd %d of the daemon is %s", fd, target);
+	}
+	cr_assert_eq(kill(master, SIGTERM), 0);
+	cr_assert(ops_wait_gone(master, 10000), "the daemon did not stop on TERM");
+	cr_assert(!ops_exists(pid_file), "the daemon left its pid file");
+}
