@@ -100,21 +100,42 @@ static const char *ops_build_dir(void)
 	return dirname(dir);
 }
 
-/* Runs a shell command; returns its exit status (128 + signal when killed). */
+/* Set by ops_subreaper: this test adopts orphaned daemons and must reap them. */
+static bool ops_reaping;
+
+/*
+ * Runs a shell command; returns its exit status (128 + signal when killed).
+ * While it runs, a subreaper reaps the daemons it adopts, as init would:
+ * "start-stop-daemon --stop" waits until the pid is really gone.
+ */
 static int ops_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int ops_sh(const char *fmt, ...)
 {
 	char cmd[8192];
 	va_list ap;
+	pid_t child, pid;
 	int st;
 
 	va_start(ap, fmt);
 	vsnprintf(cmd, sizeof(cmd), fmt, ap);
 	va_end(ap);
-	st = system(cmd);
-	if (st == -1)
+	child = fork();
+	if (child < 0)
 		return -1;
+	if (child == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	for (;;) {
+		pid = waitpid(ops_reaping ? -1 : child, &st, ops_reaping ? WNOHANG : 0);
+		if (pid == child)
+			break;
+		if (pid < 0 && errno != EINTR)
+			return -1;
+		if (pid == 0)
+			poll(NULL, 0, 5);
+	}
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -203,6 +224,7 @@ static bool ops_wait_gone(pid_t pid, int timeout_ms)
 static void ops_subreaper(void)
 {
 	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	ops_reaping = true;
 }
 
 /* Living children of pid (workers and reaper of a master). */
@@ -346,11 +368,8 @@ static void ops_write_defaults(const struct ops_inst *in, const char *user)
 /* Runs an action of the installed init script; returns its exit status. */
 static int ops_init(const struct ops_inst *in, const char *env, const char *action)
 {
-	int64_t t0 = harness_now_ms(); int rr;
-	rr = ops_sh("env SFU_GATEWAY_DEFAULTS='%s' %s '%s' %s >>'%s' 2>&1", in->defaults,
+	return ops_sh("env SFU_GATEWAY_DEFAULTS='%s' %s '%s' %s >>'%s' 2>&1", in->defaults,
 		      env, in->script, action, in->out);
-	fprintf(stderr, "DBG %s %lld ms\n", action, (long long)(harness_now_ms() - t0));
-	return rr;
 }
 
 /* What make and the init script printed so far (for assertion messages). */
