@@ -118,12 +118,15 @@ bench: $(GATEWAY) $(MOCK) $(BENCH_BIN)
 # Installs the daemon, its manual pages, the init script and the example config.
 # An operator's sfu-gateway.toml and /etc/default/sfu-gateway are never overwritten;
 # uninstall leaves them (and any other config file) in place.
-install: $(GATEWAY)
+install: $(GATEWAY) $(AGENT)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)/etc/init.d $(DESTDIR)/etc/default \
 	  $(DESTDIR)/etc/sfu-gateway
 	install -m 0755 $(GATEWAY) $(DESTDIR)$(PREFIX)/sbin/sfu-gateway
+	install -m 0755 $(AGENT) $(DESTDIR)$(PREFIX)/sbin/sfu-gateway-agent
 	install -m 0644 man/sfu-gateway.8 $(DESTDIR)$(PREFIX)/share/man/man8/sfu-gateway.8
+	install -m 0644 man/sfu-gateway-agent.8 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8/sfu-gateway-agent.8
 	install -m 0644 man/sfu-gateway.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/sfu-gateway.toml.5
 	sed 's|^DAEMON=.*|DAEMON=$(PREFIX)/sbin/sfu-gateway|' scripts/sfu-gateway.init \
 	  > $(DESTDIR)/etc/init.d/sfu-gateway.new
@@ -136,8 +139,9 @@ install: $(GATEWAY)
 	  install -m 0600 etc/sfu-gateway.default $(DESTDIR)/etc/default/sfu-gateway
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/sbin/sfu-gateway \
+	rm -f $(DESTDIR)$(PREFIX)/sbin/sfu-gateway $(DESTDIR)$(PREFIX)/sbin/sfu-gateway-agent \
 	  $(DESTDIR)$(PREFIX)/share/man/man8/sfu-gateway.8 \
+	  $(DESTDIR)$(PREFIX)/share/man/man8/sfu-gateway-agent.8 \
 	  $(DESTDIR)$(PREFIX)/share/man/man5/sfu-gateway.toml.5 \
 	  $(DESTDIR)/etc/init.d/sfu-gateway $(DESTDIR)/etc/sfu-gateway/sfu-gateway.toml.example
 	rmdir $(DESTDIR)/etc/sfu-gateway 2>/dev/null || true

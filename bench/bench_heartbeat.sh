@@ -9,9 +9,7 @@ conns=${2:-32}
 nsfus=${3:-1000}
 rounds=${4:-3}
 
-for b in build/sfu-gateway; do
-  [ -x "$b" ] || { echo "$b is missing: run make first" >&2; exit 1; }
-done
+[ -x build/sfu-gateway ] || { echo "build/sfu-gateway is missing: run make first" >&2; exit 1; }
 for t in wrk python3 curl; do
   command -v "$t" >/dev/null || { echo "$t is needed" >&2; exit 1; }
 done
@@ -147,7 +145,7 @@ for p in "$gw1" "$gw2"; do
   got=$(metric "$p" sfu_gateway_registry_sfus)
   [ "$got" = "$nsfus" ] || { echo "registry holds $got SFUs, not $nsfus" >&2; exit 1; }
 done
-for r in $(seq 1 "$rounds"); do
+for _ in $(seq 1 "$rounds"); do
   run gateway-1w "$gw1"
   run gateway-2w "$gw2"
 done

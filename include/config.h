@@ -52,6 +52,7 @@ struct config_tunables {
 	uint32_t probe_interval_ms;
 	uint32_t probe_timeout_ms;
 	uint32_t affinity_ttl_ms;
+	uint32_t log_level; /* enum log_level: every process applies a reload */
 	uint32_t n_allow;
 	double w_sessions, w_cpu, w_memory, w_distance;
 	double max_load_score, max_cpu, max_memory;
@@ -69,7 +70,6 @@ struct config {
 	uint32_t shutdown_timeout_ms;
 	char pid_file[PATH_MAX]; /* "" = none */
 	char user[64]; /* "" = do not drop privileges */
-	int log_level; /* enum log_level */
 	char log_file[PATH_MAX]; /* "" = stderr */
 	bool use_syslog;
 	bool daemonize;

@@ -71,15 +71,19 @@ struct shm_segment {
 	size_t size;
 	char name[SHM_NAME_MAX];
 	int owner; /* 1 in the master that created it (unlinks on destroy) */
+	int fd; /* kept open: its flock() says "an instance runs" (children inherit it) */
 };
 
 /* The segment name for an instance: "/sfu-gateway.<uid>.<port>". */
 void shm_name_for(char *out, size_t outlen, uint16_t port);
 
 /*
- * Master: creates the segment with O_CREAT|O_EXCL and mode 0600. If the name
- * exists and its master_pid is dead (a crashed run), it is unlinked and
- * created again; if that master is alive, -EADDRINUSE. Sizes it for capacity
+ * Master: creates the segment with O_CREAT|O_EXCL and mode 0600 and holds an
+ * exclusive flock() on it for the life of the instance (its children inherit
+ * the lock, so it is free only once every process of the instance is gone).
+ * If the name exists and nobody holds its lock (a crashed run), it is
+ * unlinked and created again; if the lock is held, -EADDRINUSE. A pid check
+ * would be fooled by a zombie or a reused pid; the lock cannot be. Sizes it for capacity
  * registry slots, initialises the registry and maps it shared.
  */
 int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity);

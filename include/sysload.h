@@ -1,4 +1,4 @@
-/* Host load for the agent's heartbeats: CPU usage from /proc/stat deltas, memory from /proc/meminfo. */
+/* Host load for the agent's heartbeats: CPU from /proc/stat deltas, memory from /proc/meminfo. */
 #ifndef SFU_SYSLOAD_H
 #define SFU_SYSLOAD_H
 

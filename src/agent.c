@@ -1,4 +1,4 @@
-/* sfu-gateway-agent: polls an unmodified odoo/sfu and sends its heartbeats to one or more gateways. */
+/* sfu-gateway-agent: polls an unmodified odoo/sfu and sends its heartbeats to the gateways. */
 #include "agent.h"
 
 #include <errno.h>
@@ -502,22 +502,30 @@ static void agent_down_done(struct agent *a)
 		agent_finish(a);
 }
 
+/* What went wrong with a request to a gateway, for the log: the connection
+ * error, or the HTTP status with the gateway's error text. */
+static void agent_describe_failure(const struct http_client_result *res, char *out,
+				   size_t outlen)
+{
+	char text[AGENT_ERROR_TEXT_MAX + 1];
+
+	if (res->error != 0) {
+		snprintf(out, outlen, "%s%s", res->connect_failed ? "cannot connect: " : "",
+			 uv_strerror(res->error));
+		return;
+	}
+	agent_error_text(res->body, res->body_len, text, sizeof(text));
+	snprintf(out, outlen, "HTTP %d: %s%s", res->status, text,
+		 res->status == 401 ? " (check the registration key)" : "");
+}
+
 static void agent_beat_failed(struct agent_gateway *gw, const struct http_client_result *res)
 {
 	struct agent *a = gw->a;
 	char why[AGENT_ERROR_TEXT_MAX + 64];
 	uint64_t delay;
 
-	if (res->error != 0) {
-		snprintf(why, sizeof(why), "%s%s", res->connect_failed ? "cannot connect: " : "",
-			 uv_strerror(res->error));
-	} else {
-		char text[AGENT_ERROR_TEXT_MAX + 1];
-
-		agent_error_text(res->body, res->body_len, text, sizeof(text));
-		snprintf(why, sizeof(why), "HTTP %d: %s%s", res->status, text,
-			 res->status == 401 ? " (check the registration key)" : "");
-	}
+	agent_describe_failure(res, why, sizeof(why));
 	gw->failures++;
 	if (a->stopping) {
 		log_warn("gateway %s: heartbeat failed: %s", gw->url, why);
@@ -554,15 +562,11 @@ static void agent_on_beat(const struct http_client_result *res, void *ctx)
 	if (rq->down) {
 		if (ok) {
 			log_info("gateway %s: signed off %s", gw->url, a->cfg.address);
-		} else if (res->error != 0) {
-			log_warn("gateway %s: sign-off failed: %s", gw->url,
-				 uv_strerror(res->error));
 		} else {
-			char text[AGENT_ERROR_TEXT_MAX + 1];
+			char why[AGENT_ERROR_TEXT_MAX + 64];
 
-			agent_error_text(res->body, res->body_len, text, sizeof(text));
-			log_warn("gateway %s: sign-off failed: HTTP %d: %s", gw->url, res->status,
-				 text);
+			agent_describe_failure(res, why, sizeof(why));
+			log_warn("gateway %s: sign-off failed: %s", gw->url, why);
 		}
 		free(rq);
 		agent_down_done(a);

@@ -197,14 +197,22 @@ static void channel_done(struct channel_req *cr)
 /*
  * The retry budget, shared by every worker through shared memory (a token
  * bucket, Envoy's retry budget made rate-based): each request earns 0.2 of a
- * retry, each retry spends 1, at most 10 are saved up. When every SFU is
- * down, upstream attempts stay below 1.2 × requests + 3 instead of tripling.
+ * retry, each retry spends 1 and gets it back if it succeeds, at most 10 are
+ * saved up. When every SFU is down no retry succeeds, so upstream attempts
+ * stay below 1.2 × requests + 3 instead of tripling; one bad SFU among good
+ * ones never exhausts it.
  */
 static void channel_budget_earn(struct shm_layout *shm)
 {
 	if (atomic_load_explicit(&shm->retry_tokens, memory_order_relaxed) < SHM_RETRY_TOKENS_MAX)
 		atomic_fetch_add_explicit(&shm->retry_tokens, SHM_RETRY_TOKENS_PER_REQUEST,
 					  memory_order_relaxed);
+}
+
+static void channel_budget_refund(struct shm_layout *shm)
+{
+	atomic_fetch_add_explicit(&shm->retry_tokens, SHM_RETRY_TOKENS_PER_RETRY,
+				  memory_order_relaxed);
 }
 
 static bool channel_budget_spend(struct shm_layout *shm)
@@ -292,8 +300,12 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		affinity_record(&w->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
 				w->live.affinity_ttl_ms);
 		atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
-		if (cr->attempts > 1)
+		if (cr->attempts > 1) {
 			metrics_add(m, M_FAILOVERS, 1);
+			/* A retry that worked costs the budget nothing: only retries
+			 * that keep failing (an outage) drain it. */
+			channel_budget_refund(w->shm);
+		}
 		if (cr->maybe_orphans > 0)
 			metrics_add(m, M_ORPHAN_CHANNELS, cr->maybe_orphans);
 		http_respond_json(cr->c, res->status, res->body, res->body_len);

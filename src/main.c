@@ -137,7 +137,7 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
-	log_set_level((enum log_level)cfg.log_level);
+	log_set_level((enum log_level)cfg.t.log_level);
 	rc = log_open(cfg.log_file, cfg.use_syslog);
 	if (rc != 0) {
 		fprintf(stderr, "sfu-gateway: cannot open log file %s: %s\n", cfg.log_file,

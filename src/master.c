@@ -138,7 +138,12 @@ static int master_steer(int fd, unsigned n)
 		{ BPF_ALU | BPF_MOD | BPF_K, 0, 0, n },
 		{ BPF_RET | BPF_A, 0, 0, 0 },
 	};
-	struct sock_fprog prog = { .len = 3, .filter = code };
+	struct sock_fprog prog;
+
+	/* The struct has padding after len: zero it all for the kernel's copy. */
+	memset(&prog, 0, sizeof(prog));
+	prog.len = 3;
+	prog.filter = code;
 
 	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0)
 		return -errno;
@@ -507,9 +512,14 @@ static void master_reload(struct master *m)
 				 master_now_ms()) != 0)
 		log_warn("master: registry full: some static SFUs were not added");
 	shm_live_publish(m->seg.layout, &next->t);
-	log_set_level((enum log_level)next->log_level);
-	/* The segment keeps the size it was created with. */
+	log_set_level((enum log_level)next->t.log_level);
+	/* The segment keeps the size it was created with; the pid file, user and
+	 * log file stay those the processes started with (restart to change). */
 	next->max_sfus = m->cfg->max_sfus;
+	memcpy(next->pid_file, m->cfg->pid_file, sizeof(next->pid_file));
+	memcpy(next->user, m->cfg->user, sizeof(next->user));
+	memcpy(next->log_file, m->cfg->log_file, sizeof(next->log_file));
+	next->use_syslog = m->cfg->use_syslog;
 	config_free(m->cfg);
 	*m->cfg = *next;
 	free(next);
@@ -682,6 +692,8 @@ int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 	}
 	rc = master_drop_privileges(&m);
 	if (rc != 0) {
+		if (cfg->pid_file[0] != '\0')
+			unlink(cfg->pid_file);
 		shm_destroy(&m.seg);
 		fatal("master: cannot switch to user %s: %s", cfg->user, strerror(-rc));
 	}

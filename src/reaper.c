@@ -77,7 +77,8 @@ static void reaper_on_tick(uv_timer_t *t)
 
 	int n;
 
-	shm_live_refresh(rp->shm, &rp->live, &rp->live_version);
+	if (shm_live_refresh(rp->shm, &rp->live, &rp->live_version) > 0)
+		log_set_level((enum log_level)rp->live.log_level);
 	n = reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, worker_now_ms(),
 			 REAPER_BUDGET_US);
 	if (n > 0)

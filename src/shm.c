@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -18,28 +19,17 @@ void shm_name_for(char *out, size_t outlen, uint16_t port)
 	snprintf(out, outlen, "/sfu-gateway.%u.%u", (unsigned)getuid(), (unsigned)port);
 }
 
-/* True when the existing segment belongs to a master that is still running. */
+/* True when the existing segment's lock is held: its instance still runs. */
 static int shm_owner_alive(const char *name)
 {
-	int fd = shm_open(name, O_RDONLY, 0);
-	struct stat st;
-	struct shm_layout *l;
+	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
 	int alive = 0;
 
 	if (fd < 0)
 		return 0;
-	if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct shm_layout)) {
-		l = mmap(NULL, sizeof(*l), PROT_READ, MAP_SHARED, fd, 0);
-		if (l != MAP_FAILED) {
-			pid_t pid = atomic_load(&l->master_pid);
-
-			if (l->magic == SHM_MAGIC && pid > 0 && pid != getpid() &&
-			    (kill(pid, 0) == 0 || errno == EPERM))
-				alive = 1;
-			munmap(l, sizeof(*l));
-		}
-	}
-	close(fd);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
+		alive = 1;
+	close(fd); /* also drops the lock if we got it */
 	return alive;
 }
 
@@ -50,6 +40,7 @@ int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
 	int fd, rc;
 
 	memset(seg, 0, sizeof(*seg));
+	seg->fd = -1;
 	snprintf(seg->name, sizeof(seg->name), "%s", name);
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == EEXIST) {
@@ -61,6 +52,10 @@ int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
 	}
 	if (fd < 0)
 		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = -errno;
+		goto fail;
+	}
 	/* The umask may have narrowed the mode, never widened it; make it exact. */
 	if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0) {
 		rc = -errno;
@@ -71,7 +66,7 @@ int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
 		rc = -errno;
 		goto fail;
 	}
-	close(fd);
+	seg->fd = fd;
 	memset(l, 0, size);
 	l->magic = SHM_MAGIC;
 	l->layout_version = SHM_LAYOUT_VERSION;
@@ -88,6 +83,8 @@ int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
 	if (rc != 0) {
 		munmap(l, size);
 		shm_unlink(name);
+		close(fd);
+		seg->fd = -1;
 		return rc;
 	}
 	atomic_store(&l->master_pid, (int32_t)getpid());
@@ -107,6 +104,9 @@ void shm_destroy(struct shm_segment *seg)
 		munmap(seg->layout, seg->size);
 	if (seg->owner)
 		shm_unlink(seg->name);
+	if (seg->fd >= 0)
+		close(seg->fd);
+	seg->fd = -1;
 	seg->layout = NULL;
 	seg->owner = 0;
 }

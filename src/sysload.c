@@ -1,4 +1,4 @@
-/* Host load for the agent's heartbeats: CPU usage from /proc/stat deltas, memory from /proc/meminfo. */
+/* Host load for the agent's heartbeats: CPU from /proc/stat deltas, memory from /proc/meminfo. */
 #include "sysload.h"
 
 #include <errno.h>

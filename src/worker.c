@@ -33,8 +33,12 @@ int64_t worker_now_ms(void)
 void worker_refresh_config(struct worker *w)
 {
 	/* One relaxed-cost atomic load per request when nothing changed. */
-	if (shm_live_refresh(w->shm, &w->live, &w->live_version) < 0)
+	int rc = shm_live_refresh(w->shm, &w->live, &w->live_version);
+
+	if (rc < 0)
 		log_warn("worker: live config torn too often; keeping the previous one");
+	else if (rc > 0)
+		log_set_level((enum log_level)w->live.log_level);
 }
 
 static void worker_noop(struct http_conn *c, const char *body)

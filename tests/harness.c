@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -327,10 +328,29 @@ int harness_stop(struct harness_proc *p, int sig, int timeout_ms)
 	return -1;
 }
 
+/* A sanitizer report in any child's log fails the test: workers are forked,
+ * not exec'd, so their aborts would otherwise only show as respawns. */
+static void harness_check_sanitizers(const struct harness_proc *p)
+{
+	static const char *const marks[] = { "AddressSanitizer", "LeakSanitizer",
+					     "runtime error:", "==ERROR" };
+	const char *log = harness_log(p);
+
+	for (size_t k = 0; k < sizeof(marks) / sizeof(marks[0]); k++) {
+		const char *hit = strstr(log, marks[k]);
+
+		cr_expect(hit == NULL, "sanitizer report in %s:\n%.2000s", p->log_path,
+			  hit ? hit : "");
+	}
+}
+
 void harness_cleanup(void)
 {
 	for (int i = 0; i < harness_nprocs; i++) {
 		struct harness_proc *p = &harness_procs[i];
+
+		if (p->log_path[0] != '\0')
+			harness_check_sanitizers(p);
 
 		if (p->pid > 0) {
 			/* The master's process group holds its workers. */

@@ -28,6 +28,11 @@
 /* Sessions a preferred-last mock reports: score 0.25 against 0 for an idle mock, so the
  * faulty (idle) mock is every request's first choice and the fault is always exercised. */
 #define FO_BUSY_SESSIONS "50"
+#define FO_CHANNEL_200 "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"200\"}"
+#define FO_CHANNEL_503 "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"503\"}"
+/* Heartbeat load members: sessions, CPU and memory usage (strings). */
+#define FO_LOAD(sessions, cpu, memory)                                                     \
+	"\"channels\":1,\"sessions\":" sessions ",\"cpuUsage\":" cpu ",\"memoryUsage\":" memory
 
 /* One channel request of a batch and what came back. */
 struct fo_call {
@@ -76,8 +81,8 @@ static const char *fo_toml(const char *extra, const int *ports, int n)
 
 	for (int i = 0; i < n; i++)
 		o += (size_t)snprintf(buf + o, sizeof(buf) - o,
-				      "[[sfu]]\naddress = \"http://127.0.0.1:%d\"\nregion = \"eu-west\"\n"
-				      "key = \"%s\"\n",
+				      "[[sfu]]\naddress = \"http://127.0.0.1:%d\"\n"
+				      "region = \"eu-west\"\nkey = \"%s\"\n",
 				      ports[i], FO_SFU_KEY);
 	return buf;
 }
@@ -271,8 +276,8 @@ static const char *fo_json_string(struct json_object *o, const char *field)
 {
 	struct json_object *v;
 
-	cr_assert(json_object_object_get_ex(o, field, &v) && json_object_is_type(v, json_type_string),
-		  "no string field %s", field);
+	cr_assert(json_object_object_get_ex(o, field, &v), "no field %s", field);
+	cr_assert(json_object_is_type(v, json_type_string), "field %s is no string", field);
 	return json_object_get_string(v);
 }
 
@@ -340,7 +345,8 @@ static double fo_metric(const struct harness_proc *gw, const char *series)
 /* /v1/health's entry for the SFU on this port (a new reference), NULL if absent. */
 static struct json_object *fo_health_sfu(const struct harness_proc *gw, int port, int *status)
 {
-	struct json_object *root = fo_get_json(gw->port, "/v1/health", status), *sfus, *found = NULL;
+	struct json_object *root = fo_get_json(gw->port, "/v1/health", status);
+	struct json_object *sfus, *found = NULL;
 	char addr[64];
 
 	snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", port);
@@ -480,8 +486,7 @@ static void fo_fault_case(const char *const *fault_args, int64_t min_ms, int64_t
 	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), n);
 	cr_assert_eq(fo_metric(gw, "sfu_gateway_retries_total"), n);
 	cr_assert_eq(fo_metric(gw, "sfu_gateway_failovers_total"), n);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"200\"}"),
-		     n);
+	cr_assert_eq(fo_metric(gw, FO_CHANNEL_200), n);
 }
 
 Test(failover, status_5xx_fails_over, .fini = harness_cleanup, .timeout = 30)
@@ -613,8 +618,58 @@ Test(failover, all_failing_is_503_json, .fini = harness_cleanup, .timeout = 30)
 	for (int i = 1; i < 3; i++)
 		cr_assert_eq(fo_mock_stat(m[i], "channel_requests"), before[i] + 2, "mock %d", i);
 	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 10 + 6);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"503\"}"),
+	cr_assert_eq(fo_metric(gw, FO_CHANNEL_503), 2);
+}
+
+/* deadline_ms bounds the whole request: the second attempt only gets what is left. */
+Test(failover, deadline_bounds_whole_request, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--hang", NULL };
+	struct harness_proc *m[3] = { fo_mock(a), fo_mock(a), fo_mock(a) }, *gw;
+	int ports[3] = { m[0]->port, m[1]->port, m[2]->port };
+	struct fo_call call;
+
+	gw = fo_gateway(fo_toml("[failover]\nmax_retries = 3\nretry_timeout_ms = 1500\n"
+				"deadline_ms = 2000\n[circuit_breaker]\nfailure_threshold = 1000\n",
+				ports, 3),
+			1);
+	fo_channel(gw->port, &call, 10000);
+	cr_assert_eq(call.status, 503, "got %d %s", call.status, call.body);
+	cr_assert_str_eq(call.body, FO_ERR_EXHAUSTED);
+	cr_assert_geq(call.ms, 1900, "answered after %lld ms", (long long)call.ms);
+	cr_assert_leq(call.ms, 2000 + 700, "answered after %lld ms", (long long)call.ms);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 2);
+	cr_assert_eq(fo_mock_stat(m[0], "channel_requests") +
+			     fo_mock_stat(m[1], "channel_requests") +
+			     fo_mock_stat(m[2], "channel_requests"),
 		     2);
+}
+
+/*
+ * With the default settings, one broken SFU among healthy ones must stay invisible to
+ * clients: each request it fails is retried elsewhere until its circuit opens (after
+ * failure_threshold = 5 failures). The retry budget must not refuse those retries.
+ */
+Test(failover, one_faulty_sfu_invisible_with_defaults, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const a[] = { "--fail-status", "500", NULL };
+	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
+	struct harness_proc *bad = fo_mock(a), *g1 = fo_mock(busy), *g2 = fo_mock(busy), *gw;
+	int ports[3] = { bad->port, g1->port, g2->port };
+
+	gw = fo_gateway(fo_toml("", ports, 3), 2);
+	fo_wait_sessions(gw, g1->port, 50);
+	fo_wait_sessions(gw, g2->port, 50);
+	for (int i = 0; i < 8; i++) {
+		struct fo_call call;
+
+		fo_channel(gw->port, &call, 5000);
+		cr_assert_eq(call.status, 200, "request %d: %d %s (retry budget exhausted: %g)", i,
+			     call.status, call.body,
+			     fo_metric(gw, "sfu_gateway_retry_budget_exhausted_total"));
+	}
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 5);
+	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
 }
 
 /* ---- circuit breaker */
@@ -687,7 +742,8 @@ Test(circuit, opens_probes_once_and_closes, .fini = harness_cleanup, .timeout = 
 		cr_assert_eq(call.status, 200, "got %d %s", call.status, call.body);
 		poll(NULL, 0, 20);
 	}
-	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), c1 + 1, "no single probe after healing");
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), c1 + 1,
+		     "no single probe after healing");
 	fo_assert_served_by(&call, bad);
 	cr_assert_str_eq(fo_circuit(gw, bad->port, &failures), "closed");
 	cr_assert_eq(failures, 0);
@@ -741,20 +797,20 @@ Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout =
 	snprintf(a_mem, sizeof(a_mem), "http://127.0.0.1:%d", harness_free_port());
 	snprintf(a_full, sizeof(a_full), "http://127.0.0.1:%d", harness_free_port());
 	snprintf(a_score, sizeof(a_score), "http://127.0.0.1:%d", harness_free_port());
-	fo_heartbeat(gw, a_hot, "\"channels\":1,\"sessions\":1,\"cpuUsage\":0.99,\"memoryUsage\":0.1");
-	fo_heartbeat(gw, a_mem, "\"channels\":1,\"sessions\":1,\"cpuUsage\":0.1,\"memoryUsage\":0.99");
+	fo_heartbeat(gw, a_hot, FO_LOAD("1", "0.99", "0.1"));
+	fo_heartbeat(gw, a_mem, FO_LOAD("1", "0.1", "0.99"));
 	fo_heartbeat(gw, a_full, "\"channels\":2,\"sessions\":10,\"maxSessions\":10,"
 				 "\"cpuUsage\":0.1,\"memoryUsage\":0.1");
 	/* 0.5 × 80/100 + 0.3 × 0.5 = 0.55 > max_load_score, each field under its own limit. */
 	fo_heartbeat(gw, a_score, "\"channels\":4,\"sessions\":80,\"maxSessions\":100,"
 				  "\"cpuUsage\":0.5,\"memoryUsage\":0.0");
-	fo_heartbeat(gw, a_good, "\"channels\":0,\"sessions\":0,\"cpuUsage\":0.1,\"memoryUsage\":0.1");
+	fo_heartbeat(gw, a_good, FO_LOAD("0", "0.1", "0.1"));
 	{
 		const char *addrs[] = { a_hot, a_mem, a_full, a_score };
 
 		for (int i = 0; i < 4; i++)
-			cr_assert_str_eq(fo_state(gw, atoi(strrchr(addrs[i], ':') + 1)), "overloaded",
-					 "the %s-overloaded SFU", overloaded[i]);
+			cr_assert_str_eq(fo_state(gw, atoi(strrchr(addrs[i], ':') + 1)),
+					 "overloaded", "the %s-overloaded SFU", overloaded[i]);
 	}
 	cr_assert_str_eq(fo_state(gw, good->port), "up");
 
@@ -766,7 +822,7 @@ Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout =
 	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 5);
 
 	/* The last one goes over a threshold too: nothing left, 503 with Retry-After. */
-	fo_heartbeat(gw, a_good, "\"channels\":0,\"sessions\":0,\"cpuUsage\":0.97,\"memoryUsage\":0.1");
+	fo_heartbeat(gw, a_good, FO_LOAD("0", "0.97", "0.1"));
 	h = fo_get_json(gw->port, "/v1/health", &status);
 	cr_assert_eq(status, 503);
 	cr_assert_str_eq(fo_json_string(h, "status"), "unavailable");
@@ -784,9 +840,28 @@ Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout =
 	cr_assert_eq(fo_metric(gw, "sfu_gateway_overload_rejected_total"), 3);
 
 	/* Load drops: channels flow again. */
-	fo_heartbeat(gw, a_good, "\"channels\":0,\"sessions\":0,\"cpuUsage\":0.2,\"memoryUsage\":0.1");
+	fo_heartbeat(gw, a_good, FO_LOAD("0", "0.2", "0.1"));
 	fo_channel(gw->port, &call, 5000);
 	fo_assert_served_by(&call, good);
+}
+
+/* Load from probes counts too: a static SFU at its session limit is skipped. */
+Test(overload, probed_full_static_sfu, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const full[] = { "--sessions", "100", NULL };
+	struct harness_proc *m = fo_mock(full), *gw;
+	int ports[1] = { m->port };
+	struct fo_call call;
+
+	gw = fo_gateway(fo_toml("", ports, 1), 1);
+	fo_wait_sessions(gw, m->port, 100);
+	cr_assert_str_eq(fo_state(gw, m->port), "overloaded");
+	fo_channel(gw->port, &call, 5000);
+	cr_assert_eq(call.status, 503, "got %d %s", call.status, call.body);
+	cr_assert_str_eq(call.body, FO_ERR_OVERLOADED);
+	cr_assert_str_not_empty(call.retry_after);
+	cr_assert_eq(fo_mock_stat(m, "channel_requests"), 0);
+	cr_assert_eq(fo_metric(gw, "sfu_gateway_overload_rejected_total"), 1);
 }
 
 /* ---- active probes of static SFUs */

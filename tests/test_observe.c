@@ -1,4 +1,4 @@
-/* Observability through real processes: /v1/health's shape and status, /metrics' format and counts. */
+/* Observability through real processes: /v1/health shape and status, /metrics format and counts. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
@@ -254,6 +254,11 @@ static struct json_object *ob_field(struct json_object *o, const char *name, enu
 	return v;
 }
 
+static const char *ob_str(struct json_object *o, const char *name)
+{
+	return json_object_get_string(ob_field(o, name, json_type_string));
+}
+
 /* A JSON number (integer or not). */
 static double ob_number(struct json_object *o, const char *name)
 {
@@ -350,7 +355,7 @@ static int ob_wait_state(const struct harness_proc *gw, const char *address, con
 		struct json_object *s = ob_health_sfu(root, address);
 
 		snprintf(got, sizeof(got), "%s",
-			 s ? json_object_get_string(ob_field(s, "state", json_type_string)) : "");
+			 s ? ob_str(s, "state") : "");
 		json_object_put(s);
 		json_object_put(root);
 		if (strcmp(got, want) == 0)
@@ -435,7 +440,7 @@ static void ob_check_sfu_shape(struct json_object *s)
 	cr_assert_geq(ob_number(s, "score"), 0.0);
 	cr_assert_geq(json_object_get_int64(ob_field(s, "lastHeartbeatAgeMs", json_type_int)), 0);
 	cb = ob_field(s, "circuit", json_type_object);
-	cr_assert_str_eq(json_object_get_string(ob_field(cb, "state", json_type_string)), "closed");
+	cr_assert_str_eq(ob_str(cb, "state"), "closed");
 	cr_assert_eq(json_object_get_int64(ob_field(cb, "failures", json_type_int)), 0);
 	req = ob_field(s, "requests", json_type_object);
 	ob_field(req, "ok", json_type_int);
@@ -471,8 +476,8 @@ Test(health, every_field_with_its_type, .fini = harness_cleanup, .timeout = 40)
 	root = ob_get_json(gw->port, "/v1/health", &status);
 	elapsed = harness_now_ms() - t0;
 	cr_assert_eq(status, 200);
-	cr_assert_str_eq(json_object_get_string(ob_field(root, "status", json_type_string)), "ok");
-	cr_assert_str_not_empty(json_object_get_string(ob_field(root, "version", json_type_string)));
+	cr_assert_str_eq(ob_str(root, "status"), "ok");
+	cr_assert_str_not_empty(ob_str(root, "version"));
 	cr_assert_geq(json_object_get_int64(ob_field(root, "uptimeMs", json_type_int)), 0);
 	cr_assert_leq(json_object_get_int64(ob_field(root, "uptimeMs", json_type_int)), elapsed);
 	cr_assert_eq(json_object_get_int64(ob_field(root, "workers", json_type_int)), 2);
@@ -481,9 +486,9 @@ Test(health, every_field_with_its_type, .fini = harness_cleanup, .timeout = 40)
 	s = ob_health_sfu(root, a_st);
 	cr_assert_not_null(s);
 	ob_check_sfu_shape(s);
-	cr_assert_str_eq(json_object_get_string(ob_field(s, "region", json_type_string)), "eu-west");
-	cr_assert_str_eq(json_object_get_string(ob_field(s, "source", json_type_string)), "static");
-	cr_assert_str_eq(json_object_get_string(ob_field(s, "state", json_type_string)), "up");
+	cr_assert_str_eq(ob_str(s, "region"), "eu-west");
+	cr_assert_str_eq(ob_str(s, "source"), "static");
+	cr_assert_str_eq(ob_str(s, "state"), "up");
 	cr_assert_eq(json_object_get_int64(ob_field(s, "sessions", json_type_int)), 7);
 	cr_assert_eq(json_object_get_int64(ob_field(s, "maxSessions", json_type_int)), 70);
 	req = ob_field(s, "requests", json_type_object);
@@ -493,10 +498,10 @@ Test(health, every_field_with_its_type, .fini = harness_cleanup, .timeout = 40)
 	s = ob_health_sfu(root, a_reg);
 	cr_assert_not_null(s);
 	ob_check_sfu_shape(s);
-	cr_assert_str_eq(json_object_get_string(ob_field(s, "region", json_type_string)), "us-east");
-	cr_assert_str_eq(json_object_get_string(ob_field(s, "source", json_type_string)),
+	cr_assert_str_eq(ob_str(s, "region"), "us-east");
+	cr_assert_str_eq(ob_str(s, "source"),
 			 "registered");
-	cr_assert_str_eq(json_object_get_string(ob_field(s, "state", json_type_string)), "up");
+	cr_assert_str_eq(ob_str(s, "state"), "up");
 	cr_assert_eq(json_object_get_int64(ob_field(s, "channels", json_type_int)), 3);
 	cr_assert_eq(json_object_get_int64(ob_field(s, "sessions", json_type_int)), 12);
 	cr_assert_eq(json_object_get_int64(ob_field(s, "maxSessions", json_type_int)), 40);
@@ -527,7 +532,7 @@ Test(health, status_follows_usable_sfus, .fini = harness_cleanup, .timeout = 40)
 	gw = ob_gateway("", 1, env);
 	root = ob_get_json(gw->port, "/v1/health", &status);
 	cr_assert_eq(status, 503);
-	cr_assert_str_eq(json_object_get_string(ob_field(root, "status", json_type_string)),
+	cr_assert_str_eq(ob_str(root, "status"),
 			 "unavailable");
 	cr_assert_eq(json_object_array_length(ob_field(root, "sfus", json_type_array)), 0);
 	json_object_put(root);
@@ -548,7 +553,7 @@ Test(health, status_follows_usable_sfus, .fini = harness_cleanup, .timeout = 40)
 	cr_assert_eq(ob_heartbeat(gw, OB_GW_KEY, a_reg, members, NULL, 0), 200);
 	root = ob_get_json(gw->port, "/v1/health", &status);
 	cr_assert_eq(status, 200);
-	cr_assert_str_eq(json_object_get_string(ob_field(root, "status", json_type_string)), "ok");
+	cr_assert_str_eq(ob_str(root, "status"), "ok");
 	json_object_put(root);
 	ob_channels(gw->port, 2, 1, 200);
 
@@ -564,7 +569,7 @@ Test(health, status_follows_usable_sfus, .fini = harness_cleanup, .timeout = 40)
 	cr_assert_eq(ob_heartbeat(gw, OB_GW_KEY, a_reg, "\"status\":\"down\"", NULL, 0), 200);
 	root = ob_get_json(gw->port, "/v1/health", &status);
 	cr_assert_eq(status, 503);
-	cr_assert_str_eq(json_object_get_string(ob_field(root, "status", json_type_string)),
+	cr_assert_str_eq(ob_str(root, "status"),
 			 "unavailable");
 	cr_assert_eq(json_object_array_length(ob_field(root, "sfus", json_type_array)), 1);
 	json_object_put(root);
@@ -763,7 +768,8 @@ Test(metrics, no_key_material, .fini = harness_cleanup, .timeout = 40)
 		struct harness_resp *last = ob_get(m ? reg->port : st->port, "/mock/last");
 
 		cr_assert_eq(last->status, 200, "mock %d got no channel request", m);
-		snprintf(tokens[ntok++], sizeof(tokens[0]), "%s", harness_json_str(last->body, "token"));
+		snprintf(tokens[ntok++], sizeof(tokens[0]), "%s",
+			 harness_json_str(last->body, "token"));
 		cr_assert_str_not_empty(tokens[ntok - 1]);
 		free(last);
 	}
@@ -823,7 +829,8 @@ Test(metrics, counters_exact_across_workers, .fini = harness_cleanup, .timeout =
 	cr_assert_eq(ob_series(r->body,
 			       "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"200\"}"),
 		     OB_EXACT_N, "%s", r->body);
-	cr_assert_eq(ob_sum(r->body, "sfu_gateway_requests_total{route=\"/v1/channel\"", "", &count),
+	cr_assert_eq(ob_sum(r->body, "sfu_gateway_requests_total{route=\"/v1/channel\"", "",
+			    &count),
 		     OB_EXACT_N);
 	cr_assert_eq(ob_series(r->body, "sfu_gateway_upstream_requests_total"), OB_EXACT_N);
 	cr_assert_eq(ob_series(r->body, "sfu_gateway_upstream_failures_total"), 0);
@@ -848,6 +855,7 @@ Test(metrics, counters_exact_across_workers, .fini = harness_cleanup, .timeout =
 		cr_assert_gt(ob_series(r->body, series), 0, "worker %d accepted nothing", w);
 	}
 	free(r);
-	cr_assert_eq(ob_mock_stat(m[0], "channel_requests") + ob_mock_stat(m[1], "channel_requests"),
+	cr_assert_eq(ob_mock_stat(m[0], "channel_requests") +
+			     ob_mock_stat(m[1], "channel_requests"),
 		     OB_EXACT_N);
 }

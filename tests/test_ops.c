@@ -1,4 +1,4 @@
-/* Operations: make install, the init script, log rotation, manual pages, start-up failures, no secrets in logs. */
+/* Operations: install, init script, log rotation, manuals, start-up failures, no secrets logged. */
 #include <criterion/criterion.h>
 
 #include <dirent.h>
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -44,14 +45,22 @@
 /* Daemons started through --daemon or the init script: the harness does not
  * know them, so the suite's fini kills what a failed assertion left. */
 static pid_t ops_daemons[8];
+static int ops_daemon_ports[8];
 static int ops_n_daemons;
 static char ops_pid_file[512];
 
 static void ops_fini(void)
 {
-	for (int i = 0; i < ops_n_daemons; i++)
-		if (ops_daemons[i] > 0)
-			kill(ops_daemons[i], SIGKILL);
+	for (int i = 0; i < ops_n_daemons; i++) {
+		char shm[64];
+
+		if (ops_daemons[i] > 0 && kill(ops_daemons[i], SIGKILL) == 0) {
+			/* Killed, it cannot remove its segment: do it for it. */
+			snprintf(shm, sizeof(shm), "/sfu-gateway.%u.%d", (unsigned)getuid(),
+				 ops_daemon_ports[i]);
+			shm_unlink(shm);
+		}
+	}
 	if (ops_pid_file[0] != '\0') {
 		FILE *f = fopen(ops_pid_file, "r");
 		int pid = 0;
@@ -67,10 +76,12 @@ static void ops_fini(void)
 	harness_cleanup();
 }
 
-static void ops_track_daemon(pid_t pid)
+static void ops_track_daemon(pid_t pid, int port)
 {
-	if (ops_n_daemons < (int)(sizeof(ops_daemons) / sizeof(ops_daemons[0])))
+	if (ops_n_daemons < (int)(sizeof(ops_daemons) / sizeof(ops_daemons[0]))) {
+		ops_daemon_ports[ops_n_daemons] = port;
 		ops_daemons[ops_n_daemons++] = pid;
+	}
 }
 
 TestSuite(ops, .fini = ops_fini);
@@ -165,6 +176,17 @@ static char *ops_read(const char *path)
 	} while (n > 0);
 	fclose(f);
 	buf[len] = '\0';
+	return buf;
+}
+
+/* The first 16 KiB of a file in a static buffer, for assertion messages. */
+static const char *ops_text(const char *path)
+{
+	static char buf[16384];
+	char *text = ops_read(path);
+
+	snprintf(buf, sizeof(buf), "%s", text ? text : "");
+	free(text);
 	return buf;
 }
 
@@ -325,7 +347,6 @@ static int ops_make(const struct ops_inst *in, const char *target)
 static void ops_install(struct ops_inst *in)
 {
 	const char *tmp = harness_tmpdir();
-	char *out;
 	int rc;
 
 	cr_assert_neq(tmp[0], '\0');
@@ -342,9 +363,7 @@ static void ops_install(struct ops_inst *in)
 	cr_assert_eq(mkdir(in->var, 0755), 0);
 	snprintf(ops_pid_file, sizeof(ops_pid_file), "%s", in->pid_file);
 	rc = ops_make(in, "install");
-	out = ops_read(in->out);
-	cr_assert_eq(rc, 0, "make install failed (%d): %s", rc, out ? out : "");
-	free(out);
+	cr_assert_eq(rc, 0, "make install failed (%d): %s", rc, ops_text(in->out));
 }
 
 /* The test's settings for the installed init script, in the installed defaults file. */
@@ -397,8 +416,8 @@ static void ops_write_config(const struct ops_inst *in, int port, const int *moc
 		       port);
 	for (int i = 0; i < n; i++)
 		len += snprintf(text + len, sizeof(text) - (size_t)len,
-				"\n[[sfu]]\naddress = \"http://127.0.0.1:%d\"\nregion = \"eu-west\"\n"
-				"key = \"%s\"\n",
+				"\n[[sfu]]\naddress = \"http://127.0.0.1:%d\"\n"
+				"region = \"eu-west\"\nkey = \"%s\"\n",
 				mocks[i], keys[i]);
 	ops_write(in->config, text);
 }
@@ -467,7 +486,7 @@ Test(ops, install_and_init_script_lifecycle, .timeout = 120)
 	cr_assert_eq(rc, 0, "start: %d: %s", rc, ops_out(&in));
 	master = ops_read_pid(in.pid_file);
 	cr_assert_gt(master, 1, "no pid in %s", in.pid_file);
-	ops_track_daemon(master);
+	ops_track_daemon(master, port);
 	cr_assert_eq(ops_init(&in, "", "status"), 0, "status: %s", ops_out(&in));
 	/* A second start finds it running and changes nothing. */
 	cr_assert_eq(ops_init(&in, "", "start"), 0, "%s", ops_out(&in));
@@ -558,7 +577,7 @@ Test(ops, init_script_without_start_stop_daemon, .timeout = 90)
 	rc = ops_init(&in, no_ssd, "start");
 	cr_assert_eq(rc, 0, "start: %s", ops_out(&in));
 	master = ops_read_pid(in.pid_file);
-	ops_track_daemon(master);
+	ops_track_daemon(master, port);
 	cr_assert_eq(ops_init(&in, no_ssd, "status"), 0, "%s", ops_out(&in));
 	cr_assert(ops_poll_get(port, "/noop", 200, NULL, 3000));
 
@@ -579,14 +598,14 @@ Test(ops, init_script_without_start_stop_daemon, .timeout = 90)
 	rc = ops_init(&in, no_ssd, "start");
 	cr_assert_eq(rc, 0, "start after a crash: %s", ops_out(&in));
 	master = ops_read_pid(in.pid_file);
-	ops_track_daemon(master);
+	ops_track_daemon(master, port);
 	cr_assert(ops_poll_get(port, "/noop", 200, NULL, 3000));
 
 	rc = ops_init(&in, no_ssd, "restart");
 	cr_assert_eq(rc, 0, "restart: %s", ops_out(&in));
 	cr_assert(!ops_alive(master), "restart kept the old master");
 	master = ops_read_pid(in.pid_file);
-	ops_track_daemon(master);
+	ops_track_daemon(master, port);
 	cr_assert(ops_alive(master));
 	cr_assert(ops_poll_get(port, "/noop", 200, NULL, 3000));
 
@@ -837,29 +856,24 @@ Test(ops, no_keys_or_tokens_in_logs, .timeout = 60)
 Test(ops, manual_pages_are_lint_clean, .timeout = 30)
 {
 	char out[PATH_MAX + 32];
-	char *text;
 	int rc;
 
 	snprintf(out, sizeof(out), "%s/mandoc.out", harness_tmpdir());
 	rc = ops_sh("mandoc -Tlint -Wwarning man/sfu-gateway.8 man/sfu-gateway.toml.5 >'%s' 2>&1",
 		    out);
-	text = ops_read(out);
-	cr_assert_eq(rc, 0, "mandoc -Tlint: %s", text ? text : "");
-	free(text);
+	cr_assert_eq(rc, 0, "mandoc -Tlint: %s", ops_text(out));
 }
 
 Test(ops, shell_scripts_are_shellcheck_clean, .timeout = 60)
 {
 	char out[PATH_MAX + 32];
-	char *text;
 	int rc;
 
 	snprintf(out, sizeof(out), "%s/shellcheck.out", harness_tmpdir());
-	rc = ops_sh("shellcheck scripts/*.sh scripts/sfu-gateway.init bench/*.sh .ci/run >'%s' 2>&1",
+	rc = ops_sh("shellcheck scripts/*.sh scripts/sfu-gateway.init bench/*.sh .ci/run "
+		    ">'%s' 2>&1",
 		    out);
-	text = ops_read(out);
-	cr_assert_eq(rc, 0, "shellcheck: %s", text ? text : "");
-	free(text);
+	cr_assert_eq(rc, 0, "shellcheck: %s", ops_text(out));
 }
 
 /* Adds every "-x, --long" pair found in text to list (as "x long\n"). */
@@ -925,16 +939,17 @@ Test(ops, help_and_manual_list_the_same_flags, .timeout = 30)
 	ops_flag_pairs_man(man, man_pairs, sizeof(man_pairs));
 	cr_assert_gt(strlen(help_pairs), 0);
 	{
-		char copy[4096];
+		char copy[4096], *l;
 
 		snprintf(copy, sizeof(copy), "%s", help_pairs);
-		for (char *l = strtok_r(copy, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+		for (l = strtok_r(copy, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
 			cr_assert(ops_has_line(man_pairs, l), "--help has '%s', the manual not", l);
 			n++;
 		}
 		snprintf(copy, sizeof(copy), "%s", man_pairs);
-		for (char *l = strtok_r(copy, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save))
-			cr_assert(ops_has_line(help_pairs, l), "the manual has '%s', --help not", l);
+		for (l = strtok_r(copy, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save))
+			cr_assert(ops_has_line(help_pairs, l), "the manual has '%s', --help not",
+				  l);
 	}
 	/* The spec's fixed flags are all there. */
 	cr_assert_eq(n, 14, "expected the 14 flags of the spec, --help lists %d", n);
@@ -1019,7 +1034,8 @@ Test(ops, every_option_is_in_the_manual, .timeout = 30)
 			size_t n = strlen(o->default_text);
 
 			if (o->default_text[0] == '"')
-				snprintf(value, sizeof(value), "%.*s", (int)n - 2, o->default_text + 1);
+				snprintf(value, sizeof(value), "%.*s", (int)n - 2,
+					 o->default_text + 1);
 			else
 				snprintf(value, sizeof(value), "%s", o->default_text);
 			snprintf(want, sizeof(want), "Default: %s.", value);
@@ -1125,8 +1141,8 @@ Test(ops, unwritable_pid_file_exits_1_naming_it, .timeout = 30)
 	const char *args[] = { "--pid-file", pid_file, "--workers", "1", NULL };
 
 	for (int d = 0; d < 2; d++)
-		ops_expect_failure(env, args, d, "cannot write pid file /sys/sfu-gateway-test-ops.pid",
-				   NULL);
+		ops_expect_failure(env, args, d,
+				   "cannot write pid file /sys/sfu-gateway-test-ops.pid", NULL);
 	cr_assert(!ops_exists(pid_file));
 }
 
@@ -1172,7 +1188,7 @@ Test(ops, daemon_detaches_once_listening, .timeout = 30)
 	/* The parent returned: the pid file is there and the port answers, no polling. */
 	master = ops_read_pid(pid_file);
 	cr_assert_gt(master, 1, "no pid file when --daemon returned");
-	ops_track_daemon(master);
+	ops_track_daemon(master, port);
 	cr_assert(ops_get_has(port, "/noop", 200, NULL), "not listening when --daemon returned");
 	cr_assert(ops_alive(master));
 	/* Double fork: a new session, and not its leader (it can never get a terminal). */
