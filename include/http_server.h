@@ -12,6 +12,7 @@
 #define HTTP_HEAD_MAX 8192 /* request line + headers; over it: 431 */
 #define HTTP_BODY_MAX 16384 /* request body; over it: 413 */
 #define HTTP_PEER_MAX 64
+#define HTTP_PIPELINE_MAX 65536 /* bytes buffered behind a request being handled */
 
 struct http_header {
 	const char *name, *value;

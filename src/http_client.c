@@ -41,6 +41,9 @@ struct uconn {
 	enum uconn_state state;
 	int handles_open;
 	bool tcp_inited;
+	bool reading; /* stays on from the first send to the close: an idle
+		       * connection must see the server close it, and toggling
+		       * would cost epoll_ctl() calls per request */
 
 	/* The request in flight (NULL cb when idle). */
 	http_client_cb cb;
@@ -439,10 +442,28 @@ static void uc_send(struct uconn *u)
 	u->parser.data = u;
 	uv_timer_start(&u->timer, uc_on_attempt_timeout, u->deadline > now ? u->deadline - now : 0,
 		       0);
-	rc = uv_read_start((uv_stream_t *)&u->tcp, uc_alloc, uc_on_read);
+	rc = 0;
+	if (!u->reading) {
+		rc = uv_read_start((uv_stream_t *)&u->tcp, uc_alloc, uc_on_read);
+		u->reading = rc == 0;
+	}
 	if (rc == 0) {
-		u->wreq.data = u;
-		rc = uv_write(&u->wreq, (uv_stream_t *)&u->tcp, &b, 1, uc_on_write);
+		/* A request fits the socket buffer almost always: write it directly
+		 * and queue only a remainder (uv_write would add loop work). */
+		int w = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+
+		if (w == (int)b.len)
+			return;
+		if (w > 0) {
+			b.base += w;
+			b.len -= (unsigned)w;
+		} else if (w != UV_EAGAIN) {
+			rc = w;
+		}
+		if (rc == 0) {
+			u->wreq.data = u;
+			rc = uv_write(&u->wreq, (uv_stream_t *)&u->tcp, &b, 1, uc_on_write);
+		}
 	}
 	if (rc != 0) {
 		u->pending_error = rc;
@@ -635,7 +656,6 @@ int http_client_request(struct http_client *cl, const char *address,
 	}
 	if (u->reused) {
 		uv_timer_stop(&u->timer);
-		uv_read_stop((uv_stream_t *)&u->tcp);
 		uc_send(u);
 	} else {
 		uc_start(u);

@@ -583,18 +583,27 @@ static void conn_fail(struct http_conn *c, llhttp_errno_t rc)
 	}
 }
 
+/* Keeps bytes that arrived behind the request being handled. Past
+ * HTTP_PIPELINE_MAX the socket is no longer read until they are consumed. */
 static void conn_save_pending(struct http_conn *c, const char *data, size_t len)
 {
+	char *nb;
+
 	if (len == 0)
 		return;
-	c->pending = malloc(len);
-	if (c->pending == NULL) {
-		log_warn("http: malloc() failed for %zu pipelined bytes", len);
+	nb = realloc(c->pending, c->pending_len + len);
+	if (nb == NULL) {
+		log_warn("http: realloc() failed for %zu pipelined bytes", c->pending_len + len);
 		c->keep_alive = false; /* answer this request, then close */
 		return;
 	}
-	memcpy(c->pending, data, len);
-	c->pending_len = len;
+	memcpy(nb + c->pending_len, data, len);
+	c->pending = nb;
+	c->pending_len += len;
+	if (c->pending_len > HTTP_PIPELINE_MAX && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
 }
 
 /* Feeds bytes to the parser; dispatches at most one complete request. */
@@ -609,10 +618,9 @@ static void conn_feed(struct http_conn *c, const char *data, size_t len)
 
 		llhttp_resume(&c->parser);
 		conn_save_pending(c, data + used, len - used);
-		if (c->reading) {
-			uv_read_stop((uv_stream_t *)&c->tcp);
-			c->reading = false;
-		}
+		/* The socket stays in the loop while the request is handled: most
+		 * clients send nothing more, and stopping and restarting the read
+		 * would cost two epoll_ctl() calls per request. */
 		uv_timer_stop(&c->timer);
 		conn_build_request(c);
 		c->busy = true;
@@ -640,7 +648,7 @@ static void conn_pump(struct http_conn *c)
 		conn_feed(c, buf, n);
 		free(buf);
 	}
-	if (!c->busy && !c->closing && !c->reading)
+	if (!c->busy && !c->closing && !c->reading && c->keep_alive)
 		conn_start_read(c);
 	c->pumping = false;
 }
@@ -657,12 +665,23 @@ static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	struct http_conn *c = s->data;
 
 	if (n < 0) {
-		/* EOF or error. A half-received request is dropped with the socket. */
+		/* A client that half-closes after its request still gets the answer;
+		 * otherwise EOF or an error drops the connection. */
+		if (n == UV_EOF && c->busy) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+			c->keep_alive = false;
+			return;
+		}
 		conn_close(c);
 		return;
 	}
 	if (n == 0)
 		return;
+	if (c->busy) {
+		conn_save_pending(c, buf->base, (size_t)n);
+		return;
+	}
 	conn_feed(c, buf->base, (size_t)n);
 }
 

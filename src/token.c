@@ -6,6 +6,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -39,12 +40,12 @@ struct token_mac_slot {
 
 /*
  * Per-process state, created lazily. The daemon's processes are single-threaded, so
- * no locking; pid tells whether this copy was inherited through fork(), in which
- * case the contexts are dropped and rebuilt rather than shared in spirit with the
- * parent.
+ * no locking; forked (set by a pthread_atfork child handler) tells whether this
+ * copy was inherited through fork(), in which case the contexts are dropped and
+ * rebuilt rather than shared in spirit with the parent.
  */
 static struct {
-	pid_t pid;
+	int atfork, forked;
 	EVP_MAC *mac;
 	unsigned next_slot;
 	struct token_mac_slot slots[TOKEN_MAC_SLOTS];
@@ -59,16 +60,26 @@ static void token_mac_slot_clear(struct token_mac_slot *slot)
 }
 
 /* Forgets the contexts inherited from a parent process, once per process. */
+/* In a child after fork(): the inherited contexts are dropped at next use. */
+static void token_after_fork(void)
+{
+	token_state.forked = 1;
+}
+
 static void token_state_check_fork(void)
 {
-	pid_t pid = getpid();
-
-	if (token_state.pid == pid)
+	/* A fork() handler instead of comparing getpid() on every call: that
+	 * was two system calls per channel request. */
+	if (!token_state.atfork) {
+		pthread_atfork(NULL, NULL, token_after_fork);
+		token_state.atfork = 1;
+	}
+	if (!token_state.forked)
 		return;
 	for (unsigned i = 0; i < TOKEN_MAC_SLOTS; i++)
 		token_mac_slot_clear(&token_state.slots[i]);
 	token_state.next_slot = 0;
-	token_state.pid = pid;
+	token_state.forked = 0;
 }
 
 /* Returns a context keyed with key, from the cache or newly made, or NULL when the
