@@ -74,9 +74,18 @@ while [ ${#tok_sfu} -lt 248 ]; do
   tok_sfu=$(scripts/token.sh "$SFU_KEY" "$iss" "$ttl")
 done
 tok_gw=$(scripts/token.sh "$GW_KEY" "$iss" "$ttl")
+# Odoo sends one issuer per call: the measured load cycles through many calls, so that
+# issuer affinity spreads them as it would in production (one token = one call pinned
+# to one SFU, which would measure affinity, not the proxy).
+ncalls=${BENCH_CALLS:-128}
+for i in $(seq 1 "$ncalls"); do
+  scripts/token.sh "$SFU_KEY" "$iss-$i" "$ttl" >> "$tmp/tokens.sfu"
+  scripts/token.sh "$GW_KEY" "$iss-$i" "$ttl" >> "$tmp/tokens.gw"
+done
 
 port_of() { for np in $ports; do [ "${np%%=*}" != "$1" ] || echo "${np#*=}"; done; }
 token_of() { case "$1" in gateway-*) echo "$tok_gw" ;; *) echo "$tok_sfu" ;; esac; }
+tokens_of() { case "$1" in gateway-*) echo "$tmp/tokens.gw" ;; *) echo "$tmp/tokens.sfu" ;; esac; }
 
 for c in $contenders; do
   bench_check_channel "$c" "$(port_of "$c")" "$(token_of "$c")"
@@ -85,7 +94,7 @@ done
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 ncont=$(echo "$contenders" | wc -w)
 nconns=$(echo "$conns_list" | wc -w)
-info="${rounds} rounds x ${dur}s, conns ${conns_list}, wrk -t2, token ${#tok_sfu} B, $(nproc) cores"
+info="${rounds} rounds x ${dur}s, conns ${conns_list}, wrk -t2, token ${#tok_sfu} B, $ncalls calls, $(nproc) cores"
 echo "compare: $info, $stamp" >&2
 echo "compare: sfu-direct = 1 mock SFU; the others spread over 2 (same key); about \
 $(( rounds * nconns * ncont * (dur + 1) )) s" >&2
@@ -95,7 +104,7 @@ $(( rounds * nconns * ncont * (dur + 1) )) s" >&2
 for r in $(seq 1 "$rounds"); do
   for conns in $conns_list; do
     for c in $contenders; do
-      bench_wrk "$(port_of "$c")" "$(token_of "$c")" "$conns" "$dur"
+      bench_wrk "$(port_of "$c")" "$(tokens_of "$c")" "$conns" "$dur"
       # shellcheck disable=SC2154
       echo "$r $conns $c $bench_result" >> "$tmp/raw"
       printf 'compare: round %s/%s  %4s conns  %-11s %s\n' "$r" "$rounds" "$conns" "$c" \

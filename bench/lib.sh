@@ -131,9 +131,14 @@ bench_check_channel() { # $1 = name, $2 = port, $3 = token
 # One wrk run against GET /v1/channel; sets bench_result to
 # "rps p50_ms p99_ms non2xx socket_errors". wrk runs in the background so that a TERM to the
 # script stops it too (the trap kills bench_wrk_pid); the pid is forgotten once reaped.
-bench_wrk() { # $1 = port, $2 = token, $3 = connections, $4 = duration (s)
-  timeout $(( $4 + 15 )) wrk -t2 -c"$3" -d"$4s" --timeout 5s --latency \
-    -H "Authorization: jwt $2" "http://127.0.0.1:$1/v1/channel" > "$bench_tmp/wrk.out" 2>&1 &
+bench_wrk() { # $1 = port, $2 = token, or a file of tokens (cycled), $3 = connections, $4 = duration (s)
+  if [ -f "$2" ]; then
+    BENCH_TOKENS=$2 timeout $(( $4 + 15 )) wrk -t2 -c"$3" -d"$4s" --timeout 5s --latency \
+      -s bench/tokens.lua "http://127.0.0.1:$1/v1/channel" > "$bench_tmp/wrk.out" 2>&1 &
+  else
+    timeout $(( $4 + 15 )) wrk -t2 -c"$3" -d"$4s" --timeout 5s --latency \
+      -H "Authorization: jwt $2" "http://127.0.0.1:$1/v1/channel" > "$bench_tmp/wrk.out" 2>&1 &
+  fi
   bench_wrk_pid=$!
   wait "$bench_wrk_pid" || true
   bench_wrk_pid=""

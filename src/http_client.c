@@ -20,7 +20,7 @@
  * in the same instant is sent again once on a fresh one.
  */
 #define HTTP_CLIENT_IDLE_MS 4000
-#define HTTP_CLIENT_MAX_IDLE 64 /* per pool */
+#define HTTP_CLIENT_MAX_IDLE 512 /* per pool: below the in-flight peak, connections would churn */
 #define HTTP_CLIENT_DNS_TTL_MS 30000
 #define HTTP_CLIENT_BUCKETS 256
 

@@ -31,6 +31,7 @@ struct hdr_span {
 struct http_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
+	uint64_t deadline; /* loop ms: the idle or request timeout; UINT64_MAX while busy */
 	struct http_server *srv;
 	struct http_conn *prev, *next;
 	llhttp_t parser;
@@ -78,6 +79,7 @@ static void conn_pump(struct http_conn *c);
 static void conn_close(struct http_conn *c);
 static void conn_start_read(struct http_conn *c);
 static void conn_on_timeout(uv_timer_t *t);
+static void conn_arm_timer(struct http_conn *c);
 
 const char *http_status_text(int status)
 {
@@ -133,8 +135,8 @@ static int on_message_begin(llhttp_t *p)
 	c->in_message = true;
 	/* The request clock starts at its first byte and is never pushed back by
 	 * later bytes, so a client trickling one byte at a time still times out. */
-	uv_timer_start(&c->timer, conn_on_timeout, c->srv->limits.request_timeout_ms,
-		       c->srv->limits.idle_timeout_ms);
+	c->deadline = uv_now(c->srv->loop) + c->srv->limits.request_timeout_ms;
+	conn_arm_timer(c);
 	return 0;
 }
 
@@ -447,7 +449,8 @@ static void conn_response_done(struct http_conn *c, int status)
 		return;
 	}
 	conn_reset_request(c);
-	uv_timer_again(&c->timer);
+	c->deadline = uv_now(c->srv->loop) + c->srv->limits.idle_timeout_ms;
+	conn_arm_timer(c);
 	conn_pump(c);
 }
 
@@ -458,12 +461,52 @@ static void conn_on_write(uv_write_t *req, int status)
 	conn_response_done(c, status);
 }
 
+/*
+ * Timeouts are lazy: requests move c->deadline, and the timer, armed for the
+ * idle period, re-arms itself for whatever is left when it fires early. So a
+ * request costs no timer-heap operation (three per request before), only a
+ * connection that really waits does. The timer never sleeps longer than the
+ * shorter timeout, so a new request's deadline (now + request timeout) is
+ * never earlier than the wake-up already set, and nothing needs re-arming.
+ */
+static uint64_t conn_timer_step(const struct http_conn *c)
+{
+	const struct http_limits *l = &c->srv->limits;
+
+	return l->request_timeout_ms < l->idle_timeout_ms ? l->request_timeout_ms
+							  : l->idle_timeout_ms;
+}
+
+static void conn_arm_timer(struct http_conn *c)
+{
+	uint64_t now = uv_now(c->srv->loop);
+	uint64_t left;
+
+	if (c->deadline == UINT64_MAX)
+		return;
+	left = c->deadline > now ? c->deadline - now : 0;
+	if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > left)
+		uv_timer_start(&c->timer, conn_on_timeout, left < conn_timer_step(c) ? left
+										    : conn_timer_step(c),
+			       0);
+}
+
 static void conn_on_timeout(uv_timer_t *t)
 {
 	struct http_conn *c = t->data;
+	uint64_t now = uv_now(c->srv->loop);
 
-	if (c->busy)
-		return; /* the handler's own timeouts bound it */
+	if (c->busy || c->deadline == UINT64_MAX || now < c->deadline) {
+		/* Early (a request moved the deadline) or busy (the handler's own
+		 * timeouts bound it): look again later. */
+		uint64_t wait = c->busy || c->deadline == UINT64_MAX ? conn_timer_step(c)
+								     : c->deadline - now;
+
+		if (wait > conn_timer_step(c))
+			wait = conn_timer_step(c);
+		uv_timer_start(&c->timer, conn_on_timeout, wait, 0);
+		return;
+	}
 	if (c->in_message) {
 		/* A request started but did not finish in time: tell the client. */
 		c->busy = true;
@@ -621,7 +664,7 @@ static void conn_feed(struct http_conn *c, const char *data, size_t len)
 		/* The socket stays in the loop while the request is handled: most
 		 * clients send nothing more, and stopping and restarting the read
 		 * would cost two epoll_ctl() calls per request. */
-		uv_timer_stop(&c->timer);
+		c->deadline = UINT64_MAX;
 		conn_build_request(c);
 		c->busy = true;
 		c->srv->n_busy++;
@@ -750,8 +793,8 @@ static void server_on_connection(uv_stream_t *ls, int status)
 	llhttp_init(&c->parser, HTTP_REQUEST, &http_server_settings);
 	c->parser.data = c;
 	conn_reset_request(c);
-	uv_timer_start(&c->timer, conn_on_timeout, s->limits.idle_timeout_ms,
-		       s->limits.idle_timeout_ms);
+	c->deadline = uv_now(s->loop) + s->limits.idle_timeout_ms;
+	conn_arm_timer(c);
 	conn_start_read(c);
 }
 
