@@ -41,6 +41,7 @@ struct channel_req {
 	uint32_t tried[CHANNEL_MAX_TRIED]; /* slots attempted or skipped */
 	unsigned n_tried, attempts;
 	bool pinned_checked;
+	bool small; /* from the free list (see channel_alloc) */
 	unsigned maybe_orphans; /* earlier attempts that may have created a channel */
 	enum channel_outcome outcome;
 	int last_status;
@@ -188,10 +189,41 @@ static int channel_xff(const struct worker *w, const struct http_request *req, c
 	return 0;
 }
 
-/* Answers the client and releases the request. */
+/*
+ * Requests whose strings fit CHANNEL_SMALL bytes (nearly all: a query of a
+ * few parameters) reuse blocks from a per-process free list instead of
+ * malloc() per request; workers are single-threaded, so no locking.
+ */
+#define CHANNEL_SMALL 1024
+#define CHANNEL_FREE_MAX 256
+
+static struct channel_req *channel_free_list[CHANNEL_FREE_MAX];
+static unsigned channel_n_free;
+
+static struct channel_req *channel_alloc(size_t strings)
+{
+	struct channel_req *cr;
+
+	if (strings > CHANNEL_SMALL)
+		cr = malloc(sizeof(*cr) + strings);
+	else if (channel_n_free > 0)
+		cr = channel_free_list[--channel_n_free];
+	else
+		cr = malloc(sizeof(*cr) + CHANNEL_SMALL);
+	if (cr != NULL) {
+		memset(cr, 0, sizeof(*cr));
+		cr->small = strings <= CHANNEL_SMALL;
+	}
+	return cr;
+}
+
+/* Releases the request (its answer was sent). */
 static void channel_done(struct channel_req *cr)
 {
-	free(cr);
+	if (cr->small && channel_n_free < CHANNEL_FREE_MAX)
+		channel_free_list[channel_n_free++] = cr;
+	else
+		free(cr);
 }
 
 /*
@@ -536,12 +568,11 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 		return;
 	}
 	/* One allocation per request holds everything its attempts need. */
-	cr = malloc(sizeof(*cr) + 3 * ql + 16 + strlen(xff) + 1);
+	cr = channel_alloc(3 * ql + 16 + strlen(xff) + 1);
 	if (cr == NULL) {
 		http_respond_error(c, 503, "out of memory", NULL);
 		return;
 	}
-	memset(cr, 0, sizeof(*cr));
 	cr->w = w;
 	cr->c = c;
 	cr->tok = tok;
