@@ -5,6 +5,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <json.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -260,13 +262,16 @@ static struct harness_proc *harness_gateway_spawn(const char *const *env, const 
 	return p;
 }
 
-struct harness_proc *harness_gateway_start(const char *const *env, const char *const *args)
+/* Starts once and waits for /noop; 1 up, 0 exited, -1 neither within the deadline. */
+static int harness_gateway_try(struct harness_proc **out, const char *const *env,
+			       const char *const *args)
 {
 	struct harness_proc *p = harness_gateway_spawn(env, args);
 	int64_t deadline = harness_now_ms() + harness_scale(10000);
 
+	*out = p;
 	if (p == NULL)
-		return NULL;
+		return -1;
 	while (harness_now_ms() < deadline) {
 		struct harness_resp *r = calloc(1, sizeof(*r));
 		static const char noop[] =
@@ -276,12 +281,33 @@ struct harness_proc *harness_gateway_start(const char *const *env, const char *c
 
 		free(r);
 		if (rc == 0 && status == 200)
-			return p;
+			return 1;
 		if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
 			p->pid = 0;
-			return NULL;
+			return 0;
 		}
 		poll(NULL, 0, 20);
+	}
+	return -1;
+}
+
+struct harness_proc *harness_gateway_start(const char *const *env, const char *const *args)
+{
+	/* A port picked by harness_free_port() is free when picked, not when the
+	 * gateway binds it: a test running in parallel may take it meanwhile.
+	 * Such a start fails at once naming the port; then pick another. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		struct harness_proc *p;
+		int rc = harness_gateway_try(&p, env, args);
+		const char *log;
+
+		if (rc == 1)
+			return p;
+		if (rc < 0 || p == NULL || harness_has_arg(args, "--port"))
+			return NULL;
+		log = harness_log(p);
+		if (strstr(log, "bind() failed") == NULL && strstr(log, "another sfu-gateway") == NULL)
+			return NULL;
 	}
 	return NULL;
 }
@@ -290,18 +316,26 @@ int harness_gateway_run(const char *const *env, const char *const *args, int tim
 			struct harness_proc **out)
 {
 	struct harness_proc *p = harness_gateway_spawn(env, args);
-	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
-	int status;
+	int rc;
 
 	if (out != NULL)
 		*out = p;
 	if (p == NULL)
 		return -2;
+	rc = harness_wait_exit(p->pid, timeout_ms);
+	if (rc >= 0)
+		p->pid = 0;
+	return rc;
+}
+
+int harness_wait_exit(pid_t pid, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
+	int status;
+
 	while (harness_now_ms() < deadline) {
-		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-			p->pid = 0;
+		if (waitpid(pid, &status, WNOHANG) == pid)
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		}
 		poll(NULL, 0, 10);
 	}
 	return -1;
@@ -390,16 +424,12 @@ static bool harness_complete(const char *buf, size_t len)
 	return len >= head + strtoul(cl + 17, NULL, 10);
 }
 
-int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, int timeout_ms)
+/* A blocking TCP connection to 127.0.0.1:port; the fd or -errno. */
+static int harness_connect(int port)
 {
 	struct sockaddr_in sa;
-	int fd, rc = 0;
-	size_t got = 0;
-	static char buf[sizeof(r->head) + sizeof(r->body)];
-	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
 
-	memset(r, 0, sizeof(*r));
-	fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0)
 		return -errno;
 	memset(&sa, 0, sizeof(sa));
@@ -411,6 +441,20 @@ int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, i
 		close(fd);
 		return rc;
 	}
+	return fd;
+}
+
+int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, int timeout_ms)
+{
+	int fd, rc = 0;
+	size_t got = 0;
+	static char buf[sizeof(r->head) + sizeof(r->body)];
+	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
+
+	memset(r, 0, sizeof(*r));
+	fd = harness_connect(port);
+	if (fd < 0)
+		return fd;
 	if (len > 0 && write(fd, raw, len) != (ssize_t)len) {
 		rc = -errno;
 		close(fd);
@@ -461,8 +505,9 @@ int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, i
 int harness_get(int port, const char *path, const char *headers, struct harness_resp *r)
 {
 	char req[16384];
-	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n",
-			 path, headers ? headers : "");
+	int n = snprintf(req, sizeof(req),
+			 "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n", path,
+			 headers ? headers : "");
 
 	return harness_raw(port, req, (size_t)n, r, 10000);
 }
@@ -486,11 +531,11 @@ int harness_post(int port, const char *path, const char *headers, const char *bo
 	return rc;
 }
 
-bool harness_resp_header(const struct harness_resp *r, const char *name, char *out,
-			 size_t outlen)
+/* Header value in a response head (first match, case-insensitive) into out. */
+static bool harness_head_value(const char *head, const char *name, char *out, size_t outlen)
 {
 	size_t nl = strlen(name);
-	const char *p = strstr(r->head, "\r\n");
+	const char *p = strstr(head, "\r\n");
 
 	while (p != NULL && p[2] != '\r' && p[2] != '\0') {
 		const char *line = p + 2, *eol = strstr(line, "\r\n");
@@ -510,10 +555,17 @@ bool harness_resp_header(const struct harness_resp *r, const char *name, char *o
 	return false;
 }
 
-static void harness_b64url(const unsigned char *in, size_t len, char *out)
+bool harness_resp_header(const struct harness_resp *r, const char *name, char *out,
+			 size_t outlen)
 {
-	static const char a[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	return harness_head_value(r->head, name, out, outlen);
+}
+
+/* Base64 of in: url-safe without padding, or (std) the standard alphabet padded. */
+static void harness_b64(const unsigned char *in, size_t len, bool std, char *out)
+{
+	const char *a = std ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+			    : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	size_t o = 0;
 
 	for (size_t i = 0; i < len; i += 3) {
@@ -527,10 +579,34 @@ static void harness_b64url(const unsigned char *in, size_t len, char *out)
 		out[o++] = a[(v >> 12) & 63];
 		if (i + 1 < len)
 			out[o++] = a[(v >> 6) & 63];
+		else if (std)
+			out[o++] = '=';
 		if (i + 2 < len)
 			out[o++] = a[v & 63];
+		else if (std)
+			out[o++] = '=';
 	}
 	out[o] = '\0';
+}
+
+/* Decodes a key in either alphabet, padded or not (url-safe keys are mapped to the
+ * standard alphabet and padded). Returns its length. */
+static int harness_key(const char *key_b64, unsigned char *out)
+{
+	char std[512];
+	size_t len;
+	int n;
+
+	snprintf(std, sizeof(std), "%s", key_b64);
+	for (char *c = std; *c; c++)
+		*c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
+	while (strlen(std) % 4 != 0)
+		strcat(std, "=");
+	len = strlen(std);
+	n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)len);
+	for (size_t i = len; i > 0 && std[i - 1] == '='; i--)
+		n--;
+	return n;
 }
 
 const char *harness_token(const char *header_json, const char *claims_json, const char *key_b64)
@@ -538,27 +614,43 @@ const char *harness_token(const char *header_json, const char *claims_json, cons
 	static char tok[16384];
 	unsigned char key[256], mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = 0;
-	char std[512];
-	int kl;
+	int kl = harness_key(key_b64, key);
 	size_t n;
 
-	/* Accept url-safe keys: map to the standard alphabet and pad. */
-	snprintf(std, sizeof(std), "%s", key_b64);
-	for (char *c = std; *c; c++)
-		*c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
-	while (strlen(std) % 4 != 0)
-		strcat(std, "=");
-	kl = EVP_DecodeBlock(key, (const unsigned char *)std, (int)strlen(std));
-	for (size_t i = strlen(std); i > 0 && std[i - 1] == '='; i--)
-		kl--;
-	harness_b64url((const unsigned char *)header_json, strlen(header_json), tok);
+	harness_b64((const unsigned char *)header_json, strlen(header_json), false, tok);
 	n = strlen(tok);
 	tok[n++] = '.';
-	harness_b64url((const unsigned char *)claims_json, strlen(claims_json), tok + n);
+	harness_b64((const unsigned char *)claims_json, strlen(claims_json), false, tok + n);
 	n = strlen(tok);
 	HMAC(EVP_sha256(), key, kl, (unsigned char *)tok, n, mac, &maclen);
 	tok[n++] = '.';
-	harness_b64url(mac, maclen, tok + n);
+	harness_b64(mac, maclen, false, tok + n);
+	return tok;
+}
+
+const char *harness_token_ex(const char *header_json, const char *claims_json,
+			     const char *key_b64, const struct evp_md_st *md, bool std)
+{
+	static char toks[2][16384];
+	static int next;
+	char *tok = toks[next++ % 2];
+	unsigned char key[256], mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	size_t n;
+
+	harness_b64((const unsigned char *)header_json, strlen(header_json), std, tok);
+	n = strlen(tok);
+	tok[n++] = '.';
+	harness_b64((const unsigned char *)claims_json, strlen(claims_json), std, tok + n);
+	n = strlen(tok);
+	if (md != NULL) {
+		int kl = harness_key(key_b64, key);
+
+		cr_assert(kl > 0);
+		cr_assert_not_null(HMAC(md, key, kl, (unsigned char *)tok, n, mac, &maclen));
+	}
+	tok[n++] = '.';
+	harness_b64(mac, maclen, std, tok + n);
 	return tok;
 }
 
@@ -567,7 +659,8 @@ const char *harness_odoo_token(const char *iss, const char *key_b64)
 	char claims[2048];
 
 	snprintf(claims, sizeof(claims),
-		 "{\"iss\": \"%s\", \"key\": \"6f1d7a52-8d67-4c6e-a1f1-0c7e2f6f2f4d\", \"exp\": %lld}",
+		 "{\"iss\": \"%s\", \"key\": \"6f1d7a52-8d67-4c6e-a1f1-0c7e2f6f2f4d\", "
+		 "\"exp\": %lld}",
 		 iss, (long long)time(NULL) + 30);
 	return harness_token("{\"typ\": \"JWT\", \"alg\": \"HS256\"}", claims, key_b64);
 }
@@ -594,4 +687,292 @@ const char *harness_json_str(const char *body, const char *field)
 		return out;
 	snprintf(out, sizeof(out), "%.*s", (int)(q - p), p);
 	return out;
+}
+
+/* ---- helpers the integration suites share */
+
+const char *harness_all_logs(void)
+{
+	static char out[16384];
+	size_t n = 0;
+	glob_t g;
+	char pat[300];
+
+	out[0] = '\0';
+	snprintf(pat, sizeof(pat), "%s/*.log", harness_tmpdir());
+	if (glob(pat, 0, NULL, &g) != 0)
+		return out;
+	for (size_t i = 0; i < g.gl_pathc && n < sizeof(out) - 1; i++) {
+		FILE *f = fopen(g.gl_pathv[i], "r");
+
+		if (f == NULL)
+			continue;
+		n += (size_t)snprintf(out + n, sizeof(out) - n, "== %s\n", g.gl_pathv[i]);
+		if (n < sizeof(out) - 1)
+			n += fread(out + n, 1, sizeof(out) - 1 - n, f);
+		out[n] = '\0';
+		fclose(f);
+	}
+	globfree(&g);
+	return out;
+}
+
+struct harness_proc *harness_gateway_up(const char *const *env, const char *const *args)
+{
+	struct harness_proc *gw = harness_gateway_start(env, args);
+
+	cr_assert_not_null(gw, "the gateway did not come up:\n%s", harness_all_logs());
+	return gw;
+}
+
+struct harness_proc *harness_gateway_keyed(const char *key_b64, const char *const *env,
+					   int workers, const char *toml)
+{
+	static int seq;
+	const char *envp[16], *args[6];
+	char key_env[512], nw[16], name[32];
+	int n = 0, a = 0;
+
+	if (key_b64 != NULL) {
+		snprintf(key_env, sizeof(key_env), "SFU_GATEWAY_KEY=%s", key_b64);
+		envp[n++] = key_env;
+	}
+	for (int i = 0; env != NULL && env[i] != NULL && n < 15; i++)
+		envp[n++] = env[i];
+	envp[n] = NULL;
+	snprintf(nw, sizeof(nw), "%d", workers);
+	args[a++] = "--workers";
+	args[a++] = nw;
+	if (toml != NULL) {
+		snprintf(name, sizeof(name), "gateway%d.toml", seq++);
+		args[a++] = "--config";
+		args[a++] = harness_write_file(name, toml);
+	}
+	args[a] = NULL;
+	return harness_gateway_up(envp, args);
+}
+
+const char *harness_url(int port)
+{
+	static char bufs[8][64];
+	static int next;
+	char *b = bufs[next++ % 8];
+
+	snprintf(b, sizeof(bufs[0]), "http://127.0.0.1:%d", port);
+	return b;
+}
+
+int harness_served_by(struct harness_proc *const *mocks, int n, const char *body)
+{
+	const char *url = harness_json_str(body, "url");
+
+	for (int i = 0; i < n; i++)
+		if (strcmp(url, harness_url(mocks[i]->port)) == 0)
+			return i;
+	return -1;
+}
+
+const char *harness_sfu_token(const char *address, const char *key_b64)
+{
+	char claims[1024];
+
+	snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", address,
+		 (long long)time(NULL) + 60);
+	return harness_token("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, key_b64);
+}
+
+struct harness_resp *harness_heartbeat(int port, const char *address, const char *key_b64,
+				       const char *body)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char auth[16384 + 64];
+	int rc;
+
+	cr_assert_not_null(r);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+		 harness_sfu_token(address, key_b64));
+	rc = harness_post(port, "/v1/sfu", auth, body, r);
+	cr_assert_eq(rc, 0, "POST /v1/sfu failed: %d", rc);
+	return r;
+}
+
+struct harness_resp *harness_channel(int port, const char *path, const char *iss,
+				     const char *key_b64, const char *extra)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char headers[16384 + 1024];
+	int rc;
+
+	cr_assert_not_null(r);
+	snprintf(headers, sizeof(headers), "Authorization: jwt %s\r\n%s",
+		 harness_odoo_token(iss, key_b64), extra != NULL ? extra : "");
+	rc = harness_get(port, path, headers, r);
+	cr_assert_eq(rc, 0, "GET %s failed: %d", path, rc);
+	return r;
+}
+
+int harness_channel_req(char *out, size_t outlen, const char *token)
+{
+	return snprintf(out, outlen,
+			"GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: jwt %s\r\n"
+			"Connection: close\r\n\r\n",
+			token);
+}
+
+/* Fills a call from the answer in buf (complete, or all that came before EOF). */
+static void harness_call_parse(struct harness_call *c, const char *buf, size_t len)
+{
+	const char *end = memmem(buf, len, "\r\n\r\n", 4);
+	size_t hl = end != NULL ? (size_t)(end + 4 - buf) : len;
+
+	c->done = true;
+	c->status = 0;
+	snprintf(c->head, sizeof(c->head), "%.*s", (int)hl, buf);
+	snprintf(c->body, sizeof(c->body), "%.*s", (int)(len - hl), buf + hl);
+	if (end != NULL)
+		sscanf(buf, "HTTP/1.%*d %d", &c->status);
+}
+
+#define HARNESS_BATCH_MAX 256
+
+void harness_batch(int port, struct harness_call *calls, int n, int conc, int timeout_ms)
+{
+	struct harness_slot {
+		int fd, idx;
+		size_t got;
+		int64_t t0;
+		char buf[8192];
+	} *s = calloc((size_t)conc, sizeof(*s));
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	int next = 0, active = 0;
+
+	cr_assert_not_null(s);
+	cr_assert_leq(conc, HARNESS_BATCH_MAX);
+	for (int i = 0; i < conc; i++)
+		s[i].fd = -1;
+	for (;;) {
+		struct pollfd pf[HARNESS_BATCH_MAX];
+		int np = 0;
+
+		for (int i = 0; i < conc && next < n; i++) {
+			struct harness_call *c;
+			size_t len;
+
+			if (s[i].fd >= 0)
+				continue;
+			s[i].idx = next++;
+			s[i].got = 0;
+			s[i].t0 = harness_now_ms();
+			c = &calls[s[i].idx];
+			c->done = false;
+			c->status = 0;
+			c->head[0] = c->body[0] = '\0';
+			s[i].fd = harness_connect(port);
+			cr_assert_geq(s[i].fd, 0, "connect: %s", strerror(-s[i].fd));
+			len = strlen(c->req);
+			cr_assert_eq(write(s[i].fd, c->req, len), (ssize_t)len);
+			active++;
+		}
+		if (active == 0 || harness_now_ms() >= deadline)
+			break;
+		for (int i = 0; i < conc; i++)
+			if (s[i].fd >= 0)
+				pf[np++] = (struct pollfd){ s[i].fd, POLLIN, 0 };
+		if (poll(pf, (nfds_t)np, 50) <= 0)
+			continue;
+		for (int i = 0; i < conc; i++) {
+			ssize_t r;
+
+			if (s[i].fd < 0)
+				continue;
+			r = recv(s[i].fd, s[i].buf + s[i].got, sizeof(s[i].buf) - 1 - s[i].got,
+				 MSG_DONTWAIT);
+			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				continue;
+			if (r > 0) {
+				s[i].got += (size_t)r;
+				s[i].buf[s[i].got] = '\0';
+				if (!harness_complete(s[i].buf, s[i].got) &&
+				    s[i].got < sizeof(s[i].buf) - 1)
+					continue;
+			}
+			harness_call_parse(&calls[s[i].idx], s[i].buf, s[i].got);
+			calls[s[i].idx].ms = harness_now_ms() - s[i].t0;
+			close(s[i].fd);
+			s[i].fd = -1;
+			active--;
+		}
+	}
+	for (int i = 0; i < conc; i++)
+		if (s[i].fd >= 0)
+			close(s[i].fd);
+	free(s);
+}
+
+bool harness_call_header(const struct harness_call *c, const char *name, char *out,
+			 size_t outlen)
+{
+	return harness_head_value(c->head, name, out, outlen);
+}
+
+double harness_series(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+
+	for (const char *p = text; p != NULL && *p != '\0';) {
+		if (strncmp(p, series, n) == 0 && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return -1;
+}
+
+double harness_metric(int port, const char *series)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	double v;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(port, "/metrics", NULL, r), 0, "GET /metrics");
+	cr_assert_eq(r->status, 200, "GET /metrics: %d", r->status);
+	v = harness_series(r->body, series);
+	free(r);
+	return v;
+}
+
+struct json_object *harness_mock_json(const struct harness_proc *m, const char *path)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	json_object *o;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(m->port, path, NULL, r), 0, "mock %s", path);
+	cr_assert_eq(r->status, 200, "mock %s: %d %s", path, r->status, r->body);
+	o = json_tokener_parse(r->body);
+	cr_assert_not_null(o, "mock %s: not JSON: %s", path, r->body);
+	free(r);
+	return o;
+}
+
+int64_t harness_mock_int(const struct harness_proc *m, const char *path, const char *field)
+{
+	json_object *o = harness_mock_json(m, path), *v;
+	int64_t n;
+
+	cr_assert(json_object_object_get_ex(o, field, &v), "no %s in %s", field, path);
+	n = json_object_get_int64(v);
+	json_object_put(o);
+	return n;
+}
+
+void harness_mock_post(const struct harness_proc *m, const char *path, int want)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_post(m->port, path, NULL, "", r), 0, "mock POST %s", path);
+	cr_assert_eq(r->status, want, "mock POST %s: %d %s", path, r->status, r->body);
+	free(r);
 }

@@ -76,4 +76,76 @@ const char *harness_odoo_token(const char *iss, const char *key_b64);
 /* JSON string field of a body ("" when absent), static buffer. */
 const char *harness_json_str(const char *body, const char *field);
 
+/* ---- helpers the integration suites share */
+
+struct json_object;
+struct evp_md_st;
+
+/* Every *.log of the test's tmpdir, each after a "== path" line, for a failure message
+ * (static buffer, cut at 16 KiB): cleanup removes the files. */
+const char *harness_all_logs(void);
+/* harness_gateway_start that must succeed: fails the test, with every log, otherwise. */
+struct harness_proc *harness_gateway_up(const char *const *env, const char *const *args);
+/* A gateway with SFU_GATEWAY_KEY=key_b64 (none when NULL) and the env entries (may be
+ * NULL), `--workers workers` and, when toml is not NULL, that text as its config file;
+ * fails the test when it does not come up. */
+struct harness_proc *harness_gateway_keyed(const char *key_b64, const char *const *env,
+					   int workers, const char *toml);
+/* Waits up to timeout_ms for pid's exit (without reaping others); returns its exit code,
+ * 128 + signal, or -1 at the deadline. */
+int harness_wait_exit(pid_t pid, int timeout_ms);
+
+/* "http://127.0.0.1:port", as the gateway names an SFU; eight rotating buffers. */
+const char *harness_url(int port);
+/* Which of the n mocks a 200 channel answer's body names by its url; -1 if none. */
+int harness_served_by(struct harness_proc *const *mocks, int n, const char *body);
+
+/* Like harness_token, with the given digest (NULL: an empty signature, as alg none) and
+ * either base64url unpadded or (std) the standard alphabet padded, as Node writes it.
+ * Two static buffers, so that two tokens can be alive at once. */
+const char *harness_token_ex(const char *header_json, const char *claims_json,
+			     const char *key_b64, const struct evp_md_st *md, bool std);
+/* An SFU's heartbeat bearer token: HS256 with key_b64, claims {address, exp now+60}.
+ * Static buffer. */
+const char *harness_sfu_token(const char *address, const char *key_b64);
+/* POST /v1/sfu with body, authorized by harness_sfu_token(address, key_b64), as an SFU
+ * sends its heartbeat; the exchange must succeed. Heap response: free it. */
+struct harness_resp *harness_heartbeat(int port, const char *address, const char *key_b64,
+				       const char *body);
+/* GET path (a /v1/channel URL) with an Odoo token for iss signed with key_b64 and extra
+ * header lines (may be NULL); the exchange must succeed. Heap response: free it. */
+struct harness_resp *harness_channel(int port, const char *path, const char *iss,
+				     const char *key_b64, const char *extra);
+/* A raw GET /v1/channel with "Authorization: jwt token" and Connection: close into out;
+ * returns its length. */
+int harness_channel_req(char *out, size_t outlen, const char *token);
+
+/* One request of harness_batch and what came back. */
+struct harness_call {
+	char req[4096]; /* the whole raw request, written by the caller */
+	bool done; /* the answer is complete, or the peer closed */
+	int status; /* of the answer's status line, 0 when none came */
+	int64_t ms; /* from connect to the end of the answer */
+	char head[2048]; /* the answer's head with its blank line, or what came of it */
+	char body[4096]; /* the answer's body (cut to fit) */
+};
+/* Sends the n calls over up to conc connections at once (one request each) and reads
+ * the answers until timeout_ms; a call without an answer keeps done false, status 0. */
+void harness_batch(int port, struct harness_call *calls, int n, int conc, int timeout_ms);
+/* Header value of a batch answer (first match, case-insensitive) into out. */
+bool harness_call_header(const struct harness_call *c, const char *name, char *out,
+			 size_t outlen);
+
+/* The value of one series (exact name and labels, as printed) in a /metrics text;
+ * -1 when absent. */
+double harness_series(const char *text, const char *series);
+/* harness_series of the gateway's /metrics, which must answer 200. */
+double harness_metric(int port, const char *series);
+/* A mock's control route (GET path, must answer 200) parsed; the caller puts it. */
+struct json_object *harness_mock_json(const struct harness_proc *m, const char *path);
+/* An integer member of a mock's control route (GET path); the member must be there. */
+int64_t harness_mock_int(const struct harness_proc *m, const char *path, const char *field);
+/* POST path (empty body) to a mock's control route; asserts the status is want. */
+void harness_mock_post(const struct harness_proc *m, const char *path, int want);
+
 #endif

@@ -1,24 +1,18 @@
 /* Integration tests of issuer affinity: repeats of (client, iss) stay on one SFU, with a TTL. */
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
 #include <json.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "harness.h"
 
 #define AFF_GW_KEY "YWZmaW5pdHktdGVzdHMtZ2F0ZXdheS1rZXktMDAwMDAx"
 #define AFF_SFU_KEY "YWZmaW5pdHktdGVzdHMtc2Z1LWtleS0wMDAwMDAwMDAy"
-#define AFF_JWT_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 #define AFF_MAX_MOCKS 3
 #define AFF_TTL_MS 300
 #define AFF_STALE_MS 1000 /* the smallest [registration] stale_after_ms */
@@ -36,75 +30,27 @@ struct aff_answer {
 	char uuid[128];
 };
 
-static void aff_dump_logs(void)
-{
-	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
-		char path[512], buf[4096];
-		FILE *f;
-		size_t n;
-
-		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-		if (n > 0)
-			cr_log_error("%s:\n%s", path, buf);
-	}
-}
-
 /* Starts n mocks, then a two-worker gateway with the TOML text (NULL: defaults):
  * two workers, so that a repeat may well reach another worker than the first
  * request and the shared table is what keeps it on its SFU. */
 static void aff_start(struct aff_env *e, int n, const char *toml)
 {
-	static const char *const env[] = { "SFU_GATEWAY_KEY=" AFF_GW_KEY, NULL };
-	const char *args[6];
-	int a = 0;
-
 	cr_assert(n <= AFF_MAX_MOCKS);
 	for (int i = 0; i < n; i++) {
 		e->mock[i] = harness_mock_start(AFF_SFU_KEY, NULL);
 		cr_assert_not_null(e->mock[i], "mock %d did not start", i);
 	}
 	e->n = n;
-	args[a++] = "--workers";
-	args[a++] = "2";
-	if (toml != NULL) {
-		args[a++] = "--config";
-		args[a++] = harness_write_file("affinity.toml", toml);
-	}
-	args[a] = NULL;
-	e->gw = harness_gateway_start(env, args);
-	if (e->gw == NULL)
-		aff_dump_logs();
-	cr_assert_not_null(e->gw, "the gateway did not come up");
-}
-
-static const char *aff_address(const struct harness_proc *m)
-{
-	static char bufs[4][64];
-	static int next;
-	char *b = bufs[next++ % 4];
-
-	snprintf(b, sizeof(bufs[0]), "http://127.0.0.1:%d", m->port);
-	return b;
+	e->gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, toml);
 }
 
 /* One heartbeat of mock i ("up" with the sessions, or "down" when sessions < 0). */
 static void aff_beat(const struct aff_env *e, int i, int sessions)
 {
-	const char *addr = aff_address(e->mock[i]);
-	char claims[256], auth[2048], body[1024];
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	const char *addr = harness_url(e->mock[i]->port);
+	char body[1024];
+	struct harness_resp *r;
 
-	cr_assert_not_null(r);
-	snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", addr,
-		 (long long)time(NULL) + 60);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
-		 harness_token(AFF_JWT_HEADER, claims, AFF_GW_KEY));
 	if (sessions < 0)
 		snprintf(body, sizeof(body), "{\"status\":\"down\",\"address\":\"%s\"}", addr);
 	else
@@ -113,7 +59,7 @@ static void aff_beat(const struct aff_env *e, int i, int sessions)
 			 "\"channels\":0,\"sessions\":%d,\"cpuUsage\":0.2,\"memoryUsage\":0.2,"
 			 "\"maxSessions\":100}",
 			 addr, AFF_SFU_KEY, sessions);
-	cr_assert_eq(harness_post(e->gw->port, "/v1/sfu", auth, body, r), 0, "POST /v1/sfu");
+	r = harness_heartbeat(e->gw->port, addr, AFF_GW_KEY, body);
 	cr_assert_eq(r->status, 200, "heartbeat of mock %d: %d %s", i, r->status, r->body);
 	free(r);
 }
@@ -121,21 +67,15 @@ static void aff_beat(const struct aff_env *e, int i, int sessions)
 /* A channel request for iss, with an X-Forwarded-For header when xff is not NULL. */
 static struct aff_answer aff_channel(const struct aff_env *e, const char *iss, const char *xff)
 {
-	char headers[4400];
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	char xff_line[256] = "";
+	struct harness_resp *r;
 	struct aff_answer a = { -1, "" };
-	const char *url;
 
-	cr_assert_not_null(r);
-	snprintf(headers, sizeof(headers), "Authorization: jwt %s\r\n%s%s%s",
-		 harness_odoo_token(iss, AFF_GW_KEY), xff ? "X-Forwarded-For: " : "",
-		 xff ? xff : "", xff ? "\r\n" : "");
-	cr_assert_eq(harness_get(e->gw->port, "/v1/channel", headers, r), 0, "GET /v1/channel");
+	if (xff != NULL)
+		snprintf(xff_line, sizeof(xff_line), "X-Forwarded-For: %s\r\n", xff);
+	r = harness_channel(e->gw->port, "/v1/channel", iss, AFF_GW_KEY, xff_line);
 	cr_assert_eq(r->status, 200, "iss %s: %d %s", iss, r->status, r->body);
-	url = harness_json_str(r->body, "url");
-	for (int i = 0; i < e->n; i++)
-		if (strcmp(url, aff_address(e->mock[i])) == 0)
-			a.who = i;
+	a.who = harness_served_by(e->mock, e->n, r->body);
 	cr_assert(a.who >= 0, "answer from no known mock: %s", r->body);
 	snprintf(a.uuid, sizeof(a.uuid), "%s", harness_json_str(r->body, "uuid"));
 	cr_assert(a.uuid[0] != '\0', "no uuid: %s", r->body);
@@ -143,104 +83,28 @@ static struct aff_answer aff_channel(const struct aff_env *e, const char *iss, c
 	return a;
 }
 
-static double aff_metric(int port, const char *series)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	size_t n = strlen(series);
-	double v = -1;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(port, "/metrics", NULL, r), 0, "GET /metrics");
-	for (const char *p = r->body; p != NULL && *p != '\0';) {
-		if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-			v = strtod(p + n + 1, NULL);
-			break;
-		}
-		p = strchr(p, '\n');
-		p = p ? p + 1 : NULL;
-	}
-	free(r);
-	return v;
-}
-
-static int64_t aff_stat(const struct harness_proc *m, const char *field)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	json_object *o, *v;
-	int64_t n;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(m->port, "/mock/stats", NULL, r), 0);
-	o = json_tokener_parse(r->body);
-	cr_assert_not_null(o);
-	cr_assert(json_object_object_get_ex(o, field, &v), "no %s", field);
-	n = json_object_get_int64(v);
-	json_object_put(o);
-	free(r);
-	return n;
-}
-
 /* n requests for the same iss sent at once on n connections, then all answers
  * read: out[k] says which mock served request k and with which channel. */
 static void aff_concurrent(const struct aff_env *e, const char *iss, int n, struct aff_answer *out)
 {
-	static char bufs[AFF_CONCURRENT][8192];
-	int fds[AFF_CONCURRENT];
-	size_t got[AFF_CONCURRENT] = { 0 };
-	bool done[AFF_CONCURRENT] = { false };
-	int left = n;
-	int64_t deadline = harness_now_ms() + 10000;
-	char req[4600];
-	int len;
+	static struct harness_call calls[AFF_CONCURRENT];
+	const char *tok = harness_odoo_token(iss, AFF_GW_KEY);
 
 	cr_assert(n <= AFF_CONCURRENT);
-	len = snprintf(req, sizeof(req),
-		       "GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: jwt %s\r\n"
-		       "Connection: close\r\n\r\n",
-		       harness_odoo_token(iss, AFF_GW_KEY));
+	for (int k = 0; k < n; k++)
+		harness_channel_req(calls[k].req, sizeof(calls[k].req), tok);
+	harness_batch(e->gw->port, calls, n, n, 10000);
 	for (int k = 0; k < n; k++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
+		const char *body = strstr(calls[k].head, "\r\n\r\n");
 
-		sa.sin_port = htons((uint16_t)e->gw->port);
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fds[k] = socket(AF_INET, SOCK_STREAM, 0);
-		cr_assert(fds[k] >= 0);
-		cr_assert_eq(connect(fds[k], (struct sockaddr *)&sa, sizeof(sa)), 0, "connect");
-		cr_assert_eq(write(fds[k], req, (size_t)len), len, "write");
-	}
-	while (left > 0 && harness_now_ms() < deadline) {
-		for (int k = 0; k < n; k++) {
-			struct pollfd pf = { fds[k], POLLIN, 0 };
-			ssize_t r;
-
-			if (done[k] || poll(&pf, 1, 10) <= 0)
-				continue;
-			r = read(fds[k], bufs[k] + got[k], sizeof(bufs[0]) - 1 - got[k]);
-			if (r > 0) {
-				got[k] += (size_t)r;
-				continue;
-			}
-			bufs[k][got[k]] = '\0';
-			done[k] = true;
-			left--;
-		}
-	}
-	for (int k = 0; k < n; k++) {
-		const char *body = strstr(bufs[k], "\r\n\r\n");
-		const char *url;
-
-		close(fds[k]);
-		cr_assert(done[k], "request %d got no complete answer", k);
-		cr_assert(strncmp(bufs[k], "HTTP/1.1 200", 12) == 0, "request %d: %.200s", k,
-			  bufs[k]);
+		cr_assert(calls[k].done, "request %d got no complete answer", k);
+		cr_assert(strncmp(calls[k].head, "HTTP/1.1 200", 12) == 0, "request %d: %.200s", k,
+			  calls[k].head);
 		cr_assert_not_null(body);
-		url = harness_json_str(body + 4, "url");
-		out[k].who = -1;
-		for (int i = 0; i < e->n; i++)
-			if (strcmp(url, aff_address(e->mock[i])) == 0)
-				out[k].who = i;
-		cr_assert(out[k].who >= 0, "request %d: no known url: %s", k, body + 4);
-		snprintf(out[k].uuid, sizeof(out[k].uuid), "%s", harness_json_str(body + 4, "uuid"));
+		out[k].who = harness_served_by(e->mock, e->n, calls[k].body);
+		cr_assert(out[k].who >= 0, "request %d: no known url: %s", k, calls[k].body);
+		snprintf(out[k].uuid, sizeof(out[k].uuid), "%s",
+			 harness_json_str(calls[k].body, "uuid"));
 	}
 }
 
@@ -266,8 +130,9 @@ Test(affinity, repeat_sticks_even_when_another_is_idler, .fini = harness_cleanup
 		cr_assert_eq(again.who, pinned, "repeat %d moved to the idler SFU", k);
 		cr_assert_str_eq(again.uuid, first.uuid, "repeat %d got another channel", k);
 	}
-	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 4);
-	cr_assert_eq(aff_stat(e.mock[pinned], "channels"), 1, "the SFU made a second channel");
+	cr_assert_eq(harness_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 4);
+	cr_assert_eq(harness_mock_int(e.mock[pinned], "/mock/stats", "channels"), 1,
+		     "the SFU made a second channel");
 	/* Another issuer is free to go to the idler one. */
 	other = aff_channel(&e, "https://odoo.example.com:affinity:other", NULL);
 	cr_assert_eq(other.who, 1 - pinned);
@@ -298,7 +163,7 @@ Test(affinity, distinct_issuers_spread, .fini = harness_cleanup, .timeout = 30)
 	}
 	cr_assert_eq(counts[0], 10);
 	cr_assert_eq(counts[1], 10);
-	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 0);
+	cr_assert_eq(harness_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 0);
 }
 
 Test(affinity, key_is_first_forwarded_for_entry, .fini = harness_cleanup, .timeout = 30)
@@ -334,7 +199,7 @@ Test(affinity, key_is_first_forwarded_for_entry, .fini = harness_cleanup, .timeo
 	/* A third client is a new key: load decides. */
 	again = aff_channel(&e, iss, "192.0.2.44");
 	cr_assert_eq(again.who, c1.who, "a new client followed another client's pin");
-	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 6);
+	cr_assert_eq(harness_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 6);
 }
 
 Test(affinity, forwarded_for_ignored_without_trust_proxy, .fini = harness_cleanup, .timeout = 30)
@@ -399,19 +264,11 @@ Test(affinity, expiry_of_the_pinned_sfu_moves_the_repeat, .fini = harness_cleanu
 	snprintf(toml, sizeof(toml),
 		 "[registration]\nstale_after_ms = %d\n\n[[sfu]]\naddress = \"%s\"\n"
 		 "region = \"eu-west\"\nkey = \"%s\"\n",
-		 AFF_STALE_MS, aff_address(e.mock[1]), AFF_SFU_KEY);
+		 AFF_STALE_MS, harness_url(e.mock[1]->port), AFF_SFU_KEY);
 	e.mock[0] = harness_mock_start(AFF_SFU_KEY, NULL);
 	cr_assert_not_null(e.mock[0]);
-	{
-		static const char *const env[] = { "SFU_GATEWAY_KEY=" AFF_GW_KEY, NULL };
-		const char *args[] = { "--workers", "2", "--config",
-				       harness_write_file("affinity.toml", toml), NULL };
-
-		e.gw = harness_gateway_start(env, args);
-		if (e.gw == NULL)
-			aff_dump_logs();
-		cr_assert_not_null(e.gw);
-	}
+	e.gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, toml);
+	cr_assert_not_null(e.gw);
 	e.n = 2;
 	aff_beat(&e, 1, 50);
 	aff_beat(&e, 0, 0);
@@ -420,7 +277,7 @@ Test(affinity, expiry_of_the_pinned_sfu_moves_the_repeat, .fini = harness_cleanu
 
 	deadline = harness_now_ms() + AFF_STALE_MS + 2000;
 	while (harness_now_ms() < deadline) {
-		n = (int)aff_metric(e.gw->port, "sfu_gateway_registry_sfus");
+		n = (int)harness_metric(e.gw->port, "sfu_gateway_registry_sfus");
 		if (n == 1)
 			break;
 		poll(NULL, 0, 20);
@@ -459,7 +316,7 @@ Test(affinity, pin_expires_after_ttl, .fini = harness_cleanup, .timeout = 30)
 		poll(NULL, 0, (int)(until - harness_now_ms()));
 	later = aff_channel(&e, iss, NULL);
 	cr_assert_eq(later.who, 1, "the pin outlived ttl_ms");
-	cr_assert_eq(aff_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 1);
+	cr_assert_eq(harness_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 1);
 }
 
 /*
@@ -472,8 +329,6 @@ Test(affinity, simultaneous_first_requests_share_a_channel, .fini = harness_clea
      .timeout = 30)
 {
 	static const char *const slow[] = { "--delay-ms", "150", NULL };
-	static const char *const env[] = { "SFU_GATEWAY_KEY=" AFF_GW_KEY, NULL };
-	static const char *const args[] = { "--workers", "2", NULL };
 	struct aff_env e = { 0 };
 	struct aff_answer out[AFF_CONCURRENT];
 
@@ -482,9 +337,7 @@ Test(affinity, simultaneous_first_requests_share_a_channel, .fini = harness_clea
 		cr_assert_not_null(e.mock[i]);
 	}
 	e.n = 2;
-	e.gw = harness_gateway_start(env, args);
-	if (e.gw == NULL)
-		aff_dump_logs();
+	e.gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, NULL);
 	cr_assert_not_null(e.gw);
 	aff_beat(&e, 0, 10);
 	aff_beat(&e, 1, 10);

@@ -115,17 +115,11 @@ static struct agt_proc *agt_start(const char *const *args, const char *const *en
 /* Waits for the agent's exit; its exit code, 128+signal, or -1 at the deadline. */
 static int agt_wait(struct agt_proc *p, int timeout_ms)
 {
-	int64_t deadline = harness_now_ms() + agt_scale(timeout_ms);
-	int status;
+	int rc = harness_wait_exit(p->pid, timeout_ms);
 
-	while (harness_now_ms() < deadline) {
-		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-			p->pid = 0;
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		}
-		poll(NULL, 0, 10);
-	}
-	return -1;
+	if (rc >= 0)
+		p->pid = 0;
+	return rc;
 }
 
 /* The agent's log so far (heap; the caller frees). */
@@ -162,7 +156,6 @@ static struct harness_proc *agt_gateway(int port)
 					   "SFU_GATEWAY_REGISTRATION_KEY=" AGT_REG_KEY, NULL };
 	char portbuf[16];
 	const char *args[10];
-	struct harness_proc *gw;
 	int n = 0;
 
 	args[n++] = "--workers";
@@ -177,9 +170,7 @@ static struct harness_proc *agt_gateway(int port)
 		args[n++] = "127.0.0.1";
 	}
 	args[n] = NULL;
-	gw = harness_gateway_start(env, args);
-	cr_assert_not_null(gw, "the gateway did not come up");
-	return gw;
+	return harness_gateway_up(env, args);
 }
 
 static struct harness_proc *agt_mock(const char *sessions)
@@ -189,17 +180,6 @@ static struct harness_proc *agt_mock(const char *sessions)
 
 	cr_assert_not_null(m, "the mock SFU did not come up");
 	return m;
-}
-
-/* "http://127.0.0.1:port" in one of four rotating buffers. */
-static const char *agt_url(int port)
-{
-	static char bufs[4][64];
-	static int next;
-	char *b = bufs[next++ % 4];
-
-	snprintf(b, sizeof(bufs[0]), "http://127.0.0.1:%d", port);
-	return b;
 }
 
 /* What /v1/health says of one SFU. */
@@ -276,26 +256,6 @@ static bool agt_wait_gone(int gw_port, const char *address, int timeout_ms)
 	return false;
 }
 
-/* One /metrics series (name and labels as printed); -1 when absent. */
-static double agt_metric(int port, const char *series)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	size_t n = strlen(series);
-	double v = -1;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(port, "/metrics", NULL, r), 0, "GET /metrics");
-	for (const char *p = r->body; p != NULL && *p != '\0';
-	     p = strchr(p, '\n'), p = p != NULL ? p + 1 : NULL) {
-		if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-			v = strtod(p + n + 1, NULL);
-			break;
-		}
-	}
-	free(r);
-	return v;
-}
-
 /* The sessions the mock's own /v1/stats reports, and its channel count. */
 static void agt_mock_stats(const struct harness_proc *m, int64_t *channels)
 {
@@ -309,16 +269,6 @@ static void agt_mock_stats(const struct harness_proc *m, int64_t *channels)
 		  r->body);
 	*channels = (int64_t)json_object_array_length(arr);
 	json_object_put(arr);
-	free(r);
-}
-
-static void agt_mock_post(const struct harness_proc *m, const char *path)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_post(m->port, path, NULL, "", r), 0, "mock POST %s", path);
-	cr_assert_eq(r->status, 200, "mock POST %s: %d %s", path, r->status, r->body);
 	free(r);
 }
 
@@ -338,7 +288,7 @@ static void agt_assert_no_secrets(const char *log)
 Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 40)
 {
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("5");
-	const char *addr = agt_url(m->port);
+	const char *addr = harness_url(m->port);
 	char e_gw[128], e_addr[128];
 	/* The roadmap's environment, with one flag that must win over it. */
 	const char *env[] = { e_gw, "SFU_GATEWAY_PING_INTERVAL=200", "SFU_REGION=eu-west",
@@ -352,7 +302,7 @@ Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 4
 	int64_t channels, t0;
 	int rc;
 
-	snprintf(e_gw, sizeof(e_gw), "SFU_GATEWAY_URL=%s", agt_url(gw->port));
+	snprintf(e_gw, sizeof(e_gw), "SFU_GATEWAY_URL=%s", harness_url(gw->port));
 	snprintf(e_addr, sizeof(e_addr), "SFU_ADDRESS=%s", addr);
 	ag = agt_start(args, env);
 
@@ -369,9 +319,9 @@ Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 4
 	cr_assert(s.memory > 0.0 && s.memory < 1.0, "memoryUsage %g", s.memory);
 
 	/* The SFU's sessions change: the gateway follows. */
-	agt_mock_post(m, "/mock/fault?sessions=12");
+	harness_mock_post(m, "/mock/fault?sessions=12", 200);
 	cr_assert(agt_wait_sfu(gw->port, addr, 12, 3000), "the gateway did not see 12 sessions");
-	agt_mock_post(m, "/mock/fault?sessions=0");
+	harness_mock_post(m, "/mock/fault?sessions=0", 200);
 	cr_assert(agt_wait_sfu(gw->port, addr, 0, 3000), "the gateway did not see 0 sessions");
 	/* Heartbeats keep coming at the interval. */
 	s = agt_health(gw->port, addr);
@@ -397,7 +347,9 @@ Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 4
 	cr_assert_eq(rc, 0, "the agent exited %d after SIGTERM", rc);
 	cr_assert_lt(harness_now_ms() - t0, agt_scale(2500), "the sign-off took too long");
 	cr_assert_not(agt_health(gw->port, addr).found, "the SFU is still registered");
-	cr_assert_eq(agt_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"removed\"}"), 1);
+	cr_assert_eq(harness_metric(gw->port,
+				    "sfu_gateway_heartbeats_total{result=\"removed\"}"),
+		     1);
 	log = agt_log(ag);
 	cr_assert(strstr(log, "signed off") != NULL, "no sign-off in the log:\n%s", log);
 	agt_assert_no_secrets(log);
@@ -409,7 +361,7 @@ Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 4
 Test(agent, two_gateways_one_restarted, .fini = agt_fini, .timeout = 60)
 {
 	struct harness_proc *a = agt_gateway(0), *b = agt_gateway(0), *m = agt_mock("3");
-	const char *addr = agt_url(m->port);
+	const char *addr = harness_url(m->port);
 	int a_port = a->port;
 	char urls[128];
 	const char *args[] = { "--gateway-url", urls, "--interval", "200", "--region", "eu-west",
@@ -421,7 +373,7 @@ Test(agent, two_gateways_one_restarted, .fini = agt_fini, .timeout = 60)
 	char *log;
 
 	/* Spaces around the entries are allowed. */
-	snprintf(urls, sizeof(urls), "%s , %s", agt_url(a->port), agt_url(b->port));
+	snprintf(urls, sizeof(urls), "%s , %s", harness_url(a->port), harness_url(b->port));
 	ag = agt_start(args, NULL);
 	cr_assert(agt_wait_sfu(a->port, addr, 3, 5000), "gateway A did not get the SFU");
 	cr_assert(agt_wait_sfu(b->port, addr, 3, 5000), "gateway B did not get the SFU");
@@ -430,7 +382,7 @@ Test(agent, two_gateways_one_restarted, .fini = agt_fini, .timeout = 60)
 	cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		  "gateway A did not stop cleanly: status %d (99 << 8: a valgrind error)", st);
 	/* While A is down, B keeps getting heartbeats, and follows a change of load. */
-	agt_mock_post(m, "/mock/fault?sessions=4");
+	harness_mock_post(m, "/mock/fault?sessions=4", 200);
 	deadline = harness_now_ms() + 1500;
 	while (harness_now_ms() < deadline) {
 		struct agt_sfu s = agt_health(b->port, addr);
@@ -465,8 +417,8 @@ Test(agent, two_gateways_one_restarted, .fini = agt_fini, .timeout = 60)
 Test(agent, wrong_registration_key_backs_off, .fini = agt_fini, .timeout = 30)
 {
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("2");
-	const char *addr = agt_url(m->port);
-	const char *const args[] = { "--gateway-url", agt_url(gw->port), "--interval", "200",
+	const char *addr = harness_url(m->port);
+	const char *const args[] = { "--gateway-url", harness_url(gw->port), "--interval", "200",
 				     "--region", "eu-west", "--address", addr, "--auth-key",
 				     AGT_SFU_KEY, "--registration-key", AGT_BAD_KEY, NULL };
 	const char *rejected = "sfu_gateway_heartbeats_total{result=\"rejected\"}";
@@ -480,24 +432,25 @@ Test(agent, wrong_registration_key_backs_off, .fini = agt_fini, .timeout = 30)
 	/* From the first rejection on, watch for 3.2 s: a fixed 200 ms interval would
 	 * make ~16 rejections, the backoff (1 s, then 2 s) 2 or 3. */
 	deadline = harness_now_ms() + agt_scale(5000);
-	while (agt_metric(gw->port, rejected) < 1 && harness_now_ms() < deadline)
+	while (harness_metric(gw->port, rejected) < 1 && harness_now_ms() < deadline)
 		poll(NULL, 0, 10);
-	cr_assert_geq(agt_metric(gw->port, rejected), 1, "no heartbeat reached the gateway");
+	cr_assert_geq(harness_metric(gw->port, rejected), 1, "no heartbeat reached the gateway");
 	start = harness_now_ms();
 	while (harness_now_ms() - start < 3200) {
-		n = agt_metric(gw->port, rejected);
+		n = harness_metric(gw->port, rejected);
 		cr_assert_geq(n, prev);
 		prev = n;
 		poll(NULL, 0, 50);
 	}
-	n = agt_metric(gw->port, rejected);
+	n = harness_metric(gw->port, rejected);
 	cr_assert(n >= 2 && n <= 4, "%g rejected heartbeats in 3.2 s; the backoff makes 2 to 4", n);
 	cr_assert_not(agt_health(gw->port, addr).found, "a badly signed heartbeat registered");
 
 	log = agt_log(ag);
 	cr_assert(strstr(log, "401") != NULL, "no 401 in the log:\n%s", log);
 	cr_assert(strstr(log, "invalid token") != NULL, "no gateway error in the log:\n%s", log);
-	cr_assert(strstr(log, agt_url(gw->port)) != NULL, "no gateway URL in the log:\n%s", log);
+	cr_assert(strstr(log, harness_url(gw->port)) != NULL, "no gateway URL in the log:\n%s",
+		  log);
 	agt_assert_no_secrets(log);
 	/* The announced delays grow: 1 s, 2 s, 4 s +-20% never overlap. */
 	{
@@ -524,10 +477,10 @@ Test(agent, wrong_registration_key_backs_off, .fini = agt_fini, .timeout = 30)
 Test(agent, silent_sfu_then_down_after, .fini = agt_fini, .timeout = 40)
 {
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("6");
-	const char *addr = agt_url(m->port);
+	const char *addr = harness_url(m->port);
 	const char *updated = "sfu_gateway_heartbeats_total{result=\"updated\"}";
 	const char *const env[] = { "SFU_AGENT_DOWN_AFTER=999", "SFU_AGENT_LOG_LEVEL=debug", NULL };
-	const char *const args[] = { "--gateway-url", agt_url(gw->port), "--interval", "200",
+	const char *const args[] = { "--gateway-url", harness_url(gw->port), "--interval", "200",
 				     "--region", "eu-west", "--address", addr, "--auth-key",
 				     AGT_SFU_KEY, "--registration-key", AGT_REG_KEY,
 				     "--down-after", "3", NULL };
@@ -540,20 +493,20 @@ Test(agent, silent_sfu_then_down_after, .fini = agt_fini, .timeout = 40)
 	cr_assert(agt_wait_sfu(gw->port, addr, 6, 5000), "the SFU was not registered");
 
 	/* The mock fails /v1/stats too: no heartbeat goes out... */
-	agt_mock_post(m, "/mock/fault?mode=status&status=500&all=1");
+	harness_mock_post(m, "/mock/fault?mode=status&status=500&all=1", 200);
 	cr_assert(agt_wait_gone(gw->port, addr, 5000),
 		  "the SFU was not signed off after 3 failed polls");
-	before = agt_metric(gw->port, updated);
+	before = harness_metric(gw->port, updated);
 	deadline = harness_now_ms() + 1000;
 	while (harness_now_ms() < deadline) {
 		cr_assert_not(agt_health(gw->port, addr).found, "a failing SFU was registered");
 		poll(NULL, 0, 100);
 	}
-	after = agt_metric(gw->port, updated);
+	after = harness_metric(gw->port, updated);
 	cr_assert_eq(before, after, "heartbeats went out while the SFU did not answer");
 
 	/* ...and it comes back once the SFU answers again. */
-	agt_mock_post(m, "/mock/fault?mode=ok&all=0");
+	harness_mock_post(m, "/mock/fault?mode=ok&all=0", 200);
 	cr_assert(agt_wait_sfu(gw->port, addr, 6, 5000), "the SFU was not registered again");
 	kill(ag->pid, SIGTERM);
 	cr_assert_eq(agt_wait(ag, 3000), 0);
@@ -570,8 +523,8 @@ Test(agent, silent_sfu_then_down_after, .fini = agt_fini, .timeout = 40)
 Test(agent, silent_sfu_sends_nothing, .fini = agt_fini, .timeout = 30)
 {
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("1");
-	const char *addr = agt_url(m->port);
-	const char *const args[] = { "--gateway-url", agt_url(gw->port), "--interval", "200",
+	const char *addr = harness_url(m->port);
+	const char *const args[] = { "--gateway-url", harness_url(gw->port), "--interval", "200",
 				     "--region", "eu-west", "--address", addr, "--auth-key",
 				     AGT_SFU_KEY, "--registration-key", AGT_REG_KEY, NULL };
 	struct agt_proc *ag = agt_start(args, NULL);

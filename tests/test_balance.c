@@ -1,25 +1,17 @@
 /* Integration tests of load-based selection: real heartbeats and channel requests, mock counts. */
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <json.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "harness.h"
 
 #define BAL_GW_KEY "YmFsYW5jZS10ZXN0cy1nYXRld2F5LWtleS0wMDAwMDAx"
 #define BAL_SFU_KEY "YmFsYW5jZS10ZXN0cy1zZnUta2V5LTAwMDAwMDAwMDAy"
-#define BAL_JWT_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 #define BAL_MAX_MOCKS 4
 #define BAL_BURST_MAX 64
 
@@ -38,58 +30,10 @@ struct bal_load {
 	int max_sessions; /* 0: not sent */
 };
 
-static void bal_dump_logs(void)
-{
-	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
-		char path[512], buf[4096];
-		FILE *f;
-		size_t n;
-
-		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-		if (n > 0)
-			cr_log_error("%s:\n%s", path, buf);
-	}
-}
-
 /* A gateway with the TOML text (NULL: defaults) and `workers` workers. */
-static struct harness_proc *bal_gateway(const char *toml, const char *workers)
+static struct harness_proc *bal_gateway(const char *toml, int workers)
 {
-	static int seq;
-	static const char *const env[] = { "SFU_GATEWAY_KEY=" BAL_GW_KEY, NULL };
-	const char *args[6];
-	char name[32];
-	struct harness_proc *gw;
-	int a = 0;
-
-	args[a++] = "--workers";
-	args[a++] = workers;
-	if (toml != NULL) {
-		snprintf(name, sizeof(name), "balance%d.toml", seq++);
-		args[a++] = "--config";
-		args[a++] = harness_write_file(name, toml);
-	}
-	args[a] = NULL;
-	gw = harness_gateway_start(env, args);
-	if (gw == NULL)
-		bal_dump_logs();
-	cr_assert_not_null(gw, "the gateway did not come up");
-	return gw;
-}
-
-static const char *bal_address(const struct harness_proc *m)
-{
-	static char bufs[4][64];
-	static int next;
-	char *b = bufs[next++ % 4];
-
-	snprintf(b, sizeof(bufs[0]), "http://127.0.0.1:%d", m->port);
-	return b;
+	return harness_gateway_keyed(BAL_GW_KEY, NULL, workers, toml);
 }
 
 /* Starts n mocks with the extra args (may be NULL). */
@@ -107,15 +51,10 @@ static void bal_mocks(struct bal_env *e, int n, const char *const *args)
 static void bal_beat(const struct bal_env *e, const struct harness_proc *gw, int i,
 		     const struct bal_load *l)
 {
-	const char *addr = bal_address(e->mock[i]);
-	char claims[256], auth[2048], body[1024], max[48] = "";
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	const char *addr = harness_url(e->mock[i]->port);
+	char body[1024], max[48] = "";
+	struct harness_resp *r;
 
-	cr_assert_not_null(r);
-	snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", addr,
-		 (long long)time(NULL) + 60);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
-		 harness_token(BAL_JWT_HEADER, claims, BAL_GW_KEY));
 	if (l->max_sessions > 0)
 		snprintf(max, sizeof(max), ",\"maxSessions\":%d", l->max_sessions);
 	snprintf(body, sizeof(body),
@@ -123,7 +62,7 @@ static void bal_beat(const struct bal_env *e, const struct harness_proc *gw, int
 		 "\"channels\":0,\"sessions\":%d,\"cpuUsage\":%.4f,\"memoryUsage\":%.4f%s}",
 		 addr, l->region ? l->region : "eu-west", BAL_SFU_KEY, l->sessions, l->cpu,
 		 l->memory, max);
-	cr_assert_eq(harness_post(gw->port, "/v1/sfu", auth, body, r), 0, "POST /v1/sfu");
+	r = harness_heartbeat(gw->port, addr, BAL_GW_KEY, body);
 	cr_assert_eq(r->status, 200, "heartbeat of mock %d: %d %s", i, r->status, r->body);
 	free(r);
 }
@@ -133,17 +72,6 @@ static void bal_beat_all(const struct bal_env *e, const struct bal_load *loads)
 {
 	for (int i = 0; i < e->n; i++)
 		bal_beat(e, e->gw, i, &loads[i]);
-}
-
-/* Which mock answered, by the url of a 200 body; -1 if none. */
-static int bal_who(const struct bal_env *e, const char *body)
-{
-	const char *url = harness_json_str(body, "url");
-
-	for (int i = 0; i < e->n; i++)
-		if (strcmp(url, bal_address(e->mock[i])) == 0)
-			return i;
-	return -1;
 }
 
 /* An issuer never used before in this process: repeats of one (client, iss)
@@ -160,58 +88,17 @@ static const char *bal_iss(void)
 /* One channel request (query may be ""); returns which mock served it. */
 static int bal_channel(const struct bal_env *e, const char *query)
 {
-	char path[256], auth[4200];
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	char path[256];
+	struct harness_resp *r;
 	int who;
 
-	cr_assert_not_null(r);
 	snprintf(path, sizeof(path), "/v1/channel%s", query);
-	snprintf(auth, sizeof(auth), "Authorization: jwt %s\r\n",
-		 harness_odoo_token(bal_iss(), BAL_GW_KEY));
-	cr_assert_eq(harness_get(e->gw->port, path, auth, r), 0, "GET %s", path);
+	r = harness_channel(e->gw->port, path, bal_iss(), BAL_GW_KEY, NULL);
 	cr_assert_eq(r->status, 200, "GET %s: %d %s", path, r->status, r->body);
-	who = bal_who(e, r->body);
+	who = harness_served_by(e->mock, e->n, r->body);
 	cr_assert(who >= 0, "answer from no known mock: %s", r->body);
 	free(r);
 	return who;
-}
-
-static int64_t bal_stat(const struct harness_proc *m, const char *field)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	json_object *o, *v;
-	int64_t n;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(m->port, "/mock/stats", NULL, r), 0);
-	o = json_tokener_parse(r->body);
-	cr_assert_not_null(o, "/mock/stats: %s", r->body);
-	cr_assert(json_object_object_get_ex(o, field, &v), "no %s in /mock/stats", field);
-	n = json_object_get_int64(v);
-	json_object_put(o);
-	free(r);
-	return n;
-}
-
-/* The value of one /metrics series (exact name and labels), -1 when absent. */
-static double bal_metric(int port, const char *series)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	size_t n = strlen(series);
-	double v = -1;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(port, "/metrics", NULL, r), 0, "GET /metrics");
-	for (const char *p = r->body; p != NULL && *p != '\0';) {
-		if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-			v = strtod(p + n + 1, NULL);
-			break;
-		}
-		p = strchr(p, '\n');
-		p = p ? p + 1 : NULL;
-	}
-	free(r);
-	return v;
 }
 
 static double bal_assigned(const struct bal_env *e, int i, const char *region)
@@ -219,8 +106,8 @@ static double bal_assigned(const struct bal_env *e, int i, const char *region)
 	char series[256];
 
 	snprintf(series, sizeof(series), "sfu_gateway_sfu_assigned{address=\"%s\",region=\"%s\"}",
-		 bal_address(e->mock[i]), region);
-	return bal_metric(e->gw->port, series);
+		 harness_url(e->mock[i]->port), region);
+	return harness_metric(e->gw->port, series);
 }
 
 /* n sequential requests; counts[i] += requests mock i served. */
@@ -234,72 +121,21 @@ static void bal_run(const struct bal_env *e, int n, int *counts)
  * requests mock i served. Every request must succeed. */
 static void bal_burst(const struct bal_env *e, int n, int *counts)
 {
-	static char bufs[BAL_BURST_MAX][8192];
-	int fds[BAL_BURST_MAX];
-	size_t got[BAL_BURST_MAX];
-	bool done[BAL_BURST_MAX];
-	int left = n;
-	int64_t deadline = harness_now_ms() + 10000;
+	static struct harness_call calls[BAL_BURST_MAX];
 
 	cr_assert(n <= BAL_BURST_MAX);
+	for (int k = 0; k < n; k++)
+		harness_channel_req(calls[k].req, sizeof(calls[k].req),
+				    harness_odoo_token(bal_iss(), BAL_GW_KEY));
+	harness_batch(e->gw->port, calls, n, n, 10000);
 	for (int k = 0; k < n; k++) {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		char req[4600];
-		int len;
-
-		sa.sin_port = htons((uint16_t)e->gw->port);
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		fds[k] = socket(AF_INET, SOCK_STREAM, 0);
-		cr_assert(fds[k] >= 0);
-		cr_assert_eq(connect(fds[k], (struct sockaddr *)&sa, sizeof(sa)), 0, "connect");
-		len = snprintf(req, sizeof(req),
-			       "GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-			       "Authorization: jwt %s\r\nConnection: close\r\n\r\n",
-			       harness_odoo_token(bal_iss(), BAL_GW_KEY));
-		cr_assert_eq(write(fds[k], req, (size_t)len), len, "write");
-		got[k] = 0;
-		done[k] = false;
-	}
-	while (left > 0 && harness_now_ms() < deadline) {
-		struct pollfd pf[BAL_BURST_MAX];
-		int np = 0, map[BAL_BURST_MAX];
-
-		for (int k = 0; k < n; k++) {
-			if (done[k])
-				continue;
-			pf[np].fd = fds[k];
-			pf[np].events = POLLIN;
-			map[np++] = k;
-		}
-		if (poll(pf, (nfds_t)np, 100) <= 0)
-			continue;
-		for (int j = 0; j < np; j++) {
-			int k = map[j];
-			ssize_t r;
-
-			if (!(pf[j].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			r = read(fds[k], bufs[k] + got[k], sizeof(bufs[0]) - 1 - got[k]);
-			if (r > 0) {
-				got[k] += (size_t)r;
-				continue;
-			}
-			/* Connection: close: the answer ends at EOF. */
-			bufs[k][got[k]] = '\0';
-			done[k] = true;
-			left--;
-		}
-	}
-	for (int k = 0; k < n; k++) {
-		const char *body = strstr(bufs[k], "\r\n\r\n");
 		int who;
 
-		close(fds[k]);
-		cr_assert(done[k], "burst request %d got no complete answer", k);
-		cr_assert(strncmp(bufs[k], "HTTP/1.1 200", 12) == 0, "burst request %d: %.200s", k,
-			  bufs[k]);
-		who = body ? bal_who(e, body + 4) : -1;
-		cr_assert(who >= 0, "burst request %d: no known url: %.300s", k, bufs[k]);
+		cr_assert(calls[k].done, "burst request %d got no complete answer", k);
+		cr_assert(strncmp(calls[k].head, "HTTP/1.1 200", 12) == 0,
+			  "burst request %d: %.200s", k, calls[k].head);
+		who = harness_served_by(e->mock, e->n, calls[k].body);
+		cr_assert(who >= 0, "burst request %d: no known url: %.300s", k, calls[k].body);
 		counts[who]++;
 	}
 }
@@ -325,7 +161,7 @@ Test(balance, idlest_wins, .fini = harness_cleanup, .timeout = 30)
 					   { NULL, 30, 0.2, 0.2, 100 } };
 
 	bal_mocks(&e, 3, NULL);
-	e.gw = bal_gateway(NULL, "1");
+	e.gw = bal_gateway(NULL, 1);
 	bal_beat_all(&e, first);
 	cr_assert_eq(bal_channel(&e, ""), 1, "sessions 50/10/30");
 	bal_beat_all(&e, second);
@@ -346,18 +182,18 @@ Test(balance, weights_change_the_winner, .fini = harness_cleanup, .timeout = 30)
 
 	bal_mocks(&e, 2, NULL);
 	/* Defaults 0.5/0.3/0.2: A = 0.27 + 0.02, B = 0.20 + 0.02: B. */
-	e.gw = bal_gateway(NULL, "1");
+	e.gw = bal_gateway(NULL, 1);
 	bal_beat_all(&e, loads);
 	cr_assert_eq(bal_channel(&e, ""), 1, "default weights");
 
 	/* Sessions first: A = 0.09 + 0.02, B = 0.40 + 0.02: A. */
-	sess = bal_gateway("[balancing.weights]\nsessions = 1.0\ncpu = 0.1\nmemory = 0.2\n", "1");
+	sess = bal_gateway("[balancing.weights]\nsessions = 1.0\ncpu = 0.1\nmemory = 0.2\n", 1);
 	e.gw = sess;
 	bal_beat_all(&e, loads);
 	cr_assert_eq(bal_channel(&e, ""), 0, "sessions weight 1.0, cpu 0.1");
 
 	/* Memory alone: both score 0.1, an exact tie, which goes round-robin. */
-	mem = bal_gateway("[balancing.weights]\nsessions = 0\ncpu = 0\nmemory = 1\n", "1");
+	mem = bal_gateway("[balancing.weights]\nsessions = 0\ncpu = 0\nmemory = 1\n", 1);
 	e.gw = mem;
 	bal_beat_all(&e, loads);
 	bal_run(&e, 10, counts);
@@ -374,7 +210,7 @@ Test(balance, burst_reaches_all_idlest_most, .fini = harness_cleanup, .timeout =
 	int counts[3] = { 0, 0, 0 };
 
 	bal_mocks(&e, 3, NULL);
-	e.gw = bal_gateway(NULL, "2");
+	e.gw = bal_gateway(NULL, 2);
 	bal_beat_all(&e, loads);
 	bal_run(&e, 30, counts);
 	cr_log_info("sequential burst 20/25/30: %d/%d/%d", counts[0], counts[1], counts[2]);
@@ -384,8 +220,8 @@ Test(balance, burst_reaches_all_idlest_most, .fini = harness_cleanup, .timeout =
 	cr_assert_eq(counts[1], 10, "B got %d", counts[1]);
 	cr_assert_eq(counts[2], 5, "C got %d", counts[2]);
 	for (int i = 0; i < 3; i++)
-		cr_assert_eq(bal_stat(e.mock[i], "channel_requests"), counts[i],
-			     "mock %d counted otherwise", i);
+		cr_assert_eq(harness_mock_int(e.mock[i], "/mock/stats", "channel_requests"),
+			     counts[i], "mock %d counted otherwise", i);
 }
 
 /*
@@ -404,7 +240,7 @@ Test(balance, concurrent_burst_does_not_herd, .fini = harness_cleanup, .timeout 
 	int counts[3] = { 0, 0, 0 };
 
 	bal_mocks(&e, 3, slow);
-	e.gw = bal_gateway(NULL, "2");
+	e.gw = bal_gateway(NULL, 2);
 	bal_beat_all(&e, loads);
 	bal_burst(&e, 30, counts);
 	cr_log_info("concurrent burst 20/25/30: %d/%d/%d", counts[0], counts[1], counts[2]);
@@ -424,7 +260,7 @@ Test(balance, round_robin_ignores_load, .fini = harness_cleanup, .timeout = 30)
 	int counts[3] = { 0, 0, 0 }, prev = -1;
 
 	bal_mocks(&e, 3, NULL);
-	e.gw = bal_gateway("[balancing]\nstrategy = \"round-robin\"\n", "2");
+	e.gw = bal_gateway("[balancing]\nstrategy = \"round-robin\"\n", 2);
 	bal_beat_all(&e, loads);
 	for (int k = 0; k < 30; k++) {
 		int who = bal_channel(&e, "");
@@ -436,7 +272,7 @@ Test(balance, round_robin_ignores_load, .fini = harness_cleanup, .timeout = 30)
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(counts[i], 10, "round-robin: %d/%d/%d", counts[0], counts[1],
 			     counts[2]);
-		cr_assert_eq(bal_stat(e.mock[i], "channel_requests"), 10);
+		cr_assert_eq(harness_mock_int(e.mock[i], "/mock/stats", "channel_requests"), 10);
 	}
 }
 
@@ -448,7 +284,7 @@ Test(balance, region_hint_beats_load, .fini = harness_cleanup, .timeout = 30)
 					  { "ap-southeast", 10, 0.1, 0.1, 100 } };
 
 	bal_mocks(&e, 3, NULL);
-	e.gw = bal_gateway(NULL, "1");
+	e.gw = bal_gateway(NULL, 1);
 	bal_beat_all(&e, loads);
 	for (int k = 0; k < 3; k++) {
 		cr_assert_eq(bal_channel(&e, "?region=eu-west"), 0, "region=eu-west");
@@ -468,7 +304,7 @@ Test(balance, fresh_heartbeat_resets_assigned, .fini = harness_cleanup, .timeout
 					  { NULL, 20, 0.2, 0.2, 100 } };
 
 	bal_mocks(&e, 2, NULL);
-	e.gw = bal_gateway(NULL, "2");
+	e.gw = bal_gateway(NULL, 2);
 	bal_beat_all(&e, loads);
 	/* A at 10 + k stays below B at 20 for ten requests. */
 	for (int k = 0; k < 10; k++)
@@ -486,6 +322,6 @@ Test(balance, fresh_heartbeat_resets_assigned, .fini = harness_cleanup, .timeout
 	for (int k = 0; k < 5; k++)
 		cr_assert_eq(bal_channel(&e, ""), 0, "after the report, request %d", k);
 	cr_assert_eq(bal_assigned(&e, 0, "eu-west"), 5);
-	cr_assert_eq(bal_stat(e.mock[0], "channel_requests"), 15);
-	cr_assert_eq(bal_stat(e.mock[1], "channel_requests"), 0);
+	cr_assert_eq(harness_mock_int(e.mock[0], "/mock/stats", "channel_requests"), 15);
+	cr_assert_eq(harness_mock_int(e.mock[1], "/mock/stats", "channel_requests"), 0);
 }

@@ -6,7 +6,6 @@
 #include <json.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,82 +41,6 @@ struct chan_env {
 
 /* ---- tokens, built here independently of src/token.c */
 
-/* Base64 of in: url-safe without padding, or (std) the standard alphabet padded,
- * which is what Node's Buffer.toString("base64") writes. */
-static void chan_b64(const unsigned char *in, size_t len, bool std, char *out)
-{
-	const char *a = std ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-			    : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-
-		if (i + 1 < len)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < len)
-			v |= in[i + 2];
-		out[o++] = a[(v >> 18) & 63];
-		out[o++] = a[(v >> 12) & 63];
-		if (i + 1 < len)
-			out[o++] = a[(v >> 6) & 63];
-		else if (std)
-			out[o++] = '=';
-		if (i + 2 < len)
-			out[o++] = a[v & 63];
-		else if (std)
-			out[o++] = '=';
-	}
-	out[o] = '\0';
-}
-
-/* Decodes a key in either alphabet, padded or not. Returns its length. */
-static int chan_key(const char *key_b64, unsigned char *out)
-{
-	char std[512];
-	size_t len;
-	int n;
-
-	snprintf(std, sizeof(std), "%s", key_b64);
-	for (char *c = std; *c; c++)
-		*c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
-	while (strlen(std) % 4 != 0)
-		strcat(std, "=");
-	len = strlen(std);
-	n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)len);
-	for (size_t i = len; i > 0 && std[i - 1] == '='; i--)
-		n--;
-	return n;
-}
-
-/* header.claims.signature with the given digest (NULL: empty signature, as alg none).
- * Returns a static buffer; two slots so that two tokens can be alive at once. */
-static const char *chan_token_ex(const char *header, const char *claims, const char *key_b64,
-				 const EVP_MD *md, bool std)
-{
-	static char toks[2][16384];
-	static int next;
-	char *tok = toks[next++ % 2];
-	unsigned char key[256], mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	size_t n;
-
-	chan_b64((const unsigned char *)header, strlen(header), std, tok);
-	n = strlen(tok);
-	tok[n++] = '.';
-	chan_b64((const unsigned char *)claims, strlen(claims), std, tok + n);
-	n = strlen(tok);
-	if (md != NULL) {
-		int kl = chan_key(key_b64, key);
-
-		cr_assert(kl > 0);
-		cr_assert_not_null(HMAC(md, key, kl, (unsigned char *)tok, n, mac, &maclen));
-	}
-	tok[n++] = '.';
-	chan_b64(mac, maclen, std, tok + n);
-	return tok;
-}
-
 /* A fresh issuer per call: the gateway keeps repeats of (client, iss) on one SFU,
  * which tests of the selection must not trip over. */
 static const char *chan_iss(void)
@@ -148,8 +71,8 @@ static const char *chan_claims(const char *iss, const char *extra)
 /* An Odoo token for a fresh issuer, signed with the gateway key. */
 static const char *chan_odoo(void)
 {
-	return chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), NULL), CHAN_GW_KEY,
-			     EVP_sha256(), false);
+	return harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), NULL), CHAN_GW_KEY,
+				EVP_sha256(), false);
 }
 
 /* Length of "header.payload" of a token (up to the second dot), 0 if there is none. */
@@ -180,29 +103,6 @@ static const char *chan_nodes(struct harness_proc *const *mocks, const char *con
 	return buf;
 }
 
-/* Copies the logs of this test's processes to stderr: harness_gateway_start does not
- * say why a gateway did not come up, and cleanup removes the files. */
-static void chan_dump_logs(void)
-{
-	char path[512];
-
-	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
-		char buf[4096];
-		FILE *f;
-		size_t n;
-
-		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-		if (n > 0)
-			cr_log_error("%s:\n%s", path, buf);
-	}
-}
-
 /* Starts the gateway with the key, the nodes entry (may be NULL), extra env entries and
  * args (NULL: one worker). */
 static struct harness_proc *chan_gateway(const char *nodes, const char *const *env_extra,
@@ -210,7 +110,6 @@ static struct harness_proc *chan_gateway(const char *nodes, const char *const *e
 {
 	static const char *const one_worker[] = { "--workers", "1", NULL };
 	const char *env[16];
-	struct harness_proc *gw;
 	int n = 0;
 
 	env[n++] = "SFU_GATEWAY_KEY=" CHAN_GW_KEY;
@@ -219,11 +118,7 @@ static struct harness_proc *chan_gateway(const char *nodes, const char *const *e
 	for (int i = 0; env_extra != NULL && env_extra[i] != NULL && n < 15; i++)
 		env[n++] = env_extra[i];
 	env[n] = NULL;
-	gw = harness_gateway_start(env, args ? args : one_worker);
-	if (gw == NULL)
-		chan_dump_logs();
-	cr_assert_not_null(gw, "the gateway did not come up");
-	return gw;
+	return harness_gateway_up(env, args ? args : one_worker);
 }
 
 /* Starts n mocks (same extra args each) in the given regions, then the gateway. */
@@ -290,31 +185,6 @@ static void chan_expect_token(int port, const char *token, int status, const cha
 	chan_expect(chan_get(port, "/v1/channel", token, NULL), status, body);
 }
 
-/* GET of a mock's control route, parsed. The caller puts the object. */
-static json_object *chan_mock_json(const struct harness_proc *m, const char *path)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	json_object *o;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(m->port, path, NULL, r), 0, "mock %s", path);
-	cr_assert_eq(r->status, 200, "mock %s: %d %s", path, r->status, r->body);
-	o = json_tokener_parse(r->body);
-	cr_assert_not_null(o, "mock %s: not JSON: %s", path, r->body);
-	free(r);
-	return o;
-}
-
-static void chan_mock_post(const struct harness_proc *m, const char *path)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_post(m->port, path, NULL, "", r), 0);
-	cr_assert_eq(r->status, 200, "mock POST %s: %d", path, r->status);
-	free(r);
-}
-
 /* A string member of o, "" when absent or not a string. */
 static const char *chan_jstr(json_object *o, const char *key)
 {
@@ -325,15 +195,10 @@ static const char *chan_jstr(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+/* A counter of the mock's /mock/stats. */
 static int64_t chan_stat(const struct harness_proc *m, const char *key)
 {
-	json_object *o = chan_mock_json(m, "/mock/stats"), *v;
-	int64_t n;
-
-	cr_assert(json_object_object_get_ex(o, key, &v), "no %s in /mock/stats", key);
-	n = json_object_get_int64(v);
-	json_object_put(o);
-	return n;
+	return harness_mock_int(m, "/mock/stats", key);
 }
 
 /* The value of the first header of the last /v1/channel request named name
@@ -360,21 +225,6 @@ static const char *chan_last_header(json_object *last, const char *name, int *co
 	return first;
 }
 
-/* Which of the mocks served a 200 answer, by the url it put in the body; -1 if none. */
-static int chan_served_by(const struct chan_env *e, const struct harness_resp *r)
-{
-	const char *url = harness_json_str(r->body, "url");
-
-	for (int i = 0; i < e->n; i++) {
-		char want[64];
-
-		snprintf(want, sizeof(want), "http://127.0.0.1:%d", e->mock[i]->port);
-		if (strcmp(url, want) == 0)
-			return i;
-	}
-	return -1;
-}
-
 /* A channel request with a query; returns the index of the mock that served it. */
 static int chan_route(const struct chan_env *e, const char *query)
 {
@@ -385,7 +235,7 @@ static int chan_route(const struct chan_env *e, const char *query)
 	snprintf(path, sizeof(path), "/v1/channel%s", query);
 	r = chan_get(e->gw->port, path, chan_odoo(), NULL);
 	cr_assert_eq(r->status, 200, "%s: status %d %s", path, r->status, r->body);
-	who = chan_served_by(e, r);
+	who = harness_served_by(e->mock, e->n, r->body);
 	cr_assert(who >= 0, "%s: answer from no known mock: %s", path, r->body);
 	free(r);
 	return who;
@@ -539,8 +389,8 @@ Test(channel_status, success_body_verbatim, .fini = harness_cleanup, .timeout = 
 
 	chan_start1(&e, NULL);
 	r = chan_get(e.gw->port, "/v1/channel",
-		     chan_token_ex(CHAN_ODOO_HEADER, chan_claims(iss, NULL), CHAN_GW_KEY,
-				   EVP_sha256(), false),
+		     harness_token_ex(CHAN_ODOO_HEADER, chan_claims(iss, NULL), CHAN_GW_KEY,
+				      EVP_sha256(), false),
 		     NULL);
 	cr_assert_eq(r->status, 200, "status %d: %s", r->status, r->body);
 	cr_assert(harness_resp_header(r, "Content-Type", ct, sizeof(ct)));
@@ -551,8 +401,8 @@ Test(channel_status, success_body_verbatim, .fini = harness_cleanup, .timeout = 
 	/* The mock is idempotent per (remote, iss) and sees 127.0.0.1 both times, so asking
 	 * it directly gives back the very body the gateway must have relayed. */
 	direct = chan_get(e.mock[0]->port, "/v1/channel",
-			  chan_token_ex(CHAN_ODOO_HEADER, chan_claims(iss, NULL), CHAN_SFU_KEY,
-					EVP_sha256(), false),
+			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(iss, NULL), CHAN_SFU_KEY,
+					   EVP_sha256(), false),
 			  NULL);
 	cr_assert_eq(direct->status, 200);
 	cr_assert_eq(r->body_len, direct->body_len, "gateway %s, SFU %s", r->body, direct->body);
@@ -580,19 +430,19 @@ Test(channel_token, alg_none, .fini = harness_cleanup, .timeout = 30)
 
 	chan_start1(&e, NULL);
 	chan_expect_token(e.gw->port,
-			  chan_token_ex("{\"typ\": \"JWT\", \"alg\": \"none\"}",
-					chan_claims(chan_iss(), NULL), NULL, NULL, false),
+			  harness_token_ex("{\"typ\": \"JWT\", \"alg\": \"none\"}",
+					   chan_claims(chan_iss(), NULL), NULL, NULL, false),
 			  401, CHAN_ERR_INVALID);
 	/* Nor is an HS256 signature under a header that says none. */
 	chan_expect_token(e.gw->port,
-			  chan_token_ex("{\"typ\": \"JWT\", \"alg\": \"none\"}",
-					chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha256(),
-					false),
+			  harness_token_ex("{\"typ\": \"JWT\", \"alg\": \"none\"}",
+					   chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha256(),
+					   false),
 			  401, CHAN_ERR_INVALID);
 	/* An HS256 header with the signature left off is no better. */
 	chan_expect_token(e.gw->port,
-			  chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), NULL), NULL, NULL,
-					false),
+			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), NULL), NULL,
+					   NULL, false),
 			  401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
@@ -603,20 +453,20 @@ Test(channel_token, hs512, .fini = harness_cleanup, .timeout = 30)
 
 	chan_start1(&e, NULL);
 	chan_expect_token(e.gw->port,
-			  chan_token_ex("{\"typ\": \"JWT\", \"alg\": \"HS512\"}",
-					chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha512(),
-					false),
+			  harness_token_ex("{\"typ\": \"JWT\", \"alg\": \"HS512\"}",
+					   chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha512(),
+					   false),
 			  401, CHAN_ERR_INVALID);
 	/* Nor an HS256 signature under a header that says HS512, */
 	chan_expect_token(e.gw->port,
-			  chan_token_ex("{\"typ\": \"JWT\", \"alg\": \"HS512\"}",
-					chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha256(),
-					false),
+			  harness_token_ex("{\"typ\": \"JWT\", \"alg\": \"HS512\"}",
+					   chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha256(),
+					   false),
 			  401, CHAN_ERR_INVALID);
 	/* nor an HS512 signature under a header that says HS256. */
 	chan_expect_token(e.gw->port,
-			  chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), NULL),
-					CHAN_GW_KEY, EVP_sha512(), false),
+			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), NULL),
+					   CHAN_GW_KEY, EVP_sha512(), false),
 			  401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
@@ -655,7 +505,8 @@ Test(channel_token, expired, .fini = harness_cleanup, .timeout = 30)
 	snprintf(claims, sizeof(claims), "{\"iss\": \"%s\", \"exp\": %lld}", chan_iss(),
 		 (long long)time(NULL) - 5);
 	chan_expect_token(e.gw->port,
-			  chan_token_ex(CHAN_ODOO_HEADER, claims, CHAN_GW_KEY, EVP_sha256(), false),
+			  harness_token_ex(CHAN_ODOO_HEADER, claims, CHAN_GW_KEY, EVP_sha256(),
+					   false),
 			  401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
@@ -668,8 +519,8 @@ Test(channel_token, nbf_in_future, .fini = harness_cleanup, .timeout = 30)
 	chan_start1(&e, NULL);
 	snprintf(extra, sizeof(extra), ", \"nbf\": %lld", (long long)time(NULL) + 60);
 	chan_expect_token(e.gw->port,
-			  chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
-					CHAN_GW_KEY, EVP_sha256(), false),
+			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
+					   CHAN_GW_KEY, EVP_sha256(), false),
 			  401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
@@ -683,14 +534,14 @@ Test(channel_token, iat_skew, .fini = harness_cleanup, .timeout = 30)
 	/* The SFU refuses iat > now + 60 and accepts anything below. */
 	snprintf(extra, sizeof(extra), ", \"iat\": %lld", (long long)time(NULL) + 120);
 	chan_expect_token(e.gw->port,
-			  chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
-					CHAN_GW_KEY, EVP_sha256(), false),
+			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
+					   CHAN_GW_KEY, EVP_sha256(), false),
 			  401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 	snprintf(extra, sizeof(extra), ", \"iat\": %lld", (long long)time(NULL) + 30);
 	chan_expect_token(e.gw->port,
-			  chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
-					CHAN_GW_KEY, EVP_sha256(), false),
+			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
+					   CHAN_GW_KEY, EVP_sha256(), false),
 			  200, NULL);
 	cr_assert_eq(chan_stat(e.mock[0], "channels_created"), 1);
 }
@@ -705,7 +556,8 @@ Test(channel_token, missing_iss, .fini = harness_cleanup, .timeout = 30)
 	snprintf(claims, sizeof(claims), "{\"key\": \"k\", \"exp\": %lld}",
 		 (long long)time(NULL) + 30);
 	r = chan_get(e.gw->port, "/v1/channel",
-		     chan_token_ex(CHAN_ODOO_HEADER, claims, CHAN_GW_KEY, EVP_sha256(), false),
+		     harness_token_ex(CHAN_ODOO_HEADER, claims, CHAN_GW_KEY, EVP_sha256(),
+				      false),
 		     NULL);
 	cr_assert_eq(r->status, 403, "status %d: %s", r->status, r->body);
 	cr_assert(strstr(r->body, "\"error\"") != NULL, "%s", r->body);
@@ -741,8 +593,8 @@ Test(channel_token, oversized, .fini = harness_cleanup, .timeout = 30)
 	memset(extra + 10, 'x', (size_t)pad);
 	snprintf(extra + 10 + pad, sizeof(extra) - 10 - (size_t)pad, "\"");
 	r = chan_get(e.gw->port, "/v1/channel",
-		     chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra), CHAN_GW_KEY,
-				   EVP_sha256(), false),
+		     harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra), CHAN_GW_KEY,
+				      EVP_sha256(), false),
 		     NULL);
 	cr_assert(r->status == 401 || r->status == 431, "status %d", r->status);
 	free(r);
@@ -766,11 +618,11 @@ Test(channel_token, large_but_legal, .fini = harness_cleanup, .timeout = 30)
 	memcpy(extra, ", \"pad\": \"", 10);
 	memset(extra + 10, 'x', (size_t)pad);
 	snprintf(extra + 10 + pad, sizeof(extra) - 10 - (size_t)pad, "\"");
-	tok = chan_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra), CHAN_GW_KEY,
-			    EVP_sha256(), false);
+	tok = harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra), CHAN_GW_KEY,
+			       EVP_sha256(), false);
 	cr_assert(strlen(tok) > 6800, "%zu", strlen(tok));
 	chan_expect_token(e.gw->port, tok, 200, NULL);
-	last = chan_mock_json(e.mock[0], "/mock/last");
+	last = harness_mock_json(e.mock[0], "/mock/last");
 	cr_assert(json_object_get_boolean(json_object_object_get(last, "verified")));
 	cr_assert(strncmp(chan_jstr(last, "token"), tok, chan_signed_len(tok) + 1) == 0);
 	json_object_put(last);
@@ -792,7 +644,7 @@ Test(channel_token, standard_base64_padded, .fini = harness_cleanup, .timeout = 
 		const char *t, *payload_end;
 
 		snprintf(extra, sizeof(extra), ", \"n\": \"?>~%d\"", i);
-		t = chan_token_ex(hdr, chan_claims(iss, extra), CHAN_GW_KEY, EVP_sha256(), true);
+		t = harness_token_ex(hdr, chan_claims(iss, extra), CHAN_GW_KEY, EVP_sha256(), true);
 		payload_end = t + chan_signed_len(t);
 		if (strchr(t, '+') && strchr(t, '/') && payload_end[-1] == '=')
 			tok = t;
@@ -800,7 +652,7 @@ Test(channel_token, standard_base64_padded, .fini = harness_cleanup, .timeout = 
 	cr_assert_not_null(tok);
 	cr_assert(strstr(tok, "==.") != NULL && tok[strlen(tok) - 1] == '=', "%s", tok);
 	chan_expect_token(e.gw->port, tok, 200, NULL);
-	last = chan_mock_json(e.mock[0], "/mock/last");
+	last = harness_mock_json(e.mock[0], "/mock/last");
 	cr_assert(json_object_get_boolean(json_object_object_get(last, "verified")));
 	sl = chan_signed_len(tok);
 	cr_assert(strncmp(chan_jstr(last, "token"), tok, sl + 1) == 0,
@@ -819,8 +671,8 @@ Test(channel_token, urlsafe_unpadded, .fini = harness_cleanup, .timeout = 30)
 		const char *t;
 
 		snprintf(extra, sizeof(extra), ", \"n\": \"?>~%d\"", i);
-		t = chan_token_ex(CHAN_ODOO_HEADER, chan_claims(iss, extra), CHAN_GW_KEY,
-				  EVP_sha256(), false);
+		t = harness_token_ex(CHAN_ODOO_HEADER, chan_claims(iss, extra), CHAN_GW_KEY,
+				     EVP_sha256(), false);
 		if (strchr(t, '-') && strchr(t, '_'))
 			tok = t;
 	}
@@ -856,7 +708,7 @@ Test(channel_resign, token_resigned_for_sfu, .fini = harness_cleanup, .timeout =
 	chan_start1(&e, NULL);
 	snprintf(tok, sizeof(tok), "%s", chan_odoo());
 	chan_expect_token(e.gw->port, tok, 200, NULL);
-	last = chan_mock_json(e.mock[0], "/mock/last");
+	last = harness_mock_json(e.mock[0], "/mock/last");
 	got = chan_jstr(last, "token");
 	sl = chan_signed_len(tok);
 	cr_assert(json_object_get_boolean(json_object_object_get(last, "verified")),
@@ -883,11 +735,11 @@ Test(channel_resign, unknown_claim_survives, .fini = harness_cleanup, .timeout =
 
 	chan_start1(&e, NULL);
 	snprintf(tok, sizeof(tok), "%s",
-		 chan_token_ex(CHAN_ODOO_HEADER,
-			       chan_claims(iss, ", \"custom\":{\"a\":[1,2]}, \"z\": \"\\u00e9\""),
-			       CHAN_GW_KEY, EVP_sha256(), false));
+		 harness_token_ex(CHAN_ODOO_HEADER,
+			chan_claims(iss, ", \"custom\":{\"a\":[1,2]}, \"z\": \"\\u00e9\""),
+				  CHAN_GW_KEY, EVP_sha256(), false));
 	chan_expect_token(e.gw->port, tok, 200, NULL);
-	last = chan_mock_json(e.mock[0], "/mock/last");
+	last = harness_mock_json(e.mock[0], "/mock/last");
 	sl = chan_signed_len(tok);
 	cr_assert(json_object_get_boolean(json_object_object_get(last, "verified")));
 	cr_assert(strncmp(chan_jstr(last, "token"), tok, sl + 1) == 0, "%s vs %s",
@@ -906,7 +758,7 @@ static void chan_check_target(const char *path, const char *want)
 
 	chan_start1(&e, NULL);
 	chan_expect(chan_get(e.gw->port, path, chan_odoo(), NULL), 200, NULL);
-	last = chan_mock_json(e.mock[0], "/mock/last");
+	last = harness_mock_json(e.mock[0], "/mock/last");
 	cr_assert_str_eq(chan_jstr(last, "target"), want, "for %s", path);
 	json_object_put(last);
 }
@@ -1076,7 +928,7 @@ static void chan_check_xff(const struct chan_env *e, const char *extra, const ch
 	int count;
 
 	chan_expect(chan_get(e->gw->port, "/v1/channel", chan_odoo(), extra), 200, NULL);
-	last = chan_mock_json(e->mock[0], "/mock/last");
+	last = harness_mock_json(e->mock[0], "/mock/last");
 	xff = chan_last_header(last, "X-Forwarded-For", &count);
 	cr_assert_eq(count, 1, "%d X-Forwarded-For headers", count);
 	cr_assert_str_eq(xff, want);
@@ -1134,7 +986,7 @@ Test(channel_xff, never_forwarded_host, .fini = harness_cleanup, .timeout = 30)
 	snprintf(want, sizeof(want), "http://127.0.0.1:%d", e.mock[0]->port);
 	cr_assert_str_eq(harness_json_str(r->body, "url"), want);
 	free(r);
-	last = chan_mock_json(e.mock[0], "/mock/last");
+	last = harness_mock_json(e.mock[0], "/mock/last");
 	cr_assert_null(chan_last_header(last, "X-Forwarded-Host", &count));
 	cr_assert_eq(count, 0);
 	/* Not trusted: the proxy-mode SFU keys the channel on the real client. */
@@ -1225,7 +1077,7 @@ Test(channel_xff, mapped_ipv4_plain, .fini = harness_cleanup, .timeout = 30)
 	chan_check_xff(&e, NULL, "127.0.0.1");
 	/* A genuine IPv6 peer stays IPv6. */
 	cr_assert_eq(chan_get6(e.gw->port, "/v1/channel", chan_odoo()), 200);
-	last = chan_mock_json(e.mock[0], "/mock/last");
+	last = harness_mock_json(e.mock[0], "/mock/last");
 	xff = chan_last_header(last, "X-Forwarded-For", &count);
 	cr_assert_eq(count, 1);
 	cr_assert_str_eq(xff, "::1");
@@ -1242,10 +1094,10 @@ Test(channel_keepalive, reuses_connections, .fini = harness_cleanup, .timeout = 
 
 	chan_start1(&e, NULL);
 	/* Start counting after the gateway came up (a startup probe may have connected). */
-	chan_mock_post(e.mock[0], "/mock/reset-stats");
+	harness_mock_post(e.mock[0], "/mock/reset-stats", 200);
 	for (int i = 0; i < 20; i++)
 		chan_expect_token(e.gw->port, chan_odoo(), 200, NULL);
-	st = chan_mock_json(e.mock[0], "/mock/stats");
+	st = harness_mock_json(e.mock[0], "/mock/stats");
 	cr_assert_eq(json_object_get_int64(json_object_object_get(st, "channel_requests")), 20);
 	/* The count includes this stats request's own connection. */
 	conns = json_object_get_int64(json_object_object_get(st, "connections")) - 1;

@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -60,33 +59,6 @@ static void cli_cleanup(void)
 	harness_cleanup();
 }
 
-/* The logs of every process this test started, for a failure message. */
-static const char *cli_all_logs(void)
-{
-	static char out[16384];
-	size_t n = 0;
-	glob_t g;
-	char pat[300];
-
-	out[0] = '\0';
-	snprintf(pat, sizeof(pat), "%s/*.log", harness_tmpdir());
-	if (glob(pat, 0, NULL, &g) != 0)
-		return out;
-	for (size_t i = 0; i < g.gl_pathc && n < sizeof(out) - 1; i++) {
-		FILE *f = fopen(g.gl_pathv[i], "r");
-
-		if (f == NULL)
-			continue;
-		n += (size_t)snprintf(out + n, sizeof(out) - n, "== %s\n", g.gl_pathv[i]);
-		if (n < sizeof(out) - 1)
-			n += fread(out + n, 1, sizeof(out) - 1 - n, f);
-		out[n] = '\0';
-		fclose(f);
-	}
-	globfree(&g);
-	return out;
-}
-
 /* Everything a finished process wrote to stdout (static buffer). */
 static const char *cli_stdout(const struct harness_proc *p)
 {
@@ -117,16 +89,8 @@ static int cli_run(const char *const *env, const char *const *args, int timeout_
 	int rc = harness_gateway_run(env, args, timeout_ms, out);
 
 	cr_assert_not_null(*out, "could not start the gateway");
-	cr_assert_neq(rc, -1, "still running after %d ms:\n%s", timeout_ms, cli_all_logs());
+	cr_assert_neq(rc, -1, "still running after %d ms:\n%s", timeout_ms, harness_all_logs());
 	return rc;
-}
-
-static struct harness_proc *cli_start(const char *const *env, const char *const *args)
-{
-	struct harness_proc *p = harness_gateway_start(env, args);
-
-	cr_assert_not_null(p, "the gateway did not come up:\n%s", cli_all_logs());
-	return p;
 }
 
 static bool cli_segment_exists(int port)
@@ -595,7 +559,7 @@ Test(cli, env_port_and_bind, .fini = cli_cleanup, .timeout = 30)
 	snprintf(port_env, sizeof(port_env), "SFU_GATEWAY_PORT=%d", port);
 	pid = cli_spawn_bare(env, args, port, log_path, sizeof(log_path));
 	cr_assert(cli_wait_noop(port, pid, 10000), "no /noop on SFU_GATEWAY_PORT=%d:\n%s", port,
-		  cli_all_logs());
+		  harness_all_logs());
 	/* Bound to 127.0.0.1 only, not to every address. */
 	cr_assert(cli_listening("0100007F", port), "not listening on 127.0.0.1:%d", port);
 	cr_assert_not(cli_listening("00000000", port), "listening on 0.0.0.0:%d", port);
@@ -621,7 +585,7 @@ Test(cli, cli_port_wins, .fini = harness_cleanup, .timeout = 30)
 	cr_assert_neq(env_port, cli_port);
 	snprintf(port_env, sizeof(port_env), "SFU_GATEWAY_PORT=%d", env_port);
 	snprintf(cli_port_s, sizeof(cli_port_s), "%d", cli_port);
-	cli_start(env, args);
+	harness_gateway_up(env, args);
 	cr_assert_eq(harness_get(env_port, "/noop", NULL, r), -ECONNREFUSED,
 		     "something answers on SFU_GATEWAY_PORT although --port was given");
 	cr_assert_not(cli_segment_exists(env_port));
@@ -696,7 +660,7 @@ Test(cli, nodes_win_over_secrets, .fini = harness_cleanup, .timeout = 30)
 	{
 		const char *args[] = { "--secrets", path, "--workers", "1", NULL };
 
-		p = cli_start(env, args);
+		p = harness_gateway_up(env, args);
 	}
 	cli_channel(p->port, r);
 	cr_assert_eq(r->status, 200, "the request did not reach the mock of SFU_GATEWAY_NODES:"
@@ -735,7 +699,7 @@ Test(cli, secrets_key_forms, .fini = harness_cleanup, .timeout = 30)
 	{
 		const char *args[] = { "--secrets", path, "--workers", "1", NULL };
 
-		p = cli_start(env, args);
+		p = harness_gateway_up(env, args);
 	}
 	cli_channel(p->port, r);
 	cr_assert_eq(r->status, 200, "%d %s\n%s", r->status, r->body, harness_log(p));
@@ -748,7 +712,7 @@ Test(cli, short_keys_warn_without_leaking, .fini = harness_cleanup, .timeout = 3
 					      "[[sfu]]\naddress = \"http://10.0.0.9:8070\"\n"
 					      "key = \"" CLI_SHORT_SFU_KEY "\"\n");
 	const char *args[] = { "--secrets", path, "--workers", "1", NULL };
-	struct harness_proc *p = cli_start(env, args);
+	struct harness_proc *p = harness_gateway_up(env, args);
 	const char *log = harness_log(p);
 
 	cr_assert(cli_log_line_has(log, "warn", "key", "16"),
@@ -803,7 +767,7 @@ Test(cli, second_instance_refused, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const env[] = { CLI_KEY_ENV, NULL };
 	static const char *const first_args[] = { "--workers", "1", NULL };
-	struct harness_proc *first = cli_start(env, first_args), *p;
+	struct harness_proc *first = harness_gateway_up(env, first_args), *p;
 	char port_s[16];
 	const char *args[] = { "--port", port_s, "--bind", "127.0.0.1", "--workers", "1", NULL };
 	struct harness_resp *r = &cli_resp;
@@ -837,7 +801,7 @@ Test(cli, secrets_never_logged, .fini = harness_cleanup, .timeout = 30)
 		 "SFU_GATEWAY_NODES={\"sfu\":[{\"address\":\"http://127.0.0.1:%d\","
 		 "\"key\":\"%s\"}]}",
 		 dead, CLI_NODE_KEY);
-	p = cli_start(env, args);
+	p = harness_gateway_up(env, args);
 
 	/* A token signed with another key, one with alg none, one garbled, one
 	 * without iss; then a valid one (the dead SFU makes it a 502) and its
@@ -887,7 +851,7 @@ static void cli_stop_with(int sig, int max_ms, bool want_zero)
 {
 	static const char *const env[] = { CLI_KEY_ENV, NULL };
 	static const char *const args[] = { "--workers", "2", NULL };
-	struct harness_proc *p = cli_start(env, args);
+	struct harness_proc *p = harness_gateway_up(env, args);
 	pid_t kids[16], master = p->pid;
 	int n = cli_wait_children(master, kids, 3), status, port = p->port;
 	int64_t t0;
@@ -928,7 +892,7 @@ Test(cli, sigterm_with_open_connection, .fini = harness_cleanup, .timeout = 30)
 	/* An idle keep-alive connection does not hold up a graceful stop. */
 	static const char *const env[] = { CLI_KEY_ENV, NULL };
 	static const char *const args[] = { "--workers", "1", NULL };
-	struct harness_proc *p = cli_start(env, args);
+	struct harness_proc *p = harness_gateway_up(env, args);
 	struct sockaddr_in sa;
 	int fd = socket(AF_INET, SOCK_STREAM, 0), status;
 	int64_t t0;
@@ -951,7 +915,7 @@ Test(cli, stale_segment, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const env[] = { CLI_KEY_ENV, NULL };
 	static const char *const args[] = { "--workers", "1", NULL };
-	struct harness_proc *p = cli_start(env, args), *again;
+	struct harness_proc *p = harness_gateway_up(env, args), *again;
 	pid_t kids[16];
 	int n = cli_wait_children(p->pid, kids, 2), port = p->port, status;
 	char port_s[16];
@@ -964,7 +928,7 @@ Test(cli, stale_segment, .fini = harness_cleanup, .timeout = 30)
 	cr_assert(cli_wait_gone(kids, n, 5000), "children outlived a killed master");
 	cr_assert(cli_segment_exists(port), "no segment left behind by a killed master");
 	snprintf(port_s, sizeof(port_s), "%d", port);
-	again = cli_start(env, args2);
+	again = harness_gateway_up(env, args2);
 	cr_assert_not_null(strstr(harness_log(again), "stale"), "%s", harness_log(again));
 	status = harness_stop(again, SIGTERM, 11000);
 	cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x",

@@ -1,10 +1,7 @@
 /* Graceful degradation through real processes: failover, circuit breaker, overload, probes. */
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <json.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -12,16 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
 
 #define FO_GW_KEY "Zm8tZ2F0ZXdheS1rZXktZm9yLWZhaWxvdmVyLXRlc3RzLTAx"
 #define FO_SFU_KEY "Zm8tc2Z1LWtleS1mb3ItZmFpbG92ZXItdGVzdHMtMDAwMg=="
-#define FO_JWT_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 #define FO_ERR_EXHAUSTED "{\"error\":\"no SFU could create the channel\"}"
 #define FO_ERR_OVERLOADED "{\"error\":\"all SFUs are overloaded\"}"
 #define FO_ERR_UNHEALTHY "{\"error\":\"no healthy SFU available\"}"
@@ -29,41 +22,14 @@
  * faulty (idle) mock is every request's first choice and the fault is always exercised. */
 #define FO_BUSY_SESSIONS "50"
 #define FO_CHANNEL_200 "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"200\"}"
+/* The /metrics series counting circuit transitions to this state. */
+#define FO_TRANSITIONS(to) "sfu_gateway_circuit_transitions_total{to=\"" to "\"}"
 #define FO_CHANNEL_503 "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"503\"}"
 /* Heartbeat load members: sessions, CPU and memory usage (strings). */
 #define FO_LOAD(sessions, cpu, memory)                                                     \
 	"\"channels\":1,\"sessions\":" sessions ",\"cpuUsage\":" cpu ",\"memoryUsage\":" memory
 
-/* One channel request of a batch and what came back. */
-struct fo_call {
-	char req[4096];
-	int status;
-	int64_t ms; /* connect to complete answer */
-	char retry_after[32];
-	char body[1024];
-};
-
 /* ---- processes */
-
-/* Copies the logs of this test's processes to the test output: cleanup removes them. */
-static void fo_dump_logs(void)
-{
-	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
-		char path[512], buf[4096];
-		size_t n;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-		if (n > 0)
-			cr_log_error("%s:\n%s", path, buf);
-	}
-}
 
 static struct harness_proc *fo_mock(const char *const *args)
 {
@@ -87,26 +53,10 @@ static const char *fo_toml(const char *extra, const int *ports, int n)
 	return buf;
 }
 
+/* A gateway with the TOML text and the worker count. */
 static struct harness_proc *fo_gateway(const char *toml, int workers)
 {
-	static const char *const env[] = { "SFU_GATEWAY_KEY=" FO_GW_KEY, NULL };
-	static int seq;
-	char name[32], nw[8];
-	const char *args[6];
-	struct harness_proc *gw;
-
-	snprintf(name, sizeof(name), "failover%d.toml", seq++);
-	snprintf(nw, sizeof(nw), "%d", workers);
-	args[0] = "--workers";
-	args[1] = nw;
-	args[2] = "--config";
-	args[3] = harness_write_file(name, toml);
-	args[4] = NULL;
-	gw = harness_gateway_start(env, args);
-	if (gw == NULL)
-		fo_dump_logs();
-	cr_assert_not_null(gw, "the gateway did not come up");
-	return gw;
+	return harness_gateway_keyed(FO_GW_KEY, NULL, workers, toml);
 }
 
 /* ---- HTTP */
@@ -119,132 +69,35 @@ static void fo_channel_req(char *out, size_t outlen)
 	char iss[96];
 
 	snprintf(iss, sizeof(iss), "https://odoo-%d.example.com/fo%d", (int)getpid(), seq++);
-	snprintf(out, outlen,
-		 "GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: jwt %s\r\n"
-		 "Connection: close\r\n\r\n",
-		 harness_odoo_token(iss, FO_GW_KEY));
+	harness_channel_req(out, outlen, harness_odoo_token(iss, FO_GW_KEY));
 }
 
-/* Fills a call from a complete response in buf. */
-static void fo_parse(struct fo_call *call, const char *buf, size_t len)
+/* The Retry-After value of an answer ("" when none). Static buffer. */
+static const char *fo_retry_after(const struct harness_call *call)
 {
-	const char *end = memmem(buf, len, "\r\n\r\n", 4), *ra;
+	static char out[32];
 
-	call->status = 0;
-	call->body[0] = call->retry_after[0] = '\0';
-	if (end == NULL || sscanf(buf, "HTTP/1.%*d %d", &call->status) != 1)
-		return;
-	ra = strcasestr(buf, "\r\nRetry-After:");
-	if (ra != NULL && ra < end)
-		sscanf(ra + 14, " %31[^\r\n]", call->retry_after);
-	snprintf(call->body, sizeof(call->body), "%.*s", (int)(len - (size_t)(end + 4 - buf)),
-		 end + 4);
-}
-
-static bool fo_complete(const char *buf, size_t len)
-{
-	const char *end = memmem(buf, len, "\r\n\r\n", 4), *cl;
-
-	if (end == NULL)
-		return false;
-	cl = strcasestr(buf, "\r\nContent-Length:");
-	if (cl == NULL || cl > end)
-		return false;
-	return len >= (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
-}
-
-/* Sends the calls over up to conc connections at once (one request per connection),
- * all answered within timeout_ms. A call that got no answer keeps status 0. */
-static void fo_batch(int port, struct fo_call *calls, int n, int conc, int timeout_ms)
-{
-	struct fo_slot {
-		int fd, idx;
-		size_t got;
-		int64_t t0;
-		char buf[8192];
-	} *s = calloc((size_t)conc, sizeof(*s));
-	int64_t deadline = harness_now_ms() + timeout_ms;
-	int next = 0, active = 0;
-
-	cr_assert_not_null(s);
-	for (int i = 0; i < conc; i++)
-		s[i].fd = -1;
-	for (;;) {
-		struct pollfd pf[256];
-		int np = 0;
-
-		for (int i = 0; i < conc && next < n; i++) {
-			struct sockaddr_in sa = { .sin_family = AF_INET,
-						  .sin_port = htons((uint16_t)port),
-						  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-			size_t len;
-
-			if (s[i].fd >= 0)
-				continue;
-			s[i].idx = next++;
-			s[i].got = 0;
-			s[i].t0 = harness_now_ms();
-			calls[s[i].idx].status = 0;
-			s[i].fd = socket(AF_INET, SOCK_STREAM, 0);
-			cr_assert(s[i].fd >= 0);
-			cr_assert_eq(connect(s[i].fd, (struct sockaddr *)&sa, sizeof(sa)), 0,
-				     "connect: %s", strerror(errno));
-			len = strlen(calls[s[i].idx].req);
-			cr_assert_eq(write(s[i].fd, calls[s[i].idx].req, len), (ssize_t)len);
-			active++;
-		}
-		if (active == 0 || harness_now_ms() >= deadline)
-			break;
-		for (int i = 0; i < conc; i++)
-			if (s[i].fd >= 0)
-				pf[np++] = (struct pollfd){ s[i].fd, POLLIN, 0 };
-		if (poll(pf, (nfds_t)np, 50) <= 0)
-			continue;
-		for (int i = 0; i < conc; i++) {
-			ssize_t r;
-
-			if (s[i].fd < 0)
-				continue;
-			r = recv(s[i].fd, s[i].buf + s[i].got, sizeof(s[i].buf) - 1 - s[i].got,
-				 MSG_DONTWAIT);
-			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				continue;
-			if (r > 0) {
-				s[i].got += (size_t)r;
-				s[i].buf[s[i].got] = '\0';
-				if (!fo_complete(s[i].buf, s[i].got) &&
-				    s[i].got < sizeof(s[i].buf) - 1)
-					continue;
-			}
-			fo_parse(&calls[s[i].idx], s[i].buf, s[i].got);
-			calls[s[i].idx].ms = harness_now_ms() - s[i].t0;
-			close(s[i].fd);
-			s[i].fd = -1;
-			active--;
-		}
-	}
-	for (int i = 0; i < conc; i++)
-		if (s[i].fd >= 0)
-			close(s[i].fd);
-	free(s);
+	if (!harness_call_header(call, "Retry-After", out, sizeof(out)))
+		out[0] = '\0';
+	return out;
 }
 
 /* One channel request, answered within timeout_ms. */
-static void fo_channel(int port, struct fo_call *call, int timeout_ms)
+static void fo_channel(int port, struct harness_call *call, int timeout_ms)
 {
 	fo_channel_req(call->req, sizeof(call->req));
-	fo_batch(port, call, 1, 1, timeout_ms);
+	harness_batch(port, call, 1, 1, timeout_ms);
 }
 
 /* n channel requests over conc connections at a time. Heap array. */
-static struct fo_call *fo_channels(int port, int n, int conc, int timeout_ms)
+static struct harness_call *fo_channels(int port, int n, int conc, int timeout_ms)
 {
-	struct fo_call *calls = calloc((size_t)n, sizeof(*calls));
+	struct harness_call *calls = calloc((size_t)n, sizeof(*calls));
 
 	cr_assert_not_null(calls);
 	for (int i = 0; i < n; i++)
 		fo_channel_req(calls[i].req, sizeof(calls[i].req));
-	fo_batch(port, calls, n, conc, timeout_ms);
+	harness_batch(port, calls, n, conc, timeout_ms);
 	return calls;
 }
 
@@ -293,14 +146,10 @@ static int64_t fo_mock_stat(const struct harness_proc *m, const char *field)
 
 static void fo_mock_fault(const struct harness_proc *m, const char *query)
 {
-	struct harness_resp *r = calloc(1, sizeof(*r));
 	char path[256];
 
-	cr_assert_not_null(r);
 	snprintf(path, sizeof(path), "/mock/fault?%s", query);
-	cr_assert_eq(harness_post(m->port, path, NULL, "", r), 0);
-	cr_assert_eq(r->status, 200, "POST %s: %d %s", path, r->status, r->body);
-	free(r);
+	harness_mock_post(m, path, 200);
 }
 
 /* Whether the mock's /v1/stats lists a channel with this uuid: the gateway's answer
@@ -319,37 +168,13 @@ static bool fo_mock_has_channel(const struct harness_proc *m, const char *uuid)
 	return found;
 }
 
-/* A sample of /metrics (the exact series text, labels included); -1 when absent. */
-static double fo_metric(const struct harness_proc *gw, const char *series)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	size_t n = strlen(series);
-	double v = -1;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(gw->port, "/metrics", NULL, r), 0);
-	cr_assert_eq(r->status, 200);
-	for (const char *p = r->body; p != NULL && *p != '\0';) {
-		if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-			v = strtod(p + n + 1, NULL);
-			break;
-		}
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
-	free(r);
-	return v;
-}
-
 /* /v1/health's entry for the SFU on this port (a new reference), NULL if absent. */
 static struct json_object *fo_health_sfu(const struct harness_proc *gw, int port, int *status)
 {
 	struct json_object *root = fo_get_json(gw->port, "/v1/health", status);
 	struct json_object *sfus, *found = NULL;
-	char addr[64];
+	const char *addr = harness_url(port);
 
-	snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", port);
 	cr_assert(json_object_object_get_ex(root, "sfus", &sfus));
 	for (size_t i = 0; i < json_object_array_length(sfus); i++) {
 		struct json_object *s = json_object_array_get_idx(sfus, i), *a;
@@ -428,7 +253,7 @@ static void fo_wait_metric(const struct harness_proc *gw, const char *series, do
 	double v = -1;
 
 	while (harness_now_ms() < deadline) {
-		v = fo_metric(gw, series);
+		v = harness_metric(gw->port, series);
 		if (v >= min)
 			return;
 		poll(NULL, 0, 20);
@@ -437,13 +262,11 @@ static void fo_wait_metric(const struct harness_proc *gw, const char *series, do
 }
 
 /* A 200 answer created by mock m (its uuid is in m's channel list). */
-static void fo_assert_served_by(const struct fo_call *call, const struct harness_proc *m)
+static void fo_assert_served_by(const struct harness_call *call, const struct harness_proc *m)
 {
-	char url[64];
-
 	cr_assert_eq(call->status, 200, "status %d body %s", call->status, call->body);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", m->port);
-	cr_assert_str_eq(harness_json_str(call->body, "url"), url, "body %s", call->body);
+	cr_assert_str_eq(harness_json_str(call->body, "url"), harness_url(m->port), "body %s",
+			 call->body);
 	cr_assert(fo_mock_has_channel(m, harness_json_str(call->body, "uuid")),
 		  "uuid of %s not on the mock on port %d", call->body, m->port);
 }
@@ -472,7 +295,7 @@ static void fo_fault_case(const char *const *fault_args, int64_t min_ms, int64_t
 	gw = fo_gateway(fo_toml(FO_FAULT_TOML, ports, 2), 2);
 	fo_wait_sessions(gw, good->port, 50);
 	for (int i = 0; i < n; i++) {
-		struct fo_call call;
+		struct harness_call call;
 
 		fo_channel(gw->port, &call, 5000);
 		cr_assert_eq(call.status, 200, "request %d: %d %s", i, call.status, call.body);
@@ -482,11 +305,11 @@ static void fo_fault_case(const char *const *fault_args, int64_t min_ms, int64_t
 	}
 	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), n);
 	cr_assert_eq(fo_mock_stat(good, "channel_requests"), n);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 2 * n);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), n);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_retries_total"), n);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_failovers_total"), n);
-	cr_assert_eq(fo_metric(gw, FO_CHANNEL_200), n);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 2 * n);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_failures_total"), n);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_retries_total"), n);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_failovers_total"), n);
+	cr_assert_eq(harness_metric(gw->port, FO_CHANNEL_200), n);
 }
 
 Test(failover, status_5xx_fails_over, .fini = harness_cleanup, .timeout = 30)
@@ -563,7 +386,7 @@ Test(failover, other_4xx_relayed_without_retry, .fini = harness_cleanup, .timeou
 		snprintf(q, sizeof(q), "status=%s", statuses[i]);
 		fo_mock_fault(bad, q);
 		for (int k = 0; k < 2; k++) {
-			struct fo_call call;
+			struct harness_call call;
 
 			fo_channel(gw->port, &call, 5000);
 			cr_assert_eq(call.status, atoi(statuses[i]), "got %d %s", call.status,
@@ -573,9 +396,9 @@ Test(failover, other_4xx_relayed_without_retry, .fini = harness_cleanup, .timeou
 	}
 	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 6);
 	cr_assert_eq(fo_mock_stat(good, "channel_requests"), 0, "the other SFU was tried");
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 6);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_retries_total"), 0);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), 0);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 6);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_retries_total"), 0);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_failures_total"), 0);
 	/* A refusal is not a failure of the SFU. */
 	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "closed");
 }
@@ -584,7 +407,7 @@ Test(failover, all_failing_is_503_json, .fini = harness_cleanup, .timeout = 30)
 {
 	struct harness_proc *m[3] = { fo_mock(NULL), fo_mock(NULL), fo_mock(NULL) }, *gw;
 	int ports[3] = { m[0]->port, m[1]->port, m[2]->port };
-	struct fo_call call, *warm;
+	struct harness_call call, *warm;
 	int64_t before[3];
 
 	gw = fo_gateway(fo_toml(FO_FAULT_TOML, ports, 3), 2);
@@ -617,8 +440,8 @@ Test(failover, all_failing_is_503_json, .fini = harness_cleanup, .timeout = 30)
 	cr_assert(fo_mock_stat(m[0], "channel_requests") - before[0] <= 3);
 	for (int i = 1; i < 3; i++)
 		cr_assert_eq(fo_mock_stat(m[i], "channel_requests"), before[i] + 2, "mock %d", i);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 10 + 6);
-	cr_assert_eq(fo_metric(gw, FO_CHANNEL_503), 2);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 10 + 6);
+	cr_assert_eq(harness_metric(gw->port, FO_CHANNEL_503), 2);
 }
 
 /* deadline_ms bounds the whole request: the second attempt only gets what is left. */
@@ -627,7 +450,7 @@ Test(failover, deadline_bounds_whole_request, .fini = harness_cleanup, .timeout 
 	static const char *const a[] = { "--hang", NULL };
 	struct harness_proc *m[3] = { fo_mock(a), fo_mock(a), fo_mock(a) }, *gw;
 	int ports[3] = { m[0]->port, m[1]->port, m[2]->port };
-	struct fo_call call;
+	struct harness_call call;
 
 	gw = fo_gateway(fo_toml("[failover]\nmax_retries = 3\nretry_timeout_ms = 1500\n"
 				"deadline_ms = 2000\n[circuit_breaker]\nfailure_threshold = 1000\n",
@@ -638,7 +461,7 @@ Test(failover, deadline_bounds_whole_request, .fini = harness_cleanup, .timeout 
 	cr_assert_str_eq(call.body, FO_ERR_EXHAUSTED);
 	cr_assert_geq(call.ms, 1900, "answered after %lld ms", (long long)call.ms);
 	cr_assert_leq(call.ms, 2000 + 700, "answered after %lld ms", (long long)call.ms);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 2);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 2);
 	cr_assert_eq(fo_mock_stat(m[0], "channel_requests") +
 			     fo_mock_stat(m[1], "channel_requests") +
 			     fo_mock_stat(m[2], "channel_requests"),
@@ -661,12 +484,12 @@ Test(failover, one_faulty_sfu_invisible_with_defaults, .fini = harness_cleanup, 
 	fo_wait_sessions(gw, g1->port, 50);
 	fo_wait_sessions(gw, g2->port, 50);
 	for (int i = 0; i < 8; i++) {
-		struct fo_call call;
+		struct harness_call call;
 
 		fo_channel(gw->port, &call, 5000);
 		cr_assert_eq(call.status, 200, "request %d: %d %s (retry budget exhausted: %g)", i,
 			     call.status, call.body,
-			     fo_metric(gw, "sfu_gateway_retry_budget_exhausted_total"));
+			     harness_metric(gw->port, "sfu_gateway_retry_budget_exhausted_total"));
 	}
 	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 5);
 	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
@@ -683,7 +506,7 @@ Test(circuit, opens_probes_once_and_closes, .fini = harness_cleanup, .timeout = 
 	struct harness_proc *bad = fo_mock(a), *good = fo_mock(busy), *gw;
 	int ports[2] = { bad->port, good->port };
 	int64_t t3_done, t5_done, failures, c0, c1, deadline;
-	struct fo_call call, *burst;
+	struct harness_call call, *burst;
 
 	gw = fo_gateway(fo_toml("[circuit_breaker]\nfailure_threshold = 3\nopen_ms = 500\n"
 				"[probe]\ninterval_ms = 3600000\n",
@@ -701,7 +524,7 @@ Test(circuit, opens_probes_once_and_closes, .fini = harness_cleanup, .timeout = 
 	cr_assert_str_eq(fo_circuit(gw, bad->port, &failures), "open");
 	cr_assert_eq(failures, 3);
 	cr_assert_str_eq(fo_state(gw, bad->port), "open");
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"open\"}"), 1);
+	cr_assert_eq(harness_metric(gw->port, FO_TRANSITIONS("open")), 1);
 
 	/* Open: requests continue, the faulty SFU sees none of them. */
 	for (int i = 0; i < 5; i++) {
@@ -727,12 +550,12 @@ Test(circuit, opens_probes_once_and_closes, .fini = harness_cleanup, .timeout = 
 	free(burst);
 	c1 = fo_mock_stat(bad, "channel_requests");
 	cr_assert_eq(c1, c0 + 1, "half-open let %lld requests through", (long long)(c1 - c0));
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"half_open\"}"),
+	cr_assert_eq(harness_metric(gw->port, FO_TRANSITIONS("half_open")),
 		     (double)(c1 - 3));
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"open\"}"),
+	cr_assert_eq(harness_metric(gw->port, FO_TRANSITIONS("open")),
 		     (double)(c1 - 3 + 1));
 	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"closed\"}"), 0);
+	cr_assert_eq(harness_metric(gw->port, FO_TRANSITIONS("closed")), 0);
 
 	/* Healed: the next half-open probe (after the doubled open period) closes it. */
 	fo_mock_fault(bad, "mode=ok");
@@ -748,8 +571,8 @@ Test(circuit, opens_probes_once_and_closes, .fini = harness_cleanup, .timeout = 
 	cr_assert_str_eq(fo_circuit(gw, bad->port, &failures), "closed");
 	cr_assert_eq(failures, 0);
 	cr_assert_str_eq(fo_state(gw, bad->port), "up");
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"closed\"}"), 1);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"half_open\"}"),
+	cr_assert_eq(harness_metric(gw->port, FO_TRANSITIONS("closed")), 1);
+	cr_assert_eq(harness_metric(gw->port, FO_TRANSITIONS("half_open")),
 		     (double)(c1 - 3 + 1));
 
 	/* Traffic returns: the idle SFU is the best choice again. */
@@ -765,18 +588,13 @@ Test(circuit, opens_probes_once_and_closes, .fini = harness_cleanup, .timeout = 
 /* A heartbeat for a registered SFU at address with the given load JSON members. */
 static void fo_heartbeat(const struct harness_proc *gw, const char *address, const char *load)
 {
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	char claims[256], auth[4096], body[1024];
+	struct harness_resp *r;
+	char body[1024];
 
-	cr_assert_not_null(r);
-	snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", address,
-		 (long long)time(NULL) + 60);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
-		 harness_token(FO_JWT_HEADER, claims, FO_GW_KEY));
 	snprintf(body, sizeof(body),
 		 "{\"status\":\"up\",\"address\":\"%s\",\"region\":\"eu-west\",\"key\":\"%s\",%s}",
 		 address, FO_SFU_KEY, load);
-	cr_assert_eq(harness_post(gw->port, "/v1/sfu", auth, body, r), 0);
+	r = harness_heartbeat(gw->port, address, FO_GW_KEY, body);
 	cr_assert_eq(r->status, 200, "heartbeat %s: %d %s", address, r->status, r->body);
 	free(r);
 }
@@ -786,7 +604,7 @@ Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout =
 	struct harness_proc *good = fo_mock(NULL), *hot = fo_mock(NULL), *gw;
 	char a_good[64], a_hot[64], a_mem[64], a_full[64], a_score[64];
 	static const char *const overloaded[] = { "cpu", "memory", "sessions", "score" };
-	struct fo_call call;
+	struct harness_call call;
 	int status;
 	struct json_object *h;
 
@@ -819,7 +637,7 @@ Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout =
 		fo_assert_served_by(&call, good);
 	}
 	cr_assert_eq(fo_mock_stat(hot, "channel_requests"), 0);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 5);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 5);
 
 	/* The last one goes over a threshold too: nothing left, 503 with Retry-After. */
 	fo_heartbeat(gw, a_good, FO_LOAD("0", "0.97", "0.1"));
@@ -831,13 +649,14 @@ Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout =
 		fo_channel(gw->port, &call, 5000);
 		cr_assert_eq(call.status, 503, "got %d %s", call.status, call.body);
 		cr_assert_str_eq(call.body, FO_ERR_OVERLOADED);
-		cr_assert_str_not_empty(call.retry_after, "no Retry-After header");
-		cr_assert_gt(atoi(call.retry_after), 0, "Retry-After: %s", call.retry_after);
+		cr_assert_str_not_empty(fo_retry_after(&call), "no Retry-After header");
+		cr_assert_gt(atoi(fo_retry_after(&call)), 0, "Retry-After: %s",
+			     fo_retry_after(&call));
 	}
 	cr_assert_eq(fo_mock_stat(good, "channel_requests"), 5);
 	cr_assert_eq(fo_mock_stat(hot, "channel_requests"), 0);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 5);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_overload_rejected_total"), 3);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 5);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_overload_rejected_total"), 3);
 
 	/* Load drops: channels flow again. */
 	fo_heartbeat(gw, a_good, FO_LOAD("0", "0.2", "0.1"));
@@ -851,7 +670,7 @@ Test(overload, probed_full_static_sfu, .fini = harness_cleanup, .timeout = 30)
 	static const char *const full[] = { "--sessions", "100", NULL };
 	struct harness_proc *m = fo_mock(full), *gw;
 	int ports[1] = { m->port };
-	struct fo_call call;
+	struct harness_call call;
 
 	gw = fo_gateway(fo_toml("", ports, 1), 1);
 	fo_wait_sessions(gw, m->port, 100);
@@ -859,9 +678,9 @@ Test(overload, probed_full_static_sfu, .fini = harness_cleanup, .timeout = 30)
 	fo_channel(gw->port, &call, 5000);
 	cr_assert_eq(call.status, 503, "got %d %s", call.status, call.body);
 	cr_assert_str_eq(call.body, FO_ERR_OVERLOADED);
-	cr_assert_str_not_empty(call.retry_after);
+	cr_assert_str_not_empty(fo_retry_after(&call));
 	cr_assert_eq(fo_mock_stat(m, "channel_requests"), 0);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_overload_rejected_total"), 1);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_overload_rejected_total"), 1);
 }
 
 /* ---- active probes of static SFUs */
@@ -877,27 +696,27 @@ Test(probe, dead_sfu_out_and_back, .fini = harness_cleanup, .timeout = 60)
 	char port_arg[16];
 	const char *again[] = { "--port", port_arg, NULL };
 	struct json_object *s;
-	struct fo_call call;
+	struct harness_call call;
 
 	gw = fo_gateway(fo_toml(FO_PROBE_TOML, ports, 2), 2);
 	/* A probe reports the static mock's sessions. */
 	fo_wait_sessions(gw, b->port, 30);
 	cr_assert_str_eq(fo_state(gw, port_a), "up");
 	fo_wait_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}", 2);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_probes_total{result=\"failed\"}"), 0);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_probes_total{result=\"failed\"}"), 0);
 
 	/* Killed: down within a few probe intervals, and no request goes there. */
 	cr_assert_neq(harness_stop(a, SIGKILL, 5000), -1);
 	cr_assert(fo_wait_state(gw, port_a, "down", 5000), "state %s", fo_state(gw, port_a));
-	cr_assert_geq(fo_metric(gw, "sfu_gateway_probes_total{result=\"failed\"}"), 1);
-	up0 = fo_metric(gw, "sfu_gateway_upstream_requests_total");
-	failed0 = fo_metric(gw, "sfu_gateway_upstream_failures_total");
+	cr_assert_geq(harness_metric(gw->port, "sfu_gateway_probes_total{result=\"failed\"}"), 1);
+	up0 = harness_metric(gw->port, "sfu_gateway_upstream_requests_total");
+	failed0 = harness_metric(gw->port, "sfu_gateway_upstream_failures_total");
 	for (int i = 0; i < 6; i++) {
 		fo_channel(gw->port, &call, 5000);
 		fo_assert_served_by(&call, b);
 	}
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), up0 + 6);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), failed0);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), up0 + 6);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_failures_total"), failed0);
 	s = fo_health_sfu(gw, port_a, NULL);
 	cr_assert_not_null(s);
 	{
@@ -911,11 +730,11 @@ Test(probe, dead_sfu_out_and_back, .fini = harness_cleanup, .timeout = 60)
 
 	/* Back on the same port: up again, and it serves (it is the idle one). */
 	snprintf(port_arg, sizeof(port_arg), "%d", port_a);
-	ok0 = fo_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}");
+	ok0 = harness_metric(gw->port, "sfu_gateway_probes_total{result=\"ok\"}");
 	a = fo_mock(again);
 	cr_assert_eq(a->port, port_a);
 	cr_assert(fo_wait_state(gw, port_a, "up", 5000), "state %s", fo_state(gw, port_a));
-	cr_assert_gt(fo_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}"), ok0);
+	cr_assert_gt(harness_metric(gw->port, "sfu_gateway_probes_total{result=\"ok\"}"), ok0);
 	fo_channel(gw->port, &call, 5000);
 	fo_assert_served_by(&call, a);
 	cr_assert_eq(fo_mock_stat(a, "channel_requests"), 1);
@@ -925,7 +744,7 @@ Test(probe, closed_port_never_used, .fini = harness_cleanup, .timeout = 40)
 {
 	struct harness_proc *b = fo_mock(NULL), *gw;
 	int ports[2] = { harness_free_port(), b->port };
-	struct fo_call *calls;
+	struct harness_call *calls;
 
 	gw = fo_gateway(fo_toml(FO_PROBE_TOML, ports, 2), 2);
 	cr_assert(fo_wait_state(gw, ports[0], "down", 5000), "state %s", fo_state(gw, ports[0]));
@@ -934,8 +753,8 @@ Test(probe, closed_port_never_used, .fini = harness_cleanup, .timeout = 40)
 	for (int i = 0; i < 20; i++)
 		fo_assert_served_by(&calls[i], b);
 	free(calls);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), 20);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_failures_total"), 0);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 20);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_failures_total"), 0);
 	cr_assert_eq(fo_mock_stat(b, "channel_requests"), 20);
 }
 
@@ -947,7 +766,7 @@ Test(probe, never_closes_circuit, .fini = harness_cleanup, .timeout = 40)
 	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
 	struct harness_proc *bad = fo_mock(a), *good = fo_mock(busy), *gw;
 	int ports[2] = { bad->port, good->port };
-	struct fo_call call;
+	struct harness_call call;
 	double ok0;
 
 	gw = fo_gateway(fo_toml("[circuit_breaker]\nfailure_threshold = 1\nopen_ms = 60000\n"
@@ -957,7 +776,7 @@ Test(probe, never_closes_circuit, .fini = harness_cleanup, .timeout = 40)
 	fo_channel(gw->port, &call, 5000);
 	fo_assert_served_by(&call, good);
 	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
-	ok0 = fo_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}");
+	ok0 = harness_metric(gw->port, "sfu_gateway_probes_total{result=\"ok\"}");
 	fo_wait_metric(gw, "sfu_gateway_probes_total{result=\"ok\"}", ok0 + 6);
 	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
 	cr_assert_str_eq(fo_state(gw, bad->port), "open");
@@ -991,14 +810,14 @@ static struct harness_proc *fo_dead_fleet(const char *circuit_toml)
 Test(circuit, retry_budget_bounds_attempts, .fini = harness_cleanup, .timeout = 60)
 {
 	struct harness_proc *gw = fo_dead_fleet("[circuit_breaker]\nfailure_threshold = 1000\n");
-	struct fo_call *calls = fo_channels(gw->port, FO_BUDGET_R, 10, 30000);
+	struct harness_call *calls = fo_channels(gw->port, FO_BUDGET_R, 10, 30000);
 	double attempts;
 
 	for (int i = 0; i < FO_BUDGET_R; i++)
 		cr_assert(calls[i].status == 502 || calls[i].status == 503, "request %d: %d %s", i,
 			  calls[i].status, calls[i].body);
 	free(calls);
-	attempts = fo_metric(gw, "sfu_gateway_upstream_requests_total");
+	attempts = harness_metric(gw->port, "sfu_gateway_upstream_requests_total");
 	cr_log_info("retry budget: %g attempts for %d requests", attempts, FO_BUDGET_R);
 	cr_assert_geq(attempts, FO_BUDGET_R);
 	cr_assert_leq(attempts, 1.2 * FO_BUDGET_R + 3, "%g upstream attempts for %d requests",
@@ -1009,7 +828,7 @@ Test(circuit, retry_budget_bounds_attempts, .fini = harness_cleanup, .timeout = 
 Test(circuit, open_fleet_answers_without_attempts, .fini = harness_cleanup, .timeout = 60)
 {
 	struct harness_proc *gw = fo_dead_fleet("");
-	struct fo_call call;
+	struct harness_call call;
 	int64_t deadline = harness_now_ms() + 10000;
 	double attempts;
 
@@ -1019,15 +838,15 @@ Test(circuit, open_fleet_answers_without_attempts, .fini = harness_cleanup, .tim
 			  call.body);
 	} while (strcmp(call.body, FO_ERR_UNHEALTHY) != 0 && harness_now_ms() < deadline);
 	cr_assert_str_eq(call.body, FO_ERR_UNHEALTHY);
-	cr_assert_str_not_empty(call.retry_after);
+	cr_assert_str_not_empty(fo_retry_after(&call));
 	/* Every attempt lands on a closed circuit and counts toward its five failures. */
-	attempts = fo_metric(gw, "sfu_gateway_upstream_requests_total");
+	attempts = harness_metric(gw->port, "sfu_gateway_upstream_requests_total");
 	cr_assert_eq(attempts, 15, "%g attempts before every circuit opened", attempts);
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_circuit_transitions_total{to=\"open\"}"), 3);
+	cr_assert_eq(harness_metric(gw->port, FO_TRANSITIONS("open")), 3);
 	for (int i = 0; i < 20; i++) {
 		fo_channel(gw->port, &call, 5000);
 		cr_assert_eq(call.status, 503);
 		cr_assert_str_eq(call.body, FO_ERR_UNHEALTHY);
 	}
-	cr_assert_eq(fo_metric(gw, "sfu_gateway_upstream_requests_total"), attempts);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), attempts);
 }

@@ -2,7 +2,6 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
-#include <glob.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -40,40 +39,11 @@ struct http_answer {
 	size_t body_len;
 };
 
-/* The logs of every process this test started, for a failure message. */
-static const char *http_all_logs(void)
-{
-	static char out[16384];
-	size_t n = 0;
-	glob_t g;
-	char pat[300];
-
-	out[0] = '\0';
-	snprintf(pat, sizeof(pat), "%s/proc*.log", harness_tmpdir());
-	if (glob(pat, 0, NULL, &g) != 0)
-		return out;
-	for (size_t i = 0; i < g.gl_pathc && n < sizeof(out) - 1; i++) {
-		FILE *f = fopen(g.gl_pathv[i], "r");
-
-		if (f == NULL)
-			continue;
-		n += (size_t)snprintf(out + n, sizeof(out) - n, "== %s\n", g.gl_pathv[i]);
-		if (n < sizeof(out) - 1)
-			n += fread(out + n, 1, sizeof(out) - 1 - n, f);
-		out[n] = '\0';
-		fclose(f);
-	}
-	globfree(&g);
-	return out;
-}
-
+/* A gateway with the test key and these args; fails the test when it does not come up. */
 static struct harness_proc *http_gateway_with(const char *const *args)
 {
 	static const char *const env[] = { "SFU_GATEWAY_KEY=" HTTP_TEST_KEY, NULL };
-	struct harness_proc *p = harness_gateway_start(env, args);
-
-	cr_assert_not_null(p, "the gateway did not come up:\n%s", http_all_logs());
-	return p;
+	return harness_gateway_up(env, args);
 }
 
 static struct harness_proc *http_gateway(void)

@@ -1,10 +1,7 @@
 /* Observability through real processes: /v1/health shape and status, /metrics format and counts. */
 #include <criterion/criterion.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <json.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
@@ -13,47 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
 
 #define OB_GW_KEY "b2ItZ2F0ZXdheS1rZXktZm9yLW9ic2VydmUtdGVzdHMtMQ"
 #define OB_SFU_KEY "b2Itc2Z1LWtleS1mb3Itb2JzZXJ2ZS10ZXN0cy0wMDAy"
-#define OB_JWT_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 #define OB_PROMTOOL "/usr/bin/promtool"
 
-/* One channel request of a batch and what came back. */
-struct ob_call {
-	char req[4096];
-	int status;
-	char body[1024];
-};
-
 /* ---- processes */
-
-/* Copies the logs of this test's processes to the test output: cleanup removes them. */
-static void ob_dump_logs(void)
-{
-	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
-		char path[512], buf[4096];
-		size_t n;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-		if (n > 0)
-			cr_log_error("%s:\n%s", path, buf);
-	}
-}
 
 static struct harness_proc *ob_mock(const char *key, const char *const *args)
 {
@@ -67,23 +33,7 @@ static struct harness_proc *ob_mock(const char *key, const char *const *args)
  * (SFU_GATEWAY_KEY=... first; NULL-terminated). */
 static struct harness_proc *ob_gateway(const char *toml, int workers, const char *const *env)
 {
-	static int seq;
-	char name[32], nw[8];
-	const char *args[6];
-	struct harness_proc *gw;
-
-	snprintf(name, sizeof(name), "observe%d.toml", seq++);
-	snprintf(nw, sizeof(nw), "%d", workers);
-	args[0] = "--workers";
-	args[1] = nw;
-	args[2] = "--config";
-	args[3] = harness_write_file(name, toml);
-	args[4] = NULL;
-	gw = harness_gateway_start(env, args);
-	if (gw == NULL)
-		ob_dump_logs();
-	cr_assert_not_null(gw, "the gateway did not come up");
-	return gw;
+	return harness_gateway_keyed(NULL, env, workers, toml);
 }
 
 /* ---- HTTP */
@@ -101,120 +51,19 @@ static void ob_channel_req(char *out, size_t outlen, const char *key, char *tok_
 	tok = harness_odoo_token(iss, key);
 	if (tok_out != NULL)
 		snprintf(tok_out, tok_len, "%s", tok);
-	snprintf(out, outlen,
-		 "GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: jwt %s\r\n"
-		 "Connection: close\r\n\r\n",
-		 tok);
-}
-
-static bool ob_complete(const char *buf, size_t len)
-{
-	const char *end = memmem(buf, len, "\r\n\r\n", 4), *cl;
-
-	if (end == NULL)
-		return false;
-	cl = strcasestr(buf, "\r\nContent-Length:");
-	if (cl == NULL || cl > end)
-		return false;
-	return len >= (size_t)(end + 4 - buf) + strtoul(cl + 17, NULL, 10);
-}
-
-static void ob_parse(struct ob_call *call, const char *buf, size_t len)
-{
-	const char *end = memmem(buf, len, "\r\n\r\n", 4);
-
-	call->status = 0;
-	call->body[0] = '\0';
-	if (end == NULL || sscanf(buf, "HTTP/1.%*d %d", &call->status) != 1)
-		return;
-	snprintf(call->body, sizeof(call->body), "%.*s", (int)(len - (size_t)(end + 4 - buf)),
-		 end + 4);
-}
-
-/* Sends the calls over up to conc connections at once (one request per connection). */
-static void ob_batch(int port, struct ob_call *calls, int n, int conc, int timeout_ms)
-{
-	struct ob_slot {
-		int fd;
-		int idx;
-		size_t got;
-		char buf[8192];
-	} *s = calloc((size_t)conc, sizeof(*s));
-	int64_t deadline = harness_now_ms() + timeout_ms;
-	int next = 0, active = 0;
-
-	cr_assert_not_null(s);
-	cr_assert_leq(conc, 64);
-	for (int i = 0; i < conc; i++)
-		s[i].fd = -1;
-	for (;;) {
-		struct pollfd pf[64];
-		int np = 0;
-
-		for (int i = 0; i < conc && next < n; i++) {
-			struct sockaddr_in sa = { .sin_family = AF_INET,
-						  .sin_port = htons((uint16_t)port),
-						  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-			size_t len;
-
-			if (s[i].fd >= 0)
-				continue;
-			s[i].idx = next++;
-			s[i].got = 0;
-			calls[s[i].idx].status = 0;
-			s[i].fd = socket(AF_INET, SOCK_STREAM, 0);
-			cr_assert(s[i].fd >= 0);
-			cr_assert_eq(connect(s[i].fd, (struct sockaddr *)&sa, sizeof(sa)), 0,
-				     "connect: %s", strerror(errno));
-			len = strlen(calls[s[i].idx].req);
-			cr_assert_eq(write(s[i].fd, calls[s[i].idx].req, len), (ssize_t)len);
-			active++;
-		}
-		if (active == 0 || harness_now_ms() >= deadline)
-			break;
-		for (int i = 0; i < conc; i++)
-			if (s[i].fd >= 0)
-				pf[np++] = (struct pollfd){ s[i].fd, POLLIN, 0 };
-		if (poll(pf, (nfds_t)np, 50) <= 0)
-			continue;
-		for (int i = 0; i < conc; i++) {
-			ssize_t r;
-
-			if (s[i].fd < 0)
-				continue;
-			r = recv(s[i].fd, s[i].buf + s[i].got, sizeof(s[i].buf) - 1 - s[i].got,
-				 MSG_DONTWAIT);
-			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				continue;
-			if (r > 0) {
-				s[i].got += (size_t)r;
-				s[i].buf[s[i].got] = '\0';
-				if (!ob_complete(s[i].buf, s[i].got) &&
-				    s[i].got < sizeof(s[i].buf) - 1)
-					continue;
-			}
-			ob_parse(&calls[s[i].idx], s[i].buf, s[i].got);
-			close(s[i].fd);
-			s[i].fd = -1;
-			active--;
-		}
-	}
-	for (int i = 0; i < conc; i++)
-		if (s[i].fd >= 0)
-			close(s[i].fd);
-	free(s);
+	harness_channel_req(out, outlen, tok);
 }
 
 /* n channel requests signed with OB_GW_KEY, conc at a time; each must be answered
  * with want. */
 static void ob_channels(int port, int n, int conc, int want)
 {
-	struct ob_call *calls = calloc((size_t)n, sizeof(*calls));
+	struct harness_call *calls = calloc((size_t)n, sizeof(*calls));
 
 	cr_assert_not_null(calls);
 	for (int i = 0; i < n; i++)
 		ob_channel_req(calls[i].req, sizeof(calls[i].req), OB_GW_KEY, NULL, 0);
-	ob_batch(port, calls, n, conc, 30000);
+	harness_batch(port, calls, n, conc, 30000);
 	for (int i = 0; i < n; i++)
 		cr_assert_eq(calls[i].status, want, "request %d: %d %s", i, calls[i].status,
 			     calls[i].body);
@@ -280,21 +129,6 @@ static int64_t ob_mock_stat(const struct harness_proc *m, const char *field)
 	return v;
 }
 
-/* The value of one exact series (labels included) in a /metrics text; -1 if absent. */
-static double ob_series(const char *text, const char *series)
-{
-	size_t n = strlen(series);
-
-	for (const char *p = text; p != NULL && *p != '\0';) {
-		if (strncmp(p, series, n) == 0 && p[n] == ' ')
-			return strtod(p + n + 1, NULL);
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
-	return -1;
-}
-
 /* The sum of every sample whose series starts with prefix and contains infix. */
 static double ob_sum(const char *text, const char *prefix, const char *infix, int *count)
 {
@@ -317,15 +151,10 @@ static double ob_sum(const char *text, const char *prefix, const char *infix, in
 	return sum;
 }
 
+/* One series of the gateway's /metrics; -1 if absent. */
 static double ob_metric(const struct harness_proc *gw, const char *series)
 {
-	struct harness_resp *r = ob_get(gw->port, "/metrics");
-	double v;
-
-	cr_assert_eq(r->status, 200);
-	v = ob_series(r->body, series);
-	free(r);
-	return v;
+	return harness_metric(gw->port, series);
 }
 
 /* /v1/health's entry for this address (a new reference), NULL if absent. */
@@ -393,14 +222,12 @@ static int ob_heartbeat(const struct harness_proc *gw, const char *reg_key, cons
 			const char *members, char *tok_out, size_t tok_len)
 {
 	struct harness_resp *r = calloc(1, sizeof(*r));
-	char claims[256], auth[4096], body[1024];
+	char auth[4096], body[1024];
 	const char *tok;
 	int status;
 
 	cr_assert_not_null(r);
-	snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", address,
-		 (long long)time(NULL) + 60);
-	tok = harness_token(OB_JWT_HEADER, claims, reg_key);
+	tok = harness_sfu_token(address, reg_key);
 	if (tok_out != NULL)
 		snprintf(tok_out, tok_len, "%s", tok);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", tok);
@@ -412,16 +239,6 @@ static int ob_heartbeat(const struct harness_proc *gw, const char *reg_key, cons
 }
 
 /* ---- health */
-
-static const char *ob_address(int port)
-{
-	static char bufs[4][64];
-	static int next;
-	char *b = bufs[next++ % 4];
-
-	snprintf(b, sizeof(bufs[0]), "http://127.0.0.1:%d", port);
-	return b;
-}
 
 /* Every field of SPEC §7 with its type; the shared ones of both SFUs. */
 static void ob_check_sfu_shape(struct json_object *s)
@@ -454,7 +271,7 @@ Test(health, every_field_with_its_type, .fini = harness_cleanup, .timeout = 40)
 	struct harness_proc *st = ob_mock(OB_SFU_KEY, sessions), *reg = ob_mock(OB_SFU_KEY, NULL);
 	struct harness_proc *gw;
 	struct json_object *root, *s, *req;
-	const char *a_st = ob_address(st->port), *a_reg = ob_address(reg->port);
+	const char *a_st = harness_url(st->port), *a_reg = harness_url(reg->port);
 	char toml[1024], members[512];
 	int64_t t0 = harness_now_ms(), elapsed;
 	int status;
@@ -523,7 +340,7 @@ Test(health, status_follows_usable_sfus, .fini = harness_cleanup, .timeout = 40)
 {
 	static const char *const env[] = { "SFU_GATEWAY_KEY=" OB_GW_KEY, NULL };
 	struct harness_proc *reg = ob_mock(OB_SFU_KEY, NULL), *gw;
-	const char *dead = ob_address(harness_free_port()), *a_reg = ob_address(reg->port);
+	const char *dead = harness_url(harness_free_port()), *a_reg = harness_url(reg->port);
 	char toml[512], members[512];
 	struct json_object *root;
 	int status;
@@ -613,7 +430,7 @@ Test(metrics, promtool_accepts_mixed_workload, .fini = harness_cleanup, .timeout
 	int64_t deadline;
 	int rc;
 
-	snprintf(a_reg, sizeof(a_reg), "%s", ob_address(reg->port));
+	snprintf(a_reg, sizeof(a_reg), "%s", harness_url(reg->port));
 	/* A free-text region with a quote, a backslash and UTF-8 tests label escaping. */
 	snprintf(toml, sizeof(toml),
 		 "[circuit_breaker]\nfailure_threshold = 2\nopen_ms = 100\n"
@@ -621,10 +438,10 @@ Test(metrics, promtool_accepts_mixed_workload, .fini = harness_cleanup, .timeout
 		 "[[sfu]]\naddress = \"%s\"\nregion = \"eu-west\"\nkey = \"%s\"\n"
 		 "[[sfu]]\naddress = \"%s\"\nregion = \"r\\\"1\\\\ \\u00e9\"\nkey = \"%s\"\n"
 		 "[[sfu]]\naddress = \"%s\"\nregion = \"gone\"\nkey = \"%s\"\n",
-		 ob_address(good->port), OB_SFU_KEY, ob_address(bad->port), OB_SFU_KEY,
-		 ob_address(harness_free_port()), OB_SFU_KEY);
+		 harness_url(good->port), OB_SFU_KEY, harness_url(bad->port), OB_SFU_KEY,
+		 harness_url(harness_free_port()), OB_SFU_KEY);
 	gw = ob_gateway(toml, 2, env);
-	ob_wait_sessions(gw, ob_address(good->port), 50);
+	ob_wait_sessions(gw, harness_url(good->port), 50);
 
 	/* Heartbeats: registered, updated, rejected (wrong key), removed; a second one stays. */
 	snprintf(members, sizeof(members),
@@ -743,25 +560,25 @@ Test(metrics, no_key_material, .fini = harness_cleanup, .timeout = 40)
 	snprintf(toml, sizeof(toml),
 		 "[probe]\ninterval_ms = 200\n[[sfu]]\naddress = \"%s\"\nregion = \"eu-west\"\n"
 		 "key = \"%s\"\n",
-		 ob_address(st->port), forms[2][0]);
+		 harness_url(st->port), forms[2][0]);
 	gw = ob_gateway(toml, 2, env);
 	snprintf(members, sizeof(members),
 		 "\"status\":\"up\",\"region\":\"eu-west\",\"key\":\"%s\",\"channels\":0,"
 		 "\"sessions\":0,\"cpuUsage\":0,\"memoryUsage\":0",
 		 forms[3][2]);
-	cr_assert_eq(ob_heartbeat(gw, forms[1][0], ob_address(reg->port), members, tokens[ntok],
+	cr_assert_eq(ob_heartbeat(gw, forms[1][0], harness_url(reg->port), members, tokens[ntok],
 				  sizeof(tokens[0])),
 		     200);
 	ntok++;
 	/* Channels to both SFUs (both idle, so they take turns); the tokens they
 	 * received are secrets too. */
 	for (int i = 0; i < 4; i++) {
-		struct ob_call call;
+		struct harness_call call;
 
 		ob_channel_req(call.req, sizeof(call.req), forms[0][0], tokens[ntok],
 			       sizeof(tokens[0]));
 		ntok++;
-		ob_batch(gw->port, &call, 1, 1, 10000);
+		harness_batch(gw->port, &call, 1, 1, 10000);
 		cr_assert_eq(call.status, 200, "%d %s", call.status, call.body);
 	}
 	for (int m = 0; m < 2; m++) {
@@ -820,23 +637,25 @@ Test(metrics, counters_exact_across_workers, .fini = harness_cleanup, .timeout =
 	snprintf(toml, sizeof(toml),
 		 "[[sfu]]\naddress = \"%s\"\nregion = \"eu-west\"\nkey = \"%s\"\n"
 		 "[[sfu]]\naddress = \"%s\"\nregion = \"us-east\"\nkey = \"%s\"\n",
-		 ob_address(m[0]->port), OB_SFU_KEY, ob_address(m[1]->port), OB_SFU_KEY);
+		 harness_url(m[0]->port), OB_SFU_KEY, harness_url(m[1]->port), OB_SFU_KEY);
 	gw = ob_gateway(toml, 2, env);
 	ob_channels(gw->port, OB_EXACT_N, 8, 200);
 
 	r = ob_get(gw->port, "/metrics");
 	cr_assert_eq(r->status, 200);
-	cr_assert_eq(ob_series(r->body,
+	cr_assert_eq(harness_series(r->body,
 			       "sfu_gateway_requests_total{route=\"/v1/channel\",status=\"200\"}"),
 		     OB_EXACT_N, "%s", r->body);
 	cr_assert_eq(ob_sum(r->body, "sfu_gateway_requests_total{route=\"/v1/channel\"", "",
 			    &count),
 		     OB_EXACT_N);
-	cr_assert_eq(ob_series(r->body, "sfu_gateway_upstream_requests_total"), OB_EXACT_N);
-	cr_assert_eq(ob_series(r->body, "sfu_gateway_upstream_failures_total"), 0);
-	cr_assert_eq(ob_series(r->body, "sfu_gateway_retries_total"), 0);
-	cr_assert_eq(ob_series(r->body, "sfu_gateway_upstream_latency_seconds_count"), OB_EXACT_N);
-	cr_assert_eq(ob_series(r->body, "sfu_gateway_upstream_latency_seconds_bucket{le=\"+Inf\"}"),
+	cr_assert_eq(harness_series(r->body, "sfu_gateway_upstream_requests_total"), OB_EXACT_N);
+	cr_assert_eq(harness_series(r->body, "sfu_gateway_upstream_failures_total"), 0);
+	cr_assert_eq(harness_series(r->body, "sfu_gateway_retries_total"), 0);
+	cr_assert_eq(harness_series(r->body, "sfu_gateway_upstream_latency_seconds_count"),
+		     OB_EXACT_N);
+	cr_assert_eq(harness_series(r->body,
+				    "sfu_gateway_upstream_latency_seconds_bucket{le=\"+Inf\"}"),
 		     OB_EXACT_N);
 	ok = ob_sum(r->body, "sfu_gateway_sfu_requests_total{", "result=\"ok\"", &count);
 	cr_assert_eq(count, 2);
@@ -852,7 +671,7 @@ Test(metrics, counters_exact_across_workers, .fini = harness_cleanup, .timeout =
 		char series[80];
 
 		snprintf(series, sizeof(series), "sfu_gateway_connections_total{worker=\"%d\"}", w);
-		cr_assert_gt(ob_series(r->body, series), 0, "worker %d accepted nothing", w);
+		cr_assert_gt(harness_series(r->body, series), 0, "worker %d accepted nothing", w);
 	}
 	free(r);
 	cr_assert_eq(ob_mock_stat(m[0], "channel_requests") +

@@ -253,10 +253,7 @@ static struct harness_proc *proc_gateway(const char *config, const char *workers
 {
 	const char *env[] = { "SFU_GATEWAY_KEY=" PROC_GW_KEY, NULL };
 	const char *args[] = { "--config", config, workers ? "--workers" : NULL, workers, NULL };
-	struct harness_proc *gw = harness_gateway_start(env, args);
-
-	cr_assert_not_null(gw, "the gateway did not come up");
-	return gw;
+	return harness_gateway_up(env, args);
 }
 
 static struct harness_proc *proc_mock(const char *key)
@@ -270,20 +267,7 @@ static struct harness_proc *proc_mock(const char *key)
 /* A counter of a mock's /mock/stats. */
 static long long proc_mock_stat(const struct harness_proc *m, const char *name)
 {
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	char needle[64];
-	const char *p;
-	long long v;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(m->port, "/mock/stats", NULL, r), 0);
-	cr_assert_eq(r->status, 200);
-	snprintf(needle, sizeof(needle), "\"%s\":", name);
-	p = strstr(r->body, needle);
-	cr_assert_not_null(p, "no %s in %s", name, r->body);
-	v = strtoll(p + strlen(needle), NULL, 10);
-	free(r);
-	return v;
+	return harness_mock_int(m, "/mock/stats", name);
 }
 
 /* ---- a client that tells what went wrong */
@@ -540,19 +524,12 @@ static int64_t proc_load_ms(const struct proc_load *l)
  * checks the answer came from the mock on that port. */
 static int proc_channel(const struct harness_proc *gw, int serving_port)
 {
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	char hdr[2048], want[64];
-	int status;
+	struct harness_resp *r = harness_channel(gw->port, "/v1/channel",
+						 "https://odoo.test:channel:1", PROC_GW_KEY, NULL);
+	int status = r->status;
 
-	cr_assert_not_null(r);
-	snprintf(hdr, sizeof(hdr), "Authorization: jwt %s\r\n",
-		 harness_odoo_token("https://odoo.test:channel:1", PROC_GW_KEY));
-	cr_assert_eq(harness_get(gw->port, "/v1/channel", hdr, r), 0);
-	status = r->status;
-	if (status == 200 && serving_port > 0) {
-		snprintf(want, sizeof(want), "http://127.0.0.1:%d", serving_port);
-		cr_assert_str_eq(harness_json_str(r->body, "url"), want);
-	}
+	if (status == 200 && serving_port > 0)
+		cr_assert_str_eq(harness_json_str(r->body, "url"), harness_url(serving_port));
 	free(r);
 	return status;
 }

@@ -24,55 +24,14 @@
 /* The smallest stale_after_ms the config accepts, and the reaper's period. */
 #define REG_STALE_MS 1000
 #define REG_REAPER_MS 250
-
-/* Copies the logs of this test's processes to stderr (cleanup removes the files). */
-static void reg_dump_logs(void)
-{
-	for (int i = 0; i < 4 * HARNESS_MAX_PROCS; i++) {
-		char path[512], buf[4096];
-		FILE *f;
-		size_t n;
-
-		snprintf(path, sizeof(path), "%s/proc%d.log", harness_tmpdir(), i);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		buf[n] = '\0';
-		fclose(f);
-		if (n > 0)
-			cr_log_error("%s:\n%s", path, buf);
-	}
-}
+/* The /metrics series counting heartbeats with this result. */
+#define REG_HEARTBEATS(result) "sfu_gateway_heartbeats_total{result=\"" result "\"}"
 
 /* Starts a one-worker gateway with the gateway key, the TOML text (NULL: none) and
  * extra environment entries (NULL-terminated, may be NULL). */
 static struct harness_proc *reg_gateway(const char *toml, const char *const *env_extra)
 {
-	static int seq;
-	const char *env[8];
-	const char *args[6];
-	char name[32];
-	struct harness_proc *gw;
-	int n = 0, a = 0;
-
-	env[n++] = "SFU_GATEWAY_KEY=" REG_GW_KEY;
-	for (int i = 0; env_extra != NULL && env_extra[i] != NULL && n < 7; i++)
-		env[n++] = env_extra[i];
-	env[n] = NULL;
-	args[a++] = "--workers";
-	args[a++] = "1";
-	if (toml != NULL) {
-		snprintf(name, sizeof(name), "register%d.toml", seq++);
-		args[a++] = "--config";
-		args[a++] = harness_write_file(name, toml);
-	}
-	args[a] = NULL;
-	gw = harness_gateway_start(env, args);
-	if (gw == NULL)
-		reg_dump_logs();
-	cr_assert_not_null(gw, "the gateway did not come up");
-	return gw;
+	return harness_gateway_keyed(REG_GW_KEY, env_extra, 1, toml);
 }
 
 /* Standard padded base64 of n copies of ch (a key of n bytes). Static buffer. */
@@ -139,17 +98,6 @@ static struct harness_resp *reg_post_auth(int port, const char *auth_line, const
 	return r;
 }
 
-/* POST /v1/sfu with a valid token for address signed with key. Heap response. */
-static struct harness_resp *reg_post_as(int port, const char *address, const char *key,
-					const char *body)
-{
-	char auth[4200];
-
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
-		 reg_token(address, true, 60, key));
-	return reg_post_auth(port, auth, body);
-}
-
 /* Asserts the status and that the JSON error names needle; frees r. */
 static void reg_expect_error(struct harness_resp *r, int status, const char *needle,
 			     const char *what)
@@ -176,34 +124,12 @@ static void reg_expect_reply(struct harness_resp *r, const char *want, const cha
 /* A heartbeat signed with the gateway key; asserts the reply. */
 static void reg_beat(int port, const char *address, const char *body, const char *want)
 {
-	reg_expect_reply(reg_post_as(port, address, REG_GW_KEY, body), want, address);
-}
-
-/* The value of one /metrics series (name with its labels exactly as printed), or
- * -1 when the exposition has no such line. */
-static double reg_metric(int port, const char *series)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	size_t n = strlen(series);
-	double v = -1;
-	const char *p;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(port, "/metrics", NULL, r), 0, "GET /metrics");
-	cr_assert_eq(r->status, 200, "GET /metrics: %d", r->status);
-	for (p = r->body; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-		if (strncmp(p, series, n) == 0 && p[n] == ' ') {
-			v = strtod(p + n + 1, NULL);
-			break;
-		}
-	}
-	free(r);
-	return v;
+	reg_expect_reply(harness_heartbeat(port, address, REG_GW_KEY, body), want, address);
 }
 
 static int reg_sfus(int port)
 {
-	return (int)reg_metric(port, "sfu_gateway_registry_sfus");
+	return (int)harness_metric(port, "sfu_gateway_registry_sfus");
 }
 
 /* Polls the registry size until it equals want; false at the deadline. */
@@ -223,71 +149,20 @@ static bool reg_wait_sfus(int port, int want, int timeout_ms)
 static struct harness_resp *reg_channel(int port)
 {
 	static int seq;
-	char iss[96], auth[4200];
-	struct harness_resp *r = calloc(1, sizeof(*r));
+	char iss[96];
 
-	cr_assert_not_null(r);
 	snprintf(iss, sizeof(iss), "https://odoo.example.com:register:%d", seq++);
-	snprintf(auth, sizeof(auth), "Authorization: jwt %s\r\n",
-		 harness_odoo_token(iss, REG_GW_KEY));
-	cr_assert_eq(harness_get(port, "/v1/channel", auth, r), 0, "GET /v1/channel");
-	return r;
-}
-
-/* A mock's control route parsed as JSON; the caller puts it. */
-static json_object *reg_mock_json(const struct harness_proc *m, const char *path)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	json_object *o;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(m->port, path, NULL, r), 0, "mock %s", path);
-	cr_assert_eq(r->status, 200, "mock %s: %d %s", path, r->status, r->body);
-	o = json_tokener_parse(r->body);
-	cr_assert_not_null(o, "mock %s: not JSON", path);
-	free(r);
-	return o;
-}
-
-static int64_t reg_mock_int(const struct harness_proc *m, const char *path, const char *field)
-{
-	json_object *o = reg_mock_json(m, path), *v;
-	int64_t n;
-
-	cr_assert(json_object_object_get_ex(o, field, &v), "no %s in %s", field, path);
-	n = json_object_get_int64(v);
-	json_object_put(o);
-	return n;
+	return harness_channel(port, "/v1/channel", iss, REG_GW_KEY, NULL);
 }
 
 static bool reg_mock_bool(const struct harness_proc *m, const char *path, const char *field)
 {
-	json_object *o = reg_mock_json(m, path), *v;
+	json_object *o = harness_mock_json(m, path), *v;
 	bool b;
 
 	cr_assert(json_object_object_get_ex(o, field, &v), "no %s in %s", field, path);
 	b = json_object_get_boolean(v);
 	json_object_put(o);
-	return b;
-}
-
-static void reg_mock_post(const struct harness_proc *m, const char *path, int want)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_post(m->port, path, NULL, "", r), 0, "mock POST %s", path);
-	cr_assert_eq(r->status, want, "mock POST %s: %d %s", path, r->status, r->body);
-	free(r);
-}
-
-static const char *reg_mock_address(const struct harness_proc *m)
-{
-	static char bufs[4][64];
-	static int next;
-	char *b = bufs[next++ % 4];
-
-	snprintf(b, sizeof(bufs[0]), "http://127.0.0.1:%d", m->port);
 	return b;
 }
 
@@ -305,9 +180,9 @@ Test(register, auth_failures, .fini = harness_cleanup, .timeout = 30)
 	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, NULL, "scheme Basic");
 	snprintf(auth, sizeof(auth), "Authorization: Bearer\r\n");
 	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, NULL, "Bearer, no token");
-	reg_expect_error(reg_post_as(gw->port, REG_FAKE, REG_OTHER_KEY, body), 401, NULL,
+	reg_expect_error(harness_heartbeat(gw->port, REG_FAKE, REG_OTHER_KEY, body), 401, NULL,
 			 "wrong key");
-	reg_expect_error(reg_post_as(gw->port, "http://10.9.9.8:8070", REG_GW_KEY, body), 403,
+	reg_expect_error(harness_heartbeat(gw->port, "http://10.9.9.8:8070", REG_GW_KEY, body), 403,
 			 NULL, "token for another address");
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
 		 reg_token(REG_FAKE, true, -3600, REG_GW_KEY));
@@ -316,13 +191,13 @@ Test(register, auth_failures, .fini = harness_cleanup, .timeout = 30)
 		 reg_token(REG_FAKE, false, 0, REG_GW_KEY));
 	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, "exp", "no exp");
 	cr_assert_eq(reg_sfus(gw->port), 0, "a rejected heartbeat registered an SFU");
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"rejected\"}"), 7);
+	cr_assert_eq(harness_metric(gw->port, REG_HEARTBEATS("rejected")), 7);
 
 	/* The same body with a proper token is accepted: the failures above were the token's. */
 	reg_beat(gw->port, REG_FAKE, body, "registered");
 	cr_assert_eq(reg_sfus(gw->port), 1);
 	/* The address claim is compared normalised, as the body's address is. */
-	reg_expect_reply(reg_post_as(gw->port, "HTTP://10.9.9.9:8070/", REG_GW_KEY, body),
+	reg_expect_reply(harness_heartbeat(gw->port, "HTTP://10.9.9.9:8070/", REG_GW_KEY, body),
 			 "updated", "claim spelled differently");
 }
 
@@ -444,8 +319,8 @@ Test(register, validation_names_the_field, .fini = harness_cleanup, .timeout = 3
 
 		reg_expand(c->json, address, body, sizeof(body));
 		snprintf(what, sizeof(what), "case %zu %s", i, body);
-		reg_expect_error(reg_post_as(gw->port, address, REG_GW_KEY, body), 400, c->names,
-				 what);
+		reg_expect_error(harness_heartbeat(gw->port, address, REG_GW_KEY, body), 400,
+				 c->names, what);
 	}
 	cr_assert_eq(reg_sfus(gw->port), 0, "an invalid heartbeat registered an SFU");
 
@@ -485,7 +360,7 @@ Test(register, body_limit, .fini = harness_cleanup, .timeout = 30)
 	char *at = reg_padded(16384), *over = reg_padded(16385);
 
 	cr_assert_eq(strlen(at), 16384);
-	reg_expect_error(reg_post_as(gw->port, REG_FAKE, REG_GW_KEY, over), 413, NULL,
+	reg_expect_error(harness_heartbeat(gw->port, REG_FAKE, REG_GW_KEY, over), 413, NULL,
 			 "16385 bytes");
 	cr_assert_eq(reg_sfus(gw->port), 0);
 	reg_beat(gw->port, REG_FAKE, at, "registered");
@@ -503,7 +378,7 @@ Test(register, signoff_and_reregistration, .fini = harness_cleanup, .timeout = 3
 	struct harness_resp *r;
 
 	cr_assert_not_null(mock);
-	addr = reg_mock_address(mock);
+	addr = harness_url(mock->port);
 	gw = reg_gateway(NULL, NULL);
 	r = reg_channel(gw->port);
 	reg_expect_error(r, 503, NULL, "empty registry");
@@ -512,20 +387,21 @@ Test(register, signoff_and_reregistration, .fini = harness_cleanup, .timeout = 3
 	cr_assert_eq(reg_sfus(gw->port), 1);
 	reg_beat(gw->port, addr, reg_up(addr, "eu-west", REG_SFU_KEY, 4), "updated");
 	cr_assert_eq(reg_sfus(gw->port), 1, "an update added a slot");
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_sfu_sessions{address=\"http://127.0.0.1:"),
+	cr_assert_eq(harness_metric(gw->port,
+				    "sfu_gateway_sfu_sessions{address=\"http://127.0.0.1:"),
 		     -1, "sanity: a partial label never matches");
 
 	r = reg_channel(gw->port);
 	cr_assert_eq(r->status, 200, "channel via the registered SFU: %d %s", r->status, r->body);
 	free(r);
-	cr_assert_eq(reg_mock_int(mock, "/mock/stats", "channel_requests"), 1);
+	cr_assert_eq(harness_mock_int(mock, "/mock/stats", "channel_requests"), 1);
 
 	/* The sign-off takes effect before its reply: no polling needed. */
 	reg_beat(gw->port, addr, reg_down(addr), "removed");
 	cr_assert_eq(reg_sfus(gw->port), 0, "signed-off SFU still in the registry");
 	r = reg_channel(gw->port);
 	reg_expect_error(r, 503, NULL, "after sign-off");
-	cr_assert_eq(reg_mock_int(mock, "/mock/stats", "channel_requests"), 1,
+	cr_assert_eq(harness_mock_int(mock, "/mock/stats", "channel_requests"), 1,
 		     "a channel request reached the signed-off SFU");
 	/* Signing off twice is harmless. */
 	reg_beat(gw->port, addr, reg_down(addr), "removed");
@@ -535,9 +411,9 @@ Test(register, signoff_and_reregistration, .fini = harness_cleanup, .timeout = 3
 	r = reg_channel(gw->port);
 	cr_assert_eq(r->status, 200, "channel after re-registration: %d %s", r->status, r->body);
 	free(r);
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"registered\"}"), 2);
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"updated\"}"), 2);
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_heartbeats_total{result=\"removed\"}"), 2);
+	cr_assert_eq(harness_metric(gw->port, REG_HEARTBEATS("registered")), 2);
+	cr_assert_eq(harness_metric(gw->port, REG_HEARTBEATS("updated")), 2);
+	cr_assert_eq(harness_metric(gw->port, REG_HEARTBEATS("removed")), 2);
 }
 
 Test(register, registered_sfu_serves_channels, .fini = harness_cleanup, .timeout = 30)
@@ -569,30 +445,30 @@ Test(register, registered_sfu_serves_channels, .fini = harness_cleanup, .timeout
 	cr_assert(reg_wait_sfus(gw->port, 1, 5000), "the mock's heartbeat did not register it");
 	snprintf(sessions, sizeof(sessions),
 		 "sfu_gateway_sfu_sessions{address=\"%s\",region=\"eu-west\"}",
-		 reg_mock_address(mock));
-	cr_assert_eq(reg_metric(gw->port, sessions), 17, "reported sessions");
+		 harness_url(mock->port));
+	cr_assert_eq(harness_metric(gw->port, sessions), 17, "reported sessions");
 
 	r = reg_channel(gw->port);
 	cr_assert_eq(r->status, 200, "status %d %s", r->status, r->body);
-	cr_assert_str_eq(harness_json_str(r->body, "url"), reg_mock_address(mock));
+	cr_assert_str_eq(harness_json_str(r->body, "url"), harness_url(mock->port));
 	free(r);
-	last = reg_mock_json(mock, "/mock/last");
+	last = harness_mock_json(mock, "/mock/last");
 	cr_assert(json_object_object_get_ex(last, "verified", &v));
 	cr_assert(json_object_get_boolean(v), "the mock could not verify the re-signed token");
 	json_object_put(last);
 
 	/* The mock's own sign-off removes it. Periodic heartbeats stop first, and
 	 * the sign-off waits for one still in flight, which could land after it. */
-	reg_mock_post(mock, "/mock/fault?heartbeat=off", 200);
+	harness_mock_post(mock, "/mock/fault?heartbeat=off", 200);
 	deadline = harness_now_ms() + 5000;
-	while (reg_mock_int(mock, "/mock/stats", "heartbeats_sent") !=
-	       reg_mock_int(mock, "/mock/stats", "heartbeats_ok") +
-		       reg_mock_int(mock, "/mock/stats", "heartbeats_failed")) {
+	while (harness_mock_int(mock, "/mock/stats", "heartbeats_sent") !=
+	       harness_mock_int(mock, "/mock/stats", "heartbeats_ok") +
+		       harness_mock_int(mock, "/mock/stats", "heartbeats_failed")) {
 		cr_assert(harness_now_ms() < deadline, "a heartbeat of the mock never finished");
 		poll(NULL, 0, 10);
 	}
-	cr_assert_eq(reg_mock_int(mock, "/mock/stats", "heartbeats_failed"), 0);
-	reg_mock_post(mock, "/mock/heartbeat?status=down", 202);
+	cr_assert_eq(harness_mock_int(mock, "/mock/stats", "heartbeats_failed"), 0);
+	harness_mock_post(mock, "/mock/heartbeat?status=down", 202);
 	cr_assert(reg_wait_sfus(gw->port, 0, 5000), "the mock's sign-off did not remove it");
 	reg_expect_error(reg_channel(gw->port), 503, NULL, "after the mock signed off");
 	cr_assert(reg_mock_bool(mock, "/mock/last", "verified"));
@@ -613,7 +489,7 @@ Test(register, stale_expiry_timing, .fini = harness_cleanup, .timeout = 30)
 	snprintf(toml, sizeof(toml),
 		 "[registration]\nstale_after_ms = %d\n\n[[sfu]]\naddress = \"%s\"\n"
 		 "region = \"eu-west\"\nkey = \"%s\"\n",
-		 REG_STALE_MS, reg_mock_address(mock), REG_SFU_KEY);
+		 REG_STALE_MS, harness_url(mock->port), REG_SFU_KEY);
 	gw = reg_gateway(toml, NULL);
 	cr_assert_eq(reg_sfus(gw->port), 1, "the static SFU");
 
@@ -621,7 +497,7 @@ Test(register, stale_expiry_timing, .fini = harness_cleanup, .timeout = 30)
 	reg_beat(gw->port, REG_FAKE, reg_up(REG_FAKE, "us-east", REG_OTHER_KEY, 1), "registered");
 	after = harness_now_ms();
 	cr_assert_eq(reg_sfus(gw->port), 2);
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_expired_total"), 0);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_expired_total"), 0);
 
 	/* Poll until it is gone. A poll that ends before before + stale_after_ms
 	 * must still see it (it was stamped after `before`); it must be gone by
@@ -647,7 +523,7 @@ Test(register, stale_expiry_timing, .fini = harness_cleanup, .timeout = 30)
 		      (long long)(gone - after), (long long)(seen_until - after));
 	cr_log_info("stale SFU removed %lld..%lld ms after its heartbeat",
 		    (long long)(seen_until - after), (long long)(gone - before));
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_expired_total"), 1);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_expired_total"), 1);
 	cr_assert(strstr(harness_log(gw), "expired sfu=" REG_FAKE) != NULL,
 		  "no log line for the expiry");
 
@@ -660,9 +536,9 @@ Test(register, stale_expiry_timing, .fini = harness_cleanup, .timeout = 30)
 	}
 	r = reg_channel(gw->port);
 	cr_assert_eq(r->status, 200, "static SFU: %d %s", r->status, r->body);
-	cr_assert_str_eq(harness_json_str(r->body, "url"), reg_mock_address(mock));
+	cr_assert_str_eq(harness_json_str(r->body, "url"), harness_url(mock->port));
 	free(r);
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_expired_total"), 1);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_expired_total"), 1);
 }
 
 Test(register, heartbeats_keep_it_alive, .fini = harness_cleanup, .timeout = 30)
@@ -682,7 +558,7 @@ Test(register, heartbeats_keep_it_alive, .fini = harness_cleanup, .timeout = 30)
 			 "updated");
 	}
 	cr_assert_eq(reg_sfus(gw->port), 1);
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_expired_total"), 0);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_expired_total"), 0);
 }
 
 /* ---- static SFUs, capacity, allow-list, registration key */
@@ -696,26 +572,26 @@ Test(register, static_key_conflict, .fini = harness_cleanup, .timeout = 30)
 	struct harness_resp *r;
 
 	cr_assert_not_null(mock);
-	addr = reg_mock_address(mock);
+	addr = harness_url(mock->port);
 	snprintf(toml, sizeof(toml), "[[sfu]]\naddress = \"%s\"\nregion = \"eu-west\"\nkey = \"%s\"\n",
 		 addr, REG_SFU_KEY);
 	gw = reg_gateway(toml, NULL);
 	snprintf(series, sizeof(series),
 		 "sfu_gateway_sfu_sessions{address=\"%s\",region=\"eu-west\"}", addr);
-	cr_assert_eq(reg_metric(gw->port, series), 0);
+	cr_assert_eq(harness_metric(gw->port, series), 0);
 
-	reg_expect_error(reg_post_as(gw->port, addr, REG_GW_KEY,
-				     reg_up(addr, "eu-west", REG_OTHER_KEY, 40)),
+	reg_expect_error(harness_heartbeat(gw->port, addr, REG_GW_KEY,
+					   reg_up(addr, "eu-west", REG_OTHER_KEY, 40)),
 			 409, "key", "static SFU, other key");
-	cr_assert_eq(reg_metric(gw->port, series), 0, "a refused heartbeat changed the load");
+	cr_assert_eq(harness_metric(gw->port, series), 0, "a refused heartbeat changed the load");
 
 	/* The configured key, even from a heartbeat naming another region: load only. */
 	reg_beat(gw->port, addr, reg_up(addr, "us-east", REG_SFU_KEY, 42), "updated");
-	cr_assert_eq(reg_metric(gw->port, series), 42, "the load of the static SFU");
+	cr_assert_eq(harness_metric(gw->port, series), 42, "the load of the static SFU");
 	cr_assert_eq(reg_sfus(gw->port), 1);
 
 	/* A static SFU cannot sign itself off; it keeps serving with its configured key. */
-	reg_expect_error(reg_post_as(gw->port, addr, REG_GW_KEY, reg_down(addr)), 409, NULL,
+	reg_expect_error(harness_heartbeat(gw->port, addr, REG_GW_KEY, reg_down(addr)), 409, NULL,
 			 "static sign-off");
 	cr_assert_eq(reg_sfus(gw->port), 1);
 	r = reg_channel(gw->port);
@@ -730,10 +606,11 @@ Test(register, registry_full, .fini = harness_cleanup, .timeout = 30)
 	const char *a = "http://10.0.0.1:8070", *b = "http://10.0.0.2:8070";
 	const char *c = "http://10.0.0.3:8070";
 
-	cr_assert_eq(reg_metric(gw->port, "sfu_gateway_registry_capacity"), 2);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_registry_capacity"), 2);
 	reg_beat(gw->port, a, reg_up(a, "eu-west", REG_SFU_KEY, 1), "registered");
 	reg_beat(gw->port, b, reg_up(b, "eu-west", REG_SFU_KEY, 1), "registered");
-	reg_expect_error(reg_post_as(gw->port, c, REG_GW_KEY, reg_up(c, "eu-west", REG_SFU_KEY, 1)),
+	reg_expect_error(harness_heartbeat(gw->port, c, REG_GW_KEY,
+					   reg_up(c, "eu-west", REG_SFU_KEY, 1)),
 			 503, "full", "third SFU");
 	cr_assert_eq(reg_sfus(gw->port), 2);
 	/* A full registry still takes updates of its members. */
@@ -751,7 +628,7 @@ Test(register, allow_list, .fini = harness_cleanup, .timeout = 30)
 		reg_gateway("[registration]\nallow = [\"192.168.0.0/16\", \"127.0.0.0/8\"]\n", NULL);
 	const char *body = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 1);
 
-	reg_expect_error(reg_post_as(deny->port, REG_FAKE, REG_GW_KEY, body), 403, NULL,
+	reg_expect_error(harness_heartbeat(deny->port, REG_FAKE, REG_GW_KEY, body), 403, NULL,
 			 "127.0.0.1 outside 10.0.0.0/8");
 	cr_assert_eq(reg_sfus(deny->port), 0);
 	/* Before the token is even looked at: no token is still 403, not 401. */
@@ -769,15 +646,15 @@ Test(register, registration_key, .fini = harness_cleanup, .timeout = 30)
 	struct harness_resp *r;
 
 	cr_assert_not_null(mock);
-	addr = reg_mock_address(mock);
+	addr = harness_url(mock->port);
 	gw = reg_gateway(NULL, env);
 	/* Once a registration key is set, the gateway key no longer registers. */
-	reg_expect_error(reg_post_as(gw->port, addr, REG_GW_KEY,
-				     reg_up(addr, "eu-west", REG_SFU_KEY, 1)),
+	reg_expect_error(harness_heartbeat(gw->port, addr, REG_GW_KEY,
+					   reg_up(addr, "eu-west", REG_SFU_KEY, 1)),
 			 401, NULL, "signed with the gateway key");
 	cr_assert_eq(reg_sfus(gw->port), 0);
-	reg_expect_reply(reg_post_as(gw->port, addr, REG_REG_KEY,
-				     reg_up(addr, "eu-west", REG_SFU_KEY, 1)),
+	reg_expect_reply(harness_heartbeat(gw->port, addr, REG_REG_KEY,
+					   reg_up(addr, "eu-west", REG_SFU_KEY, 1)),
 			 "registered", "signed with the registration key");
 	/* Odoo's tokens are still checked with the gateway key. */
 	r = reg_channel(gw->port);
