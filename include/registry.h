@@ -110,6 +110,7 @@ struct registry_slot {
 struct registry {
 	uint32_t capacity;
 	_Atomic uint32_t high_water;
+	uint64_t instance; /* random at init: tells registries apart in caches keyed on epoch */
 	_Atomic uint32_t count;
 	uint32_t pad;
 	_Atomic uint64_t epoch;

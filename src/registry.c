@@ -2,6 +2,8 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <unistd.h>
+#include <time.h>
 #include <string.h>
 
 #include "log.h"
@@ -48,6 +50,15 @@ int registry_init(struct registry *r, uint32_t capacity)
 	atomic_store(&r->high_water, 0);
 	atomic_store(&r->count, 0);
 	atomic_store(&r->epoch, 0);
+	{
+		/* Distinct per registry, even at the same address after a remap. */
+		static uint64_t registry_inits;
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		r->instance = ((uint64_t)getpid() << 40) ^ (uint64_t)ts.tv_nsec ^
+			      ((uint64_t)ts.tv_sec << 20) ^ ++registry_inits;
+	}
 	atomic_store(&r->rr_counter, 0);
 	atomic_store(&r->repairs, 0);
 	atomic_store(&r->writing_slot, -1);

@@ -2,6 +2,8 @@
 #include "select.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -426,13 +428,241 @@ static void select_recount(struct select_state *st, struct select_cand *c, int n
 	st->hint_count += c->hint_match;
 }
 
+/*
+ * Fast path: strategy load without a distance weight (the defaults), for
+ * fleets where a scan of every slot per request would cost too much.
+ *
+ * Between two registry writes (heartbeats, reloads, probes: tens per second
+ * at most) nothing in the hot parts changes, so each worker keeps a snapshot
+ * rebuilt when the registry's epoch moves: per SFU its score without
+ * assignments ("base"), the score one assigned channel adds, and the verdicts
+ * that depend on the report only (overload, when it goes stale). Entries are
+ * sorted by base within each region. What moves between writes, assignments
+ * and circuit state, is read live, and the search stops at the first entry
+ * whose base is above the best score found: score >= base, so no later entry
+ * can win. The answer is exactly the slow path's (lowest score, exact ties
+ * round-robin in slot order); only the work differs.
+ */
+struct select_snap_entry {
+	uint32_t slot;
+	uint8_t region_id;
+	bool overloaded;
+	uint64_t generation;
+	double base; /* select_score(..., 0) */
+	double per_assigned; /* what one assigned channel adds to the score */
+	int64_t stale_at; /* registered SFUs: unusable from then on */
+};
+
+#define SELECT_TIES_MAX 64
+
+static struct {
+	const struct registry *r;
+	uint64_t instance, epoch;
+	struct config_tunables t; /* the tunables the scores were computed with */
+	bool valid;
+	uint32_t n;
+	uint32_t region_off[REGION_COUNT + 2]; /* entries of region id k: [off[k], off[k+1]) */
+	uint32_t by_region[SELECT_MAX_SLOTS]; /* indexes into e, grouped by region, by base */
+	struct select_snap_entry e[SELECT_MAX_SLOTS]; /* all, sorted by (base, slot) */
+} select_snap;
+
+static int select_snap_cmp(const void *a, const void *b)
+{
+	const struct select_snap_entry *x = a, *y = b;
+
+	if (x->base != y->base)
+		return x->base < y->base ? -1 : 1;
+	return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/* The tunables a snapshot's scores and verdicts depend on. */
+static bool select_snap_same_tunables(const struct config_tunables *a,
+				      const struct config_tunables *b)
+{
+	return a->w_sessions == b->w_sessions && a->w_cpu == b->w_cpu &&
+	       a->w_memory == b->w_memory && a->max_sessions == b->max_sessions &&
+	       a->stale_after_ms == b->stale_after_ms && a->max_load_score == b->max_load_score &&
+	       a->max_cpu == b->max_cpu && a->max_memory == b->max_memory;
+}
+
+/* Rebuilds the snapshot; false when the registry kept changing under it. */
+static bool select_snap_build(const struct registry *r, const struct config_tunables *t)
+{
+	uint64_t epoch = atomic_load_explicit(&r->epoch, memory_order_acquire);
+	uint32_t end = registry_scan_end(r), n = 0, count[REGION_COUNT + 1] = { 0 };
+
+	select_snap.valid = false;
+	if (end > SELECT_MAX_SLOTS)
+		return false;
+	for (uint32_t i = 0; i < end; i++) {
+		struct select_snap_entry *e = &select_snap.e[n];
+		struct sfu_hot h;
+		uint32_t max;
+		int rc = registry_read_hot(r, i, &h);
+
+		if (rc == -ENOENT)
+			continue;
+		if (rc != 0)
+			return false; /* torn: such a snapshot could not be trusted */
+		max = h.max_sessions ? h.max_sessions : t->max_sessions;
+		e->slot = i;
+		e->region_id = h.region_id <= REGION_COUNT ? h.region_id : REGION_UNKNOWN;
+		e->generation = h.generation;
+		e->base = select_score(t, &h, 0);
+		e->per_assigned = select_score(t, &h, 1) - e->base;
+		e->overloaded = h.has_load &&
+				((max > 0 && h.sessions >= max) || h.cpu > t->max_cpu ||
+				 h.memory > t->max_memory || e->base > t->max_load_score);
+		e->stale_at = h.source == SFU_SOURCE_REGISTERED && t->stale_after_ms > 0
+				      ? h.last_report_ms + (int64_t)t->stale_after_ms
+				      : INT64_MAX;
+		count[e->region_id]++;
+		n++;
+	}
+	if (atomic_load_explicit(&r->epoch, memory_order_acquire) != epoch)
+		return false;
+	qsort(select_snap.e, n, sizeof(select_snap.e[0]), select_snap_cmp);
+	select_snap.region_off[0] = 0;
+	for (int k = 0; k <= REGION_COUNT; k++)
+		select_snap.region_off[k + 1] = select_snap.region_off[k] + count[k];
+	{
+		uint32_t fill[REGION_COUNT + 1];
+
+		memcpy(fill, select_snap.region_off, sizeof(fill));
+		for (uint32_t i = 0; i < n; i++)
+			select_snap.by_region[fill[select_snap.e[i].region_id]++] = i;
+	}
+	select_snap.r = r;
+	select_snap.instance = r->instance;
+	select_snap.epoch = epoch;
+	select_snap.t = *t;
+	select_snap.n = n;
+	select_snap.valid = true;
+	return true;
+}
+
+/* What a search over one list of entries found. */
+struct select_fast {
+	double best;
+	uint32_t ties[SELECT_TIES_MAX]; /* entry indexes at the best score */
+	uint32_t n_ties;
+	uint32_t overloaded, unhealthy;
+};
+
+/* Branch and bound over entries sorted by base; list == NULL means all. */
+static void select_fast_search(struct registry *r, const uint32_t *list, uint32_t n,
+			       const uint32_t *exclude, size_t nexclude, int64_t now_ms,
+			       struct select_fast *f)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t idx = list ? list[k] : k;
+		const struct select_snap_entry *e = &select_snap.e[idx];
+		const struct registry_slot *sl = &r->slots[e->slot];
+		double score;
+
+		if (e->base > f->best)
+			break;
+		if (select_excluded(e->slot, exclude, nexclude))
+			continue;
+		if (e->overloaded) {
+			f->overloaded++;
+			continue;
+		}
+		if (now_ms > e->stale_at || (!circuit_closed(sl) && !circuit_probe_ready(sl, now_ms)) ||
+		    atomic_load_explicit(&sl->probe_down, memory_order_relaxed)) {
+			f->unhealthy++;
+			continue;
+		}
+		score = e->base + e->per_assigned * (double)atomic_load_explicit(
+							     &sl->assigned, memory_order_relaxed);
+		if (score < f->best) {
+			f->best = score;
+			f->n_ties = 0;
+		}
+		if (score == f->best && f->n_ties < SELECT_TIES_MAX)
+			f->ties[f->n_ties++] = idx;
+	}
+}
+
+static int select_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Returns 0 with *out, a negative errno like select_best, or 1 when this
+ * call must take the slow path (snapshot not usable, or the chosen slot
+ * changed since the snapshot).
+ */
+static int select_fast(struct registry *r, const struct config_tunables *t,
+		       const struct select_state *st, const uint32_t *exclude, size_t nexclude,
+		       int64_t now_ms, struct select_choice *out)
+{
+	struct select_fast f;
+	uint32_t pick;
+
+	if (t->strategy != STRATEGY_LOAD || t->w_distance > 0.0 || st->hint_string)
+		return 1;
+	if (!select_snap.valid || select_snap.r != r || select_snap.instance != r->instance ||
+	    select_snap.epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
+	    !select_snap_same_tunables(&select_snap.t, t)) {
+		if (!select_snap_build(r, t))
+			return 1;
+	}
+	memset(&f, 0, sizeof(f));
+	f.best = HUGE_VAL;
+	if (st->hint_region != REGION_UNKNOWN) {
+		const uint8_t *order = region_proximity(st->hint_region);
+
+		/* The first region, nearest first, where some SFU can take it. */
+		for (int k = 0; k < REGION_COUNT && f.n_ties == 0; k++) {
+			uint32_t off = select_snap.region_off[order[k]];
+
+			select_fast_search(r, select_snap.by_region + off,
+					   select_snap.region_off[order[k] + 1] - off, exclude,
+					   nexclude, now_ms, &f);
+		}
+	}
+	if (f.n_ties == 0) {
+		f.overloaded = f.unhealthy = 0;
+		select_fast_search(r, NULL, select_snap.n, exclude, nexclude, now_ms, &f);
+	}
+	if (f.n_ties == 0)
+		return f.overloaded > 0 ? -EBUSY : f.unhealthy > 0 ? -EHOSTDOWN : -ENOENT;
+	pick = f.ties[0];
+	if (f.n_ties > 1) {
+		/* Exact ties go round-robin, in slot order, as on the slow path. */
+		uint32_t slots[SELECT_TIES_MAX];
+
+		for (uint32_t i = 0; i < f.n_ties; i++)
+			slots[i] = select_snap.e[f.ties[i]].slot;
+		qsort(slots, f.n_ties, sizeof(slots[0]), select_cmp_u32);
+		pick = slots[atomic_fetch_add_explicit(&r->rr_counter, 1, memory_order_relaxed) %
+			     f.n_ties];
+		for (uint32_t i = 0; i < f.n_ties; i++)
+			if (select_snap.e[f.ties[i]].slot == pick)
+				pick = f.ties[i];
+	}
+	if (registry_read(r, select_snap.e[pick].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
+	    out->rec.hot.generation != select_snap.e[pick].generation)
+		return 1;
+	out->slot = select_snap.e[pick].slot;
+	return 0;
+}
+
 int select_best(struct registry *r, const struct config_tunables *t, const struct select_query *q,
 		const uint32_t *exclude, size_t nexclude, int64_t now_ms, struct select_choice *out)
 {
 	struct select_state st = { .t = t, .r = r };
 	uint32_t rounds;
+	int fast;
 
 	select_parse_hint(&st, q);
+	fast = select_fast(r, t, &st, exclude, nexclude, now_ms, out);
+	if (fast != 1)
+		return fast;
 	select_scan(&st, exclude, nexclude, now_ms);
 	/*
 	 * The scan read only hot parts; the chosen slot is now read whole. It can
