@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh build >/dev/null
-command -v curl >/dev/null 2>&1 || { scripts/deps.sh test; }
+
 make -s -j"$(nproc 2>/dev/null || echo 2)" all
 
 # Demo keys: the gateway's (Odoo knows it) and one per SFU (only the gateway knows them).
@@ -65,6 +65,9 @@ ask 1 "webRTC=true"
 echo
 echo "\$ curl http://127.0.0.1:$PORT/noop"
 curl -s "http://127.0.0.1:$PORT/noop"; echo
+echo
+echo "\$ curl http://127.0.0.1:$PORT/v1/health"
+curl -s "http://127.0.0.1:$PORT/v1/health"; echo
 echo
 echo "gateway log:"
 cat "$tmp/gateway.log"
