@@ -24,7 +24,7 @@ static ssize_t b64t_dec(const char *s, uint8_t *out, size_t cap)
 	return base64_decode(s, strlen(s), out, cap);
 }
 
-static void b64t_expect_bytes(const char *in, const void *want, size_t want_len)
+static void b64t_assert_bytes(const char *in, const void *want, size_t want_len)
 {
 	uint8_t out[128];
 	ssize_t n = b64t_dec(in, out, sizeof(out));
@@ -57,8 +57,8 @@ Test(base64, rfc4648_vectors)
 	for (size_t i = 0; i < 7; i++) {
 		size_t len = strlen(plain[i]);
 
-		b64t_expect_bytes(padded[i], plain[i], len);
-		b64t_expect_bytes(unpadded[i], plain[i], len);
+		b64t_assert_bytes(padded[i], plain[i], len);
+		b64t_assert_bytes(unpadded[i], plain[i], len);
 		cr_assert_eq(base64_encode((const uint8_t *)plain[i], len, enc, sizeof(enc)),
 			     (ssize_t)strlen(padded[i]));
 		cr_assert_str_eq(enc, padded[i]);
@@ -73,28 +73,28 @@ Test(base64, both_alphabets_and_mixed)
 	static const uint8_t want[] = { 0xfb, 0xff, 0xbf, 0xfb, 0xef, 0xff };
 	char enc[32];
 
-	b64t_expect_bytes("+/+/++//", want, 6);
-	b64t_expect_bytes("-_-_--__", want, 6);
-	b64t_expect_bytes("+_-/+-/_", want, 6);
-	b64t_expect_bytes("-/+_-+_/", want, 6);
+	b64t_assert_bytes("+/+/++//", want, 6);
+	b64t_assert_bytes("-_-_--__", want, 6);
+	b64t_assert_bytes("+_-/+-/_", want, 6);
+	b64t_assert_bytes("-/+_-+_/", want, 6);
 	cr_assert_eq(base64_encode(want, 6, enc, sizeof(enc)), 8);
 	cr_assert_str_eq(enc, "+/+/++//");
 	cr_assert_eq(base64url_encode(want, 6, enc, sizeof(enc)), 8);
 	cr_assert_str_eq(enc, "-_-_--__");
 	/* Padded url-safe and unpadded standard both work. */
-	b64t_expect_bytes("-_8=", want, 2);
-	b64t_expect_bytes("+/8", want, 2);
-	b64t_expect_bytes("-w==", want, 1);
-	b64t_expect_bytes("+w", want, 1);
+	b64t_assert_bytes("-_8=", want, 2);
+	b64t_assert_bytes("+/8", want, 2);
+	b64t_assert_bytes("-w==", want, 1);
+	b64t_assert_bytes("+w", want, 1);
 }
 
 Test(base64, unused_trailing_bits_are_ignored)
 {
 	/* "Zg" is 'f'; Node ignores the four low bits of the last character. */
-	b64t_expect_bytes("Zh", "f", 1);
-	b64t_expect_bytes("Zv==", "f", 1);
-	b64t_expect_bytes("Zm9", "fo", 2);
-	b64t_expect_bytes("Zm-=", "fo", 2);
+	b64t_assert_bytes("Zh", "f", 1);
+	b64t_assert_bytes("Zv==", "f", 1);
+	b64t_assert_bytes("Zm9", "fo", 2);
+	b64t_assert_bytes("Zm-=", "fo", 2);
 }
 
 Test(base64, invalid_inputs)

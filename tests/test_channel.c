@@ -180,7 +180,7 @@ static void chan_expect(struct harness_resp *r, int status, const char *body)
 }
 
 /* One /v1/channel request with the token; asserts status and body. */
-static void chan_expect_token(int port, const char *token, int status, const char *body)
+static void chan_assert_token(int port, const char *token, int status, const char *body)
 {
 	chan_expect(chan_get(port, "/v1/channel", token, NULL), status, body);
 }
@@ -248,7 +248,7 @@ Test(channel_status, no_authorization, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, NULL);
-	chan_expect_token(e.gw->port, NULL, 401, CHAN_ERR_MISSING);
+	chan_assert_token(e.gw->port, NULL, 401, CHAN_ERR_MISSING);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
 
@@ -271,8 +271,8 @@ Test(channel_status, bad_token, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, NULL);
-	chan_expect_token(e.gw->port, "abc.def.ghi", 401, CHAN_ERR_INVALID);
-	chan_expect_token(e.gw->port, "garbage", 401, CHAN_ERR_INVALID);
+	chan_assert_token(e.gw->port, "abc.def.ghi", 401, CHAN_ERR_INVALID);
+	chan_assert_token(e.gw->port, "garbage", 401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
 
@@ -280,7 +280,7 @@ Test(channel_status, empty_registry, .fini = harness_cleanup, .timeout = 30)
 {
 	struct harness_proc *gw = chan_gateway(NULL, NULL, NULL);
 
-	chan_expect_token(gw->port, chan_odoo(), 503, CHAN_ERR_NO_SFU);
+	chan_assert_token(gw->port, chan_odoo(), 503, CHAN_ERR_NO_SFU);
 }
 
 Test(channel_status, sfu_unreachable, .fini = harness_cleanup, .timeout = 30)
@@ -294,7 +294,7 @@ Test(channel_status, sfu_unreachable, .fini = harness_cleanup, .timeout = 30)
 		 "\"region\":\"eu-west\",\"key\":\"%s\"}]}",
 		 harness_free_port(), CHAN_SFU_KEY);
 	gw = chan_gateway(nodes, NULL, NULL);
-	chan_expect_token(gw->port, chan_odoo(), 502, CHAN_ERR_CONTACT);
+	chan_assert_token(gw->port, chan_odoo(), 502, CHAN_ERR_CONTACT);
 }
 
 Test(channel_status, sfu_body_without_uuid, .fini = harness_cleanup, .timeout = 30)
@@ -303,7 +303,7 @@ Test(channel_status, sfu_body_without_uuid, .fini = harness_cleanup, .timeout = 
 	struct chan_env e;
 
 	chan_start1(&e, args);
-	chan_expect_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_RESPONSE);
+	chan_assert_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_RESPONSE);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 1);
 }
 
@@ -313,7 +313,7 @@ Test(channel_status, sfu_body_not_json, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, args);
-	chan_expect_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_RESPONSE);
+	chan_assert_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_RESPONSE);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 1);
 }
 
@@ -323,7 +323,7 @@ Test(channel_status, sfu_resets, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, args);
-	chan_expect_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_CONTACT);
+	chan_assert_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_CONTACT);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 1);
 }
 
@@ -341,14 +341,14 @@ Test(channel_status, sfu_hangs, .fini = harness_cleanup, .timeout = 30)
 				     "[failover]\nretry_timeout_ms = 800\ndeadline_ms = 800\n");
 	chan_start(&e, regions, 1, mock_args, NULL, args);
 	t0 = harness_now_ms();
-	chan_expect_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_CONTACT);
+	chan_assert_token(e.gw->port, chan_odoo(), 502, CHAN_ERR_CONTACT);
 	took = harness_now_ms() - t0;
 	cr_assert(took >= 700 && took < 2500, "answered after %lld ms", (long long)took);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 1);
 }
 
 /* The SFU's non-2xx status comes back as is, with an empty body. */
-static void chan_check_relay(const char *status)
+static void chan_assert_relay(const char *status)
 {
 	const char *const args[] = { "--fail-status", status, NULL };
 	struct chan_env e;
@@ -367,17 +367,17 @@ static void chan_check_relay(const char *status)
 
 Test(channel_status, sfu_status_418, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_relay("418");
+	chan_assert_relay("418");
 }
 
 Test(channel_status, sfu_status_404, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_relay("404");
+	chan_assert_relay("404");
 }
 
 Test(channel_status, sfu_status_429, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_relay("429");
+	chan_assert_relay("429");
 }
 
 Test(channel_status, success_body_verbatim, .fini = harness_cleanup, .timeout = 30)
@@ -420,7 +420,7 @@ Test(channel_token, odoo_token, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, NULL);
-	chan_expect_token(e.gw->port, harness_odoo_token(chan_iss(), CHAN_GW_KEY), 200, NULL);
+	chan_assert_token(e.gw->port, harness_odoo_token(chan_iss(), CHAN_GW_KEY), 200, NULL);
 	cr_assert_eq(chan_stat(e.mock[0], "channels_created"), 1);
 }
 
@@ -429,18 +429,18 @@ Test(channel_token, alg_none, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, NULL);
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex("{\"typ\": \"JWT\", \"alg\": \"none\"}",
 					   chan_claims(chan_iss(), NULL), NULL, NULL, false),
 			  401, CHAN_ERR_INVALID);
 	/* Nor is an HS256 signature under a header that says none. */
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex("{\"typ\": \"JWT\", \"alg\": \"none\"}",
 					   chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha256(),
 					   false),
 			  401, CHAN_ERR_INVALID);
 	/* An HS256 header with the signature left off is no better. */
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), NULL), NULL,
 					   NULL, false),
 			  401, CHAN_ERR_INVALID);
@@ -452,19 +452,19 @@ Test(channel_token, hs512, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, NULL);
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex("{\"typ\": \"JWT\", \"alg\": \"HS512\"}",
 					   chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha512(),
 					   false),
 			  401, CHAN_ERR_INVALID);
 	/* Nor an HS256 signature under a header that says HS512, */
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex("{\"typ\": \"JWT\", \"alg\": \"HS512\"}",
 					   chan_claims(chan_iss(), NULL), CHAN_GW_KEY, EVP_sha256(),
 					   false),
 			  401, CHAN_ERR_INVALID);
 	/* nor an HS512 signature under a header that says HS256. */
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), NULL),
 					   CHAN_GW_KEY, EVP_sha512(), false),
 			  401, CHAN_ERR_INVALID);
@@ -482,7 +482,7 @@ Test(channel_token, bad_signature, .fini = harness_cleanup, .timeout = 30)
 	sig = chan_signed_len(tok) + 1;
 	/* A character in the middle: every one of its bits is significant. */
 	tok[sig + 10] = tok[sig + 10] == 'A' ? 'B' : 'A';
-	chan_expect_token(e.gw->port, tok, 401, CHAN_ERR_INVALID);
+	chan_assert_token(e.gw->port, tok, 401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
 
@@ -491,7 +491,7 @@ Test(channel_token, signed_with_sfu_key, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, NULL);
-	chan_expect_token(e.gw->port, harness_odoo_token(chan_iss(), CHAN_SFU_KEY), 401,
+	chan_assert_token(e.gw->port, harness_odoo_token(chan_iss(), CHAN_SFU_KEY), 401,
 			  CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
@@ -504,7 +504,7 @@ Test(channel_token, expired, .fini = harness_cleanup, .timeout = 30)
 	chan_start1(&e, NULL);
 	snprintf(claims, sizeof(claims), "{\"iss\": \"%s\", \"exp\": %lld}", chan_iss(),
 		 (long long)time(NULL) - 5);
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex(CHAN_ODOO_HEADER, claims, CHAN_GW_KEY, EVP_sha256(),
 					   false),
 			  401, CHAN_ERR_INVALID);
@@ -518,7 +518,7 @@ Test(channel_token, nbf_in_future, .fini = harness_cleanup, .timeout = 30)
 
 	chan_start1(&e, NULL);
 	snprintf(extra, sizeof(extra), ", \"nbf\": %lld", (long long)time(NULL) + 60);
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
 					   CHAN_GW_KEY, EVP_sha256(), false),
 			  401, CHAN_ERR_INVALID);
@@ -533,13 +533,13 @@ Test(channel_token, iat_skew, .fini = harness_cleanup, .timeout = 30)
 	chan_start1(&e, NULL);
 	/* The SFU refuses iat > now + 60 and accepts anything below. */
 	snprintf(extra, sizeof(extra), ", \"iat\": %lld", (long long)time(NULL) + 120);
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
 					   CHAN_GW_KEY, EVP_sha256(), false),
 			  401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 	snprintf(extra, sizeof(extra), ", \"iat\": %lld", (long long)time(NULL) + 30);
-	chan_expect_token(e.gw->port,
+	chan_assert_token(e.gw->port,
 			  harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra),
 					   CHAN_GW_KEY, EVP_sha256(), false),
 			  200, NULL);
@@ -575,9 +575,9 @@ Test(channel_token, segment_count, .fini = harness_cleanup, .timeout = 30)
 	chan_start1(&e, NULL);
 	snprintf(tok, sizeof(tok), "%s", chan_odoo());
 	*strrchr(tok, '.') = '\0';
-	chan_expect_token(e.gw->port, tok, 401, CHAN_ERR_INVALID);
+	chan_assert_token(e.gw->port, tok, 401, CHAN_ERR_INVALID);
 	snprintf(tok, sizeof(tok), "%s.AAAA", chan_odoo());
-	chan_expect_token(e.gw->port, tok, 401, CHAN_ERR_INVALID);
+	chan_assert_token(e.gw->port, tok, 401, CHAN_ERR_INVALID);
 	cr_assert_eq(chan_stat(e.mock[0], "channel_requests"), 0);
 }
 
@@ -621,7 +621,7 @@ Test(channel_token, large_but_legal, .fini = harness_cleanup, .timeout = 30)
 	tok = harness_token_ex(CHAN_ODOO_HEADER, chan_claims(chan_iss(), extra), CHAN_GW_KEY,
 			       EVP_sha256(), false);
 	cr_assert(strlen(tok) > 6800, "%zu", strlen(tok));
-	chan_expect_token(e.gw->port, tok, 200, NULL);
+	chan_assert_token(e.gw->port, tok, 200, NULL);
 	last = harness_mock_json(e.mock[0], "/mock/last");
 	cr_assert(json_object_get_boolean(json_object_object_get(last, "verified")));
 	cr_assert(strncmp(chan_jstr(last, "token"), tok, chan_signed_len(tok) + 1) == 0);
@@ -651,7 +651,7 @@ Test(channel_token, standard_base64_padded, .fini = harness_cleanup, .timeout = 
 	}
 	cr_assert_not_null(tok);
 	cr_assert(strstr(tok, "==.") != NULL && tok[strlen(tok) - 1] == '=', "%s", tok);
-	chan_expect_token(e.gw->port, tok, 200, NULL);
+	chan_assert_token(e.gw->port, tok, 200, NULL);
 	last = harness_mock_json(e.mock[0], "/mock/last");
 	cr_assert(json_object_get_boolean(json_object_object_get(last, "verified")));
 	sl = chan_signed_len(tok);
@@ -678,7 +678,7 @@ Test(channel_token, urlsafe_unpadded, .fini = harness_cleanup, .timeout = 30)
 	}
 	cr_assert_not_null(tok);
 	cr_assert_null(strchr(tok, '='));
-	chan_expect_token(e.gw->port, tok, 200, NULL);
+	chan_assert_token(e.gw->port, tok, 200, NULL);
 	cr_assert_eq(chan_stat(e.mock[0], "channels_created"), 1);
 }
 
@@ -707,7 +707,7 @@ Test(channel_resign, token_resigned_for_sfu, .fini = harness_cleanup, .timeout =
 
 	chan_start1(&e, NULL);
 	snprintf(tok, sizeof(tok), "%s", chan_odoo());
-	chan_expect_token(e.gw->port, tok, 200, NULL);
+	chan_assert_token(e.gw->port, tok, 200, NULL);
 	last = harness_mock_json(e.mock[0], "/mock/last");
 	got = chan_jstr(last, "token");
 	sl = chan_signed_len(tok);
@@ -738,7 +738,7 @@ Test(channel_resign, unknown_claim_survives, .fini = harness_cleanup, .timeout =
 		 harness_token_ex(CHAN_ODOO_HEADER,
 			chan_claims(iss, ", \"custom\":{\"a\":[1,2]}, \"z\": \"\\u00e9\""),
 				  CHAN_GW_KEY, EVP_sha256(), false));
-	chan_expect_token(e.gw->port, tok, 200, NULL);
+	chan_assert_token(e.gw->port, tok, 200, NULL);
 	last = harness_mock_json(e.mock[0], "/mock/last");
 	sl = chan_signed_len(tok);
 	cr_assert(json_object_get_boolean(json_object_object_get(last, "verified")));
@@ -751,7 +751,7 @@ Test(channel_resign, unknown_claim_survives, .fini = harness_cleanup, .timeout =
 /* ---- 4. query filtering */
 
 /* The request target the mock saw for a gateway request with this path. */
-static void chan_check_target(const char *path, const char *want)
+static void chan_assert_target(const char *path, const char *want)
 {
 	struct chan_env e;
 	json_object *last;
@@ -765,7 +765,7 @@ static void chan_check_target(const char *path, const char *want)
 
 Test(channel_query, hints_removed_rest_kept, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_target("/v1/channel?webRTC=false&region=eu-west&x=%2Fa%20b&country=FR&y=1&y=2",
+	chan_assert_target("/v1/channel?webRTC=false&region=eu-west&x=%2Fa%20b&country=FR&y=1&y=2",
 			  "/v1/channel?webRTC=false&x=%2Fa%20b&y=1&y=2");
 }
 
@@ -773,24 +773,24 @@ Test(channel_query, edges_of_the_list, .fini = harness_cleanup, .timeout = 30)
 {
 	/* No stray '&' where a hint was first or last; empty values, bare names, '+'
 	 * and names that merely contain "region" travel untouched. */
-	chan_check_target("/v1/channel?region=eu-west&a=1&b=&c&d=x+y&regionx=1&xcountry=2"
+	chan_assert_target("/v1/channel?region=eu-west&a=1&b=&c&d=x+y&regionx=1&xcountry=2"
 			  "&country=",
 			  "/v1/channel?a=1&b=&c&d=x+y&regionx=1&xcountry=2");
 }
 
 Test(channel_query, no_query, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_target("/v1/channel", "/v1/channel");
+	chan_assert_target("/v1/channel", "/v1/channel");
 }
 
 Test(channel_query, only_region, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_target("/v1/channel?region=eu-west", "/v1/channel");
+	chan_assert_target("/v1/channel?region=eu-west", "/v1/channel");
 }
 
 Test(channel_query, only_hints, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_target("/v1/channel?country=fr&region=eu-west", "/v1/channel");
+	chan_assert_target("/v1/channel?country=fr&region=eu-west", "/v1/channel");
 }
 
 /* ---- 5. region selection */
@@ -921,7 +921,7 @@ Test(channel_rr, shared_counter, .fini = harness_cleanup, .timeout = 30)
 /* ---- 7. X-Forwarded-For and X-Forwarded-Host */
 
 /* The single X-Forwarded-For value the mock saw for one request with extra headers. */
-static void chan_check_xff(const struct chan_env *e, const char *extra, const char *want)
+static void chan_assert_xff(const struct chan_env *e, const char *extra, const char *want)
 {
 	json_object *last;
 	const char *xff;
@@ -940,11 +940,11 @@ Test(channel_xff, untrusted_ignored, .fini = harness_cleanup, .timeout = 30)
 	struct chan_env e;
 
 	chan_start1(&e, NULL);
-	chan_check_xff(&e, "X-Forwarded-For: 1.2.3.4\r\n", "127.0.0.1");
-	chan_check_xff(&e, NULL, "127.0.0.1");
+	chan_assert_xff(&e, "X-Forwarded-For: 1.2.3.4\r\n", "127.0.0.1");
+	chan_assert_xff(&e, NULL, "127.0.0.1");
 }
 
-static void chan_check_trusted(const char *value)
+static void chan_assert_trusted(const char *value)
 {
 	static const char *const regions[] = { "eu-west" };
 	char var[64];
@@ -953,20 +953,20 @@ static void chan_check_trusted(const char *value)
 
 	snprintf(var, sizeof(var), "SFU_GATEWAY_TRUST_PROXY=%s", value);
 	chan_start(&e, regions, 1, NULL, env, NULL);
-	chan_check_xff(&e, "X-Forwarded-For: 1.2.3.4\r\n", "1.2.3.4, 127.0.0.1");
-	chan_check_xff(&e, "X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n",
+	chan_assert_xff(&e, "X-Forwarded-For: 1.2.3.4\r\n", "1.2.3.4, 127.0.0.1");
+	chan_assert_xff(&e, "X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n",
 		       "1.2.3.4, 10.0.0.1, 127.0.0.1");
-	chan_check_xff(&e, NULL, "127.0.0.1");
+	chan_assert_xff(&e, NULL, "127.0.0.1");
 }
 
 Test(channel_xff, trusted_1, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_trusted("1");
+	chan_assert_trusted("1");
 }
 
 Test(channel_xff, trusted_true, .fini = harness_cleanup, .timeout = 30)
 {
-	chan_check_trusted("true");
+	chan_assert_trusted("true");
 }
 
 Test(channel_xff, never_forwarded_host, .fini = harness_cleanup, .timeout = 30)
@@ -1074,7 +1074,7 @@ Test(channel_xff, mapped_ipv4_plain, .fini = harness_cleanup, .timeout = 30)
 	chan_start(&e, regions, 1, NULL, NULL, args);
 	/* harness_raw connects over IPv4: on a dual-stack socket the peer is
 	 * ::ffff:127.0.0.1, which the SFU must see as the plain address. */
-	chan_check_xff(&e, NULL, "127.0.0.1");
+	chan_assert_xff(&e, NULL, "127.0.0.1");
 	/* A genuine IPv6 peer stays IPv6. */
 	cr_assert_eq(chan_get6(e.gw->port, "/v1/channel", chan_odoo()), 200);
 	last = harness_mock_json(e.mock[0], "/mock/last");
@@ -1096,7 +1096,7 @@ Test(channel_keepalive, reuses_connections, .fini = harness_cleanup, .timeout = 
 	/* Start counting after the gateway came up (a startup probe may have connected). */
 	harness_mock_post(e.mock[0], "/mock/reset-stats", 200);
 	for (int i = 0; i < 20; i++)
-		chan_expect_token(e.gw->port, chan_odoo(), 200, NULL);
+		chan_assert_token(e.gw->port, chan_odoo(), 200, NULL);
 	st = harness_mock_json(e.mock[0], "/mock/stats");
 	cr_assert_eq(json_object_get_int64(json_object_object_get(st, "channel_requests")), 20);
 	/* The count includes this stats request's own connection. */

@@ -847,7 +847,7 @@ Test(cli, secrets_never_logged, .fini = harness_cleanup, .timeout = 30)
 }
 
 /* Stops a two-worker gateway with sig; checks the exit, the children and the segment. */
-static void cli_stop_with(int sig, int max_ms, bool want_zero)
+static void cli_assert_stop_with(int sig, int max_ms, bool want_zero)
 {
 	static const char *const env[] = { CLI_KEY_ENV, NULL };
 	static const char *const args[] = { "--workers", "2", NULL };
@@ -874,17 +874,17 @@ static void cli_stop_with(int sig, int max_ms, bool want_zero)
 Test(cli, sigterm, .fini = harness_cleanup, .timeout = 30)
 {
 	/* shutdown_timeout_ms defaults to 10 s; an idle gateway stops at once. */
-	cli_stop_with(SIGTERM, 11000, true);
+	cli_assert_stop_with(SIGTERM, 11000, true);
 }
 
 Test(cli, sigint, .fini = harness_cleanup, .timeout = 30)
 {
-	cli_stop_with(SIGINT, 11000, true);
+	cli_assert_stop_with(SIGINT, 11000, true);
 }
 
 Test(cli, sigquit, .fini = harness_cleanup, .timeout = 30)
 {
-	cli_stop_with(SIGQUIT, 2000, false);
+	cli_assert_stop_with(SIGQUIT, 2000, false);
 }
 
 Test(cli, sigterm_with_open_connection, .fini = harness_cleanup, .timeout = 30)

@@ -89,7 +89,7 @@ static void cfg_write(const char *name, const char *text)
 }
 
 /* Loads with --config path (NULL: none) and must succeed. */
-static void cfg_ok(struct config *c, const struct config_cli *cli)
+static void cfg_assert_ok(struct config *c, const struct config_cli *cli)
 {
 	char err[1024] = "";
 	int rc;
@@ -105,11 +105,11 @@ static void cfg_ok_file(struct config *c, const char *text)
 	struct config_cli cli = { .config_path = "cfg.toml" };
 
 	cfg_write("cfg.toml", text);
-	cfg_ok(c, &cli);
+	cfg_assert_ok(c, &cli);
 }
 
 /* Must fail with exactly want; and an error leaves the struct untouched. */
-static void cfg_fails(const struct config_cli *cli, const char *want)
+static void cfg_assert_fails(const struct config_cli *cli, const char *want)
 {
 	struct config c, before;
 	char err[1024];
@@ -124,12 +124,12 @@ static void cfg_fails(const struct config_cli *cli, const char *want)
 	cr_assert_eq(memcmp(&c, &before, sizeof(c)), 0, "config changed on error");
 }
 
-static void cfg_fails_file(const char *text, const char *want)
+static void cfg_assert_fails_file(const char *text, const char *want)
 {
 	struct config_cli cli = { .config_path = "cfg.toml" };
 
 	cfg_write("cfg.toml", text);
-	cfg_fails(&cli, want);
+	cfg_assert_fails(&cli, want);
 }
 
 Test(config, option_table_is_complete_and_sane)
@@ -195,7 +195,7 @@ Test(config, defaults)
 
 	cfg_write("empty.toml", "");
 	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_str_eq(c.bind, "0.0.0.0");
 	cr_assert_eq(c.port, 8071);
 	cr_assert_eq(c.workers, (uint32_t)(cpus < 1 ? 1 : cpus > 1024 ? 1024 : cpus));
@@ -244,9 +244,9 @@ Test(config, missing_gateway_key)
 	struct config_cli cli = { .config_path = "cfg.toml" };
 
 	cfg_write("cfg.toml", "[registration]\nkey = \"" KEY_A "\"\n");
-	cfg_fails(&cli, "no gateway key: set SFU_GATEWAY_KEY or [gateway] key");
+	cfg_assert_fails(&cli, "no gateway key: set SFU_GATEWAY_KEY or [gateway] key");
 	setenv("SFU_GATEWAY_KEY", "", 1); /* empty counts as unset */
-	cfg_fails(&cli, "no gateway key: set SFU_GATEWAY_KEY or [gateway] key");
+	cfg_assert_fails(&cli, "no gateway key: set SFU_GATEWAY_KEY or [gateway] key");
 }
 
 Test(config, full_file)
@@ -352,7 +352,7 @@ Test(config, precedence_file_env_cli)
 
 	cfg_write("cfg.toml", "[gateway]\nport = 1000\nbind = \"127.0.0.1\"\nworkers = 2\n"
 			      "key = \"" KEY_A "\"\nlog_level = \"warn\"\ntrust_proxy = true\n");
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_eq(c.port, 1000);
 	cr_assert_eq(c.t.key[0], '0');
 	config_free(&c);
@@ -364,7 +364,7 @@ Test(config, precedence_file_env_cli)
 	setenv("SFU_GATEWAY_LOG_LEVEL", "error", 1);
 	setenv("SFU_GATEWAY_TRUST_PROXY", "0", 1);
 	setenv("SFU_GATEWAY_REGISTRATION_KEY", KEY_STD, 1);
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_eq(c.port, 2000);
 	cr_assert_str_eq(c.bind, "::");
 	cr_assert_eq(c.t.key[0], 'A');
@@ -383,7 +383,7 @@ Test(config, precedence_file_env_cli)
 	cli.log_file = "/tmp/x.log";
 	cli.use_syslog = true;
 	cli.daemonize = true;
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_eq(c.port, 3000);
 	cr_assert_str_eq(c.bind, "10.0.0.1");
 	cr_assert_eq(c.workers, 5);
@@ -403,7 +403,7 @@ Test(config, secrets_file)
 	cfg_write("cfg.toml", "[gateway]\nkey = \"" KEY_A "\"\n"
 			      "[[sfu]]\naddress = \"http://file-a:1\"\nkey = \"" KEY_A "\"\n"
 			      "[[sfu]]\naddress = \"http://file-b:1\"\nkey = \"" KEY_A "\"\n");
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_eq(c.n_sfus, 2);
 	cr_assert_str_eq(c.secrets_path, "");
 	config_free(&c);
@@ -412,7 +412,7 @@ Test(config, secrets_file)
 	cfg_write("secrets.toml", "[gateway]\nkey = \"" KEY_B "\"\n"
 				  "[[sfu]]\naddress = \"http://secret:8070\"\nregion = \"x y\"\n"
 				  "key = \"" KEY_B "\"\n");
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_str_eq(c.secrets_path, "secrets.toml");
 	cr_assert_eq(c.t.key[0], 'A');
 	cr_assert_eq(c.n_sfus, 1);
@@ -423,7 +423,7 @@ Test(config, secrets_file)
 	/* A secrets file without [[sfu]] leaves the config file's list in place. */
 	cfg_write("other.toml", "[gateway]\nkey = \"" KEY_B "\"\n");
 	cli.secrets_path = "other.toml";
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_str_eq(c.secrets_path, "other.toml");
 	cr_assert_eq(c.n_sfus, 2);
 	cr_assert_str_eq(c.sfus[1].address, "http://file-b:1");
@@ -431,7 +431,7 @@ Test(config, secrets_file)
 
 	/* Named explicitly, it must exist. */
 	cli.secrets_path = "nope.toml";
-	cfg_fails(&cli, "nope.toml: No such file or directory");
+	cfg_assert_fails(&cli, "nope.toml: No such file or directory");
 }
 
 Test(config, missing_config_file)
@@ -439,7 +439,7 @@ Test(config, missing_config_file)
 	struct config_cli cli = { .config_path = "absent.toml" };
 
 	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
-	cfg_fails(&cli, "absent.toml: No such file or directory");
+	cfg_assert_fails(&cli, "absent.toml: No such file or directory");
 }
 
 Test(config, nodes_replace_the_file_lists)
@@ -456,7 +456,7 @@ Test(config, nodes_replace_the_file_lists)
 	       "\"key\": \"" KEY_URL "\"}, {\"address\": \"https://n2\", \"region\": null, "
 	       "\"key\": \"" KEY_SHORT "\", \"max_sessions\": 9}]}",
 	       1);
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_eq(c.n_sfus, 2);
 	cr_assert_str_eq(c.sfus[0].address, "http://10.0.0.1:8070");
 	cr_assert_str_eq(c.sfus[0].region, "eu-west");
@@ -470,11 +470,11 @@ Test(config, nodes_replace_the_file_lists)
 
 	/* An empty list still replaces them; an empty variable is unset. */
 	setenv("SFU_GATEWAY_NODES", "{\"sfu\": []}", 1);
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_eq(c.n_sfus, 0);
 	config_free(&c);
 	setenv("SFU_GATEWAY_NODES", "", 1);
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_eq(c.n_sfus, 1);
 	cr_assert_str_eq(c.sfus[0].address, "http://secret:1");
 	config_free(&c);
@@ -547,37 +547,37 @@ Test(config, nodes_errors)
 
 Test(config, sfu_errors_name_index_and_address)
 {
-	cfg_fails_file("[gateway]\nkey = \"" KEY_A "\"\n"
+	cfg_assert_fails_file("[gateway]\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://10.0.0.1:8070\"\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://10.0.0.2:8070\"\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://10.0.0.3:8070\"\nregion = \"eu-west\"\n"
 		       "key = \"not base64!\"\n",
 		       "cfg.toml:12: sfu[2] (http://10.0.0.3:8070): key is not valid base64 of 1 "
 		       "to 128 bytes");
-	cfg_fails_file("[[sfu]]\nkey = \"" KEY_A "\"\n", "cfg.toml:1: sfu[0]: missing address");
-	cfg_fails_file("[[sfu]]\naddress = \"http://a:1\"\n",
+	cfg_assert_fails_file("[[sfu]]\nkey = \"" KEY_A "\"\n", "cfg.toml:1: sfu[0]: missing address");
+	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a:1\"\n",
 		       "cfg.toml:1: sfu[0] (http://a:1): missing key");
-	cfg_fails_file("[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\nweight = 1\n",
+	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\nweight = 1\n",
 		       "cfg.toml:4: sfu[0] (http://a:1): unknown key 'weight' in [[sfu]]");
-	cfg_fails_file("[[sfu]]\naddress = \"http://a/x\"\nkey = \"" KEY_A "\"\n",
+	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a/x\"\nkey = \"" KEY_A "\"\n",
 		       "cfg.toml:2: sfu[0]: address is invalid: Base URL of a static SFU, "
 		       "http(s)://host[:port] without a path (required).");
-	cfg_fails_file("[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\nregion = "
+	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\nregion = "
 		       "\"0123456789012345678901234567890123456789012345678901234567890123\"\n",
 		       "cfg.toml:4: sfu[0] (http://a:1): region is invalid: Region of the SFU, "
 		       "e.g. \"eu-west\"; any text up to 63 bytes.");
-	cfg_fails_file("[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\nmax_sessions = "
+	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\nmax_sessions = "
 		       "1.5\n",
 		       "cfg.toml:4: sfu[0] (http://a:1): max_sessions must be an integer, not a "
 		       "float");
-	cfg_fails_file("[[sfu]]\naddress = \"http://A:80\"\nkey = \"" KEY_A "\"\n"
+	cfg_assert_fails_file("[[sfu]]\naddress = \"http://A:80\"\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://b\"\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://a/\"\nkey = \"" KEY_A "\"\n",
 		       "cfg.toml:7: sfu[2] (http://a): duplicate address (same as sfu[0])");
-	cfg_fails_file("[sfu]\naddress = \"http://a:1\"\n",
+	cfg_assert_fails_file("[sfu]\naddress = \"http://a:1\"\n",
 		       "cfg.toml:1: SFUs are an array of tables: write [[sfu]]");
-	cfg_fails_file("sfu = [1]\n", "cfg.toml:1: sfu must be an array of tables ([[sfu]])");
-	cfg_fails_file("[gateway]\nkey = \"" KEY_A "\"\nmax_sfus = 1\n"
+	cfg_assert_fails_file("sfu = [1]\n", "cfg.toml:1: sfu must be an array of tables ([[sfu]])");
+	cfg_assert_fails_file("[gateway]\nkey = \"" KEY_A "\"\nmax_sfus = 1\n"
 		       "[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://b:1\"\nkey = \"" KEY_A "\"\n",
 		       "2 static SFUs do not fit in [gateway] max_sfus = 1");
@@ -594,7 +594,7 @@ Test(config, region_is_free_text_up_to_63_bytes)
 	cr_assert_str_eq(c.sfus[0].region, "Data Centre #3 (Zürich)");
 	cr_assert_eq(strlen(c.sfus[1].region), 63);
 	config_free(&c);
-	cfg_fails_file("[gateway]\nkey = \"" KEY_A "\"\n[[sfu]]\naddress = \"http://a:1\"\n"
+	cfg_assert_fails_file("[gateway]\nkey = \"" KEY_A "\"\n[[sfu]]\naddress = \"http://a:1\"\n"
 		       "key = \"" KEY_A "\"\nregion = \"tab\\there\"\n",
 		       "cfg.toml:6: sfu[0] (http://a:1): region is invalid: Region of the SFU, "
 		       "e.g. \"eu-west\"; any text up to 63 bytes.");
@@ -612,7 +612,7 @@ static void cfg_load_logged(const struct config_cli *cli, struct config *c, char
 	cr_assert_geq(fd, 0);
 	cr_assert_geq(dup2(fd, STDERR_FILENO), 0);
 	close(fd);
-	cfg_ok(c, cli);
+	cfg_assert_ok(c, cli);
 	cr_assert_geq(dup2(saved, STDERR_FILENO), 0);
 	close(saved);
 	fd = open("stderr.log", O_RDONLY);
@@ -652,21 +652,21 @@ Test(config, short_keys_are_accepted_with_a_warning)
 
 Test(config, unknown_keys_and_sections)
 {
-	cfg_fails_file("[gateway]\nprot = 1\n", "cfg.toml:2: unknown key 'prot' in [gateway]");
-	cfg_fails_file("\n[foo]\n", "cfg.toml:2: unknown section [foo]");
-	cfg_fails_file("x = 1\n", "cfg.toml:1: unknown key 'x' outside any section");
-	cfg_fails_file("[balancing.weights]\nlatency = 1\n",
+	cfg_assert_fails_file("[gateway]\nprot = 1\n", "cfg.toml:2: unknown key 'prot' in [gateway]");
+	cfg_assert_fails_file("\n[foo]\n", "cfg.toml:2: unknown section [foo]");
+	cfg_assert_fails_file("x = 1\n", "cfg.toml:1: unknown key 'x' outside any section");
+	cfg_assert_fails_file("[balancing.weights]\nlatency = 1\n",
 		       "cfg.toml:2: unknown key 'latency' in [balancing.weights]");
-	cfg_fails_file("[balancing]\nweights = 1\n",
+	cfg_assert_fails_file("[balancing]\nweights = 1\n",
 		       "cfg.toml:2: [balancing.weights] must be a table");
-	cfg_fails_file("[gateway.sub]\n", "cfg.toml:1: unknown key 'sub' in [gateway]");
-	cfg_fails_file("[[gateway]]\n", "cfg.toml:1: [gateway] must be a table");
-	cfg_fails_file("[\"balancing.weights\"]\n",
+	cfg_assert_fails_file("[gateway.sub]\n", "cfg.toml:1: unknown key 'sub' in [gateway]");
+	cfg_assert_fails_file("[[gateway]]\n", "cfg.toml:1: [gateway] must be a table");
+	cfg_assert_fails_file("[\"balancing.weights\"]\n",
 		       "cfg.toml:1: unknown section [balancing.weights]");
-	cfg_fails_file("[gateway]\n\"p\xc3\xb6rt\" = 1\n",
+	cfg_assert_fails_file("[gateway]\n\"p\xc3\xb6rt\" = 1\n",
 		       "cfg.toml:2: unknown key 'p??rt' in [gateway]");
-	cfg_fails_file("[gateway]\nport = 1\nport = 2\n", "cfg.toml:3: duplicate key 'port'");
-	cfg_fails_file("[gateway]\nport = { x = 1 }\n",
+	cfg_assert_fails_file("[gateway]\nport = 1\nport = 2\n", "cfg.toml:3: duplicate key 'port'");
+	cfg_assert_fails_file("[gateway]\nport = { x = 1 }\n",
 		       "cfg.toml:2: inline tables are not supported");
 }
 
@@ -674,31 +674,31 @@ Test(config, wrong_types)
 {
 	struct config c;
 
-	cfg_fails_file("[gateway]\nport = \"8071\"\n",
+	cfg_assert_fails_file("[gateway]\nport = \"8071\"\n",
 		       "cfg.toml:2: [gateway] port must be an integer, not a string");
-	cfg_fails_file("[gateway]\ntrust_proxy = 1\n",
+	cfg_assert_fails_file("[gateway]\ntrust_proxy = 1\n",
 		       "cfg.toml:2: [gateway] trust_proxy must be a boolean (true or false), not "
 		       "an integer");
-	cfg_fails_file("[failover]\nmax_retries = 2.0\n",
+	cfg_assert_fails_file("[failover]\nmax_retries = 2.0\n",
 		       "cfg.toml:2: [failover] max_retries must be an integer, not a float");
-	cfg_fails_file("[gateway]\nbind = 0\n",
+	cfg_assert_fails_file("[gateway]\nbind = 0\n",
 		       "cfg.toml:2: [gateway] bind must be a string, not an integer");
-	cfg_fails_file("[gateway]\nkey = [\"" KEY_A "\"]\n",
+	cfg_assert_fails_file("[gateway]\nkey = [\"" KEY_A "\"]\n",
 		       "cfg.toml:2: [gateway] key must be a base64 string, not an array");
-	cfg_fails_file("[registration]\nallow = \"10.0.0.0/8\"\n",
+	cfg_assert_fails_file("[registration]\nallow = \"10.0.0.0/8\"\n",
 		       "cfg.toml:2: [registration] allow must be an array of CIDR strings, not a "
 		       "string");
-	cfg_fails_file("[registration]\nallow = [\"10.0.0.0/8\",\n 1]\n",
+	cfg_assert_fails_file("[registration]\nallow = [\"10.0.0.0/8\",\n 1]\n",
 		       "cfg.toml:3: [registration] allow[1] is not a CIDR string such as "
 		       "\"10.0.0.0/8\"");
-	cfg_fails_file("[registration]\nallow = [\"10.0.0.0/33\"]\n",
+	cfg_assert_fails_file("[registration]\nallow = [\"10.0.0.0/33\"]\n",
 		       "cfg.toml:2: [registration] allow[0] is not a CIDR string such as "
 		       "\"10.0.0.0/8\"");
-	cfg_fails_file("[balancing]\nstrategy = \"random\"\n",
+	cfg_assert_fails_file("[balancing]\nstrategy = \"random\"\n",
 		       "cfg.toml:2: [balancing] strategy must be one of: load, round-robin");
-	cfg_fails_file("[gateway]\nlog_level = \"loud\"\n",
+	cfg_assert_fails_file("[gateway]\nlog_level = \"loud\"\n",
 		       "cfg.toml:2: [gateway] log_level must be one of: error, warn, info, debug");
-	cfg_fails_file("[gateway]\nbind = \"localhost\"\n",
+	cfg_assert_fails_file("[gateway]\nbind = \"localhost\"\n",
 		       "cfg.toml:2: [gateway] bind is invalid: IPv4 or IPv6 address the gateway "
 		       "listens on.");
 	/* Integers are numbers too. */
@@ -716,7 +716,7 @@ Test(config, too_many_allow_entries)
 	for (int i = 0; i < 65; i++)
 		o += (size_t)snprintf(text + o, sizeof(text) - o, "\"10.0.0.%d\",", i);
 	snprintf(text + o, sizeof(text) - o, "]\n");
-	cfg_fails_file(text, "cfg.toml:2: [registration] allow has more than 64 entries");
+	cfg_assert_fails_file(text, "cfg.toml:2: [registration] allow has more than 64 entries");
 }
 
 /* Every numeric row: its bounds are accepted, one step outside is refused by name. */
@@ -746,7 +746,7 @@ Test(config, bounds_of_every_number)
 				struct config c;
 
 				cfg_write("cfg.toml", text);
-				cfg_ok(&c, &cli);
+				cfg_assert_ok(&c, &cli);
 				config_free(&c);
 				continue;
 			}
@@ -763,12 +763,12 @@ Test(config, bounds_of_every_number)
 					 "cfg.toml:2: [%s] %s must be between %g and %g",
 					 o->section, o->name, o->min, o->max);
 			cfg_write("cfg.toml", text);
-			cfg_fails(&cli, want);
+			cfg_assert_fails(&cli, want);
 		}
 	}
-	cfg_fails_file("[gateway]\nport = 99999999999999999999\n",
+	cfg_assert_fails_file("[gateway]\nport = 99999999999999999999\n",
 		       "cfg.toml:2: integer out of range");
-	cfg_fails_file("[gateway]\nport = -1\n",
+	cfg_assert_fails_file("[gateway]\nport = -1\n",
 		       "cfg.toml:2: [gateway] port must be between 1 and 65535");
 }
 
@@ -837,13 +837,13 @@ Test(config, environment_values)
 	cfg_write("cfg.toml", "[gateway]\nkey = \"" KEY_A "\"\n");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		setenv(bad[i].var, bad[i].value, 1);
-		cfg_fails(&cli, bad[i].want);
+		cfg_assert_fails(&cli, bad[i].want);
 		unsetenv(bad[i].var);
 	}
 	setenv("SFU_GATEWAY_PORT", "", 1);
 	setenv("SFU_GATEWAY_WORKERS", "0", 1);
 	setenv("SFU_GATEWAY_BIND", "[::]", 1);
-	cfg_ok(&c, &cli);
+	cfg_assert_ok(&c, &cli);
 	cr_assert_eq(c.port, 8071);
 	cr_assert_geq(c.workers, 1);
 	cr_assert_str_eq(c.bind, "::");
@@ -870,10 +870,10 @@ Test(config, trust_proxy_values)
 		setenv("SFU_GATEWAY_KEY", KEY_A, 1);
 		setenv("SFU_GATEWAY_TRUST_PROXY", cases[i].value, 1);
 		if (cases[i].want < 0) {
-			cfg_fails(&cli, "SFU_GATEWAY_TRUST_PROXY: expected true, false, 1 or 0");
+			cfg_assert_fails(&cli, "SFU_GATEWAY_TRUST_PROXY: expected true, false, 1 or 0");
 			continue;
 		}
-		cfg_ok(&c, &cli);
+		cfg_assert_ok(&c, &cli);
 		cr_assert_eq(c.t.trust_proxy, (uint32_t)cases[i].want, "value %s", cases[i].value);
 		config_free(&c);
 	}
@@ -888,18 +888,18 @@ Test(config, cli_values)
 	cfg_write("cfg.toml", "[gateway]\nkey = \"" KEY_A "\"\n");
 	for (size_t i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
 		cli.port = bad_ports[i];
-		cfg_fails(&cli, "--port: not a number between 1 and 65535");
+		cfg_assert_fails(&cli, "--port: not a number between 1 and 65535");
 	}
 	cli.port = NULL;
 	cli.workers = "many";
-	cfg_fails(&cli, "--workers: not a number between 0 and 1024");
+	cfg_assert_fails(&cli, "--workers: not a number between 0 and 1024");
 	cli.workers = NULL;
 	cli.bind = "0.0.0.0.0";
-	cfg_fails(&cli, "--bind: [gateway] bind is invalid: IPv4 or IPv6 address the gateway "
+	cfg_assert_fails(&cli, "--bind: [gateway] bind is invalid: IPv4 or IPv6 address the gateway "
 			"listens on.");
 	cli.bind = NULL;
 	cli.log_level = "verbose";
-	cfg_fails(&cli, "--log-level: [gateway] log_level must be one of: error, warn, info, "
+	cfg_assert_fails(&cli, "--log-level: [gateway] log_level must be one of: error, warn, info, "
 			"debug");
 }
 
@@ -1258,8 +1258,8 @@ Test(config, example_config_loads_to_the_defaults)
 	example.config_path = path;
 	cfg_write("empty.toml", "");
 	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
-	cfg_ok(&a, &example);
-	cfg_ok(&b, &none);
+	cfg_assert_ok(&a, &example);
+	cfg_assert_ok(&b, &none);
 	cr_assert_str_eq(a.config_path, path);
 	cr_assert_eq(a.n_sfus, 0);
 	for (const struct config_option *o = config_options; o->name != NULL; o++) {
@@ -1288,5 +1288,5 @@ Test(config, secrets_example_parses)
 	snprintf(want, sizeof(want),
 		 "%s:13: sfu[0] (http://10.0.0.1:8070): key is not valid base64 of 1 to 128 bytes",
 		 path);
-	cfg_fails(&cli, want);
+	cfg_assert_fails(&cli, want);
 }

@@ -283,7 +283,7 @@ static void fo_assert_served_by(const struct harness_call *call, const struct ha
  * request tries the faulty one first; each must still be answered 200 by the healthy
  * one within max_ms, and the faulty one must have seen every attempt exactly once.
  */
-static void fo_fault_case(const char *const *fault_args, int64_t min_ms, int64_t max_ms)
+static void fo_assert_fault_case(const char *const *fault_args, int64_t min_ms, int64_t max_ms)
 {
 	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
 	struct harness_proc *bad = fo_mock(fault_args), *good = fo_mock(busy), *gw;
@@ -316,14 +316,14 @@ Test(failover, status_5xx_fails_over, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--fail-status", "500", NULL };
 
-	fo_fault_case(a, 0, 1500);
+	fo_assert_fault_case(a, 0, 1500);
 }
 
 Test(failover, status_503_fails_over, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--fail-status", "503", NULL };
 
-	fo_fault_case(a, 0, 1500);
+	fo_assert_fault_case(a, 0, 1500);
 }
 
 /* Each attempt is bounded by retry_timeout_ms (300), far below deadline_ms (2000). */
@@ -331,42 +331,42 @@ Test(failover, hang_bounded_by_retry_timeout, .fini = harness_cleanup, .timeout 
 {
 	static const char *const a[] = { "--hang", NULL };
 
-	fo_fault_case(a, 280, 300 + 700);
+	fo_assert_fault_case(a, 280, 300 + 700);
 }
 
 Test(failover, reset_fails_over, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--reset", NULL };
 
-	fo_fault_case(a, 0, 1500);
+	fo_assert_fault_case(a, 0, 1500);
 }
 
 Test(failover, garbage_2xx_fails_over, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--garbage", NULL };
 
-	fo_fault_case(a, 0, 1500);
+	fo_assert_fault_case(a, 0, 1500);
 }
 
 Test(failover, garbage_bytes_fails_over, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--garbage-bytes", NULL };
 
-	fo_fault_case(a, 0, 1500);
+	fo_assert_fault_case(a, 0, 1500);
 }
 
 Test(failover, status_401_fails_over, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--fail-status", "401", NULL };
 
-	fo_fault_case(a, 0, 1500);
+	fo_assert_fault_case(a, 0, 1500);
 }
 
 Test(failover, status_404_fails_over, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--fail-status", "404", NULL };
 
-	fo_fault_case(a, 0, 1500);
+	fo_assert_fault_case(a, 0, 1500);
 }
 
 /* Other 4xx mean a healthy SFU refused this request: relayed as is, nothing retried. */

@@ -1068,7 +1068,7 @@ Test(ops, every_option_is_in_the_manual, .timeout = 30)
 
 /* ---- start-up failures: exit 1 and a message, in the foreground and with --daemon */
 
-static void ops_expect_failure(const char *const *env, const char *const *args, bool daemon,
+static void ops_assert_failure(const char *const *env, const char *const *args, bool daemon,
 			       const char *needle, const char *needle2)
 {
 	const char *argv[32];
@@ -1103,10 +1103,10 @@ Test(ops, bad_config_exits_1_naming_file_and_line, .timeout = 30)
 
 	snprintf(where, sizeof(where), "%s:5:", path);
 	for (int d = 0; d < 2; d++)
-		ops_expect_failure(env, args, d, where, "max_retries");
+		ops_assert_failure(env, args, d, where, "max_retries");
 	/* No key at all is a configuration error too. */
 	for (int d = 0; d < 2; d++)
-		ops_expect_failure(NULL, NULL, d, "no gateway key", NULL);
+		ops_assert_failure(NULL, NULL, d, "no gateway key", NULL);
 }
 
 Test(ops, port_in_use_exits_1_saying_bind, .timeout = 30)
@@ -1127,7 +1127,7 @@ Test(ops, port_in_use_exits_1_saying_bind, .timeout = 30)
 		  listen(fd, 4) == 0);
 	snprintf(port_text, sizeof(port_text), "%d", port);
 	for (int d = 0; d < 2; d++)
-		ops_expect_failure(env, args, d, "bind", "Address already in use");
+		ops_assert_failure(env, args, d, "bind", "Address already in use");
 	close(fd);
 	ops_shm_name(port, shm, sizeof(shm));
 	cr_assert(!ops_exists(shm), "a failed start left %s", shm);
@@ -1141,7 +1141,7 @@ Test(ops, unwritable_pid_file_exits_1_naming_it, .timeout = 30)
 	const char *args[] = { "--pid-file", pid_file, "--workers", "1", NULL };
 
 	for (int d = 0; d < 2; d++)
-		ops_expect_failure(env, args, d,
+		ops_assert_failure(env, args, d,
 				   "cannot write pid file /sys/sfu-gateway-test-ops.pid", NULL);
 	cr_assert(!ops_exists(pid_file));
 }
@@ -1152,7 +1152,7 @@ Test(ops, unwritable_log_file_exits_1_naming_it, .timeout = 30)
 	const char *args[] = { "--log-file", "/sys/sfu-gateway-test-ops.log", NULL };
 
 	for (int d = 0; d < 2; d++)
-		ops_expect_failure(env, args, d, "/sys/sfu-gateway-test-ops.log", NULL);
+		ops_assert_failure(env, args, d, "/sys/sfu-gateway-test-ops.log", NULL);
 }
 
 Test(ops, unknown_user_exits_1_and_leaves_no_pid_file, .timeout = 30)
@@ -1164,7 +1164,7 @@ Test(ops, unknown_user_exits_1_and_leaves_no_pid_file, .timeout = 30)
 
 	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", harness_tmpdir());
 	for (int d = 0; d < 2; d++) {
-		ops_expect_failure(env, args, d, "no-such-user-sfu-ops", NULL);
+		ops_assert_failure(env, args, d, "no-such-user-sfu-ops", NULL);
 		cr_assert(!ops_exists(pid_file), "%s: a failed start left its pid file",
 			  d ? "daemon" : "foreground");
 	}

@@ -579,7 +579,7 @@ Test(process, reaper_respawned, .fini = harness_cleanup, .timeout = 30)
 /* Kills one of two workers under the load of the given mode; asserts it comes
  * back with a new pid, no connection is refused, at most the in-flight
  * requests fail and requests keep succeeding afterwards. */
-static void proc_kill_under_load(enum proc_mode mode)
+static void proc_assert_kill_under_load(enum proc_mode mode)
 {
 	struct harness_proc *m = proc_mock(PROC_KEY_ONE);
 	const struct proc_sfu sfu = { m->port, PROC_KEY_ONE };
@@ -614,12 +614,12 @@ static void proc_kill_under_load(enum proc_mode mode)
 
 Test(process, worker_killed_keepalive_load, .fini = harness_cleanup, .timeout = 40)
 {
-	proc_kill_under_load(PROC_MIXED);
+	proc_assert_kill_under_load(PROC_MIXED);
 }
 
 Test(process, worker_killed_new_connection_load, .fini = harness_cleanup, .timeout = 40)
 {
-	proc_kill_under_load(PROC_NEW_CONN);
+	proc_assert_kill_under_load(PROC_NEW_CONN);
 }
 
 /* ---- 3. SIGHUP adding an SFU under load */

@@ -89,7 +89,7 @@ static int test_region_id(const char *name)
 }
 
 /* Asserts that the proximity order of from starts with the given names. */
-static void test_region_expect_order(const char *from, const char *const *names, size_t n)
+static void test_region_assert_order(const char *from, const char *const *names, size_t n)
 {
 	const uint8_t *order = region_proximity(test_region_id(from));
 
@@ -244,9 +244,9 @@ Test(region, proximity_known_orders)
 						"ap-east" };
 	static const char *const ap_northeast[] = { "ap-northeast", "ap-east", "ap-southeast" };
 
-	test_region_expect_order("eu-west", eu_west, 6);
-	test_region_expect_order("us-east", us_east, 7);
-	test_region_expect_order("sa-west", sa_west, 5);
-	test_region_expect_order("ap-south", ap_south, 4);
-	test_region_expect_order("ap-northeast", ap_northeast, 3);
+	test_region_assert_order("eu-west", eu_west, 6);
+	test_region_assert_order("us-east", us_east, 7);
+	test_region_assert_order("sa-west", sa_west, 5);
+	test_region_assert_order("ap-south", ap_south, 4);
+	test_region_assert_order("ap-northeast", ap_northeast, 3);
 }

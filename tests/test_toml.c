@@ -13,7 +13,7 @@
 #include "toml.h"
 
 /* Parses text that must be valid; the tree is the caller's. */
-static struct toml_table *toml_ok(const char *text)
+static struct toml_table *toml_assert_ok(const char *text)
 {
 	struct toml_table *t = NULL;
 	char err[512] = "unset";
@@ -25,7 +25,7 @@ static struct toml_table *toml_ok(const char *text)
 }
 
 /* Parses text that must fail with exactly this message. */
-static void toml_bad(const char *text, const char *want)
+static void toml_assert_bad(const char *text, const char *want)
 {
 	struct toml_table *t = (struct toml_table *)1;
 	char err[512] = "";
@@ -48,7 +48,7 @@ static const struct toml_value *toml_must(const struct toml_table *t, const char
 
 Test(toml, strings)
 {
-	struct toml_table *t = toml_ok("a = \"plain\"\n"
+	struct toml_table *t = toml_assert_ok("a = \"plain\"\n"
 				       "b = \"q\\\" b\\\\ n\\n t\\t r\\r bs\\b ff\\f\"\n"
 				       "c = \"\\u00e9\\u20AC\\U0001F600\"\n"
 				       "d = 'C:\\path\\no escapes \"here\"'\n"
@@ -73,7 +73,7 @@ Test(toml, strings)
 
 Test(toml, integers)
 {
-	struct toml_table *t = toml_ok("a = 42\nb = -17\nc = +5\nd = 0\ne = -0\nf = 1_000_000\n"
+	struct toml_table *t = toml_assert_ok("a = 42\nb = -17\nc = +5\nd = 0\ne = -0\nf = 1_000_000\n"
 				       "g = 9223372036854775807\nh = -9223372036854775808\n");
 
 	cr_assert_eq(toml_must(t, "a", TOML_INT)->u.i, 42);
@@ -89,7 +89,7 @@ Test(toml, integers)
 
 Test(toml, floats)
 {
-	struct toml_table *t = toml_ok("a = 0.5\nb = -3.25\nc = 1e3\nd = 6.626e-34\ne = 2E+2\n"
+	struct toml_table *t = toml_assert_ok("a = 0.5\nb = -3.25\nc = 1e3\nd = 6.626e-34\ne = 2E+2\n"
 				       "f = 1_000.000_1\ng = +0.0\nh = 0e0\n");
 
 	cr_assert_float_eq(toml_must(t, "a", TOML_FLOAT)->u.f, 0.5, 1e-12);
@@ -105,7 +105,7 @@ Test(toml, floats)
 
 Test(toml, booleans_and_keys)
 {
-	struct toml_table *t = toml_ok("yes = true\nno = false\n\"quoted key\" = 1\n'lit' = 2\n"
+	struct toml_table *t = toml_assert_ok("yes = true\nno = false\n\"quoted key\" = 1\n'lit' = 2\n"
 				       "bare-key_9 = 3\n\"\" = 4\n");
 
 	cr_assert_eq(toml_must(t, "yes", TOML_BOOL)->u.b, 1);
@@ -122,7 +122,7 @@ Test(toml, booleans_and_keys)
 
 Test(toml, arrays)
 {
-	struct toml_table *t = toml_ok("a = []\n"
+	struct toml_table *t = toml_assert_ok("a = []\n"
 				       "b = [1, 2, 3,]\n"
 				       "c = [ # opening comment\n"
 				       "  \"x\", # first\n"
@@ -149,7 +149,7 @@ Test(toml, arrays)
 
 Test(toml, tables_and_arrays_of_tables)
 {
-	struct toml_table *t = toml_ok("top = 1\n"
+	struct toml_table *t = toml_assert_ok("top = 1\n"
 				       "[gateway]\n"
 				       "port = 8071\n"
 				       "[ balancing . weights ]\n"
@@ -186,16 +186,16 @@ Test(toml, tables_and_arrays_of_tables)
 Test(toml, line_endings_bom_and_empty)
 {
 	struct toml_table *t =
-		toml_ok("\xef\xbb\xbf# bom\r\na = 1\r\n\r\n[s]\r\nb = \"x\" # c\r\n");
+		toml_assert_ok("\xef\xbb\xbf# bom\r\na = 1\r\n\r\n[s]\r\nb = \"x\" # c\r\n");
 
 	cr_assert_eq(toml_must(t, "a", TOML_INT)->line, 2);
 	cr_assert_str_eq(toml_must(toml_must(t, "s", TOML_TABLE)->u.tab, "b", TOML_STRING)->u.s,
 			 "x");
 	toml_free(t);
-	t = toml_ok("");
+	t = toml_assert_ok("");
 	cr_assert_eq(t->n, 0);
 	toml_free(t);
-	t = toml_ok("\n  \t\n# only comments\n");
+	t = toml_assert_ok("\n  \t\n# only comments\n");
 	cr_assert_eq(t->n, 0);
 	toml_free(t);
 }
@@ -205,28 +205,28 @@ Test(toml, unsupported_features)
 	static const char radix[] =
 		"t.toml:1: hexadecimal, octal and binary integers are not supported";
 
-	toml_bad("a = 1\nb = { x = 1 }\n", "t.toml:2: inline tables are not supported");
-	toml_bad("a.b = 1\n", "t.toml:1: dotted keys are not supported");
-	toml_bad("a = \"\"\"x\"\"\"\n", "t.toml:1: multi-line strings are not supported");
-	toml_bad("\n\na = '''x'''\n", "t.toml:3: multi-line strings are not supported");
-	toml_bad("d = 1979-05-27\n", "t.toml:1: dates and times are not supported");
-	toml_bad("d = 07:32:00\n", "t.toml:1: dates and times are not supported");
-	toml_bad("d = 1979-05-27T07:32:00Z\n", "t.toml:1: dates and times are not supported");
-	toml_bad("h = 0xff\n", radix);
-	toml_bad("h = 0o17\n", radix);
-	toml_bad("h = 0b101\n", radix);
-	toml_bad("f = inf\n", "t.toml:1: inf and nan are not supported");
-	toml_bad("f = -inf\n", "t.toml:1: inf and nan are not supported");
-	toml_bad("f = nan\n", "t.toml:1: inf and nan are not supported");
-	toml_bad("f = +nan\n", "t.toml:1: inf and nan are not supported");
+	toml_assert_bad("a = 1\nb = { x = 1 }\n", "t.toml:2: inline tables are not supported");
+	toml_assert_bad("a.b = 1\n", "t.toml:1: dotted keys are not supported");
+	toml_assert_bad("a = \"\"\"x\"\"\"\n", "t.toml:1: multi-line strings are not supported");
+	toml_assert_bad("\n\na = '''x'''\n", "t.toml:3: multi-line strings are not supported");
+	toml_assert_bad("d = 1979-05-27\n", "t.toml:1: dates and times are not supported");
+	toml_assert_bad("d = 07:32:00\n", "t.toml:1: dates and times are not supported");
+	toml_assert_bad("d = 1979-05-27T07:32:00Z\n", "t.toml:1: dates and times are not supported");
+	toml_assert_bad("h = 0xff\n", radix);
+	toml_assert_bad("h = 0o17\n", radix);
+	toml_assert_bad("h = 0b101\n", radix);
+	toml_assert_bad("f = inf\n", "t.toml:1: inf and nan are not supported");
+	toml_assert_bad("f = -inf\n", "t.toml:1: inf and nan are not supported");
+	toml_assert_bad("f = nan\n", "t.toml:1: inf and nan are not supported");
+	toml_assert_bad("f = +nan\n", "t.toml:1: inf and nan are not supported");
 }
 
 Test(toml, duplicates)
 {
-	toml_bad("[gateway]\nport = 1\nport = 2\n", "t.toml:3: duplicate key 'port'");
-	toml_bad("[a]\n[a]\n", "t.toml:2: duplicate table [a]");
-	toml_bad("[a.b]\nx = 1\n[a.b]\n", "t.toml:3: duplicate table [a.b]");
-	toml_bad("[a]\nx = 1\n[a.x]\n", "t.toml:3: duplicate key 'x' (table [a.x])");
+	toml_assert_bad("[gateway]\nport = 1\nport = 2\n", "t.toml:3: duplicate key 'port'");
+	toml_assert_bad("[a]\n[a]\n", "t.toml:2: duplicate table [a]");
+	toml_assert_bad("[a.b]\nx = 1\n[a.b]\n", "t.toml:3: duplicate table [a.b]");
+	toml_assert_bad("[a]\nx = 1\n[a.x]\n", "t.toml:3: duplicate key 'x' (table [a.x])");
 }
 
 Test(toml, redefinitions)
@@ -234,77 +234,77 @@ Test(toml, redefinitions)
 	struct toml_table *t;
 
 	/* Implicitly created by [a.b], then defined once: allowed. */
-	t = toml_ok("[a.b]\nx = 1\n[a]\ny = 2\n");
+	t = toml_assert_ok("[a.b]\nx = 1\n[a]\ny = 2\n");
 	toml_free(t);
-	toml_bad("[a.b]\n[a]\nb = 1\n", "t.toml:3: duplicate key 'b'");
-	toml_bad("a = []\n[[a]]\n",
+	toml_assert_bad("[a.b]\n[a]\nb = 1\n", "t.toml:3: duplicate key 'b'");
+	toml_assert_bad("a = []\n[[a]]\n",
 		 "t.toml:2: [[a]]: 'a' is already defined and is not an array of tables");
-	toml_bad("[[a]]\n[a]\n", "t.toml:2: duplicate key 'a' (table [a])");
-	toml_bad("[a]\n[[a]]\n",
+	toml_assert_bad("[[a]]\n[a]\n", "t.toml:2: duplicate key 'a' (table [a])");
+	toml_assert_bad("[a]\n[[a]]\n",
 		 "t.toml:2: [[a]]: 'a' is already defined and is not an array of tables");
-	toml_bad("a = 1\n[a.b]\n", "t.toml:2: key 'a' is already defined and is not a table");
+	toml_assert_bad("a = 1\n[a.b]\n", "t.toml:2: key 'a' is already defined and is not a table");
 }
 
 Test(toml, string_errors)
 {
-	toml_bad("a = 1\n\n\n\n\n\n\n\nb = \"open\n", "t.toml:9: unterminated string");
-	toml_bad("a = 'open\n", "t.toml:1: unterminated string");
-	toml_bad("a = \"open", "t.toml:1: unterminated string");
-	toml_bad("a = \"bad \\x escape\"\n", "t.toml:1: invalid escape sequence in string");
-	toml_bad("a = \"\\u12\"\n", "t.toml:1: invalid \\u escape: expected 4 hex digits");
-	toml_bad("a = \"\\UD800\"\n", "t.toml:1: invalid \\U escape: expected 8 hex digits");
-	toml_bad("a = \"\\uD800\"\n", "t.toml:1: escape is not a Unicode scalar value");
-	toml_bad("a = \"\\U00110000\"\n", "t.toml:1: escape is not a Unicode scalar value");
-	toml_bad("a = \"\\u0000\"\n", "t.toml:1: \\u0000 is not allowed in strings");
-	toml_bad("a = \"ctl\x01\"\n", "t.toml:1: control character in string");
-	toml_bad("a = 'ctl\x7f'\n", "t.toml:1: control character in string");
-	toml_bad("a = \"cr\rx\"\n", "t.toml:1: control character in string");
-	toml_bad("# bell \x07\n", "t.toml:1: control character in comment");
-	toml_bad("\"a\\nb\" = 1\n", "t.toml:1: control characters in keys are not supported");
+	toml_assert_bad("a = 1\n\n\n\n\n\n\n\nb = \"open\n", "t.toml:9: unterminated string");
+	toml_assert_bad("a = 'open\n", "t.toml:1: unterminated string");
+	toml_assert_bad("a = \"open", "t.toml:1: unterminated string");
+	toml_assert_bad("a = \"bad \\x escape\"\n", "t.toml:1: invalid escape sequence in string");
+	toml_assert_bad("a = \"\\u12\"\n", "t.toml:1: invalid \\u escape: expected 4 hex digits");
+	toml_assert_bad("a = \"\\UD800\"\n", "t.toml:1: invalid \\U escape: expected 8 hex digits");
+	toml_assert_bad("a = \"\\uD800\"\n", "t.toml:1: escape is not a Unicode scalar value");
+	toml_assert_bad("a = \"\\U00110000\"\n", "t.toml:1: escape is not a Unicode scalar value");
+	toml_assert_bad("a = \"\\u0000\"\n", "t.toml:1: \\u0000 is not allowed in strings");
+	toml_assert_bad("a = \"ctl\x01\"\n", "t.toml:1: control character in string");
+	toml_assert_bad("a = 'ctl\x7f'\n", "t.toml:1: control character in string");
+	toml_assert_bad("a = \"cr\rx\"\n", "t.toml:1: control character in string");
+	toml_assert_bad("# bell \x07\n", "t.toml:1: control character in comment");
+	toml_assert_bad("\"a\\nb\" = 1\n", "t.toml:1: control characters in keys are not supported");
 }
 
 Test(toml, number_errors)
 {
-	toml_bad("a = 012\n", "t.toml:1: invalid number");
-	toml_bad("a = 1__0\n", "t.toml:1: invalid number");
-	toml_bad("a = _1\n", "t.toml:1: invalid value (strings must be quoted)");
-	toml_bad("a = 1_\n", "t.toml:1: invalid number");
-	toml_bad("a = 1.\n", "t.toml:1: invalid number");
-	toml_bad("a = .5\n", "t.toml:1: invalid value (strings must be quoted)");
-	toml_bad("a = 1e\n", "t.toml:1: invalid number");
-	toml_bad("a = 1.e5\n", "t.toml:1: invalid number");
-	toml_bad("a = 1x\n", "t.toml:1: invalid number");
-	toml_bad("a = --1\n", "t.toml:1: invalid number");
-	toml_bad("a = 1.2.3\n", "t.toml:1: invalid number");
-	toml_bad("a = 9223372036854775808\n", "t.toml:1: integer out of range");
-	toml_bad("a = -9223372036854775809\n", "t.toml:1: integer out of range");
-	toml_bad("a = 1e400\n", "t.toml:1: float out of range");
+	toml_assert_bad("a = 012\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = 1__0\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = _1\n", "t.toml:1: invalid value (strings must be quoted)");
+	toml_assert_bad("a = 1_\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = 1.\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = .5\n", "t.toml:1: invalid value (strings must be quoted)");
+	toml_assert_bad("a = 1e\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = 1.e5\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = 1x\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = --1\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = 1.2.3\n", "t.toml:1: invalid number");
+	toml_assert_bad("a = 9223372036854775808\n", "t.toml:1: integer out of range");
+	toml_assert_bad("a = -9223372036854775809\n", "t.toml:1: integer out of range");
+	toml_assert_bad("a = 1e400\n", "t.toml:1: float out of range");
 }
 
 Test(toml, syntax_errors)
 {
-	toml_bad("a =\n", "t.toml:1: expected a value");
-	toml_bad("a = # nothing\n", "t.toml:1: expected a value");
-	toml_bad("a = ", "t.toml:1: unexpected end of file: expected a value");
-	toml_bad("a 1\n", "t.toml:1: expected '=' after key");
-	toml_bad("= 1\n", "t.toml:1: expected a key");
-	toml_bad("a = 1 2\n", "t.toml:1: unexpected text after value");
-	toml_bad("a = hello\n", "t.toml:1: invalid value (strings must be quoted)");
-	toml_bad("a = True\n", "t.toml:1: invalid value (strings must be quoted)");
-	toml_bad("a = truex\n", "t.toml:1: invalid value (strings must be quoted)");
-	toml_bad("[a] b = 1\n", "t.toml:1: unexpected text after table header");
-	toml_bad("[a\n", "t.toml:1: expected ']' to close the table header");
-	toml_bad("[[a]\n", "t.toml:1: expected ']]' to close the table header");
-	toml_bad("[]\n", "t.toml:1: expected a key");
-	toml_bad("[a.]\n", "t.toml:1: expected a key");
-	toml_bad("a = [1\n\n", "t.toml:3: unterminated array");
-	toml_bad("a = [1 2]\n", "t.toml:1: expected ',' or ']' in array");
-	toml_bad("a = [,]\n", "t.toml:1: expected a value");
-	toml_bad("a = 1\rb = 2\n", "t.toml:1: carriage return without a line feed");
-	toml_bad("a = 1\n\xff\n", "t.toml:2: invalid UTF-8");
-	toml_bad("a = \"\xc0\x80\"\n", "t.toml:1: invalid UTF-8");
-	toml_bad("\n\na = \"\xed\xa0\x80\"\n", "t.toml:3: invalid UTF-8");
-	toml_bad("a = \"\xe2\x82\"", "t.toml:1: invalid UTF-8");
+	toml_assert_bad("a =\n", "t.toml:1: expected a value");
+	toml_assert_bad("a = # nothing\n", "t.toml:1: expected a value");
+	toml_assert_bad("a = ", "t.toml:1: unexpected end of file: expected a value");
+	toml_assert_bad("a 1\n", "t.toml:1: expected '=' after key");
+	toml_assert_bad("= 1\n", "t.toml:1: expected a key");
+	toml_assert_bad("a = 1 2\n", "t.toml:1: unexpected text after value");
+	toml_assert_bad("a = hello\n", "t.toml:1: invalid value (strings must be quoted)");
+	toml_assert_bad("a = True\n", "t.toml:1: invalid value (strings must be quoted)");
+	toml_assert_bad("a = truex\n", "t.toml:1: invalid value (strings must be quoted)");
+	toml_assert_bad("[a] b = 1\n", "t.toml:1: unexpected text after table header");
+	toml_assert_bad("[a\n", "t.toml:1: expected ']' to close the table header");
+	toml_assert_bad("[[a]\n", "t.toml:1: expected ']]' to close the table header");
+	toml_assert_bad("[]\n", "t.toml:1: expected a key");
+	toml_assert_bad("[a.]\n", "t.toml:1: expected a key");
+	toml_assert_bad("a = [1\n\n", "t.toml:3: unterminated array");
+	toml_assert_bad("a = [1 2]\n", "t.toml:1: expected ',' or ']' in array");
+	toml_assert_bad("a = [,]\n", "t.toml:1: expected a value");
+	toml_assert_bad("a = 1\rb = 2\n", "t.toml:1: carriage return without a line feed");
+	toml_assert_bad("a = 1\n\xff\n", "t.toml:2: invalid UTF-8");
+	toml_assert_bad("a = \"\xc0\x80\"\n", "t.toml:1: invalid UTF-8");
+	toml_assert_bad("\n\na = \"\xed\xa0\x80\"\n", "t.toml:3: invalid UTF-8");
+	toml_assert_bad("a = \"\xe2\x82\"", "t.toml:1: invalid UTF-8");
 }
 
 Test(toml, nesting_limits)
@@ -320,20 +320,20 @@ Test(toml, nesting_limits)
 	for (int i = 0; i < 32; i++)
 		text[o++] = ']';
 	text[o] = '\0';
-	t = toml_ok(text);
+	t = toml_assert_ok(text);
 	toml_free(t);
 	o = (size_t)snprintf(text, sizeof(text), "a = ");
 	for (int i = 0; i < 33; i++)
 		text[o++] = '[';
 	text[o] = '\0';
-	toml_bad(text, "t.toml:1: arrays nested too deeply (at most 32)");
+	toml_assert_bad(text, "t.toml:1: arrays nested too deeply (at most 32)");
 
 	o = 0;
 	text[o++] = '[';
 	for (int i = 0; i < 33; i++)
 		o += (size_t)snprintf(text + o, sizeof(text) - o, "%sa", i ? "." : "");
 	snprintf(text + o, sizeof(text) - o, "]\n");
-	toml_bad(text, "t.toml:1: table name has too many parts (at most 32)");
+	toml_assert_bad(text, "t.toml:1: table name has too many parts (at most 32)");
 }
 
 Test(toml, deep_nesting_does_not_recurse_away, .timeout = 10)
@@ -483,7 +483,7 @@ static uint32_t toml_rand(uint32_t *s)
 }
 
 /* Whatever the input, the parser returns a tree or a one-line "t.toml:N: ..." error. */
-static void toml_check_any(const char *text)
+static void toml_assert_any(const char *text)
 {
 	struct toml_table *t = NULL;
 	char err[512];
@@ -526,6 +526,6 @@ Test(toml, garbage_never_crashes, .timeout = 30)
 				buf[toml_rand(&seed) % n] = (char)(toml_rand(&seed) % 255 + 1);
 			buf[toml_rand(&seed) % (n + 1)] = '\0';
 		}
-		toml_check_any(buf);
+		toml_assert_any(buf);
 	}
 }
