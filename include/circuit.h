@@ -32,11 +32,12 @@ bool circuit_closed(const struct registry_slot *s);
 bool circuit_probe_ready(const struct registry_slot *s, int64_t now_ms);
 /* Claims the single half-open probe until now_ms + hold_ms. True when this
  * caller got it; the caller then reports the outcome. */
-bool circuit_claim_probe(struct registry_slot *s, int64_t now_ms, uint32_t hold_ms,
-			 struct metrics_proc *m);
-void circuit_success(struct registry_slot *s, struct metrics_proc *m);
-void circuit_failure(struct registry_slot *s, const struct config_tunables *t, int64_t now_ms,
-		     struct metrics_proc *m);
+bool circuit_claim_probe(struct registry *r, struct registry_slot *s, int64_t now_ms,
+			 uint32_t hold_ms, struct metrics_proc *m);
+/* s belongs to r; a change of usability bumps r->health_epoch. */
+void circuit_success(struct registry *r, struct registry_slot *s, struct metrics_proc *m);
+void circuit_failure(struct registry *r, struct registry_slot *s, const struct config_tunables *t,
+		     int64_t now_ms, struct metrics_proc *m);
 const char *circuit_state_name(uint32_t state);
 
 #endif

@@ -114,6 +114,10 @@ struct registry {
 	_Atomic uint32_t count;
 	uint32_t pad;
 	_Atomic uint64_t epoch;
+	/* Bumped by any worker or the reaper when an SFU's usability changes
+	 * without a slot write: a circuit opens, closes or gives its probe away,
+	 * a probe finds it down or up. Round-robin selection caches on it. */
+	_Atomic uint64_t health_epoch;
 	_Atomic uint64_t rr_counter;
 	_Atomic uint64_t repairs; /* slots repaired after a writer died */
 	pthread_mutex_t write_lock;

@@ -328,7 +328,7 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 
 	metrics_latency(m, channel_now_us() - cr->sent_us);
 	if (ok2xx && channel_body_valid(res->body, res->body_len)) {
-		circuit_success(slot, m);
+		circuit_success(&w->shm->registry, slot, m);
 		affinity_record(&w->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
 				w->live.affinity_ttl_ms);
 		atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
@@ -347,7 +347,7 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	if (res->error == 0 && res->status >= 400 && res->status < 500 && res->status != 401 &&
 	    res->status != 403 && res->status != 404) {
 		/* The SFU is healthy and refused this request: nothing to retry. */
-		circuit_success(slot, m);
+		circuit_success(&w->shm->registry, slot, m);
 		channel_unassign(w, cr);
 		log_info("channel: sfu=%s status=%d relayed", cr->address, res->status);
 		http_respond(cr->c, res->status, NULL, NULL, NULL, 0);
@@ -360,7 +360,7 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	metrics_add(m, M_UPSTREAM_FAILURES, 1);
 	atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
 	channel_unassign(w, cr);
-	circuit_failure(slot, &w->live, now, m);
+	circuit_failure(&w->shm->registry, slot, &w->live, now, m);
 	if (res->error != 0) {
 		cr->outcome = OUT_UNREACHABLE;
 		log_warn("channel: sfu=%s failed: %s", cr->address, uv_strerror(res->error));
@@ -426,7 +426,7 @@ static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
 			}
 		}
 		if (circuit_closed(&r->slots[choice->slot]) ||
-		    circuit_claim_probe(&r->slots[choice->slot], now, hold_ms, w->metrics))
+		    circuit_claim_probe(r, &r->slots[choice->slot], now, hold_ms, w->metrics))
 			return 0;
 		/* Another worker took the one half-open probe: skip this SFU. */
 		if (cr->n_tried >= CHANNEL_MAX_TRIED)

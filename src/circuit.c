@@ -4,6 +4,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+/* Selection caches which SFUs are usable; tell it this one changed. */
+static void circuit_health_changed(struct registry *r)
+{
+	atomic_fetch_add_explicit(&r->health_epoch, 1, memory_order_release);
+}
+
 bool circuit_closed(const struct registry_slot *s)
 {
 	return atomic_load_explicit(&s->cb_state, memory_order_relaxed) == CIRCUIT_CLOSED;
@@ -19,8 +25,8 @@ bool circuit_probe_ready(const struct registry_slot *s, int64_t now_ms)
 	       atomic_load_explicit(&s->cb_probe_until_ms, memory_order_relaxed) <= now_ms;
 }
 
-bool circuit_claim_probe(struct registry_slot *s, int64_t now_ms, uint32_t hold_ms,
-			 struct metrics_proc *m)
+bool circuit_claim_probe(struct registry *r, struct registry_slot *s, int64_t now_ms,
+			 uint32_t hold_ms, struct metrics_proc *m)
 {
 	int64_t held = atomic_load_explicit(&s->cb_probe_until_ms, memory_order_relaxed);
 
@@ -31,10 +37,11 @@ bool circuit_claim_probe(struct registry_slot *s, int64_t now_ms, uint32_t hold_
 		return false;
 	if (atomic_exchange(&s->cb_state, CIRCUIT_HALF_OPEN) != CIRCUIT_HALF_OPEN)
 		metrics_add(m, M_CIRCUIT_HALF_OPENED, 1);
+	circuit_health_changed(r);
 	return true;
 }
 
-void circuit_success(struct registry_slot *s, struct metrics_proc *m)
+void circuit_success(struct registry *r, struct registry_slot *s, struct metrics_proc *m)
 {
 	atomic_store_explicit(&s->cb_failures, 0, memory_order_relaxed);
 	if (atomic_load_explicit(&s->cb_state, memory_order_relaxed) == CIRCUIT_CLOSED)
@@ -43,6 +50,7 @@ void circuit_success(struct registry_slot *s, struct metrics_proc *m)
 		atomic_store(&s->cb_openings, 0);
 		atomic_store(&s->cb_probe_until_ms, 0);
 		metrics_add(m, M_CIRCUIT_CLOSED, 1);
+		circuit_health_changed(r);
 	}
 }
 
@@ -62,8 +70,8 @@ static void circuit_arm(struct registry_slot *s, const struct config_tunables *t
 	atomic_store(&s->cb_probe_until_ms, 0);
 }
 
-void circuit_failure(struct registry_slot *s, const struct config_tunables *t, int64_t now_ms,
-		     struct metrics_proc *m)
+void circuit_failure(struct registry *r, struct registry_slot *s, const struct config_tunables *t,
+		     int64_t now_ms, struct metrics_proc *m)
 {
 	uint32_t f = atomic_fetch_add(&s->cb_failures, 1) + 1;
 	uint32_t st = atomic_load(&s->cb_state);
@@ -79,6 +87,8 @@ void circuit_failure(struct registry_slot *s, const struct config_tunables *t, i
 		atomic_fetch_add(&s->cb_openings, 1);
 		metrics_add(m, M_CIRCUIT_OPENED, 1);
 	}
+	/* Also after a failed half-open probe: its claim is gone. */
+	circuit_health_changed(r);
 }
 
 const char *circuit_state_name(uint32_t state)

@@ -86,6 +86,8 @@ static void probe_mark(struct probe_op *op, bool up)
 	uint32_t was_down = atomic_exchange(&sl->probe_down, up ? 0 : 1);
 
 	metrics_add(op->p->m, up ? M_PROBES_OK : M_PROBES_FAILED, 1);
+	if ((was_down != 0) == up)
+		atomic_fetch_add_explicit(&op->p->r->health_epoch, 1, memory_order_release);
 	if (up && was_down)
 		log_info("probe: sfu=%s is back up", op->address);
 	else if (!up && !was_down)

@@ -448,6 +448,7 @@ struct select_snap_entry {
 	uint8_t region_id;
 	bool overloaded;
 	uint64_t generation;
+	uint64_t region_hash; /* for a hint naming a region outside the known ones */
 	double base; /* select_score(..., 0) */
 	double per_assigned; /* what one assigned channel adds to the score */
 	int64_t stale_at; /* registered SFUs: unusable from then on */
@@ -464,6 +465,17 @@ static struct {
 	uint32_t region_off[REGION_COUNT + 2]; /* entries of region id k: [off[k], off[k+1]) */
 	uint32_t by_region[SELECT_MAX_SLOTS]; /* indexes into e, grouped by region, by base */
 	struct select_snap_entry e[SELECT_MAX_SLOTS]; /* all, sorted by (base, slot) */
+	uint32_t slot_order[SELECT_MAX_SLOTS]; /* indexes into e, by slot */
+	/* Round-robin: the usable entries in slot order, all and per region,
+	 * valid for one health_epoch and until usable_until (the first instant a
+	 * report goes stale or a circuit's open period or probe claim ends). */
+	bool usable_valid;
+	uint64_t usable_health;
+	int64_t usable_until;
+	uint32_t usable_n, usable_overloaded, usable_unhealthy;
+	uint32_t usable_all[SELECT_MAX_SLOTS];
+	uint32_t usable_off[REGION_COUNT + 2];
+	uint32_t usable_by_region[SELECT_MAX_SLOTS];
 } select_snap;
 
 static int select_snap_cmp(const void *a, const void *b)
@@ -473,6 +485,15 @@ static int select_snap_cmp(const void *a, const void *b)
 	if (x->base != y->base)
 		return x->base < y->base ? -1 : 1;
 	return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+static int select_snap_slot_cmp(const void *a, const void *b, void *arg)
+{
+	uint32_t x = select_snap.e[*(const uint32_t *)a].slot;
+	uint32_t y = select_snap.e[*(const uint32_t *)b].slot;
+
+	(void)arg;
+	return x < y ? -1 : x > y;
 }
 
 /* The tunables a snapshot's scores and verdicts depend on. */
@@ -508,6 +529,7 @@ static bool select_snap_build(const struct registry *r, const struct config_tuna
 		e->slot = i;
 		e->region_id = h.region_id <= REGION_COUNT ? h.region_id : REGION_UNKNOWN;
 		e->generation = h.generation;
+		e->region_hash = h.region_hash;
 		e->base = select_score(t, &h, 0);
 		e->per_assigned = select_score(t, &h, 1) - e->base;
 		e->overloaded = h.has_load &&
@@ -532,6 +554,10 @@ static bool select_snap_build(const struct registry *r, const struct config_tuna
 		for (uint32_t i = 0; i < n; i++)
 			select_snap.by_region[fill[select_snap.e[i].region_id]++] = i;
 	}
+	for (uint32_t i = 0; i < n; i++)
+		select_snap.slot_order[i] = i;
+	qsort_r(select_snap.slot_order, n, sizeof(uint32_t), select_snap_slot_cmp, NULL);
+	select_snap.usable_valid = false;
 	select_snap.r = r;
 	select_snap.instance = r->instance;
 	select_snap.epoch = epoch;
@@ -549,10 +575,11 @@ struct select_fast {
 	uint32_t overloaded, unhealthy;
 };
 
-/* Branch and bound over entries sorted by base; list == NULL means all. */
+/* Branch and bound over entries sorted by base; list == NULL means all;
+ * hash != 0 keeps only SFUs whose region string hashes to it. */
 static void select_fast_search(struct registry *r, const uint32_t *list, uint32_t n,
-			       const uint32_t *exclude, size_t nexclude, int64_t now_ms,
-			       struct select_fast *f)
+			       uint64_t hash, const uint32_t *exclude, size_t nexclude,
+			       int64_t now_ms, struct select_fast *f)
 {
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t idx = list ? list[k] : k;
@@ -562,7 +589,7 @@ static void select_fast_search(struct registry *r, const uint32_t *list, uint32_
 
 		if (e->base > f->best)
 			break;
-		if (select_excluded(e->slot, exclude, nexclude))
+		if ((hash != 0 && e->region_hash != hash) || select_excluded(e->slot, exclude, nexclude))
 			continue;
 		if (e->overloaded) {
 			f->overloaded++;
@@ -602,8 +629,9 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 {
 	struct select_fast f;
 	uint32_t pick;
+	bool by_hash = false;
 
-	if (t->strategy != STRATEGY_LOAD || t->w_distance > 0.0 || st->hint_string)
+	if (t->strategy != STRATEGY_LOAD || t->w_distance > 0.0)
 		return 1;
 	if (!select_snap.valid || select_snap.r != r || select_snap.instance != r->instance ||
 	    select_snap.epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
@@ -621,13 +649,17 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 			uint32_t off = select_snap.region_off[order[k]];
 
 			select_fast_search(r, select_snap.by_region + off,
-					   select_snap.region_off[order[k] + 1] - off, exclude,
+					   select_snap.region_off[order[k] + 1] - off, 0, exclude,
 					   nexclude, now_ms, &f);
 		}
+	} else if (st->hint_string && select_hint_hash(st) != 0) {
+		select_fast_search(r, NULL, select_snap.n, select_hint_hash(st), exclude, nexclude,
+				   now_ms, &f);
+		by_hash = f.n_ties > 0;
 	}
 	if (f.n_ties == 0) {
 		f.overloaded = f.unhealthy = 0;
-		select_fast_search(r, NULL, select_snap.n, exclude, nexclude, now_ms, &f);
+		select_fast_search(r, NULL, select_snap.n, 0, exclude, nexclude, now_ms, &f);
 	}
 	if (f.n_ties == 0)
 		return f.overloaded > 0 ? -EBUSY : f.unhealthy > 0 ? -EHOSTDOWN : -ENOENT;
@@ -648,7 +680,135 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 	if (registry_read(r, select_snap.e[pick].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
 	    out->rec.hot.generation != select_snap.e[pick].generation)
 		return 1;
+	/* A hash match is only a hint of a string match: a collision goes slow. */
+	if (by_hash && !select_region_equals(&out->rec, st->hint, st->hint_len))
+		return 1;
 	out->slot = select_snap.e[pick].slot;
+	return 0;
+}
+
+/* Lists the usable entries in slot order, all and per region, with the
+ * instant this stops being true (see select_snap). */
+static void select_rr_refresh(const struct registry *r, int64_t now_ms)
+{
+	uint32_t count[REGION_COUNT + 1] = { 0 }, fill[REGION_COUNT + 1];
+	int64_t until = INT64_MAX;
+	uint32_t n = 0;
+
+	select_snap.usable_health = atomic_load_explicit(&r->health_epoch, memory_order_acquire);
+	select_snap.usable_overloaded = select_snap.usable_unhealthy = 0;
+	for (uint32_t k = 0; k < select_snap.n; k++) {
+		uint32_t idx = select_snap.slot_order[k];
+		const struct select_snap_entry *e = &select_snap.e[idx];
+		const struct registry_slot *sl = &r->slots[e->slot];
+		int64_t open_until = atomic_load_explicit(&sl->cb_open_until_ms, memory_order_relaxed);
+		int64_t probe_until = atomic_load_explicit(&sl->cb_probe_until_ms, memory_order_relaxed);
+		bool closed = circuit_closed(sl);
+
+		if (e->stale_at >= now_ms && e->stale_at < until)
+			until = e->stale_at + 1;
+		if (!closed && open_until > now_ms && open_until < until)
+			until = open_until;
+		if (!closed && probe_until > now_ms && probe_until < until)
+			until = probe_until;
+		if (e->overloaded) {
+			select_snap.usable_overloaded++;
+			continue;
+		}
+		if (now_ms > e->stale_at || (!closed && !circuit_probe_ready(sl, now_ms)) ||
+		    atomic_load_explicit(&sl->probe_down, memory_order_relaxed)) {
+			select_snap.usable_unhealthy++;
+			continue;
+		}
+		select_snap.usable_all[n++] = idx;
+		count[e->region_id]++;
+	}
+	select_snap.usable_off[0] = 0;
+	for (int k = 0; k <= REGION_COUNT; k++)
+		select_snap.usable_off[k + 1] = select_snap.usable_off[k] + count[k];
+	memcpy(fill, select_snap.usable_off, sizeof(fill));
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t idx = select_snap.usable_all[i];
+
+		select_snap.usable_by_region[fill[select_snap.e[idx].region_id]++] = idx;
+	}
+	select_snap.usable_n = n;
+	select_snap.usable_until = until;
+	select_snap.usable_valid = true;
+}
+
+/*
+ * Round-robin without a scan: the existing gateway's rotation over the usable
+ * SFUs in slot order, from lists that change only when the registry, an
+ * SFU's health or the clock passes one of their deadlines. A request that
+ * already tried some SFUs (failover) takes the slow path. Returns like
+ * select_fast.
+ */
+static int select_rr_fast(struct registry *r, const struct config_tunables *t,
+			  const struct select_state *st, size_t nexclude, int64_t now_ms,
+			  struct select_choice *out)
+{
+	const uint32_t *list = NULL;
+	uint32_t m = 0, idx;
+
+	if (t->strategy != STRATEGY_ROUND_ROBIN || nexclude > 0)
+		return 1;
+	if (!select_snap.valid || select_snap.r != r || select_snap.instance != r->instance ||
+	    select_snap.epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
+	    !select_snap_same_tunables(&select_snap.t, t)) {
+		if (!select_snap_build(r, t))
+			return 1;
+	}
+	if (!select_snap.usable_valid || now_ms >= select_snap.usable_until ||
+	    select_snap.usable_health != atomic_load_explicit(&r->health_epoch, memory_order_acquire))
+		select_rr_refresh(r, now_ms);
+	if (st->hint_region != REGION_UNKNOWN) {
+		const uint8_t *order = region_proximity(st->hint_region);
+
+		for (int k = 0; k < REGION_COUNT && m == 0; k++) {
+			list = select_snap.usable_by_region + select_snap.usable_off[order[k]];
+			m = select_snap.usable_off[order[k] + 1] - select_snap.usable_off[order[k]];
+		}
+	}
+	if (st->hint_string && select_hint_hash(st) != 0) {
+		/* A region outside the known ones: its SFUs, confirmed by their
+		 * region string (a hash match alone could be a collision), before
+		 * the ticket is taken, so that the rotation stays exact. */
+		uint64_t hash = select_hint_hash(st);
+		uint32_t matches = 0, found[SELECT_TIES_MAX];
+
+		for (uint32_t i = 0; i < select_snap.usable_n; i++) {
+			struct sfu_record rec;
+
+			idx = select_snap.usable_all[i];
+			if (select_snap.e[idx].region_hash != hash)
+				continue;
+			if (matches == SELECT_TIES_MAX ||
+			    registry_read(r, select_snap.e[idx].slot, &rec) != 0)
+				return 1;
+			if (select_region_equals(&rec, st->hint, st->hint_len))
+				found[matches++] = idx;
+		}
+		if (matches > 0) {
+			idx = found[atomic_fetch_add_explicit(&r->rr_counter, 1,
+							      memory_order_relaxed) % matches];
+			goto chosen;
+		}
+	}
+	if (m == 0) {
+		list = select_snap.usable_all;
+		m = select_snap.usable_n;
+	}
+	if (m == 0)
+		return select_snap.usable_overloaded > 0  ? -EBUSY
+		       : select_snap.usable_unhealthy > 0 ? -EHOSTDOWN
+							  : -ENOENT;
+	idx = list[atomic_fetch_add_explicit(&r->rr_counter, 1, memory_order_relaxed) % m];
+chosen:
+	if (registry_read(r, select_snap.e[idx].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
+	    out->rec.hot.generation != select_snap.e[idx].generation)
+		return 1;
+	out->slot = select_snap.e[idx].slot;
 	return 0;
 }
 
@@ -661,6 +821,8 @@ int select_best(struct registry *r, const struct config_tunables *t, const struc
 
 	select_parse_hint(&st, q);
 	fast = select_fast(r, t, &st, exclude, nexclude, now_ms, out);
+	if (fast == 1)
+		fast = select_rr_fast(r, t, &st, nexclude, now_ms, out);
 	if (fast != 1)
 		return fast;
 	select_scan(&st, exclude, nexclude, now_ms);
