@@ -449,6 +449,7 @@ struct select_snap_entry {
 	bool overloaded;
 	uint64_t generation;
 	uint64_t region_hash; /* for a hint naming a region outside the known ones */
+	char region[CONFIG_REGION_MAX]; /* unknown regions only: confirms a hash match */
 	double base; /* select_score(..., 0) */
 	double per_assigned; /* what one assigned channel adds to the score */
 	int64_t stale_at; /* registered SFUs: unusable from then on */
@@ -530,6 +531,16 @@ static bool select_snap_build(const struct registry *r, const struct config_tuna
 		e->region_id = h.region_id <= REGION_COUNT ? h.region_id : REGION_UNKNOWN;
 		e->generation = h.generation;
 		e->region_hash = h.region_hash;
+		e->region[0] = '\0';
+		if (e->region_id == REGION_UNKNOWN && h.region_hash != 0) {
+			struct sfu_record rec;
+
+			/* The string itself, so a hint is matched here, not by a
+			 * registry read per request. */
+			if (registry_read(r, i, &rec) != 0 || rec.hot.generation != h.generation)
+				return false;
+			memcpy(e->region, rec.cold.region, sizeof(e->region));
+		}
 		e->base = select_score(t, &h, 0);
 		e->per_assigned = select_score(t, &h, 1) - e->base;
 		e->overloaded = h.has_load &&
@@ -567,6 +578,14 @@ static bool select_snap_build(const struct registry *r, const struct config_tuna
 	return true;
 }
 
+/* Whether entry e's region string is exactly the unknown hint. */
+static bool select_snap_matches(const struct select_snap_entry *e, const struct select_state *st,
+				uint64_t hash)
+{
+	return e->region_hash == hash && st->hint_len < sizeof(e->region) &&
+	       memcmp(e->region, st->hint, st->hint_len) == 0 && e->region[st->hint_len] == '\0';
+}
+
 /* What a search over one list of entries found. */
 struct select_fast {
 	double best;
@@ -577,9 +596,10 @@ struct select_fast {
 
 /* Branch and bound over entries sorted by base; list == NULL means all;
  * hash != 0 keeps only SFUs whose region string hashes to it. */
-static void select_fast_search(struct registry *r, const uint32_t *list, uint32_t n,
-			       uint64_t hash, const uint32_t *exclude, size_t nexclude,
-			       int64_t now_ms, struct select_fast *f)
+static void select_fast_search(struct registry *r, const struct select_state *st,
+			       const uint32_t *list, uint32_t n, uint64_t hash,
+			       const uint32_t *exclude, size_t nexclude, int64_t now_ms,
+			       struct select_fast *f)
 {
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t idx = list ? list[k] : k;
@@ -589,7 +609,8 @@ static void select_fast_search(struct registry *r, const uint32_t *list, uint32_
 
 		if (e->base > f->best)
 			break;
-		if ((hash != 0 && e->region_hash != hash) || select_excluded(e->slot, exclude, nexclude))
+		if ((hash != 0 && !select_snap_matches(e, st, hash)) ||
+		    select_excluded(e->slot, exclude, nexclude))
 			continue;
 		if (e->overloaded) {
 			f->overloaded++;
@@ -629,7 +650,6 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 {
 	struct select_fast f;
 	uint32_t pick;
-	bool by_hash = false;
 
 	if (t->strategy != STRATEGY_LOAD || t->w_distance > 0.0)
 		return 1;
@@ -648,18 +668,17 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 		for (int k = 0; k < REGION_COUNT && f.n_ties == 0; k++) {
 			uint32_t off = select_snap.region_off[order[k]];
 
-			select_fast_search(r, select_snap.by_region + off,
+			select_fast_search(r, st, select_snap.by_region + off,
 					   select_snap.region_off[order[k] + 1] - off, 0, exclude,
 					   nexclude, now_ms, &f);
 		}
 	} else if (st->hint_string && select_hint_hash(st) != 0) {
-		select_fast_search(r, NULL, select_snap.n, select_hint_hash(st), exclude, nexclude,
-				   now_ms, &f);
-		by_hash = f.n_ties > 0;
+		select_fast_search(r, st, NULL, select_snap.n, select_hint_hash(st), exclude,
+				   nexclude, now_ms, &f);
 	}
 	if (f.n_ties == 0) {
 		f.overloaded = f.unhealthy = 0;
-		select_fast_search(r, NULL, select_snap.n, 0, exclude, nexclude, now_ms, &f);
+		select_fast_search(r, st, NULL, select_snap.n, 0, exclude, nexclude, now_ms, &f);
 	}
 	if (f.n_ties == 0)
 		return f.overloaded > 0 ? -EBUSY : f.unhealthy > 0 ? -EHOSTDOWN : -ENOENT;
@@ -679,9 +698,6 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 	}
 	if (registry_read(r, select_snap.e[pick].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
 	    out->rec.hot.generation != select_snap.e[pick].generation)
-		return 1;
-	/* A hash match is only a hint of a string match: a collision goes slow. */
-	if (by_hash && !select_region_equals(&out->rec, st->hint, st->hint_len))
 		return 1;
 	out->slot = select_snap.e[pick].slot;
 	return 0;
@@ -771,27 +787,24 @@ static int select_rr_fast(struct registry *r, const struct config_tunables *t,
 		}
 	}
 	if (st->hint_string && select_hint_hash(st) != 0) {
-		/* A region outside the known ones: its SFUs, confirmed by their
-		 * region string (a hash match alone could be a collision), before
-		 * the ticket is taken, so that the rotation stays exact. */
+		/* A region outside the known ones: count its SFUs (by their
+		 * string, a hash match alone could be a collision), then take the
+		 * ticket's one: two passes over the dense usable list. */
 		uint64_t hash = select_hint_hash(st);
-		uint32_t matches = 0, found[SELECT_TIES_MAX];
+		uint32_t matches = 0;
 
-		for (uint32_t i = 0; i < select_snap.usable_n; i++) {
-			struct sfu_record rec;
-
-			idx = select_snap.usable_all[i];
-			if (select_snap.e[idx].region_hash != hash)
-				continue;
-			if (matches == SELECT_TIES_MAX ||
-			    registry_read(r, select_snap.e[idx].slot, &rec) != 0)
-				return 1;
-			if (select_region_equals(&rec, st->hint, st->hint_len))
-				found[matches++] = idx;
-		}
+		for (uint32_t i = 0; i < select_snap.usable_n; i++)
+			matches += select_snap_matches(&select_snap.e[select_snap.usable_all[i]], st,
+						       hash);
 		if (matches > 0) {
-			idx = found[atomic_fetch_add_explicit(&r->rr_counter, 1,
-							      memory_order_relaxed) % matches];
+			uint64_t nth = atomic_fetch_add_explicit(&r->rr_counter, 1,
+								 memory_order_relaxed) % matches;
+
+			for (uint32_t i = 0;; i++) {
+				idx = select_snap.usable_all[i];
+				if (select_snap_matches(&select_snap.e[idx], st, hash) && nth-- == 0)
+					break;
+			}
 			goto chosen;
 		}
 	}
