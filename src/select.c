@@ -616,13 +616,17 @@ static void select_fast_search(struct registry *r, const struct select_state *st
 			f->overloaded++;
 			continue;
 		}
+		score = e->base + e->per_assigned * (double)atomic_load_explicit(
+							     &sl->assigned, memory_order_relaxed);
+		/* Health is read only for an SFU that would win: most visited
+		 * ones do not, and each check is another load. */
+		if (score > f->best)
+			continue;
 		if (now_ms > e->stale_at || (!circuit_closed(sl) && !circuit_probe_ready(sl, now_ms)) ||
 		    atomic_load_explicit(&sl->probe_down, memory_order_relaxed)) {
 			f->unhealthy++;
 			continue;
 		}
-		score = e->base + e->per_assigned * (double)atomic_load_explicit(
-							     &sl->assigned, memory_order_relaxed);
 		if (score < f->best) {
 			f->best = score;
 			f->n_ties = 0;
