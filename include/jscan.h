@@ -40,8 +40,6 @@ typedef int (*jscan_fn)(const struct jscan_member *m, void *ctx);
  * and calls fn for each member. 0, -EINVAL (not valid JSON, or not an
  * object), or fn's non-zero value. fn may be NULL (validation only). */
 int jscan_object(const char *text, size_t len, jscan_fn fn, void *ctx);
-/* Validates text as one JSON array of any values; *count gets its length. */
-int jscan_array(const char *text, size_t len, size_t *count);
 /* Whether the member's key, decoded, equals name (NUL-terminated). */
 bool jscan_key_is(const struct jscan_member *m, const char *name);
 /* Decodes a string value (escapes, \u surrogate pairs to UTF-8) into out and

@@ -232,45 +232,6 @@ int jscan_object(const char *text, size_t len, jscan_fn fn, void *ctx)
 	return s.p == s.end ? 0 : -EINVAL;
 }
 
-int jscan_array(const char *text, size_t len, size_t *count)
-{
-	struct jscan s = { text, text + len };
-	enum jscan_type t;
-	bool esc;
-	size_t n = 0;
-
-	jscan_ws(&s);
-	if (s.p >= s.end || *s.p != '[')
-		return -EINVAL;
-	s.p++;
-	jscan_ws(&s);
-	if (s.p < s.end && *s.p == ']') {
-		s.p++;
-	} else {
-		for (;;) {
-			if (jscan_value(&s, 1, &t, &esc) != 0)
-				return -EINVAL;
-			n++;
-			jscan_ws(&s);
-			if (s.p >= s.end)
-				return -EINVAL;
-			if (*s.p == ']') {
-				s.p++;
-				break;
-			}
-			if (*s.p != ',')
-				return -EINVAL;
-			s.p++;
-			jscan_ws(&s);
-		}
-	}
-	jscan_ws(&s);
-	if (s.p != s.end)
-		return -EINVAL;
-	*count = n;
-	return 0;
-}
-
 /* Decodes a validated string body (between quotes) into out, NUL-terminated. */
 static ssize_t jscan_decode(const char *in, size_t len, char *out, size_t outcap)
 {

@@ -150,18 +150,6 @@ Test(jscan, numbers)
 	cr_expect_eq(jscan_int64(&s.last, &v), -EINVAL, "a string is not a number");
 }
 
-Test(jscan, arrays)
-{
-	size_t n = 99;
-
-	cr_expect_eq(jscan_array("[]", 2, &n), 0);
-	cr_expect_eq(n, 0);
-	cr_expect_eq(jscan_array(" [1, {\"a\":[2]}, \"x\"] ", 21, &n), 0);
-	cr_expect_eq(n, 3);
-	cr_expect_eq(jscan_array("[1,]", 4, &n), -EINVAL);
-	cr_expect_eq(jscan_array("{}", 2, &n), -EINVAL);
-}
-
 /* Random bytes and random cuts of valid documents never crash or overread
  * (ASan watches the exact-size heap copies). */
 Test(jscan, random_input_is_safe, .timeout = 20)
