@@ -38,6 +38,18 @@ bool circuit_claim_probe(struct registry *r, struct registry_slot *s, int64_t no
 void circuit_success(struct registry *r, struct registry_slot *s, struct metrics_proc *m);
 void circuit_failure(struct registry *r, struct registry_slot *s, const struct config_tunables *t,
 		     int64_t now_ms, struct metrics_proc *m);
+/* Gives back a half-open probe claim that will not be used (the request
+ * went elsewhere), so another request may probe at once. */
+void circuit_release_probe(struct registry *r, struct registry_slot *s);
+/* The next instant (CLOCK_MONOTONIC ms) at which this circuit's usability can
+ * change without a request (an open period or a probe claim ends);
+ * INT64_MAX when none is pending. */
+int64_t circuit_next_change(const struct registry_slot *s, int64_t now_ms);
+/* The state selection acts on now: an open circuit whose period ended
+ * reads half-open. */
+enum circuit_state circuit_effective_state(const struct registry_slot *s, int64_t now_ms);
+/* Consecutive failures counted so far. */
+uint32_t circuit_failures(const struct registry_slot *s);
 const char *circuit_state_name(uint32_t state);
 
 #endif

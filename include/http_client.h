@@ -21,11 +21,17 @@ struct http_client_req {
 	size_t body_len;
 	uint32_t connect_timeout_ms; /* bound on connecting (DNS included) */
 	uint32_t timeout_ms; /* bound on the whole attempt, connect included */
+	/* When set, a 2xx answer's body goes to it piece by piece as it arrives
+	 * (ctx is the request's) instead of being collected, with no size limit
+	 * but the timeout; res->body is then empty. A non-zero return aborts the
+	 * request with UV_EPROTO. Other statuses' bodies are collected as usual. */
+	int (*on_body)(void *ctx, const char *at, size_t len);
 };
 
 struct http_client_result {
 	int error; /* 0, or a libuv error: UV_ETIMEDOUT, UV_ECONNREFUSED, UV_ECONNRESET,
-		      UV_EOF (closed before a full response), UV_EPROTO (unparsable),
+		      UV_EOF (closed before a full response), UV_EPROTO (unparsable,
+		      or refused by on_body),
 		      UV_EMSGSIZE (body too large), UV_EAI_* (name resolution) */
 	bool connect_failed; /* the error happened before the connection was up */
 	int status; /* HTTP status when error == 0 */
@@ -52,6 +58,11 @@ void http_client_free(struct http_client *cl);
  */
 int http_client_request(struct http_client *cl, const char *address,
 			const struct http_client_req *req, http_client_cb cb, void *ctx);
+
+/* What went wrong, in words for a log line: "connect timeout" and "response
+ * timeout" tell which bound fired (an SFU that accepts connections but does not
+ * answer, such as a stopped process, gives the second), else uv_strerror(). */
+const char *http_client_strerror(const struct http_client_result *res);
 
 /* Connections currently open (idle + busy), for tests and metrics. */
 size_t http_client_open_count(const struct http_client *cl);

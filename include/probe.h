@@ -18,9 +18,4 @@ int prober_new(struct prober **out, uv_loop_t *loop, struct registry *r, struct 
 void prober_tick(struct prober *p, const struct config_tunables *t, int64_t now_ms);
 void prober_free(struct prober *p);
 
-/* Reads odoo/sfu's GET /v1/stats body: a JSON array with one object per
- * channel. channels = its length; sessions = the sum of each channel's
- * "sessionsStats": {"count": n} (odoo/sfu) or "sessionsCount". 0 or -EINVAL. */
-int probe_parse_stats(const char *body, size_t len, uint32_t *channels, uint32_t *sessions);
-
 #endif

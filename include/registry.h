@@ -15,6 +15,14 @@ enum sfu_source { SFU_SOURCE_NONE = 0, SFU_SOURCE_STATIC = 1, SFU_SOURCE_REGISTE
 /* Who reported an SFU's load: its heartbeats, or the reaper's probes of an
  * SFU that sends none (probes skip SFUs whose heartbeats are fresh). */
 enum sfu_reporter { SFU_REPORTER_NONE = 0, SFU_REPORTER_HEARTBEAT = 1, SFU_REPORTER_PROBE = 2 };
+/* What the reaper's key check found: does the SFU accept tokens signed with
+ * the key the gateway holds for it? */
+enum sfu_key_check {
+	SFU_KEY_UNCHECKED = 0, /* not checked yet (new SFU, or its key changed) */
+	SFU_KEY_OK = 1, /* the SFU accepted a token signed with it */
+	SFU_KEY_MISMATCH = 2, /* the SFU refused it: every channel sent there fails */
+	SFU_KEY_UNKNOWN = 3, /* no verdict: unreachable, or an unexpected answer */
+};
 
 /*
  * The part of an SFU that selection reads for every candidate. Kept small (and
@@ -89,6 +97,10 @@ struct registry_slot {
 	/* Requests forwarded to this SFU that succeeded / failed (workers). */
 	_Atomic uint64_t requests_ok;
 	_Atomic uint64_t requests_failed;
+	/* enum sfu_key_check. Writers: the reaper's key check (keycheck.c), and
+	 * registry writers, which reset it to unchecked when the slot gets a new
+	 * SFU or a new key. Readers: health and metrics. */
+	_Atomic uint32_t key_check;
 } __attribute__((aligned(64)));
 
 _Static_assert(offsetof(struct registry_slot, assigned) / 64 ==

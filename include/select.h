@@ -2,6 +2,7 @@
 #ifndef SFU_SELECT_H
 #define SFU_SELECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,7 +35,8 @@ struct select_choice {
  *    Strategy load: score = w_sessions*s/max + w_cpu*cpu + w_memory*mem
  *    (+ w_distance*distance_km/20000 to the hinted region), where s = reported
  *    sessions + slot.assigned × (reported sessions per channel, at least 1)
- *    and max = hot.max_sessions, else t->max_sessions; SFUs without load
+ *    and max = select_capacity(), else 100 (sessions rank SFUs whose
+ *    capacity nobody stated but never make them overloaded); SFUs without load
  *    reports score by assigned alone. slot.assigned counts channels sent to
  *    the SFU since its last report (counted when sent, taken back on failure).
  *    Lowest wins; exact ties broken round-robin via rr_counter.
@@ -49,8 +51,9 @@ struct select_choice {
 int select_best(struct registry *r, const struct config_tunables *t, const struct select_query *q,
 		const uint32_t *exclude, size_t nexclude, int64_t now_ms, struct select_choice *out);
 
-/* Issuer affinity: the SFU in slot, if it still holds generation and may take
- * a channel (same health rules as select_best). 0 with *out filled, or -ENOENT. */
+/* Issuer affinity: the SFU in slot, if it still holds generation and is
+ * healthy (same health rules as select_best; overload does not refuse a
+ * repeat, which joins a running call). 0 with *out filled, or -ENOENT. */
 int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t slot,
 		  uint64_t generation, int64_t now_ms, struct select_choice *out);
 
@@ -61,6 +64,16 @@ enum select_verdict { SELECT_USABLE, SELECT_FREE, SELECT_UNHEALTHY, SELECT_OVERL
  * what /v1/health reports). */
 enum select_verdict select_usable(const struct registry_slot *slot, const struct sfu_hot *h,
 				  const struct config_tunables *t, int64_t now_ms);
+
+/* The capacity someone stated for an SFU: its heartbeat's maxSessions or
+ * [[sfu]] max_sessions, else [balancing] max_sessions; 0 = nobody did. */
+uint32_t select_capacity(const struct config_tunables *t, const struct sfu_hot *h);
+/* Whether the SFU's last report passes an [overload] threshold (sessions
+ * only against a stated capacity). */
+bool select_overloaded(const struct config_tunables *t, const struct sfu_hot *h);
+/* CLOCK_MONOTONIC ms from which a registered SFU's report is stale;
+ * INT64_MAX for SFUs that heartbeats do not expire. */
+int64_t select_stale_at(const struct config_tunables *t, const struct sfu_hot *h);
 
 /* The load score used by strategy "load" for one SFU (exposed for health and tests). */
 double select_score(const struct config_tunables *t, const struct sfu_hot *h, uint64_t assigned);

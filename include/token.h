@@ -22,7 +22,7 @@ enum token_status {
 	TOKEN_NOT_YET_VALID, /* nbf > now */
 	TOKEN_IAT_FUTURE, /* iat > now + 60 */
 	TOKEN_BAD_CLAIM, /* exp/nbf/iat present but not a number */
-	TOKEN_NO_ISS, /* no "iss" string claim (the SFU answers 403 for this) */
+	TOKEN_NO_ISS, /* no "iss" string claim, or an empty one (the SFU answers 403) */
 };
 
 /* What verification learnt; the token text itself stays in the caller's buffer. */
@@ -46,7 +46,7 @@ struct token {
  * that is empty, not base64 or not 32 bytes is TOKEN_BAD_SIGNATURE, like a wrong one.
  * JSON is parsed strictly (like JSON.parse: no comments, trailing commas or garbage);
  * duplicate members: the last wins, as in JSON.parse.
- * When require_iss, a missing or non-string iss gives TOKEN_NO_ISS (after every
+ * When require_iss, a missing, empty or non-string iss gives TOKEN_NO_ISS (after every
  * other check passed). An iss longer than TOKEN_ISS_MAX - 1 bytes is truncated
  * (iss_len is the truncated length); "address" is left "" when it is not a string,
  * does not fit in TOKEN_ADDRESS_MAX - 1 bytes or holds a NUL.

@@ -18,7 +18,7 @@
 #include "config.h"
 #include "http_client.h"
 #include "log.h"
-#include "probe.h"
+#include "stats.h"
 #include "sysload.h"
 #include "token.h"
 
@@ -172,8 +172,10 @@ struct agent {
 	size_t n_gws;
 	uint32_t request_timeout_ms;
 
-	/* What the last poll of the SFU saw. */
+	/* What the last poll of the SFU saw. /v1/stats is read as it arrives
+	 * (a busy SFU's answer is hundreds of kilobytes). */
 	bool polling;
+	struct stats_parser stats;
 	bool sfu_ok;
 	uint32_t poll_failures; /* consecutive */
 	bool down_sent; /* after --down-after failures; cleared when the SFU answers */
@@ -511,7 +513,7 @@ static void agent_describe_failure(const struct http_client_result *res, char *o
 
 	if (res->error != 0) {
 		snprintf(out, outlen, "%s%s", res->connect_failed ? "cannot connect: " : "",
-			 uv_strerror(res->error));
+			 http_client_strerror(res));
 		return;
 	}
 	agent_error_text(res->body, res->body_len, text, sizeof(text));
@@ -749,6 +751,13 @@ static void agent_poll_failed(struct agent *a, const char *why)
 	}
 }
 
+static int agent_stats_body(void *ctx, const char *at, size_t len)
+{
+	struct agent *a = ctx;
+
+	return stats_feed(&a->stats, at, len);
+}
+
 static void agent_on_stats(const struct http_client_result *res, void *ctx)
 {
 	struct agent *a = ctx;
@@ -759,8 +768,12 @@ static void agent_on_stats(const struct http_client_result *res, void *ctx)
 	a->requests_in_flight--;
 	if (a->stopping)
 		return;
+	if (res->error == UV_EPROTO && a->stats.error != 0) {
+		agent_poll_failed(a, "GET /v1/stats did not answer a JSON array of channels");
+		return;
+	}
 	if (res->error != 0) {
-		snprintf(why, sizeof(why), "%s", uv_strerror(res->error));
+		snprintf(why, sizeof(why), "%s", http_client_strerror(res));
 		agent_poll_failed(a, why);
 		return;
 	}
@@ -769,7 +782,7 @@ static void agent_on_stats(const struct http_client_result *res, void *ctx)
 		agent_poll_failed(a, why);
 		return;
 	}
-	if (probe_parse_stats(res->body, res->body_len, &channels, &sessions) != 0) {
+	if (stats_finish(&a->stats, &channels, &sessions) != 0) {
 		agent_poll_failed(a, "GET /v1/stats did not answer a JSON array of channels");
 		return;
 	}
@@ -802,6 +815,8 @@ static void agent_on_tick(uv_timer_t *t)
 	req.method = "GET";
 	req.target = "/v1/stats";
 	req.target_len = 9;
+	req.on_body = agent_stats_body;
+	stats_init(&a->stats);
 	req.timeout_ms = a->request_timeout_ms;
 	req.connect_timeout_ms = req.timeout_ms < AGENT_CONNECT_MAX_MS ? req.timeout_ms
 								      : AGENT_CONNECT_MAX_MS;

@@ -24,7 +24,7 @@ enum channel_outcome {
 	OUT_NONE,
 	OUT_UNREACHABLE, /* connect error, timeout, reset: 502 "failed to contact SFU" */
 	OUT_BAD_BODY, /* 2xx without uuid/url: 502 "invalid SFU response" */
-	OUT_STATUS, /* 5xx, 401, 403, 404: relayed with an empty body */
+	OUT_STATUS, /* 5xx, 1xx, 3xx: relayed with an empty body */
 };
 
 /*
@@ -344,9 +344,12 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		channel_done(cr);
 		return;
 	}
-	if (res->error == 0 && res->status >= 400 && res->status < 500 && res->status != 401 &&
-	    res->status != 403 && res->status != 404) {
-		/* The SFU is healthy and refused this request: nothing to retry. */
+	if (res->error == 0 && res->status >= 400 && res->status < 500) {
+		/* The SFU is alive and refused this request: any SFU would answer
+		 * the same token so, so there is nothing to retry, and the answer
+		 * says nothing against the SFU's health. (The gateway refuses up
+		 * front what every SFU refuses, such as an empty issuer; a wrong
+		 * per-SFU key shows as a 5xx on odoo/sfu, handled below.) */
 		circuit_success(&w->shm->registry, slot, m);
 		channel_unassign(w, cr);
 		log_info("channel: sfu=%s status=%d relayed", cr->address, res->status);
@@ -354,16 +357,15 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		channel_done(cr);
 		return;
 	}
-	/* A failure: connect error, timeout, reset, 5xx, 401/403/404 (the
-	 * gateway checked the token, so these mean a misconfigured SFU), 1xx/3xx,
-	 * or a 2xx without uuid/url. */
+	/* A failure: connect error, timeout, reset, 5xx, 1xx/3xx, or a 2xx
+	 * without uuid/url. */
 	metrics_add(m, M_UPSTREAM_FAILURES, 1);
 	atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
 	channel_unassign(w, cr);
 	circuit_failure(&w->shm->registry, slot, &w->live, now, m);
 	if (res->error != 0) {
 		cr->outcome = OUT_UNREACHABLE;
-		log_warn("channel: sfu=%s failed: %s", cr->address, uv_strerror(res->error));
+		log_warn("channel: sfu=%s failed: %s", cr->address, http_client_strerror(res));
 		/* Only a request that may have reached the SFU can leave a channel. */
 		if (!res->connect_failed)
 			cr->maybe_orphans++;
@@ -477,8 +479,8 @@ static void channel_attempt(struct channel_req *cr)
 		/* A fleet-wide outage must not turn into a retry storm. */
 		if (!channel_budget_spend(w->shm)) {
 			metrics_add(w->metrics, M_RETRY_BUDGET_EXHAUSTED, 1);
-			if (!circuit_closed(&w->shm->registry.slots[choice.slot]))
-				atomic_store(&w->shm->registry.slots[choice.slot].cb_probe_until_ms, 0);
+			circuit_release_probe(&w->shm->registry,
+					      &w->shm->registry.slots[choice.slot]);
 			channel_fail(cr);
 			return;
 		}

@@ -91,6 +91,48 @@ void circuit_failure(struct registry *r, struct registry_slot *s, const struct c
 	circuit_health_changed(r);
 }
 
+void circuit_release_probe(struct registry *r, struct registry_slot *s)
+{
+	if (circuit_closed(s))
+		return;
+	atomic_store_explicit(&s->cb_probe_until_ms, 0, memory_order_relaxed);
+	/* The SFU may be chosen again at once: cached usable lists must know. */
+	circuit_health_changed(r);
+}
+
+int64_t circuit_next_change(const struct registry_slot *s, int64_t now_ms)
+{
+	int64_t open_until, probe_until, next = INT64_MAX;
+
+	if (circuit_closed(s))
+		return next;
+	open_until = atomic_load_explicit(&s->cb_open_until_ms, memory_order_relaxed);
+	probe_until = atomic_load_explicit(&s->cb_probe_until_ms, memory_order_relaxed);
+	if (open_until > now_ms)
+		next = open_until;
+	if (probe_until > now_ms && probe_until < next)
+		next = probe_until;
+	return next;
+}
+
+enum circuit_state circuit_effective_state(const struct registry_slot *s, int64_t now_ms)
+{
+	uint32_t st = atomic_load_explicit(&s->cb_state, memory_order_relaxed);
+
+	/* An open circuit whose period ended is half-open in effect: the next
+	 * request may probe it. */
+	if (st == CIRCUIT_OPEN && circuit_probe_ready(s, now_ms))
+		return CIRCUIT_HALF_OPEN;
+	return st == CIRCUIT_HALF_OPEN ? CIRCUIT_HALF_OPEN
+	       : st == CIRCUIT_OPEN	? CIRCUIT_OPEN
+					: CIRCUIT_CLOSED;
+}
+
+uint32_t circuit_failures(const struct registry_slot *s)
+{
+	return atomic_load_explicit(&s->cb_failures, memory_order_relaxed);
+}
+
 const char *circuit_state_name(uint32_t state)
 {
 	switch (state) {

@@ -90,8 +90,9 @@ const struct config_option config_options[] = {
 	{ "balancing", "strategy", CONFIG_T_ENUM, "\"load\"", 0, 0, true,
 	  "\"load\" picks the least loaded SFU, \"round-robin\" rotates among healthy ones.",
 	  CFG(t.strategy), .choices = config_strategies },
-	{ "balancing", "max_sessions", CONFIG_T_INT, "100", 1, 1000000, true,
-	  "Sessions an SFU holds when neither its heartbeat nor its [[sfu]] entry says.",
+	{ "balancing", "max_sessions", CONFIG_T_INT, "0", 0, 1000000, true,
+	  "Sessions an SFU holds when neither its heartbeat nor its [[sfu]] entry says; "
+	  "0 = unknown (sessions rank SFUs but never make one overloaded).",
 	  CFG(t.max_sessions) },
 
 	{ "balancing.weights", "sessions", CONFIG_T_FLOAT, "0.5", 0, 100, true,
@@ -107,9 +108,10 @@ const struct config_option config_options[] = {
 	{ "failover", "max_retries", CONFIG_T_INT, "3", 1, 16, true,
 	  "Different SFUs tried for one request, the first one included.",
 	  CFG(t.max_retries) },
-	{ "failover", "retry_timeout_ms", CONFIG_T_INT, "5000", 10, 600000, true,
-	  "Time limit of one attempt on one SFU.", CFG(t.retry_timeout_ms) },
-	{ "failover", "connect_timeout_ms", CONFIG_T_INT, "1000", 10, 60000, true,
+	{ "failover", "retry_timeout_ms", CONFIG_T_INT, "800", 10, 600000, true,
+	  "Time limit of one attempt on one SFU, connect included (its response timeout).",
+	  CFG(t.retry_timeout_ms) },
+	{ "failover", "connect_timeout_ms", CONFIG_T_INT, "500", 10, 60000, true,
 	  "Time limit of the TCP connect of one attempt.", CFG(t.connect_timeout_ms) },
 	{ "failover", "deadline_ms", CONFIG_T_INT, "2500", 10, 600000, true,
 	  "Time limit of a whole request, all attempts together (Odoo gives up at 3 s).",
@@ -907,6 +909,12 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 		log_warn("[registration] key is only %u bytes; use at least %d",
 			 cfg->t.registration_key_len, CONFIG_KEY_WARN_BYTES);
 	}
+	/* A hung SFU costs a whole attempt; with fewer than two attempts inside
+	 * the deadline, one hung SFU fails the request instead of failing over. */
+	if (cfg->t.max_retries > 1 && 2 * (uint64_t)cfg->t.retry_timeout_ms > cfg->t.deadline_ms)
+		log_warn("[failover] retry_timeout_ms = %u leaves room for fewer than two attempts "
+			 "within deadline_ms = %u: a hung SFU will fail requests",
+			 cfg->t.retry_timeout_ms, cfg->t.deadline_ms);
 	for (size_t i = 0; i < cfg->n_sfus; i++)
 		if (cfg->sfus[i].key_len < CONFIG_KEY_WARN_BYTES)
 			log_warn("sfu[%zu] (%s): key is only %zu bytes; use at least %d", i,

@@ -2,11 +2,14 @@
 #include "health.h"
 
 #include <json.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 #include "circuit.h"
+#include "keycheck.h"
 #include "log.h"
 #include "select.h"
 
@@ -16,10 +19,9 @@ static const char *health_source(uint8_t source)
 }
 
 /* The one word an operator reads first: why this SFU is (not) taking channels. */
-static const char *health_state(const struct registry_slot *sl, enum select_verdict v)
+static const char *health_state(const struct registry_slot *sl, enum select_verdict v,
+				enum circuit_state cb)
 {
-	uint32_t cb = atomic_load_explicit(&sl->cb_state, memory_order_relaxed);
-
 	if (cb == CIRCUIT_HALF_OPEN)
 		return "half-open";
 	if (cb == CIRCUIT_OPEN)
@@ -33,37 +35,54 @@ static const char *health_state(const struct registry_slot *sl, enum select_verd
 	}
 }
 
+/* A number as people write it: six significant digits ("0.005", not
+ * json-c's "0.0050000000000000001"), and never a NaN or infinity, which are
+ * not JSON. */
+static struct json_object *health_number(double d)
+{
+	char buf[32];
+
+	if (!isfinite(d))
+		d = 0.0;
+	snprintf(buf, sizeof(buf), "%.6g", d);
+	return json_object_new_double_s(d, buf);
+}
+
 static void health_add_sfu(struct json_object *arr, const struct registry_slot *sl,
 			   const struct sfu_record *rec, const struct config_tunables *t,
 			   int64_t now_ms, bool *usable)
 {
 	struct json_object *o = json_object_new_object(), *cb, *req;
 	enum select_verdict v = select_usable(sl, &rec->hot, t, now_ms);
+	enum circuit_state cs = circuit_effective_state(sl, now_ms);
 	uint64_t assigned = atomic_load_explicit(&sl->assigned, memory_order_relaxed);
-	uint32_t max = rec->hot.max_sessions ? rec->hot.max_sessions : t->max_sessions;
+	uint32_t cap = select_capacity(t, &rec->hot);
 
 	if (v == SELECT_USABLE)
 		*usable = true;
 	json_object_object_add(o, "address", json_object_new_string(rec->cold.address));
 	json_object_object_add(o, "region", json_object_new_string(rec->cold.region));
 	json_object_object_add(o, "source", json_object_new_string(health_source(rec->hot.source)));
-	json_object_object_add(o, "state", json_object_new_string(health_state(sl, v)));
+	json_object_object_add(o, "state", json_object_new_string(health_state(sl, v, cs)));
 	json_object_object_add(o, "channels", json_object_new_int64(rec->hot.channels));
 	json_object_object_add(o, "sessions", json_object_new_int64(rec->hot.sessions));
-	json_object_object_add(o, "cpuUsage", json_object_new_double(rec->hot.cpu));
-	json_object_object_add(o, "memoryUsage", json_object_new_double(rec->hot.memory));
-	json_object_object_add(o, "maxSessions", json_object_new_int64(max));
+	json_object_object_add(o, "cpuUsage", health_number(rec->hot.cpu));
+	json_object_object_add(o, "memoryUsage", health_number(rec->hot.memory));
+	/* null: nobody stated a capacity, so sessions never make it overloaded. */
+	json_object_object_add(o, "maxSessions", cap ? json_object_new_int64(cap) : NULL);
 	json_object_object_add(o, "assigned", json_object_new_int64((int64_t)assigned));
-	json_object_object_add(o, "score", json_object_new_double(select_score(t, &rec->hot, assigned)));
+	json_object_object_add(o, "score", health_number(select_score(t, &rec->hot, assigned)));
 	json_object_object_add(o, "lastHeartbeatAgeMs",
 			       rec->hot.has_load || rec->hot.source == SFU_SOURCE_REGISTERED
 				       ? json_object_new_int64(now_ms - rec->hot.last_report_ms)
 				       : NULL);
 	cb = json_object_new_object();
-	json_object_object_add(cb, "state", json_object_new_string(circuit_state_name(
-						    atomic_load(&sl->cb_state))));
-	json_object_object_add(cb, "failures", json_object_new_int64(atomic_load(&sl->cb_failures)));
+	json_object_object_add(cb, "state", json_object_new_string(circuit_state_name(cs)));
+	json_object_object_add(cb, "failures", json_object_new_int64(circuit_failures(sl)));
 	json_object_object_add(o, "circuit", cb);
+	json_object_object_add(o, "keyCheck",
+			       json_object_new_string(keycheck_name(atomic_load_explicit(
+				       &sl->key_check, memory_order_relaxed))));
 	req = json_object_new_object();
 	json_object_object_add(req, "ok", json_object_new_int64((int64_t)atomic_load(&sl->requests_ok)));
 	json_object_object_add(req, "failed",

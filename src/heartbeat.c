@@ -88,15 +88,17 @@ static int heartbeat_count(struct json_object *o, const char *name, bool require
 	return 0;
 }
 
+/* An optional number in [0, 1]; 0 when absent (the score then counts
+ * sessions alone for this SFU, as for a probed one). */
 static int heartbeat_usage(struct json_object *o, const char *name, double *out, char *err,
 			   size_t errlen)
 {
 	struct json_object *v;
 	double d;
 
-	if (!json_object_object_get_ex(o, name, &v)) {
-		snprintf(err, errlen, "missing field '%s'", name);
-		return -EINVAL;
+	if (!json_object_object_get_ex(o, name, &v) || json_object_is_type(v, json_type_null)) {
+		*out = 0.0;
+		return 0;
 	}
 	if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double)) {
 		snprintf(err, errlen, "invalid field '%s': must be a number in [0, 1]", name);
@@ -111,14 +113,33 @@ static int heartbeat_usage(struct json_object *o, const char *name, double *out,
 	return 0;
 }
 
-static const char *heartbeat_string(struct json_object *o, const char *name)
+/* A string field: *out NULL when absent or null (an error only when required:
+ * "missing field"), -EINVAL with "invalid field" when it is not a string. */
+static int heartbeat_string(struct json_object *o, const char *name, bool required,
+			    const char **out, const char *rule, char *err, size_t errlen)
 {
 	struct json_object *v;
 
-	if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
+	*out = NULL;
+	if (!json_object_object_get_ex(o, name, &v) || json_object_is_type(v, json_type_null)) {
+		if (!required)
+			return 0;
+		snprintf(err, errlen, "missing field '%s'", name);
+		return -EINVAL;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		snprintf(err, errlen, "invalid field '%s': %s", name, rule);
+		return -EINVAL;
+	}
+	*out = json_object_get_string(v);
+	return 0;
 }
+
+/* What each field must be, for the error that names it. */
+#define HEARTBEAT_RULE_STATUS "must be \"up\" or \"down\""
+#define HEARTBEAT_RULE_ADDRESS "must be http(s)://host[:port] without path, query or credentials"
+#define HEARTBEAT_RULE_REGION "must match [a-z0-9-]{1,63}"
+#define HEARTBEAT_RULE_KEY "must be base64 of 1 to 128 bytes"
 
 /* Parses and validates the body; err names the offending field. */
 static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, char *err,
@@ -140,39 +161,37 @@ static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, c
 		snprintf(err, errlen, "body is not a JSON object");
 		goto out;
 	}
-	s = heartbeat_string(o, "status");
-	if (s == NULL || (strcmp(s, "up") != 0 && strcmp(s, "down") != 0)) {
-		snprintf(err, errlen, "invalid field 'status': must be \"up\" or \"down\"");
+	if (heartbeat_string(o, "status", true, &s, HEARTBEAT_RULE_STATUS, err, errlen) != 0)
+		goto out;
+	if (strcmp(s, "up") != 0 && strcmp(s, "down") != 0) {
+		snprintf(err, errlen, "invalid field 'status': %s", HEARTBEAT_RULE_STATUS);
 		goto out;
 	}
 	hb->up = strcmp(s, "up") == 0;
-	s = heartbeat_string(o, "address");
-	if (s == NULL || config_parse_address(s, hb->address, sizeof(hb->address)) != 0) {
-		snprintf(err, errlen,
-			 "invalid field 'address': must be http(s)://host[:port] without path, "
-			 "query or credentials");
+	if (heartbeat_string(o, "address", true, &s, HEARTBEAT_RULE_ADDRESS, err, errlen) != 0)
+		goto out;
+	if (config_parse_address(s, hb->address, sizeof(hb->address)) != 0) {
+		snprintf(err, errlen, "invalid field 'address': %s", HEARTBEAT_RULE_ADDRESS);
 		goto out;
 	}
 	if (!hb->up) {
 		rc = 0;
 		goto out;
 	}
-	s = heartbeat_string(o, "region");
-	if (s == NULL || !heartbeat_region_ok(s)) {
-		snprintf(err, errlen, "invalid field 'region': must match [a-z0-9-]{1,63}");
+	/* No region: the SFU matches no region hint and serves when none matches. */
+	if (heartbeat_string(o, "region", false, &s, HEARTBEAT_RULE_REGION, err, errlen) != 0)
+		goto out;
+	if (s != NULL && !heartbeat_region_ok(s)) {
+		snprintf(err, errlen, "invalid field 'region': %s", HEARTBEAT_RULE_REGION);
 		goto out;
 	}
-	snprintf(hb->region, sizeof(hb->region), "%s", s);
-	s = heartbeat_string(o, "key");
-	if (s == NULL) {
-		snprintf(err, errlen, "invalid field 'key': must be base64 of 1 to %d bytes",
-			 CONFIG_KEY_MAX);
+	snprintf(hb->region, sizeof(hb->region), "%s", s ? s : "");
+	if (heartbeat_string(o, "key", true, &s, HEARTBEAT_RULE_KEY, err, errlen) != 0)
 		goto out;
-	}
 	rc = config_decode_key(s, hb->key, sizeof(hb->key));
 	if (rc < 0) {
-		snprintf(err, errlen, "invalid field 'key': must be base64 of 1 to %d bytes",
-			 CONFIG_KEY_MAX);
+		rc = -EINVAL;
+		snprintf(err, errlen, "invalid field 'key': %s", HEARTBEAT_RULE_KEY);
 		goto out;
 	}
 	hb->key_len = (size_t)rc;

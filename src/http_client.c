@@ -48,6 +48,8 @@ struct uconn {
 	/* The request in flight (NULL cb when idle). */
 	http_client_cb cb;
 	void *ctx;
+	int (*sink)(void *ctx, const char *at, size_t len); /* req->on_body */
+	bool sink_failed; /* the sink refused the body */
 	char *wbuf;
 	size_t wlen, wcap;
 	uint64_t deadline; /* loop time (ms) by which the whole attempt must end */
@@ -213,6 +215,12 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct uconn *u = p->data;
 
+	if (u->sink != NULL && p->status_code >= 200 && p->status_code < 300) {
+		if (u->sink(u->ctx, at, len) == 0)
+			return 0;
+		u->sink_failed = true;
+		return -1;
+	}
 	if (len > HTTP_CLIENT_BODY_MAX - u->body_len)
 		return -1;
 	if (u->body_cap < u->body_len + len + 1) {
@@ -342,7 +350,7 @@ static void uc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (rc != HPE_OK)
-		uc_finish(u, rc == HPE_USER ? UV_EMSGSIZE : UV_EPROTO);
+		uc_finish(u, rc == HPE_USER && !u->sink_failed ? UV_EMSGSIZE : UV_EPROTO);
 }
 
 static void uc_on_attempt_timeout(uv_timer_t *t)
@@ -379,6 +387,7 @@ static void uc_finish(struct uconn *u, int error)
 			fresh->pool = u->pool;
 			fresh->cb = u->cb;
 			fresh->ctx = u->ctx;
+			fresh->sink = u->sink;
 			fresh->wbuf = u->wbuf;
 			fresh->wlen = u->wlen;
 			fresh->wcap = u->wcap;
@@ -637,6 +646,8 @@ int http_client_request(struct http_client *cl, const char *address,
 	}
 	u->cb = cb;
 	u->ctx = ctx;
+	u->sink = req->on_body;
+	u->sink_failed = false;
 	u->deadline = now + req->timeout_ms;
 	u->connect_timeout_ms = req->connect_timeout_ms;
 	u->status = 0;
@@ -693,6 +704,13 @@ void http_client_free(struct http_client *cl)
 	}
 	/* Pools and the client stay allocated while requests may still reference
 	 * them; the process exits right after, so they are left to it. */
+}
+
+const char *http_client_strerror(const struct http_client_result *res)
+{
+	if (res->error == UV_ETIMEDOUT)
+		return res->connect_failed ? "connect timeout" : "response timeout";
+	return uv_strerror(res->error);
 }
 
 size_t http_client_open_count(const struct http_client *cl)

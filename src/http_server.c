@@ -594,12 +594,28 @@ void http_respond_json(struct http_conn *c, int status, const char *json, size_t
 void http_respond_error(struct http_conn *c, int status, const char *text,
 			const char *extra_headers)
 {
-	char body[256];
-	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", text);
+	char body[512];
+	size_t n = 0;
 
-	if (n < 0 || (size_t)n >= sizeof(body))
-		n = snprintf(body, sizeof(body), "{\"error\":\"error\"}");
-	http_respond(c, status, "application/json", extra_headers, body, (size_t)n);
+	/* The text is ours, but it may quote what a client sent (a field name,
+	 * a rule with quotes): escape it, so the body is always valid JSON. */
+	memcpy(body, "{\"error\":\"", 10);
+	n = 10;
+	for (const char *p = text; *p != '\0' && n < sizeof(body) - 16; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '"' || ch == '\\') {
+			body[n++] = '\\';
+			body[n++] = (char)ch;
+		} else if (ch < 0x20) {
+			n += (size_t)snprintf(body + n, sizeof(body) - n, "\\u%04x", ch);
+		} else {
+			body[n++] = (char)ch;
+		}
+	}
+	memcpy(body + n, "\"}", 2);
+	n += 2;
+	http_respond(c, status, "application/json", extra_headers, body, n);
 }
 
 /* A request could not be parsed: answer with the right status and close. */

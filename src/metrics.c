@@ -257,6 +257,8 @@ int metrics_render(const struct metrics *ms, const struct registry *reg,
 			{ "sfu_memory_usage", "gauge", "Memory usage the SFU reported (0-1)." },
 			{ "sfu_assigned", "gauge", "Channels sent to the SFU since its last report." },
 			{ "sfu_last_report_age_seconds", "gauge", "Age of the SFU's last report." },
+			{ "sfu_key_mismatch", "gauge",
+			  "1 when the SFU refused a token signed with the key the gateway has for it." },
 			{ "sfu_requests_total", "counter", "Channel requests forwarded to the SFU, by result." },
 		};
 
@@ -285,6 +287,10 @@ int metrics_render(const struct metrics *ms, const struct registry *reg,
 				case 5:
 					metrics_printf(&o, "sfu_gateway_%s{%s} %.3f\n", fams[f][0], lbl,
 						       (double)(now_ms - rec.hot.last_report_ms) / 1000.0);
+					break;
+				case 6:
+					metrics_printf(&o, "sfu_gateway_%s{%s} %d\n", fams[f][0], lbl,
+						       atomic_load(&sl->key_check) == SFU_KEY_MISMATCH);
 					break;
 				default:
 					metrics_printf(&o, "sfu_gateway_%s{%s,result=\"ok\"} %llu\n",

@@ -2,19 +2,20 @@
 #include "probe.h"
 
 #include <errno.h>
-#include <json.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http_client.h"
 #include "log.h"
+#include "stats.h"
 #include "worker.h"
 
 /*
  * One probe per SFU at a time: noop first (is it alive?), then stats (how
- * loaded?). A failed noop marks the SFU down for selection; a passing one
- * brings it back. A probe never closes an open circuit breaker: only a real
+ * loaded?). A failure of either step marks the SFU down for selection; a
+ * probe where both pass brings it back. A probe never closes an open circuit breaker: only a real
  * channel request proves the SFU can create channels (Envoy users found
  * health checks un-ejecting hosts that still failed real traffic).
  */
@@ -39,48 +40,15 @@ struct probe_op {
 	uint64_t generation;
 	char address[CONFIG_ADDRESS_MAX];
 	bool stats; /* second step */
+	/* /v1/stats is read as it arrives: a busy SFU's answer is hundreds of
+	 * kilobytes (one object per channel, channels live up to an hour). */
+	struct stats_parser parser;
 };
-
-int probe_parse_stats(const char *body, size_t len, uint32_t *channels, uint32_t *sessions)
-{
-	struct json_tokener *tok = json_tokener_new();
-	struct json_object *arr;
-	uint64_t total = 0;
-	size_t n;
-	int rc = -EINVAL;
-
-	if (tok == NULL)
-		return -ENOMEM;
-	arr = json_tokener_parse_ex(tok, body, (int)len);
-	if (arr == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    !json_object_is_type(arr, json_type_array))
-		goto out;
-	n = json_object_array_length(arr);
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *ch = json_object_array_get_idx(arr, i), *v, *cnt;
-
-		if (!json_object_is_type(ch, json_type_object))
-			continue;
-		if (json_object_object_get_ex(ch, "sessionsStats", &v) &&
-		    json_object_object_get_ex(v, "count", &cnt) &&
-		    json_object_is_type(cnt, json_type_int))
-			total += (uint64_t)(json_object_get_int64(cnt) > 0 ? json_object_get_int64(cnt) : 0);
-		else if (json_object_object_get_ex(ch, "sessionsCount", &v) &&
-			 json_object_is_type(v, json_type_int))
-			total += (uint64_t)(json_object_get_int64(v) > 0 ? json_object_get_int64(v) : 0);
-	}
-	*channels = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-	*sessions = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
-	rc = 0;
-out:
-	json_object_put(arr);
-	json_tokener_free(tok);
-	return rc;
-}
 
 static void probe_send(struct probe_op *op);
 
-static void probe_mark(struct probe_op *op, bool up)
+/* The probe's verdict; why names the failed step and its cause. */
+static void probe_mark(struct probe_op *op, bool up, const char *why)
 {
 	struct registry_slot *sl = &op->p->r->slots[op->slot];
 	uint32_t was_down = atomic_exchange(&sl->probe_down, up ? 0 : 1);
@@ -91,7 +59,29 @@ static void probe_mark(struct probe_op *op, bool up)
 	if (up && was_down)
 		log_info("probe: sfu=%s is back up", op->address);
 	else if (!up && !was_down)
-		log_warn("probe: sfu=%s is down", op->address);
+		log_warn("probe: sfu=%s is down: %s", op->address, why);
+}
+
+/* Why a probe step failed, for the log line. */
+static const char *probe_why(const struct probe_op *op, const struct http_client_result *res,
+			     char *buf, size_t len)
+{
+	const char *step = op->stats ? "GET /v1/stats" : "GET /v1/noop";
+
+	if (res->error == UV_EPROTO && op->stats && op->parser.error != 0)
+		snprintf(buf, len, "%s: the answer is not a stats array", step);
+	else if (res->error != 0)
+		snprintf(buf, len, "%s: %s", step, http_client_strerror(res));
+	else
+		snprintf(buf, len, "%s answered %d", step, res->status);
+	return buf;
+}
+
+static int probe_stats_body(void *ctx, const char *at, size_t len)
+{
+	struct probe_op *op = ctx;
+
+	return stats_feed(&op->parser, at, len);
 }
 
 static void probe_finish(struct probe_op *op)
@@ -105,28 +95,32 @@ static void probe_on_response(const struct http_client_result *res, void *ctx)
 	struct probe_op *op = ctx;
 	struct prober *p = op->p;
 	bool ok = res->error == 0 && res->status == 200;
+	struct sfu_hot load;
+	char why[160];
 
+	if (!ok) {
+		probe_mark(op, false, probe_why(op, res, why, sizeof(why)));
+		probe_finish(op);
+		return;
+	}
 	if (!op->stats) {
-		probe_mark(op, ok);
-		if (!ok) {
-			probe_finish(op);
-			return;
-		}
 		op->stats = true;
 		probe_send(op);
 		return;
 	}
-	if (ok) {
-		struct sfu_hot load;
-
-		memset(&load, 0, sizeof(load));
-		if (probe_parse_stats(res->body, res->body_len, &load.channels, &load.sessions) == 0) {
-			load.has_load = 1;
-			load.reported_by = SFU_REPORTER_PROBE;
-			load.last_report_ms = worker_now_ms();
-			registry_update_load(p->r, op->slot, op->generation, &load, true);
-		}
+	/* A probe passes only when both steps do: an SFU whose load cannot be
+	 * read would otherwise be scored on figures that stopped changing. */
+	memset(&load, 0, sizeof(load));
+	if (stats_finish(&op->parser, &load.channels, &load.sessions) != 0) {
+		probe_mark(op, false, "GET /v1/stats: the answer is not a stats array");
+		probe_finish(op);
+		return;
 	}
+	load.has_load = 1;
+	load.reported_by = SFU_REPORTER_PROBE;
+	load.last_report_ms = worker_now_ms();
+	registry_update_load(p->r, op->slot, op->generation, &load, true);
+	probe_mark(op, true, NULL);
 	probe_finish(op);
 }
 
@@ -140,13 +134,16 @@ static void probe_send(struct probe_op *op)
 	req.method = "GET";
 	req.target = target;
 	req.target_len = strlen(target);
+	if (op->stats) {
+		stats_init(&op->parser);
+		req.on_body = probe_stats_body;
+	}
 	req.timeout_ms = p->t.probe_timeout_ms;
 	req.connect_timeout_ms = p->t.connect_timeout_ms < p->t.probe_timeout_ms
 					 ? p->t.connect_timeout_ms
 					 : p->t.probe_timeout_ms;
 	if (http_client_request(p->client, op->address, &req, probe_on_response, op) != 0) {
-		if (!op->stats)
-			probe_mark(op, false);
+		probe_mark(op, false, "the address cannot be used");
 		probe_finish(op);
 	}
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "keycheck.h"
 #include "log.h"
 #include "probe.h"
 #include "worker.h"
@@ -24,6 +25,7 @@ struct reaper {
 	uint64_t live_version;
 	uint32_t cursor;
 	struct prober *prober;
+	struct keycheck *keycheck;
 };
 
 static int64_t reaper_now_us(void)
@@ -85,6 +87,8 @@ static void reaper_on_tick(uv_timer_t *t)
 		metrics_add(&rp->shm->metrics.procs[METRICS_REAPER_SLOT], M_EXPIRED, (uint64_t)n);
 	if (rp->prober != NULL)
 		prober_tick(rp->prober, &rp->live, worker_now_ms());
+	if (rp->keycheck != NULL)
+		keycheck_tick(rp->keycheck, &rp->live, worker_now_ms());
 }
 
 static void reaper_on_signal(uv_signal_t *s, int signum)
@@ -124,6 +128,8 @@ int reaper_run(struct shm_layout *shm, const struct config *cfg)
 	if (prober_new(&rp->prober, &rp->loop, &shm->registry,
 		       &shm->metrics.procs[METRICS_REAPER_SLOT]) != 0)
 		log_warn("reaper: prober_new() failed: static SFUs will not be probed");
+	if (keycheck_new(&rp->keycheck, &rp->loop, &shm->registry) != 0)
+		log_warn("reaper: keycheck_new() failed: SFU keys will not be checked");
 	uv_timer_init(&rp->loop, &rp->tick);
 	rp->tick.data = rp;
 	uv_timer_start(&rp->tick, reaper_on_tick, REAPER_PERIOD_MS, REAPER_PERIOD_MS);

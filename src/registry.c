@@ -225,11 +225,13 @@ static void registry_reset_counters(struct registry_slot *s)
 	atomic_store(&s->assigned, 0);
 	atomic_store(&s->requests_ok, 0);
 	atomic_store(&s->requests_failed, 0);
+	/* A closed circuit is all zeroes (see circuit.h). */
 	atomic_store(&s->cb_state, 0);
 	atomic_store(&s->cb_failures, 0);
 	atomic_store(&s->cb_open_until_ms, 0);
 	atomic_store(&s->cb_openings, 0);
 	atomic_store(&s->cb_probe_until_ms, 0);
+	atomic_store(&s->key_check, SFU_KEY_UNCHECKED);
 	atomic_store(&s->probe_down, 0);
 }
 
@@ -281,6 +283,10 @@ static int registry_upsert_locked(struct registry *r, const struct sfu_record *r
 		registry_load_locked(r, (uint32_t)i, &cur);
 		next.hot.generation = cur.hot.generation;
 		registry_store_locked(r, (uint32_t)i, &next);
+		/* A new key has not been checked against the SFU yet. */
+		if (cur.cold.key_len != next.cold.key_len ||
+		    memcmp(cur.cold.key, next.cold.key, sizeof(cur.cold.key)) != 0)
+			atomic_store(&r->slots[i].key_check, SFU_KEY_UNCHECKED);
 		if (reset_assigned)
 			atomic_store(&r->slots[i].assigned, 0);
 		registry_bump_epoch(r);

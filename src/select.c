@@ -69,35 +69,72 @@ struct select_state {
 	int filter_region;
 };
 
+/* Sessions are scaled by this when no capacity is stated: they still rank
+ * SFUs (an SFU with 100 sessions scores like a full one of 100), but with no
+ * capacity stated they never make an SFU overloaded. 100 is odoo/sfu's own
+ * limit of sessions in one channel. */
+#define SELECT_SESSIONS_SCALE 100u
+
+uint32_t select_capacity(const struct config_tunables *t, const struct sfu_hot *h)
+{
+	return h->max_sessions ? h->max_sessions : t->max_sessions;
+}
+
 /*
- * Whether a readable slot may take a channel; every strategy and the
- * affinity path apply the same rules:
- * - unhealthy: its circuit is open (unless its half-open probe is due: then
- *   it competes, and the caller claims the probe), the reaper's probes find
- *   it down, or a registered SFU's last heartbeat is older than
- *   stale_after_ms (the reaper is about to expire it);
- * - overloaded: it reported load and its score, sessions, CPU or memory
- *   passes an [overload] threshold.
+ * The report-only half of the verdict: whether an SFU's last load report
+ * puts it over an [overload] threshold. Sessions count only against a
+ * capacity someone stated (heartbeat maxSessions, the [[sfu]] entry's
+ * max_sessions or [balancing] max_sessions): a full call on an SFU of
+ * unknown size says nothing about what else it can take.
+ */
+bool select_overloaded(const struct config_tunables *t, const struct sfu_hot *h)
+{
+	uint32_t cap = select_capacity(t, h);
+	double score = t->w_cpu * h->cpu + t->w_memory * h->memory;
+
+	if (!h->has_load)
+		return false;
+	if (cap > 0) {
+		if (h->sessions >= cap)
+			return true;
+		score += t->w_sessions * (double)h->sessions / (double)cap;
+	}
+	return h->cpu > t->max_cpu || h->memory > t->max_memory || score > t->max_load_score;
+}
+
+/* When a registered SFU's report goes stale (the reaper is about to expire
+ * it); INT64_MAX for SFUs that are not expired by heartbeats. */
+int64_t select_stale_at(const struct config_tunables *t, const struct sfu_hot *h)
+{
+	if (h->source != SFU_SOURCE_REGISTERED || t->stale_after_ms == 0)
+		return INT64_MAX;
+	return h->last_report_ms + (int64_t)t->stale_after_ms;
+}
+
+/* The live half: what other workers and the reaper change between registry
+ * writes. Unhealthy while its circuit is open (unless its half-open probe is
+ * due: then it competes, and the caller claims the probe) or the reaper's
+ * probes find it down. */
+static bool select_down_now(const struct registry_slot *slot, int64_t now_ms)
+{
+	return (!circuit_closed(slot) && !circuit_probe_ready(slot, now_ms)) ||
+	       atomic_load_explicit(&slot->probe_down, memory_order_relaxed);
+}
+
+/*
+ * Whether a readable slot may take a channel. Every path (the scan, the
+ * snapshot searches, round-robin lists and the affinity pin) decides with
+ * these same three functions, in this order: an SFU that is both unhealthy
+ * and overloaded counts as unhealthy.
  */
 enum select_verdict select_usable(const struct registry_slot *slot, const struct sfu_hot *h,
 				  const struct config_tunables *t, int64_t now_ms)
 {
-	uint32_t max;
-
 	if (!h->in_use)
 		return SELECT_FREE;
-	if (!circuit_closed(slot) && !circuit_probe_ready(slot, now_ms))
+	if (select_down_now(slot, now_ms) || now_ms > select_stale_at(t, h))
 		return SELECT_UNHEALTHY;
-	if (atomic_load_explicit(&slot->probe_down, memory_order_relaxed))
-		return SELECT_UNHEALTHY;
-	if (h->source == SFU_SOURCE_REGISTERED && t->stale_after_ms > 0 &&
-	    now_ms - h->last_report_ms > (int64_t)t->stale_after_ms)
-		return SELECT_UNHEALTHY;
-	if (!h->has_load)
-		return SELECT_USABLE;
-	max = h->max_sessions ? h->max_sessions : t->max_sessions;
-	if ((max > 0 && h->sessions >= max) || h->cpu > t->max_cpu || h->memory > t->max_memory ||
-	    select_score(t, h, 0) > t->max_load_score)
+	if (select_overloaded(t, h))
 		return SELECT_OVERLOADED;
 	return SELECT_USABLE;
 }
@@ -112,12 +149,8 @@ static bool select_excluded(uint32_t slot, const uint32_t *exclude, size_t nexcl
 
 double select_score(const struct config_tunables *t, const struct sfu_hot *h, uint64_t assigned)
 {
-	double max = h->max_sessions ? (double)h->max_sessions : (double)t->max_sessions;
-
-	/* Config validation keeps max_sessions >= 1; this only keeps a broken
-	 * tunables block from turning every score into inf or NaN. */
-	if (max <= 0.0)
-		max = 1.0;
+	uint32_t cap = select_capacity(t, h);
+	double max = (double)(cap ? cap : SELECT_SESSIONS_SCALE);
 	double per_channel = 1.0;
 
 	if (!h->has_load)
@@ -519,14 +552,12 @@ static bool select_snap_build(const struct registry *r, const struct config_tuna
 	for (uint32_t i = 0; i < end; i++) {
 		struct select_snap_entry *e = &select_snap.e[n];
 		struct sfu_hot h;
-		uint32_t max;
 		int rc = registry_read_hot(r, i, &h);
 
 		if (rc == -ENOENT)
 			continue;
 		if (rc != 0)
 			return false; /* torn: such a snapshot could not be trusted */
-		max = h.max_sessions ? h.max_sessions : t->max_sessions;
 		e->slot = i;
 		e->region_id = h.region_id <= REGION_COUNT ? h.region_id : REGION_UNKNOWN;
 		e->generation = h.generation;
@@ -543,12 +574,8 @@ static bool select_snap_build(const struct registry *r, const struct config_tuna
 		}
 		e->base = select_score(t, &h, 0);
 		e->per_assigned = select_score(t, &h, 1) - e->base;
-		e->overloaded = h.has_load &&
-				((max > 0 && h.sessions >= max) || h.cpu > t->max_cpu ||
-				 h.memory > t->max_memory || e->base > t->max_load_score);
-		e->stale_at = h.source == SFU_SOURCE_REGISTERED && t->stale_after_ms > 0
-				      ? h.last_report_ms + (int64_t)t->stale_after_ms
-				      : INT64_MAX;
+		e->overloaded = select_overloaded(t, &h);
+		e->stale_at = select_stale_at(t, &h);
 		count[e->region_id]++;
 		n++;
 	}
@@ -613,7 +640,11 @@ static void select_fast_search(struct registry *r, const struct select_state *st
 		    select_excluded(e->slot, exclude, nexclude))
 			continue;
 		if (e->overloaded) {
-			f->overloaded++;
+			/* Counted as select_usable would: unhealthy comes first. */
+			if (now_ms > e->stale_at || select_down_now(sl, now_ms))
+				f->unhealthy++;
+			else
+				f->overloaded++;
 			continue;
 		}
 		score = e->base + e->per_assigned * (double)atomic_load_explicit(
@@ -622,8 +653,7 @@ static void select_fast_search(struct registry *r, const struct select_state *st
 		 * ones do not, and each check is another load. */
 		if (score > f->best)
 			continue;
-		if (now_ms > e->stale_at || (!circuit_closed(sl) && !circuit_probe_ready(sl, now_ms)) ||
-		    atomic_load_explicit(&sl->probe_down, memory_order_relaxed)) {
+		if (now_ms > e->stale_at || select_down_now(sl, now_ms)) {
 			f->unhealthy++;
 			continue;
 		}
@@ -721,23 +751,18 @@ static void select_rr_refresh(const struct registry *r, int64_t now_ms)
 		uint32_t idx = select_snap.slot_order[k];
 		const struct select_snap_entry *e = &select_snap.e[idx];
 		const struct registry_slot *sl = &r->slots[e->slot];
-		int64_t open_until = atomic_load_explicit(&sl->cb_open_until_ms, memory_order_relaxed);
-		int64_t probe_until = atomic_load_explicit(&sl->cb_probe_until_ms, memory_order_relaxed);
-		bool closed = circuit_closed(sl);
+		int64_t change = circuit_next_change(sl, now_ms);
 
 		if (e->stale_at >= now_ms && e->stale_at < until)
 			until = e->stale_at + 1;
-		if (!closed && open_until > now_ms && open_until < until)
-			until = open_until;
-		if (!closed && probe_until > now_ms && probe_until < until)
-			until = probe_until;
-		if (e->overloaded) {
-			select_snap.usable_overloaded++;
+		if (change < until)
+			until = change;
+		if (now_ms > e->stale_at || select_down_now(sl, now_ms)) {
+			select_snap.usable_unhealthy++;
 			continue;
 		}
-		if (now_ms > e->stale_at || (!closed && !circuit_probe_ready(sl, now_ms)) ||
-		    atomic_load_explicit(&sl->probe_down, memory_order_relaxed)) {
-			select_snap.usable_unhealthy++;
+		if (e->overloaded) {
+			select_snap.usable_overloaded++;
 			continue;
 		}
 		select_snap.usable_all[n++] = idx;
@@ -889,11 +914,21 @@ int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t 
 {
 	struct sfu_record rec;
 
-	/* *out stays untouched unless the pin is good: callers fall back to it. */
+	/* *out stays untouched unless the pin is good: callers fall back to it.
+	 * A repeat of a pinned issuer joins the channel already running there,
+	 * which adds no load a new call would: it is never refused for load,
+	 * only for health. */
 	if (slot >= registry_scan_end(r) || registry_read(r, slot, &rec) != 0 ||
-	    rec.hot.generation != generation ||
-	    select_usable(&r->slots[slot], &rec.hot, t, now_ms) != SELECT_USABLE)
+	    rec.hot.generation != generation)
 		return -ENOENT;
+	switch (select_usable(&r->slots[slot], &rec.hot, t, now_ms)) {
+	case SELECT_USABLE:
+	case SELECT_OVERLOADED:
+		break;
+	case SELECT_FREE:
+	case SELECT_UNHEALTHY:
+		return -ENOENT;
+	}
 	out->rec = rec;
 	out->slot = slot;
 	return 0;

@@ -269,6 +269,10 @@ static int token_check_claims(const char *seg, size_t seg_len, int64_t now, bool
 		out->iss_len = (size_t)n < sizeof(out->iss) ? (size_t)n : sizeof(out->iss) - 1;
 		memcpy(out->iss, tmp, out->iss_len);
 		out->iss[out->iss_len] = '\0';
+		/* The SFU refuses an empty issuer as it refuses a missing one (403):
+		 * forwarding it would only make every SFU answer so. */
+		if (require_iss && n == 0)
+			return TOKEN_NO_ISS;
 	} else if (require_iss) {
 		return TOKEN_NO_ISS;
 	}

@@ -139,6 +139,31 @@ Test(affinity, repeat_sticks_even_when_another_is_idler, .fini = harness_cleanup
 	cr_assert_str_neq(other.uuid, first.uuid);
 }
 
+/* A repeat of a pinned issuer joins the call running on its SFU: it is served even
+ * when that SFU has reached its stated capacity, while a new issuer is refused. */
+Test(affinity, repeat_never_refused_for_load, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *iss = "https://odoo.example.com:affinity:full";
+	struct aff_env e = { 0 };
+	struct aff_answer first, again;
+	struct harness_resp *r;
+
+	aff_start(&e, 1, NULL);
+	aff_beat(&e, 0, 10);
+	first = aff_channel(&e, iss, NULL);
+	/* Full: sessions reach the heartbeat's maxSessions (100). */
+	aff_beat(&e, 0, 100);
+	r = harness_channel(e.gw->port, "/v1/channel", "https://odoo.example.com:affinity:new",
+			    AFF_GW_KEY, NULL);
+	cr_assert_eq(r->status, 503, "a new call on a full SFU: %d %s", r->status, r->body);
+	cr_assert_str_eq(r->body, "{\"error\":\"all SFUs are overloaded\"}");
+	free(r);
+	again = aff_channel(&e, iss, NULL);
+	cr_assert_eq(again.who, 0);
+	cr_assert_str_eq(again.uuid, first.uuid, "the repeat got another channel");
+	cr_assert_eq(harness_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), 1);
+}
+
 Test(affinity, distinct_issuers_spread, .fini = harness_cleanup, .timeout = 30)
 {
 	struct aff_env e = { 0 };

@@ -213,14 +213,14 @@ Test(config, defaults)
 	cr_assert_eq(c.t.stale_after_ms, 30000);
 	cr_assert_eq(c.t.n_allow, 0);
 	cr_assert_eq(c.t.strategy, STRATEGY_LOAD);
-	cr_assert_eq(c.t.max_sessions, 100);
+	cr_assert_eq(c.t.max_sessions, 0);
 	cr_assert_float_eq(c.t.w_sessions, 0.5, 1e-12);
 	cr_assert_float_eq(c.t.w_cpu, 0.3, 1e-12);
 	cr_assert_float_eq(c.t.w_memory, 0.2, 1e-12);
 	cr_assert_float_eq(c.t.w_distance, 0.0, 1e-12);
 	cr_assert_eq(c.t.max_retries, 3);
-	cr_assert_eq(c.t.retry_timeout_ms, 5000);
-	cr_assert_eq(c.t.connect_timeout_ms, 1000);
+	cr_assert_eq(c.t.retry_timeout_ms, 800);
+	cr_assert_eq(c.t.connect_timeout_ms, 500);
 	cr_assert_eq(c.t.deadline_ms, 2500);
 	cr_assert_eq(c.t.failure_threshold, 5);
 	cr_assert_eq(c.t.open_ms, 10000);

@@ -283,7 +283,8 @@ static void fo_assert_served_by(const struct harness_call *call, const struct ha
  * request tries the faulty one first; each must still be answered 200 by the healthy
  * one within max_ms, and the faulty one must have seen every attempt exactly once.
  */
-static void fo_assert_fault_case(const char *const *fault_args, int64_t min_ms, int64_t max_ms)
+static struct harness_proc *fo_assert_fault_case(const char *const *fault_args, int64_t min_ms,
+						  int64_t max_ms)
 {
 	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
 	struct harness_proc *bad = fo_mock(fault_args), *good = fo_mock(busy), *gw;
@@ -310,6 +311,7 @@ static void fo_assert_fault_case(const char *const *fault_args, int64_t min_ms, 
 	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_retries_total"), n);
 	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_failovers_total"), n);
 	cr_assert_eq(harness_metric(gw->port, FO_CHANNEL_200), n);
+	return gw;
 }
 
 Test(failover, status_5xx_fails_over, .fini = harness_cleanup, .timeout = 30)
@@ -326,12 +328,42 @@ Test(failover, status_503_fails_over, .fini = harness_cleanup, .timeout = 30)
 	fo_assert_fault_case(a, 0, 1500);
 }
 
-/* Each attempt is bounded by retry_timeout_ms (300), far below deadline_ms (2000). */
+/* Each attempt is bounded by retry_timeout_ms (300), far below deadline_ms (2000), and
+ * the log names the bound that fired: the connection was up, the answer never came. */
 Test(failover, hang_bounded_by_retry_timeout, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--hang", NULL };
+	struct harness_proc *gw = fo_assert_fault_case(a, 280, 300 + 700);
+	const char *log = harness_log(gw);
 
-	fo_assert_fault_case(a, 280, 300 + 700);
+	cr_assert(strstr(log, "failed: response timeout") != NULL, "log:\n%s", log);
+	cr_assert(strstr(log, "connect timeout") == NULL, "log:\n%s", log);
+}
+
+/* With the shipped defaults (no [failover] section), a hung SFU among healthy ones
+ * costs a request one attempt's response timeout (800 ms) and never fails it: Odoo
+ * gives up at 3 s, and the old defaults (5 s per attempt) spent the whole 2.5 s
+ * deadline on the hung SFU and answered 502. */
+Test(failover, hung_sfu_with_default_timeouts, .fini = harness_cleanup, .timeout = 60)
+{
+	static const char *const hang[] = { "--hang", NULL };
+	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
+	struct harness_proc *bad = fo_mock(hang), *good = fo_mock(busy), *gw;
+	int ports[2] = { bad->port, good->port };
+
+	gw = fo_gateway(fo_toml("", ports, 2), 2);
+	fo_wait_sessions(gw, good->port, 50);
+	for (int i = 0; i < 8; i++) {
+		struct harness_call call;
+
+		fo_channel(gw->port, &call, 5000);
+		cr_assert_eq(call.status, 200, "request %d: %d %s", i, call.status, call.body);
+		fo_assert_served_by(&call, good);
+		cr_assert_lt(call.ms, 800 + 700, "request %d took %lld ms", i, (long long)call.ms);
+	}
+	/* The hung SFU's circuit opened after failure_threshold (5) timeouts. */
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 5);
+	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "open");
 }
 
 Test(failover, reset_fails_over, .fini = harness_cleanup, .timeout = 30)
@@ -355,32 +387,21 @@ Test(failover, garbage_bytes_fails_over, .fini = harness_cleanup, .timeout = 30)
 	fo_assert_fault_case(a, 0, 1500);
 }
 
-Test(failover, status_401_fails_over, .fini = harness_cleanup, .timeout = 30)
-{
-	static const char *const a[] = { "--fail-status", "401", NULL };
-
-	fo_assert_fault_case(a, 0, 1500);
-}
-
-Test(failover, status_404_fails_over, .fini = harness_cleanup, .timeout = 30)
-{
-	static const char *const a[] = { "--fail-status", "404", NULL };
-
-	fo_assert_fault_case(a, 0, 1500);
-}
-
-/* Other 4xx mean a healthy SFU refused this request: relayed as is, nothing retried. */
-Test(failover, other_4xx_relayed_without_retry, .fini = harness_cleanup, .timeout = 30)
+/* A 4xx means the SFU is alive and refused this request (any SFU would answer the same
+ * token so): relayed as is, nothing retried, and never held against the SFU. 401, 403
+ * and 404 included: counting them as failures let a request's own fault open circuits. */
+Test(failover, every_4xx_relayed_without_retry, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const a[] = { "--fail-status", "429", NULL };
 	static const char *const busy[] = { "--sessions", FO_BUSY_SESSIONS, NULL };
-	static const char *const statuses[] = { "429", "409", "400" };
+	static const char *const statuses[] = { "429", "409", "400", "401", "403", "404" };
+	const int n = (int)(sizeof(statuses) / sizeof(statuses[0]));
 	struct harness_proc *bad = fo_mock(a), *good = fo_mock(busy), *gw;
 	int ports[2] = { bad->port, good->port };
 
 	gw = fo_gateway(fo_toml(FO_FAULT_TOML, ports, 2), 2);
 	fo_wait_sessions(gw, good->port, 50);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < n; i++) {
 		char q[32];
 
 		snprintf(q, sizeof(q), "status=%s", statuses[i]);
@@ -394,9 +415,9 @@ Test(failover, other_4xx_relayed_without_retry, .fini = harness_cleanup, .timeou
 			cr_assert_str_empty(call.body);
 		}
 	}
-	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 6);
+	cr_assert_eq(fo_mock_stat(bad, "channel_requests"), 2 * n);
 	cr_assert_eq(fo_mock_stat(good, "channel_requests"), 0, "the other SFU was tried");
-	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 6);
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_requests_total"), 2 * n);
 	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_retries_total"), 0);
 	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_upstream_failures_total"), 0);
 	/* A refusal is not a failure of the SFU. */
@@ -544,6 +565,10 @@ Test(circuit, opens_probes_once_and_closes, .fini = harness_cleanup, .timeout = 
 		deadline = t5_done + 2 * FO_OPEN_MS + 150;
 	while (harness_now_ms() < deadline)
 		poll(NULL, 0, 10);
+	/* Health shows the state selection acts on: the open period is over, so the
+	 * next request may probe it. */
+	cr_assert_str_eq(fo_circuit(gw, bad->port, NULL), "half-open");
+	cr_assert_str_eq(fo_state(gw, bad->port), "half-open");
 	burst = fo_channels(gw->port, 20, 20, 10000);
 	for (int i = 0; i < 20; i++)
 		fo_assert_served_by(&burst[i], good);
@@ -664,7 +689,7 @@ Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout =
 	fo_assert_served_by(&call, good);
 }
 
-/* Load from probes counts too: a static SFU at its session limit is skipped. */
+/* Load from probes counts too: a static SFU at a stated session limit is skipped. */
 Test(overload, probed_full_static_sfu, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const full[] = { "--sessions", "100", NULL };
@@ -672,7 +697,7 @@ Test(overload, probed_full_static_sfu, .fini = harness_cleanup, .timeout = 30)
 	int ports[1] = { m->port };
 	struct harness_call call;
 
-	gw = fo_gateway(fo_toml("", ports, 1), 1);
+	gw = fo_gateway(fo_toml("[balancing]\nmax_sessions = 100\n", ports, 1), 1);
 	fo_wait_sessions(gw, m->port, 100);
 	cr_assert_str_eq(fo_state(gw, m->port), "overloaded");
 	fo_channel(gw->port, &call, 5000);
@@ -681,6 +706,35 @@ Test(overload, probed_full_static_sfu, .fini = harness_cleanup, .timeout = 30)
 	cr_assert_str_not_empty(fo_retry_after(&call));
 	cr_assert_eq(fo_mock_stat(m, "channel_requests"), 0);
 	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_overload_rejected_total"), 1);
+}
+
+/* Without a stated capacity, sessions rank SFUs but never refuse a call: one SFU
+ * holding a full 100-session call (odoo/sfu's channel size) still takes new ones, and
+ * /v1/health stays 200. */
+Test(overload, sessions_without_capacity_never_refuse, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const full[] = { "--sessions", "100", NULL };
+	static const char *const fuller[] = { "--sessions", "250", NULL };
+	struct harness_proc *a = fo_mock(full), *b = fo_mock(fuller), *gw;
+	int ports[2] = { a->port, b->port };
+	struct harness_call call;
+	struct harness_resp r;
+
+	gw = fo_gateway(fo_toml("", ports, 2), 1);
+	fo_wait_sessions(gw, a->port, 100);
+	fo_wait_sessions(gw, b->port, 250);
+	cr_assert_str_eq(fo_state(gw, a->port), "up");
+	cr_assert_str_eq(fo_state(gw, b->port), "up");
+	cr_assert_eq(harness_get(gw->port, "/v1/health", NULL, &r), 0);
+	cr_assert_eq(r.status, 200, "health: %d %s", r.status, r.body);
+	/* The less loaded one wins; every call is served. */
+	fo_channel(gw->port, &call, 5000);
+	fo_assert_served_by(&call, a);
+	for (int i = 0; i < 4; i++) {
+		fo_channel(gw->port, &call, 5000);
+		cr_assert_eq(call.status, 200, "got %d %s", call.status, call.body);
+	}
+	cr_assert_eq(harness_metric(gw->port, "sfu_gateway_overload_rejected_total"), 0);
 }
 
 /* ---- active probes of static SFUs */

@@ -254,6 +254,7 @@ static void ob_check_sfu_shape(struct json_object *s)
 	ob_number(s, "cpuUsage");
 	ob_number(s, "memoryUsage");
 	cr_assert_gt(json_object_get_int64(ob_field(s, "maxSessions", json_type_int)), 0);
+	ob_field(s, "keyCheck", json_type_string);
 	cr_assert_geq(ob_number(s, "score"), 0.0);
 	cr_assert_geq(json_object_get_int64(ob_field(s, "lastHeartbeatAgeMs", json_type_int)), 0);
 	cb = ob_field(s, "circuit", json_type_object);
@@ -333,6 +334,17 @@ Test(health, every_field_with_its_type, .fini = harness_cleanup, .timeout = 40)
 	json_object_put(s);
 	json_object_put(root);
 	cr_assert_eq(ob_mock_stat(st, "channel_requests"), 1);
+
+	/* Numbers as people write them, not json-c's 17 significant digits. */
+	{
+		struct harness_resp *r = calloc(1, sizeof(*r));
+
+		cr_assert_not_null(r);
+		cr_assert_eq(harness_get(gw->port, "/v1/health", NULL, r), 0);
+		cr_assert(strstr(r->body, "\"score\":0.325,") != NULL, "%s", r->body);
+		cr_assert(strstr(r->body, "00000") == NULL, "%s", r->body);
+		free(r);
+	}
 }
 
 /* 200 "ok" exactly while some SFU can take a channel. */

@@ -785,7 +785,7 @@ Test(process, reload_during_retirement_without_refusing, .fini = harness_cleanup
  */
 Test(process, stopped_worker_finishes_in_flight_request, .fini = harness_cleanup, .timeout = 30)
 {
-	static const char *const slow[] = { "--delay-ms", "800", NULL };
+	static const char *const slow[] = { "--delay-ms", "500", NULL };
 	struct harness_proc *m = harness_mock_start(PROC_KEY_ONE, slow);
 	const struct proc_sfu sfu = { m ? m->port : 0, PROC_KEY_ONE };
 	struct harness_proc *gw;

@@ -218,12 +218,14 @@ struct reg_case {
 #define REG_KEYF "\"key\":\"" REG_SFU_KEY "\""
 
 static const struct reg_case reg_cases[] = {
-	{ "{\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}", NULL, "'status'" },
+	{ "{\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}", NULL,
+	  "missing field 'status'" },
 	{ "{\"status\":\"sideways\",\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}",
 	  NULL, "'status'" },
 	{ "{\"status\":1,\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}", NULL,
 	  "'status'" },
-	{ "{\"status\":\"up\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}", NULL, "'address'" },
+	{ "{\"status\":\"up\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}", NULL,
+	  "missing field 'address'" },
 	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}",
 	  "http://10.9.9.9:8070/path", "'address'" },
 	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"eu-west\"," REG_KEYF "," REG_LOAD "}",
@@ -239,11 +241,10 @@ static const struct reg_case reg_cases[] = {
 	  REG_LOAD "}", NULL, "'region'" },
 	{ "{\"status\":\"up\",\"address\":\"@A\",\"region\":\"\"," REG_KEYF "," REG_LOAD "}", NULL,
 	  "'region'" },
-	{ "{\"status\":\"up\",\"address\":\"@A\"," REG_KEYF "," REG_LOAD "}", NULL, "'region'" },
 	{ "{" REG_HEAD ",\"key\":\"not*base64!\"," REG_LOAD "}", NULL, "'key'" },
 	{ "{" REG_HEAD ",\"key\":\"\"," REG_LOAD "}", NULL, "'key'" },
 	{ "{" REG_HEAD ",\"key\":@K129," REG_LOAD "}", NULL, "'key'" },
-	{ "{" REG_HEAD "," REG_LOAD "}", NULL, "'key'" },
+	{ "{" REG_HEAD "," REG_LOAD "}", NULL, "missing field 'key'" },
 	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":-1,\"sessions\":2,\"cpuUsage\":0.1,"
 	  "\"memoryUsage\":0.2}", NULL, "'channels'" },
 	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1.5,\"sessions\":2,\"cpuUsage\":0.1,"
@@ -251,7 +252,7 @@ static const struct reg_case reg_cases[] = {
 	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":\"1\",\"sessions\":2,\"cpuUsage\":0.1,"
 	  "\"memoryUsage\":0.2}", NULL, "'channels'" },
 	{ "{" REG_HEAD "," REG_KEYF ",\"sessions\":2,\"cpuUsage\":0.1,\"memoryUsage\":0.2}", NULL,
-	  "'channels'" },
+	  "missing field 'channels'" },
 	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":-2,\"cpuUsage\":0.1,"
 	  "\"memoryUsage\":0.2}", NULL, "'sessions'" },
 	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2.5,\"cpuUsage\":0.1,"
@@ -272,8 +273,6 @@ static const struct reg_case reg_cases[] = {
 	  "\"memoryUsage\":\"0.2\"}", NULL, "'memoryUsage'" },
 	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":0.1,"
 	  "\"maxSessions\":-5,\"memoryUsage\":0.2}", NULL, "'maxSessions'" },
-	{ "{" REG_HEAD "," REG_KEYF ",\"channels\":1,\"sessions\":2,\"cpuUsage\":0.1}", NULL,
-	  "'memoryUsage'" },
 	{ "{\"status\":\"up\",", NULL, "JSON" },
 	{ "not json at all", NULL, "JSON" },
 	{ "[{" REG_HEAD "," REG_KEYF "," REG_LOAD "}]", NULL, "JSON" },
@@ -335,6 +334,50 @@ Test(register, validation_names_the_field, .fini = harness_cleanup, .timeout = 3
 	/* A sign-off needs no region, key or load. */
 	reg_beat(gw->port, REG_FAKE, reg_down(REG_FAKE), "removed");
 	cr_assert_eq(reg_sfus(gw->port), 0);
+}
+
+/* What an SFU-side sender may not know: region and the host's CPU and memory. Such a
+ * heartbeat registers (no region: it serves when no region hint matches; no usage:
+ * scored on sessions alone), and every 400 body is valid JSON, quotes included. */
+Test(register, optional_fields_and_error_bodies, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	struct harness_resp *r;
+	struct json_object *o, *sfus, *sfu, *v;
+	char body[1024];
+
+	snprintf(body, sizeof(body),
+		 "{\"status\":\"up\",\"address\":\"%s\",\"key\":\"%s\",\"channels\":2,"
+		 "\"sessions\":5}", REG_FAKE, REG_SFU_KEY);
+	reg_beat(gw->port, REG_FAKE, body, "registered");
+	r = calloc(1, sizeof(*r));
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(gw->port, "/v1/health", NULL, r), 0);
+	o = json_tokener_parse(r->body);
+	cr_assert_not_null(o, "health is not JSON: %s", r->body);
+	cr_assert(json_object_object_get_ex(o, "sfus", &sfus));
+	cr_assert_eq(json_object_array_length(sfus), 1);
+	sfu = json_object_array_get_idx(sfus, 0);
+	cr_assert(json_object_object_get_ex(sfu, "region", &v));
+	cr_assert_str_eq(json_object_get_string(v), "");
+	cr_assert(json_object_object_get_ex(sfu, "sessions", &v));
+	cr_assert_eq(json_object_get_int(v), 5);
+	cr_assert(json_object_object_get_ex(sfu, "cpuUsage", &v));
+	cr_assert_eq(json_object_get_double(v), 0.0);
+	json_object_put(o);
+
+	/* A rule quoting "up" and "down" stays valid JSON in the error body. */
+	snprintf(body, sizeof(body), "{\"status\":\"sideways\",\"address\":\"%s\"}", REG_FAKE);
+	free(r);
+	r = harness_heartbeat(gw->port, REG_FAKE, REG_GW_KEY, body);
+	cr_assert_eq(r->status, 400);
+	o = json_tokener_parse(r->body);
+	cr_assert_not_null(o, "the error body is not JSON: %s", r->body);
+	cr_assert(json_object_object_get_ex(o, "error", &v));
+	cr_assert_str_eq(json_object_get_string(v),
+			 "invalid field 'status': must be \"up\" or \"down\"");
+	json_object_put(o);
+	free(r);
 }
 
 /* Bodies at and just over the HTTP server's limit (16 KiB), made of one padding field. */

@@ -291,6 +291,13 @@ Test(token, iss_rules)
 	cr_assert_eq(tt_claims_status("{\"iss\": 7, \"exp\": 1700000030}", true, NULL),
 		     TOKEN_NO_ISS);
 	cr_assert_eq(tt_claims_status("{\"iss\": null}", true, NULL), TOKEN_NO_ISS);
+	/* An empty issuer is refused like a missing one (the SFU answers 403 to both),
+	 * but an escaped NUL is a one-character issuer, as JSON.parse reads it. */
+	cr_assert_eq(tt_claims_status("{\"iss\": \"\"}", true, NULL), TOKEN_NO_ISS);
+	cr_assert_eq(tt_claims_status("{\"iss\": \"\", \"exp\": 1700000030}", false, &t),
+		     TOKEN_OK);
+	cr_assert_eq(tt_claims_status("{\"iss\": \"\\u0000\"}", true, &t), TOKEN_OK);
+	cr_assert_eq(t.iss_len, 1);
 	cr_assert_eq(tt_claims_status("{\"iss\": 7}", false, &t), TOKEN_OK);
 	cr_assert_str_eq(t.iss, "");
 	/* NO_ISS comes only after every other check passed. */
