@@ -17,22 +17,33 @@ CRIT_LIBS  := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterio
 
 OPT      ?= -O2
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+# Hardening as Debian builds daemons: stack protector, fortified libc calls,
+# position-independent executables, read-only relocations bound at start.
+HARDEN_CFLAGS  := -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2
+HARDEN_LDFLAGS := -pie -Wl,-z,relro -Wl,-z,now
 CPPFLAGS += -Iinclude -I$(LLHTTP_INC) -D_GNU_SOURCE -DSFU_VERSION='"$(VERSION)"' \
             -DLLHTTP_STRICT_MODE=1 -MMD -MP
-CFLAGS   += -std=c11 $(OPT) -g -fno-strict-aliasing $(WARN) $(PKG_CFLAGS) $(SAN_FLAGS)
+CFLAGS   += -std=c11 $(OPT) -g -fno-strict-aliasing $(WARN) $(HARDEN_CFLAGS) $(PKG_CFLAGS) \
+            $(SAN_FLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread -lrt -lm
-LDFLAGS  += $(SAN_FLAGS)
+LDFLAGS  += $(HARDEN_LDFLAGS) $(SAN_FLAGS)
 # llhttp's generated C only warns about unused parameters; give it its own flags.
 LLHTTP_CFLAGS := -std=c11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Werror \
-                 -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) $(SAN_FLAGS)
+                 -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) $(HARDEN_CFLAGS) $(SAN_FLAGS)
 
-ENTRY_SRC := src/main.c src/agent_main.c
-LIB_SRC   := $(filter-out $(ENTRY_SRC),$(wildcard src/*.c))
-LIB_OBJ   := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+# The two programs and what they share, as src/ lays them out: common/ is
+# linked into both, gateway/ only into sfu-gateway (and the mock SFU, which
+# reuses its HTTP server), agent/ only into sfu-gateway-agent.
+COMMON_SRC  := $(wildcard src/common/*.c)
+GATEWAY_SRC := $(filter-out src/gateway/main.c,$(wildcard src/gateway/*.c))
+AGENT_SRC   := $(filter-out src/agent/agent_main.c,$(wildcard src/agent/*.c))
+obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_OBJ  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o) $(BUILD)/tests/harness.o
-LIB       := $(BUILD)/libsfugw.a
+LIB_COMMON  := $(BUILD)/libcommon.a
+LIB_GATEWAY := $(BUILD)/libgateway.a
+LIB_AGENT   := $(BUILD)/libagent.a
 
 GATEWAY := $(BUILD)/sfu-gateway
 AGENT   := $(BUILD)/sfu-gateway-agent
@@ -59,26 +70,34 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
 	$(CC) $(LLHTTP_CFLAGS) -c -o $@ $<
 
-$(LIB): $(LIB_OBJ) $(LLHTTP_OBJ)
+$(LIB_COMMON): $(call obj,$(COMMON_SRC)) $(LLHTTP_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(GATEWAY): $(BUILD)/obj/main.o $(LIB)
+$(LIB_GATEWAY): $(call obj,$(GATEWAY_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(LIB_AGENT): $(call obj,$(AGENT_SRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(GATEWAY): $(BUILD)/obj/gateway/main.o $(LIB_GATEWAY) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(AGENT): $(BUILD)/obj/agent_main.o $(LIB)
+$(AGENT): $(BUILD)/obj/agent/agent_main.o $(LIB_AGENT) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(MOCK): $(BUILD)/tests/mock_sfu.o $(LIB)
+$(MOCK): $(BUILD)/tests/mock_sfu.o $(LIB_GATEWAY) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Microbenchmarks: plain programs linked against the library.
+# Microbenchmarks: plain programs linked against the libraries.
 BENCH_BIN := $(BUILD)/bench-select $(BUILD)/bench-seqlock
 
-$(BUILD)/bench-%: bench/bench_%.c $(LIB)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+$(BUILD)/bench-%: bench/bench_%.c $(LIB_GATEWAY) $(LIB_COMMON)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(RUNNER): $(TEST_OBJ) $(LIB)
+$(RUNNER): $(TEST_OBJ) $(LIB_GATEWAY) $(LIB_AGENT) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CRIT_LIBS)
 
 # The whole suite: unit tests and integration tests against the real daemon.
@@ -147,6 +166,6 @@ uninstall:
 	rmdir $(DESTDIR)/etc/sfu-gateway 2>/dev/null || true
 
 clean:
-	rm -rf build
+	rm -rf $(BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

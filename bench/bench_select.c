@@ -29,6 +29,9 @@
 #include "registry.h"
 #include "select.h"
 
+/* The selection state a worker owns; one is enough for this single-threaded program. */
+static struct select_snapshot *bench_sn;
+
 #define BENCH_MAX_K 1000
 #define BENCH_MAX_GW 4
 #define BENCH_SAMPLES 20000
@@ -173,12 +176,12 @@ static void bench_time_one(struct registry *r, const struct config_tunables *t,
 	struct select_choice c;
 
 	for (int k = 0; k < 1000; k++)
-		select_best(r, t, q, NULL, 0, 0, &c);
+		select_best(bench_sn, r, t, q, NULL, 0, 0, &c);
 	for (int b = 0; b < nb; b++) {
 		int64_t t0 = bench_now_ns();
 
 		for (int k = 0; k < 64; k++) {
-			if (select_best(r, t, q, NULL, 0, 0, &c) != 0) {
+			if (select_best(bench_sn, r, t, q, NULL, 0, 0, &c) != 0) {
 				fprintf(stderr, "select_best failed\n");
 				exit(1);
 			}
@@ -190,7 +193,7 @@ static void bench_time_one(struct registry *r, const struct config_tunables *t,
 	for (int k = 0; k < ns; k++) {
 		int64_t t0 = bench_now_ns();
 
-		select_best(r, t, q, NULL, 0, 0, &c);
+		select_best(bench_sn, r, t, q, NULL, 0, 0, &c);
 		samples[k] = bench_now_ns() - t0;
 		atomic_fetch_add_explicit(&r->slots[c.slot].assigned, 1, memory_order_relaxed);
 	}
@@ -350,7 +353,7 @@ static void sim_trial(const struct sim_world *w, enum sim_strategy s, uint32_t k
 		switch (s) {
 		case SIM_PLAIN:
 		case SIM_ASSIGNED:
-			if (select_best(r, &t, NULL, NULL, 0, 0, &c) != 0) {
+			if (select_best(bench_sn, r, &t, NULL, NULL, 0, 0, &c) != 0) {
 				fprintf(stderr, "select_best failed\n");
 				exit(1);
 			}
@@ -449,6 +452,9 @@ int main(int argc, char **argv)
 	const char *mode = argc > 1 ? argv[1] : "all";
 
 	log_set_level(LOG_LEVEL_ERROR);
+	bench_sn = select_snapshot_new(true);
+	if (bench_sn == NULL)
+		return 1;
 	if (strcmp(mode, "time") != 0 && strcmp(mode, "sim") != 0 && strcmp(mode, "all") != 0) {
 		fprintf(stderr, "usage: %s [time|sim|all]\n", argv[0]);
 		return 2;

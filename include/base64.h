@@ -29,4 +29,14 @@ ssize_t base64url_encode(const uint8_t *in, size_t len, char *out, size_t outcap
 /* Encodes standard base64 with padding; writes a NUL. Length or -ENOSPC. */
 ssize_t base64_encode(const uint8_t *in, size_t len, char *out, size_t outcap);
 
+/* The longest key (decoded bytes), and the longest text of one. */
+#define BASE64_KEY_MAX 128
+#define BASE64_KEY_B64_MAX (((BASE64_KEY_MAX + 2) / 3) * 4)
+
+/* Decodes a key given as standard or url-safe base64, padded or not (as the
+ * existing gateway and Odoo accept keys). Returns the decoded length, 1 to
+ * min(outcap, BASE64_KEY_MAX), or -EINVAL; nothing of the key is left in
+ * temporary memory. */
+ssize_t base64_decode_key(const char *b64, uint8_t *out, size_t outcap);
+
 #endif

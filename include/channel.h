@@ -3,9 +3,9 @@
 #define SFU_CHANNEL_H
 
 #include "http_server.h"
-#include "worker.h"
+#include "handler.h"
 
-void channel_handle(struct worker *w, struct http_conn *c, const struct http_request *req);
+void channel_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req);
 
 /*
  * Splits a raw query string: the values of "region" and "country" are

@@ -6,10 +6,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
-#define CONFIG_ADDRESS_MAX 256 /* "http://host:port", NUL included */
+#include "address.h"
+#include "base64.h"
+#include "cidr.h"
+
+#define CONFIG_ADDRESS_MAX ADDRESS_MAX /* "http://host:port", NUL included */
 #define CONFIG_REGION_MAX 64 /* [a-z0-9-]{1,63} for registered SFUs */
-#define CONFIG_KEY_MAX 128 /* decoded key bytes */
+#define CONFIG_KEY_MAX BASE64_KEY_MAX /* decoded key bytes */
 #define CONFIG_ALLOW_MAX 64 /* CIDR entries in [registration] allow */
 #define CONFIG_DEFAULT_FILE "/etc/sfu-gateway/sfu-gateway.toml"
 #define CONFIG_DEFAULT_SECRETS "secrets.toml"
@@ -24,11 +29,6 @@ struct config_sfu {
 	uint32_t max_sessions; /* 0 = not given */
 };
 
-struct config_cidr {
-	int family; /* AF_INET or AF_INET6 */
-	uint8_t addr[16]; /* network address, masked */
-	unsigned prefix;
-};
 
 /*
  * Tunables: plain data (no pointers), so the master can copy the whole block
@@ -56,7 +56,7 @@ struct config_tunables {
 	uint32_t n_allow;
 	double w_sessions, w_cpu, w_memory, w_distance;
 	double max_load_score, max_cpu, max_memory;
-	struct config_cidr allow[CONFIG_ALLOW_MAX];
+	struct cidr allow[CONFIG_ALLOW_MAX];
 };
 
 struct config {
@@ -96,7 +96,28 @@ struct config_cli {
 	const char *log_file;
 	bool use_syslog;
 	bool daemonize;
+	bool check_config; /* --check-config */
+	bool version; /* --version */
+	bool help; /* --help */
 };
+
+/* One command-line flag (config.c's config_flags[], ended by a NULL name). */
+struct config_flag {
+	const char *name; /* long name, used as --name */
+	char short_name;
+	const char *arg; /* the value's name in --help; NULL for a switch */
+	size_t offset; /* its field in struct config_cli: const char * for a value, else bool */
+	const char *section, *option; /* the option a value sets, or NULL */
+	const char *help; /* one line */
+};
+#define CONFIG_FLAGS_MAX 32
+extern const struct config_flag config_flags[];
+
+/* Reads argv into cli (values point into argv). 0, or -EINVAL after printing
+ * why to stderr. */
+int config_cli_parse(int argc, char **argv, struct config_cli *cli);
+/* --help: every flag with its default, the environment variables, signals. */
+void config_usage(FILE *out);
 
 /*
  * Builds a config: defaults < TOML file < secrets file < environment < CLI.
@@ -115,15 +136,6 @@ struct config_cli {
  */
 int config_load(struct config *cfg, const struct config_cli *cli, char *err, size_t errlen);
 void config_free(struct config *cfg);
-
-/* Parses and normalises an SFU address "http(s)://host[:port]" (no path, query,
- * credentials). out gets the normalised form. 0 or -EINVAL. */
-int config_parse_address(const char *in, char *out, size_t outlen);
-/* Decodes a key given as standard or url-safe base64, padded or not.
- * Returns the decoded length (1..CONFIG_KEY_MAX) or -EINVAL. */
-int config_decode_key(const char *b64, uint8_t *out, size_t outcap);
-/* Parses "10.0.0.0/8", "::1/128", "192.168.1.7" (host). 0 or -EINVAL. */
-int config_parse_cidr(const char *s, struct config_cidr *out);
 
 /* One row of the option table (Redis static_configs[] style), for --help,
  * the man page test and the example config test. */

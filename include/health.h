@@ -3,10 +3,10 @@
 #define SFU_HEALTH_H
 
 #include "http_server.h"
-#include "worker.h"
+#include "handler.h"
 
 /* Answers 200 while at least one SFU can take a channel, else 503. Never
  * contains key or token material. */
-void health_handle(struct worker *w, struct http_conn *c);
+void health_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req);
 
 #endif

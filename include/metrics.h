@@ -10,10 +10,8 @@
 #define METRICS_MAX_PROCS 1028 /* workers (index 0..1023), then the reaper */
 #define METRICS_REAPER_SLOT 1024
 
-enum metrics_route {
-	ROUTE_CHANNEL, ROUTE_SFU, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_NOOP, ROUTE_V1_NOOP,
-	ROUTE_OTHER, ROUTE__COUNT
-};
+/* Routes counted one by one (the route table's rows, then "other"). */
+#define METRICS_ROUTES_MAX 16
 
 /* The statuses counted one by one; anything else lands in "other". */
 #define METRICS_STATUSES 200, 400, 401, 403, 404, 405, 408, 409, 413, 429, 431, 500, 502, 503, 504
@@ -56,7 +54,7 @@ enum metrics_counter {
  */
 struct metrics_proc {
 	_Atomic uint64_t c[M__COUNT];
-	_Atomic uint64_t requests[ROUTE__COUNT][METRICS_STATUS__COUNT];
+	_Atomic uint64_t requests[METRICS_ROUTES_MAX][METRICS_STATUS__COUNT];
 	_Atomic uint64_t latency_bucket[METRICS_LATENCY__COUNT];
 	_Atomic uint64_t latency_sum_us;
 	_Atomic uint64_t latency_count;
@@ -73,22 +71,21 @@ static inline void metrics_add(struct metrics_proc *m, enum metrics_counter c, u
 
 /* Index of a status code in the requests[][] table. */
 int metrics_status_index(int status);
-/* Counts one answered request. */
-void metrics_request(struct metrics_proc *m, enum metrics_route route, int status);
+/* Counts one answered request of route index route (< METRICS_ROUTES_MAX). */
+void metrics_request(struct metrics_proc *m, size_t route, int status);
 /* Records one upstream round trip. */
 void metrics_latency(struct metrics_proc *m, uint64_t us);
 /* Sum of one counter over every process. */
 uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c);
 
 
-
 struct registry;
-struct config_tunables;
 
 /* Renders the Prometheus text exposition (version 0.0.4) of every counter,
  * summed over processes, plus per-worker connection counts and per-SFU
- * gauges from the registry. Returns the length, or -ENOSPC. */
+ * gauges from the registry. route_names[i] labels route index i (n_routes of
+ * them). Returns the length, or -ENOSPC. */
 int metrics_render(const struct metrics *ms, const struct registry *reg,
-		   const struct config_tunables *t, unsigned n_workers, int64_t now_ms, char *buf,
-		   size_t cap);
+		   const char *const *route_names, size_t n_routes, unsigned n_workers,
+		   int64_t now_ms, char *buf, size_t cap);
 #endif

@@ -8,7 +8,7 @@
 #include "shm.h"
 
 /* Entry point of the reaper process, called right after fork(). */
-int reaper_run(struct shm_layout *shm, const struct config *cfg);
+int reaper_run(struct shm_layout *shm);
 
 /*
  * One sweep step (Redis activeExpireCycle style): examines slots from *cursor

@@ -2,12 +2,18 @@
 #ifndef SFU_REGION_H
 #define SFU_REGION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define REGION_COUNT 13
 #define REGION_UNKNOWN 0 /* ids of known regions are 1..REGION_COUNT */
 
+/* The longest region name a heartbeat or the agent may give. */
+#define REGION_NAME_MAX 63
+
+/* Whether s is a region name SFUs may register with: [a-z0-9-]{1,63}. */
+bool region_name_valid(const char *s);
 /* Id of a known region name ("eu-west"...), exact and case-sensitive; 0 otherwise. */
 int region_lookup(const char *name, size_t len);
 /* Region id of an ISO 3166-1 alpha-2 code, case-insensitive; 0 when unknown. */

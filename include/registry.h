@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "circuit.h"
 #include "config.h"
 #include "seqlock.h"
 
@@ -79,21 +80,15 @@ struct registry_slot {
 
 	/* Channels this gateway sent to the SFU since its last load report
 	 * (workers add 1 per assignment; the heartbeat writer resets it to 0). */
-	_Atomic uint64_t assigned;
-	/* Circuit breaker (workers, see circuit.h): state, consecutive failures,
-	 * CLOCK_MONOTONIC ms until which an open circuit stays open, how many
-	 * times in a row it opened, and until when the one half-open probe
-	 * request holds its claim (a claim left by a dead worker expires).
-	 * probe_down: 1 while the reaper's active probes find the SFU unreachable
-	 * (reaper writes; workers read; only SFUs without heartbeats are probed).
-	 * assigned, cb_state and probe_down share one cache line: selection reads
-	 * exactly these three per SFU it considers. */
-	_Atomic uint32_t cb_state;
+	_Atomic uint64_t assigned __attribute__((aligned(64)));
+	/* 1 while the reaper's active probes find the SFU unreachable (reaper
+	 * writes; workers read; only SFUs without heartbeats are probed). */
 	_Atomic uint32_t probe_down;
-	_Atomic uint32_t cb_failures;
-	_Atomic uint32_t cb_openings;
-	_Atomic int64_t cb_open_until_ms;
-	_Atomic int64_t cb_probe_until_ms;
+	uint32_t pad2;
+	/* The circuit breaker: only circuit.c reads or writes it (any worker
+	 * calls it). assigned, probe_down and the circuit share one cache line:
+	 * selection reads exactly these per SFU it considers. */
+	struct circuit cb;
 	/* Requests forwarded to this SFU that succeeded / failed (workers). */
 	_Atomic uint64_t requests_ok;
 	_Atomic uint64_t requests_failed;
@@ -104,7 +99,7 @@ struct registry_slot {
 } __attribute__((aligned(64)));
 
 _Static_assert(offsetof(struct registry_slot, assigned) / 64 ==
-		       offsetof(struct registry_slot, probe_down) / 64,
+		       (offsetof(struct registry_slot, cb) + sizeof(struct circuit) - 1) / 64,
 	       "selection's per-SFU reads must share one cache line");
 
 /*

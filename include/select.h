@@ -17,6 +17,10 @@ struct select_query {
 	size_t country_len;
 };
 
+/* One worker's selection state: the scan's buffer and the snapshot that the
+ * fast paths search (see select.c). Owned by its worker, never shared. */
+struct select_snapshot;
+
 struct select_choice {
 	uint32_t slot;
 	struct sfu_record rec; /* full copy of the chosen slot (address and key included) */
@@ -48,8 +52,16 @@ struct select_choice {
  * -EHOSTDOWN when every remaining SFU is unhealthy; -EAGAIN when candidates
  * exist but none could be read.
  */
-int select_best(struct registry *r, const struct config_tunables *t, const struct select_query *q,
-		const uint32_t *exclude, size_t nexclude, int64_t now_ms, struct select_choice *out);
+int select_best(struct select_snapshot *sn, struct registry *r, const struct config_tunables *t,
+		const struct select_query *q, const uint32_t *exclude, size_t nexclude,
+		int64_t now_ms, struct select_choice *out);
+
+/* A worker's selection state (candidate buffer and snapshot, a few MB of
+ * zero pages until used). fast = false makes select_best always scan, the
+ * reference the fast paths must agree with (tests and benchmarks). NULL when
+ * out of memory. */
+struct select_snapshot *select_snapshot_new(bool fast);
+void select_snapshot_free(struct select_snapshot *sn);
 
 /* Issuer affinity: the SFU in slot, if it still holds generation and is
  * healthy (same health rules as select_best; overload does not refuse a

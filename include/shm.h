@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "affinity.h"
+#include "budget.h"
 #include "config.h"
 #include "metrics.h"
 #include "registry.h"
@@ -16,13 +17,6 @@
 #define SHM_MAGIC 0x31555346574753ULL /* "SGWFSU1" */
 #define SHM_LAYOUT_VERSION 1
 #define SHM_NAME_MAX 64
-/* The retry budget, in thousandths of a retry: it starts with 3 retries,
- * each channel request adds 0.2, each retry takes 1, and it holds at most
- * 10. So over any run, retries <= 3 + 20% of requests, fleet-wide. */
-#define SHM_RETRY_TOKENS_START 3000
-#define SHM_RETRY_TOKENS_PER_REQUEST 200
-#define SHM_RETRY_TOKENS_PER_RETRY 1000
-#define SHM_RETRY_TOKENS_MAX 10000
 
 #define SHM_TUNABLE_WORDS (sizeof(struct config_tunables) / 8)
 _Static_assert(sizeof(struct config_tunables) % 8 == 0, "tunables must be whole words");
@@ -45,7 +39,7 @@ struct shm_live {
  *  n_workers:  master, at start and when a reload resizes the set; health
  *              and metrics read it.
  *  started_ms: master (CLOCK_REALTIME ms); health reads it.
- *  retry_tokens: every worker adds and takes (atomic read-modify-write).
+ *  budget:     the retry budget; every worker earns and spends (see budget.h).
  *  live:       see struct shm_live.
  *  metrics:    see metrics.h (each process writes its own block).
  *  affinity:   see affinity.h (every worker reads and writes it).
@@ -59,7 +53,7 @@ struct shm_layout {
 	_Atomic int32_t master_pid;
 	_Atomic uint32_t n_workers; /* master: size of the active worker set */
 	int64_t started_ms;
-	_Atomic int64_t retry_tokens; /* workers: the shared retry budget, see channel.c */
+	struct budget budget;
 	struct shm_live live;
 	struct metrics metrics;
 	struct affinity_table affinity;

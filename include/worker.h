@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "handler.h"
 #include "http_client.h"
 #include "http_server.h"
 #include "metrics.h"
@@ -22,20 +23,14 @@ struct worker {
 	uv_timer_t stop_timer;
 	uv_timer_t linger_timer;
 	struct metrics_proc *metrics; /* this worker's block in shared memory */
+	struct handler_ctx hctx; /* what handlers see of this worker */
 	uint32_t shutdown_timeout_ms;
 	unsigned index;
-	int exit_code;
 	bool stopping;
 };
 
 /* Entry point of a worker process, called right after fork(). Never returns
  * to the master's code: the caller _exit()s with the returned code. */
 int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const struct config *cfg);
-
-/* Refreshes w->live from shared memory when the master published a new one. */
-void worker_refresh_config(struct worker *w);
-
-/* CLOCK_MONOTONIC in milliseconds (the clock every process stamps the registry with). */
-int64_t worker_now_ms(void);
 
 #endif

@@ -253,3 +253,46 @@ Test(base64, round_trips_all_lengths)
 		}
 	}
 }
+
+/* "0123456789abcdef" twice; 32 bytes fb ff bf ... fb fe in both alphabets; bytes 0..127 and
+ * 0..128. */
+#define B64_KEY_A "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+#define B64_KEY_STD "+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/+/4="
+#define B64_KEY_URL "-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_4"
+#define B64_KEY_128                                                                        \
+	"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+" \
+	"P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9" \
+	"fn8="
+#define B64_KEY_129                                                                        \
+	"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+" \
+	"P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9" \
+	"fn+A"
+
+/* Keys as the existing gateway and Odoo accept them: either alphabet, padded or not. */
+Test(base64, decode_key)
+{
+	uint8_t out[BASE64_KEY_MAX];
+
+	cr_assert_eq(base64_decode_key(B64_KEY_A, out, sizeof(out)), 32);
+	cr_assert_eq(memcmp(out, "0123456789abcdef", 16), 0);
+	cr_assert_eq(base64_decode_key(B64_KEY_STD, out, sizeof(out)), 32);
+	cr_assert_eq(out[0], 0xfb);
+	cr_assert_eq(base64_decode_key(B64_KEY_URL, out, sizeof(out)), 32);
+	cr_assert_eq(out[31], 0xfe);
+	/* Unpadded standard and padded url-safe work too. */
+	cr_assert_eq(base64_decode_key("c2l4dGVlbi1ieXRlLWtleQ", out, sizeof(out)), 16);
+	cr_assert_eq(base64_decode_key("-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_4=", out,
+				       sizeof(out)), 32);
+	cr_assert_eq(base64_decode_key("AA", out, sizeof(out)), 1);
+	cr_assert_eq(base64_decode_key(B64_KEY_128, out, sizeof(out)), 128);
+	cr_assert_eq(out[127], 127);
+	cr_assert_eq(base64_decode_key(B64_KEY_129, out, sizeof(out)), -EINVAL);
+	cr_assert_eq(base64_decode_key(B64_KEY_A, out, 31), -EINVAL);
+	cr_assert_eq(base64_decode_key("", out, sizeof(out)), -EINVAL);
+	cr_assert_eq(base64_decode_key("A", out, sizeof(out)), -EINVAL);
+	cr_assert_eq(base64_decode_key("AA AA", out, sizeof(out)), -EINVAL);
+	cr_assert_eq(base64_decode_key("AA==AA", out, sizeof(out)), -EINVAL);
+	cr_assert_eq(base64_decode_key("!!!!", out, sizeof(out)), -EINVAL);
+	cr_assert_eq(base64_decode_key(B64_KEY_A "\n", out, sizeof(out)), -EINVAL);
+	cr_assert_eq(base64_decode_key(NULL, out, sizeof(out)), -EINVAL);
+}

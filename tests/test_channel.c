@@ -39,7 +39,7 @@ struct chan_env {
 	int n;
 };
 
-/* ---- tokens, built here independently of src/token.c */
+/* ---- tokens, built here independently of src/common/token.c */
 
 /* A fresh issuer per call: the gateway keeps repeats of (client, iss) on one SFU,
  * which tests of the selection must not trip over. */

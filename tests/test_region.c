@@ -5,7 +5,7 @@
 #include "region.h"
 
 /* The contract note's country table, written out again pair by pair (not
- * copied from src/region.c) so that a typo in either shows up here. */
+ * copied from src/common/region.c) so that a typo in either shows up here. */
 struct test_region_cc {
 	const char *cc;
 	const char *region;

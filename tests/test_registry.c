@@ -264,14 +264,14 @@ Test(registry, new_occupant_starts_with_fresh_counters)
 	cr_assert_eq(registry_upsert(r, &a, false, NULL, NULL), 0);
 	atomic_store(&r->slots[0].assigned, 3);
 	atomic_store(&r->slots[0].requests_failed, 9);
-	atomic_store(&r->slots[0].cb_state, 2);
-	atomic_store(&r->slots[0].cb_failures, 4);
+	atomic_store(&r->slots[0].cb.state, 2);
+	atomic_store(&r->slots[0].cb.failures, 4);
 	cr_assert_eq(registry_remove(r, "http://a:1"), 0);
 	cr_assert_eq(registry_upsert(r, &b, false, NULL, NULL), 0);
 	cr_expect_eq(atomic_load(&r->slots[0].assigned), 0);
 	cr_expect_eq(atomic_load(&r->slots[0].requests_failed), 0);
-	cr_expect_eq(atomic_load(&r->slots[0].cb_state), 0);
-	cr_expect_eq(atomic_load(&r->slots[0].cb_failures), 0);
+	cr_expect_eq(atomic_load(&r->slots[0].cb.state), 0);
+	cr_expect_eq(atomic_load(&r->slots[0].cb.failures), 0);
 	reg_unmap(r);
 }
 

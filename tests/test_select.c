@@ -14,6 +14,7 @@
 /* Each test maps its own registry in shared memory, as the gateway does. */
 static struct registry *test_select_reg;
 static size_t test_select_size;
+static struct select_snapshot *test_select_sn;
 
 static void test_select_setup(void)
 {
@@ -25,12 +26,16 @@ static void test_select_setup(void)
 	cr_assert_neq(p, MAP_FAILED);
 	test_select_reg = p;
 	cr_assert_eq(registry_init(test_select_reg, TEST_SELECT_CAP), 0);
+	test_select_sn = select_snapshot_new(true);
+	cr_assert_not_null(test_select_sn);
 }
 
 static void test_select_teardown(void)
 {
 	munmap(test_select_reg, test_select_size);
 	test_select_reg = NULL;
+	select_snapshot_free(test_select_sn);
+	test_select_sn = NULL;
 }
 
 /* Tunables as the defaults give them: load, 0.5/0.3/0.2, no distance weight. */
@@ -109,7 +114,7 @@ static uint32_t test_select_pick(const struct config_tunables *t, const struct s
 	int rc;
 
 	memset(&c, 0xa5, sizeof(c));
-	rc = select_best(test_select_reg, t, q, exclude, nexclude, 0, &c);
+	rc = select_best(test_select_sn, test_select_reg, t, q, exclude, nexclude, 0, &c);
 	cr_assert_eq(rc, 0, "select_best: %d", rc);
 	cr_assert_eq(registry_read(test_select_reg, c.slot, &want), 0);
 	cr_assert_eq(c.rec.hot.in_use, 1);
@@ -307,22 +312,22 @@ Test(select, empty_or_all_excluded_is_enoent)
 	struct select_choice c;
 	uint32_t a, b, ex[2];
 
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, NULL, 0, 0, &c), -ENOENT);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, NULL, 0, 0, &c), -ENOENT);
 	t.strategy = STRATEGY_ROUND_ROBIN;
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, NULL, 0, 0, &c), -ENOENT);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, NULL, 0, 0, &c), -ENOENT);
 	a = test_select_add_region(1, "eu-west");
 	b = test_select_add_region(2, "us-east");
 	ex[0] = a;
 	ex[1] = b;
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, ex, 2, 0, &c), -ENOENT);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, ex, 2, 0, &c), -ENOENT);
 	t.strategy = STRATEGY_LOAD;
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, ex, 2, 0, &c), -ENOENT);
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, ex, 1, 0, &c), 0);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, ex, 2, 0, &c), -ENOENT);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, ex, 1, 0, &c), 0);
 	cr_assert_eq(c.slot, b);
 	/* Removed SFUs are no candidates either. */
 	cr_assert_eq(registry_remove(test_select_reg, "http://10.0.0.1:8070"), 0);
 	cr_assert_eq(registry_remove(test_select_reg, "http://10.0.0.2:8070"), 0);
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, NULL, 0, 0, &c), -ENOENT);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, NULL, 0, 0, &c), -ENOENT);
 }
 
 /* A writer that died mid-write leaves the slot's sequence odd: unreadable. */
@@ -335,13 +340,13 @@ Test(select, unreadable_slots_give_eagain)
 	uint64_t seq = atomic_load(&test_select_reg->slots[a].seq);
 
 	atomic_store(&test_select_reg->slots[a].seq, seq | 1);
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, NULL, 0, 0, &c), -EAGAIN);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, NULL, 0, 0, &c), -EAGAIN);
 	b = test_select_add_region(2, "eu-west");
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, NULL, 0, 0, &c), 0);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, NULL, 0, 0, &c), 0);
 	cr_assert_eq(c.slot, b);
 	/* With the readable one excluded, the torn one is still a candidate
 	 * that could not be read: "try again", not "none". */
-	cr_assert_eq(select_best(test_select_reg, &t, NULL, &b, 1, 0, &c), -EAGAIN);
+	cr_assert_eq(select_best(test_select_sn, test_select_reg, &t, NULL, &b, 1, 0, &c), -EAGAIN);
 	atomic_store(&test_select_reg->slots[a].seq, seq);
 }
 
@@ -533,4 +538,121 @@ Test(select, distance_weight)
 	t.strategy = STRATEGY_ROUND_ROBIN;
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(test_select_pick(&t, &q, NULL, 0), c);
+}
+
+/* ---- the fast paths against the scan */
+
+/* A small deterministic generator, so a failing seed can be replayed. */
+static uint64_t test_select_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+#define TEST_SELECT_NOW 1000000
+
+/* A random fleet: known and unknown regions, some without load, some full (with and
+ * without a stated capacity), hot CPUs, stale reports, open and half-open circuits,
+ * probe failures and assignments, with exact ties among them. */
+static void test_select_random_fleet(uint64_t *seed, const struct config_tunables *t, int max)
+{
+	static const char *const regions[] = { "eu-west", "eu-central", "us-east", "ap-south",
+						"lab-1", "lab-2", "" };
+	struct config_tunables open1 = *t;
+	struct metrics_proc m;
+	int n = 1 + (int)(test_select_rand(seed) % (uint64_t)max);
+
+	memset(&m, 0, sizeof(m));
+	open1.failure_threshold = 1;
+	open1.open_ms = 1000;
+	for (int i = 0; i < n; i++) {
+		struct sfu_record rec;
+		uint32_t slot;
+		bool created;
+		uint64_t r = test_select_rand(seed);
+
+		memset(&rec, 0, sizeof(rec));
+		snprintf(rec.cold.address, sizeof(rec.cold.address), "http://10.1.%d.%d:8070", i / 200,
+			 i % 200);
+		snprintf(rec.cold.region, sizeof(rec.cold.region), "%s",
+			 regions[r % (sizeof(regions) / sizeof(regions[0]))]);
+		rec.cold.key_len = 16;
+		rec.hot.source = (r >> 8) % 3 == 0 ? SFU_SOURCE_STATIC : SFU_SOURCE_REGISTERED;
+		rec.hot.has_load = (r >> 10) % 4 != 0;
+		/* Few distinct values, so exact ties happen. */
+		rec.hot.sessions = (uint32_t)((r >> 12) % 5) * 30;
+		rec.hot.channels = (uint32_t)((r >> 15) % 3);
+		rec.hot.max_sessions = (r >> 17) % 3 == 0 ? 100 : 0;
+		rec.hot.cpu = (double)((r >> 19) % 5) * 0.24;
+		rec.hot.memory = (double)((r >> 22) % 3) * 0.3;
+		rec.hot.last_report_ms = TEST_SELECT_NOW - (int64_t)((r >> 24) % 45000);
+		cr_assert_eq(registry_upsert(test_select_reg, &rec, true, &slot, &created), 0);
+		atomic_store(&test_select_reg->slots[slot].assigned, (r >> 30) % 3);
+		atomic_store(&test_select_reg->slots[slot].probe_down, (r >> 33) % 9 == 0);
+		if ((r >> 36) % 3 == 0) /* open, its period over (half-open) or not */
+			circuit_failure(&test_select_reg->slots[slot].cb,
+					&test_select_reg->health_epoch, &open1,
+					TEST_SELECT_NOW - (int64_t)((r >> 40) % 2000), &m);
+	}
+}
+
+/* The snapshot paths (strategy load without a distance weight, and round-robin) must
+ * answer exactly as the scan does: the same SFU, or the same error, for every fleet,
+ * hint, strategy and exclusion list, when both draw the same round-robin ticket. */
+Test(select, fast_paths_agree_with_the_scan, .timeout = 60)
+{
+	struct select_snapshot *slow = select_snapshot_new(false);
+	static const char *const hints[] = { "", "eu-west", "ap-south", "lab-1", "lab-9", "sa-east" };
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+	int compared = 0, chosen = 0;
+
+	cr_assert_not_null(slow);
+	for (int fleet = 0; fleet < 600; fleet++) {
+		struct config_tunables t = test_select_tunables(
+			fleet % 2 ? STRATEGY_ROUND_ROBIN : STRATEGY_LOAD);
+
+		t.stale_after_ms = 30000;
+		t.max_sessions = fleet % 3 == 0 ? 120 : 0;
+		cr_assert_eq(registry_init(test_select_reg, TEST_SELECT_CAP), 0);
+		/* Small fleets too, where every SFU may be unusable for mixed reasons. */
+		test_select_random_fleet(&seed, &t, fleet % 4 == 0 ? 60 : 4);
+		for (size_t h = 0; h < sizeof(hints) / sizeof(hints[0]); h++) {
+			for (int ex = 0; ex < 3; ex++) {
+				struct select_query q = { hints[h], strlen(hints[h]), NULL, 0 };
+				uint32_t exclude[2] = { (uint32_t)(test_select_rand(&seed) % 8), 3 };
+				uint64_t ticket = test_select_rand(&seed) % 1000;
+				struct select_choice a, b;
+				int ra, rb;
+
+				if (h == 0 && ex == 1) { /* a country hint instead */
+					q.region_len = 0;
+					q.country = "de";
+					q.country_len = 2;
+				}
+				atomic_store(&test_select_reg->rr_counter, ticket);
+				ra = select_best(test_select_sn, test_select_reg, &t, &q, exclude,
+						 (size_t)ex % 3, TEST_SELECT_NOW, &a);
+				atomic_store(&test_select_reg->rr_counter, ticket);
+				rb = select_best(slow, test_select_reg, &t, &q, exclude, (size_t)ex % 3,
+						 TEST_SELECT_NOW, &b);
+				cr_assert_eq(ra, rb,
+					     "fleet %d hint '%s' exclude %d strategy %u: fast %d, scan %d",
+					     fleet, hints[h], ex, t.strategy, ra, rb);
+				if (ra == 0) {
+					cr_assert_eq(a.slot, b.slot,
+						     "fleet %d hint '%s' exclude %d strategy %u: fast "
+						     "slot %u, scan slot %u",
+						     fleet, hints[h], ex, t.strategy, a.slot, b.slot);
+					chosen++;
+				}
+				compared++;
+			}
+		}
+	}
+	/* The fleets must exercise both answers, or the comparison proves little. */
+	cr_assert_gt(chosen, compared / 4, "%d of %d chose an SFU", chosen, compared);
+	cr_assert_lt(chosen, compared, "no case ended without an SFU");
+	select_snapshot_free(slow);
 }

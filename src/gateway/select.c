@@ -38,17 +38,57 @@ struct select_low {
 	uint32_t ties;
 };
 
+struct select_snap_entry {
+	uint32_t slot;
+	uint8_t region_id;
+	bool overloaded;
+	uint64_t generation;
+	uint64_t region_hash; /* for a hint naming a region outside the known ones */
+	char region[CONFIG_REGION_MAX]; /* unknown regions only: confirms a hash match */
+	double base; /* select_score(..., 0) */
+	double per_assigned; /* what one assigned channel adds to the score */
+	int64_t stale_at; /* registered SFUs: unusable from then on */
+};
+
+#define SELECT_TIES_MAX 64
+
 /*
- * Per-call state kept in static storage: no allocation per request, and the
- * candidate buffer is too large for a worker's stack. Each worker process is
- * single-threaded, so one copy per process is enough.
+ * One worker's selection state: the candidate buffer of the scan and the
+ * snapshot of the fast paths (described above select_fast). The worker owns
+ * it; each worker process is single-threaded, and the buffers are too large
+ * for a stack (about 8 MB at the largest registry, touched only as far as
+ * the registry reaches).
  */
-static struct select_cand select_cands[SELECT_MAX_SLOTS];
+struct select_snapshot {
+	bool fast; /* use the snapshot paths (false: always scan; tests compare) */
+	const struct registry *r;
+	uint64_t instance, epoch;
+	struct config_tunables t; /* the tunables the scores were computed with */
+	bool valid;
+	uint32_t n;
+	uint32_t region_off[REGION_COUNT + 2]; /* entries of region id k: [off[k], off[k+1]) */
+	uint32_t by_region[SELECT_MAX_SLOTS]; /* indexes into e, grouped by region, by base */
+	struct select_snap_entry e[SELECT_MAX_SLOTS]; /* all, sorted by (base, slot) */
+	uint32_t slot_order[SELECT_MAX_SLOTS]; /* indexes into e, by slot */
+	/* Round-robin: the usable entries in slot order, all and per region,
+	 * valid for one health_epoch and until usable_until (the first instant a
+	 * report goes stale or a circuit's open period or probe claim ends). */
+	bool usable_valid;
+	uint64_t usable_health;
+	int64_t usable_until;
+	uint32_t usable_n, usable_overloaded, usable_unhealthy;
+	uint32_t usable_all[SELECT_MAX_SLOTS];
+	uint32_t usable_off[REGION_COUNT + 2];
+	uint32_t usable_by_region[SELECT_MAX_SLOTS];
+	struct select_cand cands[SELECT_MAX_SLOTS]; /* the scan's candidates, in slot order */
+};
+
 
 struct select_state {
 	const struct config_tunables *t;
 	struct registry *r;
-	uint32_t n; /* entries of select_cands in use, in slot order */
+	struct select_cand *cands; /* the snapshot object's buffer */
+	uint32_t n; /* entries of cands in use, in slot order */
 	uint32_t live; /* of those, not dead */
 	uint32_t region_count[REGION_COUNT + 1]; /* live candidates per region id */
 	uint32_t hint_count; /* live candidates with hint_match */
@@ -117,7 +157,7 @@ int64_t select_stale_at(const struct config_tunables *t, const struct sfu_hot *h
  * probes find it down. */
 static bool select_down_now(const struct registry_slot *slot, int64_t now_ms)
 {
-	return (!circuit_closed(slot) && !circuit_probe_ready(slot, now_ms)) ||
+	return (!circuit_closed(&slot->cb) && !circuit_probe_ready(&slot->cb, now_ms)) ||
 	       atomic_load_explicit(&slot->probe_down, memory_order_relaxed);
 }
 
@@ -264,7 +304,7 @@ static void select_scan(struct select_state *st, const uint32_t *exclude, size_t
 		case SELECT_UNHEALTHY: st->unhealthy++; continue;
 		case SELECT_OVERLOADED: st->overloaded++; continue;
 		}
-		c = &select_cands[st->n++];
+		c = &st->cands[st->n++];
 		c->slot = i;
 		c->region_id = h.region_id <= REGION_COUNT ? h.region_id : REGION_UNKNOWN;
 		c->hint_match = hint_hash != 0 && h.region_hash == hint_hash;
@@ -370,8 +410,8 @@ static struct select_low select_filter_low(const struct select_state *st)
 
 	if (!st->lows_valid) {
 		for (uint32_t i = 0; i < st->n; i++)
-			if (select_matches(st, &select_cands[i]))
-				select_low_add(&low, select_cands[i].score, i);
+			if (select_matches(st, &st->cands[i]))
+				select_low_add(&low, st->cands[i].score, i);
 		return low;
 	}
 	switch (st->filter) {
@@ -396,9 +436,9 @@ static struct select_cand *select_nth(const struct select_state *st, uint64_t k,
 {
 	/* No hint and no dead entry: the k-th candidate is simply entry k. */
 	if (!only_score && st->filter == SELECT_ALL && st->live == st->n)
-		return k < st->n ? &select_cands[k] : NULL;
+		return k < st->n ? &st->cands[k] : NULL;
 	for (uint32_t i = 0; i < st->n; i++) {
-		struct select_cand *c = &select_cands[i];
+		struct select_cand *c = &st->cands[i];
 
 		if (!select_matches(st, c) || (only_score && c->score != *only_score))
 			continue;
@@ -438,7 +478,7 @@ static struct select_cand *select_pick(struct select_state *st)
 	if (low.ties == 0)
 		return NULL;
 	if (low.ties == 1)
-		return &select_cands[low.idx];
+		return &st->cands[low.idx];
 	return select_pick_rr(st, &low.score, low.ties);
 }
 
@@ -476,42 +516,6 @@ static void select_recount(struct select_state *st, struct select_cand *c, int n
  * can win. The answer is exactly the slow path's (lowest score, exact ties
  * round-robin in slot order); only the work differs.
  */
-struct select_snap_entry {
-	uint32_t slot;
-	uint8_t region_id;
-	bool overloaded;
-	uint64_t generation;
-	uint64_t region_hash; /* for a hint naming a region outside the known ones */
-	char region[CONFIG_REGION_MAX]; /* unknown regions only: confirms a hash match */
-	double base; /* select_score(..., 0) */
-	double per_assigned; /* what one assigned channel adds to the score */
-	int64_t stale_at; /* registered SFUs: unusable from then on */
-};
-
-#define SELECT_TIES_MAX 64
-
-static struct {
-	const struct registry *r;
-	uint64_t instance, epoch;
-	struct config_tunables t; /* the tunables the scores were computed with */
-	bool valid;
-	uint32_t n;
-	uint32_t region_off[REGION_COUNT + 2]; /* entries of region id k: [off[k], off[k+1]) */
-	uint32_t by_region[SELECT_MAX_SLOTS]; /* indexes into e, grouped by region, by base */
-	struct select_snap_entry e[SELECT_MAX_SLOTS]; /* all, sorted by (base, slot) */
-	uint32_t slot_order[SELECT_MAX_SLOTS]; /* indexes into e, by slot */
-	/* Round-robin: the usable entries in slot order, all and per region,
-	 * valid for one health_epoch and until usable_until (the first instant a
-	 * report goes stale or a circuit's open period or probe claim ends). */
-	bool usable_valid;
-	uint64_t usable_health;
-	int64_t usable_until;
-	uint32_t usable_n, usable_overloaded, usable_unhealthy;
-	uint32_t usable_all[SELECT_MAX_SLOTS];
-	uint32_t usable_off[REGION_COUNT + 2];
-	uint32_t usable_by_region[SELECT_MAX_SLOTS];
-} select_snap;
-
 static int select_snap_cmp(const void *a, const void *b)
 {
 	const struct select_snap_entry *x = a, *y = b;
@@ -523,10 +527,10 @@ static int select_snap_cmp(const void *a, const void *b)
 
 static int select_snap_slot_cmp(const void *a, const void *b, void *arg)
 {
-	uint32_t x = select_snap.e[*(const uint32_t *)a].slot;
-	uint32_t y = select_snap.e[*(const uint32_t *)b].slot;
+	const struct select_snapshot *sn = arg;
+	uint32_t x = sn->e[*(const uint32_t *)a].slot;
+	uint32_t y = sn->e[*(const uint32_t *)b].slot;
 
-	(void)arg;
 	return x < y ? -1 : x > y;
 }
 
@@ -541,16 +545,17 @@ static bool select_snap_same_tunables(const struct config_tunables *a,
 }
 
 /* Rebuilds the snapshot; false when the registry kept changing under it. */
-static bool select_snap_build(const struct registry *r, const struct config_tunables *t)
+static bool select_snap_build(struct select_snapshot *sn, const struct registry *r,
+			      const struct config_tunables *t)
 {
 	uint64_t epoch = atomic_load_explicit(&r->epoch, memory_order_acquire);
 	uint32_t end = registry_scan_end(r), n = 0, count[REGION_COUNT + 1] = { 0 };
 
-	select_snap.valid = false;
+	sn->valid = false;
 	if (end > SELECT_MAX_SLOTS)
 		return false;
 	for (uint32_t i = 0; i < end; i++) {
-		struct select_snap_entry *e = &select_snap.e[n];
+		struct select_snap_entry *e = &sn->e[n];
 		struct sfu_hot h;
 		int rc = registry_read_hot(r, i, &h);
 
@@ -581,27 +586,27 @@ static bool select_snap_build(const struct registry *r, const struct config_tuna
 	}
 	if (atomic_load_explicit(&r->epoch, memory_order_acquire) != epoch)
 		return false;
-	qsort(select_snap.e, n, sizeof(select_snap.e[0]), select_snap_cmp);
-	select_snap.region_off[0] = 0;
+	qsort(sn->e, n, sizeof(sn->e[0]), select_snap_cmp);
+	sn->region_off[0] = 0;
 	for (int k = 0; k <= REGION_COUNT; k++)
-		select_snap.region_off[k + 1] = select_snap.region_off[k] + count[k];
+		sn->region_off[k + 1] = sn->region_off[k] + count[k];
 	{
 		uint32_t fill[REGION_COUNT + 1];
 
-		memcpy(fill, select_snap.region_off, sizeof(fill));
+		memcpy(fill, sn->region_off, sizeof(fill));
 		for (uint32_t i = 0; i < n; i++)
-			select_snap.by_region[fill[select_snap.e[i].region_id]++] = i;
+			sn->by_region[fill[sn->e[i].region_id]++] = i;
 	}
 	for (uint32_t i = 0; i < n; i++)
-		select_snap.slot_order[i] = i;
-	qsort_r(select_snap.slot_order, n, sizeof(uint32_t), select_snap_slot_cmp, NULL);
-	select_snap.usable_valid = false;
-	select_snap.r = r;
-	select_snap.instance = r->instance;
-	select_snap.epoch = epoch;
-	select_snap.t = *t;
-	select_snap.n = n;
-	select_snap.valid = true;
+		sn->slot_order[i] = i;
+	qsort_r(sn->slot_order, n, sizeof(uint32_t), select_snap_slot_cmp, sn);
+	sn->usable_valid = false;
+	sn->r = r;
+	sn->instance = r->instance;
+	sn->epoch = epoch;
+	sn->t = *t;
+	sn->n = n;
+	sn->valid = true;
 	return true;
 }
 
@@ -623,14 +628,15 @@ struct select_fast {
 
 /* Branch and bound over entries sorted by base; list == NULL means all;
  * hash != 0 keeps only SFUs whose region string hashes to it. */
-static void select_fast_search(struct registry *r, const struct select_state *st,
+static void select_fast_search(const struct select_snapshot *sn, struct registry *r,
+			       const struct select_state *st,
 			       const uint32_t *list, uint32_t n, uint64_t hash,
 			       const uint32_t *exclude, size_t nexclude, int64_t now_ms,
 			       struct select_fast *f)
 {
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t idx = list ? list[k] : k;
-		const struct select_snap_entry *e = &select_snap.e[idx];
+		const struct select_snap_entry *e = &sn->e[idx];
 		const struct registry_slot *sl = &r->slots[e->slot];
 		double score;
 
@@ -678,7 +684,8 @@ static int select_cmp_u32(const void *a, const void *b)
  * call must take the slow path (snapshot not usable, or the chosen slot
  * changed since the snapshot).
  */
-static int select_fast(struct registry *r, const struct config_tunables *t,
+static int select_fast(struct select_snapshot *sn, struct registry *r,
+		       const struct config_tunables *t,
 		       const struct select_state *st, const uint32_t *exclude, size_t nexclude,
 		       int64_t now_ms, struct select_choice *out)
 {
@@ -687,10 +694,10 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 
 	if (t->strategy != STRATEGY_LOAD || t->w_distance > 0.0)
 		return 1;
-	if (!select_snap.valid || select_snap.r != r || select_snap.instance != r->instance ||
-	    select_snap.epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
-	    !select_snap_same_tunables(&select_snap.t, t)) {
-		if (!select_snap_build(r, t))
+	if (!sn->valid || sn->r != r || sn->instance != r->instance ||
+	    sn->epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
+	    !select_snap_same_tunables(&sn->t, t)) {
+		if (!select_snap_build(sn, r, t))
 			return 1;
 	}
 	memset(&f, 0, sizeof(f));
@@ -700,19 +707,19 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 
 		/* The first region, nearest first, where some SFU can take it. */
 		for (int k = 0; k < REGION_COUNT && f.n_ties == 0; k++) {
-			uint32_t off = select_snap.region_off[order[k]];
+			uint32_t off = sn->region_off[order[k]];
 
-			select_fast_search(r, st, select_snap.by_region + off,
-					   select_snap.region_off[order[k] + 1] - off, 0, exclude,
+			select_fast_search(sn, r, st, sn->by_region + off,
+					   sn->region_off[order[k] + 1] - off, 0, exclude,
 					   nexclude, now_ms, &f);
 		}
 	} else if (st->hint_string && select_hint_hash(st) != 0) {
-		select_fast_search(r, st, NULL, select_snap.n, select_hint_hash(st), exclude,
+		select_fast_search(sn, r, st, NULL, sn->n, select_hint_hash(st), exclude,
 				   nexclude, now_ms, &f);
 	}
 	if (f.n_ties == 0) {
 		f.overloaded = f.unhealthy = 0;
-		select_fast_search(r, st, NULL, select_snap.n, 0, exclude, nexclude, now_ms, &f);
+		select_fast_search(sn, r, st, NULL, sn->n, 0, exclude, nexclude, now_ms, &f);
 	}
 	if (f.n_ties == 0)
 		return f.overloaded > 0 ? -EBUSY : f.unhealthy > 0 ? -EHOSTDOWN : -ENOENT;
@@ -722,64 +729,64 @@ static int select_fast(struct registry *r, const struct config_tunables *t,
 		uint32_t slots[SELECT_TIES_MAX];
 
 		for (uint32_t i = 0; i < f.n_ties; i++)
-			slots[i] = select_snap.e[f.ties[i]].slot;
+			slots[i] = sn->e[f.ties[i]].slot;
 		qsort(slots, f.n_ties, sizeof(slots[0]), select_cmp_u32);
 		pick = slots[atomic_fetch_add_explicit(&r->rr_counter, 1, memory_order_relaxed) %
 			     f.n_ties];
 		for (uint32_t i = 0; i < f.n_ties; i++)
-			if (select_snap.e[f.ties[i]].slot == pick)
+			if (sn->e[f.ties[i]].slot == pick)
 				pick = f.ties[i];
 	}
-	if (registry_read(r, select_snap.e[pick].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
-	    out->rec.hot.generation != select_snap.e[pick].generation)
+	if (registry_read(r, sn->e[pick].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
+	    out->rec.hot.generation != sn->e[pick].generation)
 		return 1;
-	out->slot = select_snap.e[pick].slot;
+	out->slot = sn->e[pick].slot;
 	return 0;
 }
 
 /* Lists the usable entries in slot order, all and per region, with the
  * instant this stops being true (see select_snap). */
-static void select_rr_refresh(const struct registry *r, int64_t now_ms)
+static void select_rr_refresh(struct select_snapshot *sn, const struct registry *r, int64_t now_ms)
 {
 	uint32_t count[REGION_COUNT + 1] = { 0 }, fill[REGION_COUNT + 1];
 	int64_t until = INT64_MAX;
 	uint32_t n = 0;
 
-	select_snap.usable_health = atomic_load_explicit(&r->health_epoch, memory_order_acquire);
-	select_snap.usable_overloaded = select_snap.usable_unhealthy = 0;
-	for (uint32_t k = 0; k < select_snap.n; k++) {
-		uint32_t idx = select_snap.slot_order[k];
-		const struct select_snap_entry *e = &select_snap.e[idx];
+	sn->usable_health = atomic_load_explicit(&r->health_epoch, memory_order_acquire);
+	sn->usable_overloaded = sn->usable_unhealthy = 0;
+	for (uint32_t k = 0; k < sn->n; k++) {
+		uint32_t idx = sn->slot_order[k];
+		const struct select_snap_entry *e = &sn->e[idx];
 		const struct registry_slot *sl = &r->slots[e->slot];
-		int64_t change = circuit_next_change(sl, now_ms);
+		int64_t change = circuit_next_change(&sl->cb, now_ms);
 
 		if (e->stale_at >= now_ms && e->stale_at < until)
 			until = e->stale_at + 1;
 		if (change < until)
 			until = change;
 		if (now_ms > e->stale_at || select_down_now(sl, now_ms)) {
-			select_snap.usable_unhealthy++;
+			sn->usable_unhealthy++;
 			continue;
 		}
 		if (e->overloaded) {
-			select_snap.usable_overloaded++;
+			sn->usable_overloaded++;
 			continue;
 		}
-		select_snap.usable_all[n++] = idx;
+		sn->usable_all[n++] = idx;
 		count[e->region_id]++;
 	}
-	select_snap.usable_off[0] = 0;
+	sn->usable_off[0] = 0;
 	for (int k = 0; k <= REGION_COUNT; k++)
-		select_snap.usable_off[k + 1] = select_snap.usable_off[k] + count[k];
-	memcpy(fill, select_snap.usable_off, sizeof(fill));
+		sn->usable_off[k + 1] = sn->usable_off[k] + count[k];
+	memcpy(fill, sn->usable_off, sizeof(fill));
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t idx = select_snap.usable_all[i];
+		uint32_t idx = sn->usable_all[i];
 
-		select_snap.usable_by_region[fill[select_snap.e[idx].region_id]++] = idx;
+		sn->usable_by_region[fill[sn->e[idx].region_id]++] = idx;
 	}
-	select_snap.usable_n = n;
-	select_snap.usable_until = until;
-	select_snap.usable_valid = true;
+	sn->usable_n = n;
+	sn->usable_until = until;
+	sn->usable_valid = true;
 }
 
 /*
@@ -789,7 +796,8 @@ static void select_rr_refresh(const struct registry *r, int64_t now_ms)
  * already tried some SFUs (failover) takes the slow path. Returns like
  * select_fast.
  */
-static int select_rr_fast(struct registry *r, const struct config_tunables *t,
+static int select_rr_fast(struct select_snapshot *sn, struct registry *r,
+			  const struct config_tunables *t,
 			  const struct select_state *st, size_t nexclude, int64_t now_ms,
 			  struct select_choice *out)
 {
@@ -798,21 +806,21 @@ static int select_rr_fast(struct registry *r, const struct config_tunables *t,
 
 	if (t->strategy != STRATEGY_ROUND_ROBIN || nexclude > 0)
 		return 1;
-	if (!select_snap.valid || select_snap.r != r || select_snap.instance != r->instance ||
-	    select_snap.epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
-	    !select_snap_same_tunables(&select_snap.t, t)) {
-		if (!select_snap_build(r, t))
+	if (!sn->valid || sn->r != r || sn->instance != r->instance ||
+	    sn->epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
+	    !select_snap_same_tunables(&sn->t, t)) {
+		if (!select_snap_build(sn, r, t))
 			return 1;
 	}
-	if (!select_snap.usable_valid || now_ms >= select_snap.usable_until ||
-	    select_snap.usable_health != atomic_load_explicit(&r->health_epoch, memory_order_acquire))
-		select_rr_refresh(r, now_ms);
+	if (!sn->usable_valid || now_ms >= sn->usable_until ||
+	    sn->usable_health != atomic_load_explicit(&r->health_epoch, memory_order_acquire))
+		select_rr_refresh(sn, r, now_ms);
 	if (st->hint_region != REGION_UNKNOWN) {
 		const uint8_t *order = region_proximity(st->hint_region);
 
 		for (int k = 0; k < REGION_COUNT && m == 0; k++) {
-			list = select_snap.usable_by_region + select_snap.usable_off[order[k]];
-			m = select_snap.usable_off[order[k] + 1] - select_snap.usable_off[order[k]];
+			list = sn->usable_by_region + sn->usable_off[order[k]];
+			m = sn->usable_off[order[k] + 1] - sn->usable_off[order[k]];
 		}
 	}
 	if (st->hint_string && select_hint_hash(st) != 0) {
@@ -822,49 +830,52 @@ static int select_rr_fast(struct registry *r, const struct config_tunables *t,
 		uint64_t hash = select_hint_hash(st);
 		uint32_t matches = 0;
 
-		for (uint32_t i = 0; i < select_snap.usable_n; i++)
-			matches += select_snap_matches(&select_snap.e[select_snap.usable_all[i]], st,
+		for (uint32_t i = 0; i < sn->usable_n; i++)
+			matches += select_snap_matches(&sn->e[sn->usable_all[i]], st,
 						       hash);
 		if (matches > 0) {
 			uint64_t nth = atomic_fetch_add_explicit(&r->rr_counter, 1,
 								 memory_order_relaxed) % matches;
 
 			for (uint32_t i = 0;; i++) {
-				idx = select_snap.usable_all[i];
-				if (select_snap_matches(&select_snap.e[idx], st, hash) && nth-- == 0)
+				idx = sn->usable_all[i];
+				if (select_snap_matches(&sn->e[idx], st, hash) && nth-- == 0)
 					break;
 			}
 			goto chosen;
 		}
 	}
 	if (m == 0) {
-		list = select_snap.usable_all;
-		m = select_snap.usable_n;
+		list = sn->usable_all;
+		m = sn->usable_n;
 	}
 	if (m == 0)
-		return select_snap.usable_overloaded > 0  ? -EBUSY
-		       : select_snap.usable_unhealthy > 0 ? -EHOSTDOWN
+		return sn->usable_overloaded > 0  ? -EBUSY
+		       : sn->usable_unhealthy > 0 ? -EHOSTDOWN
 							  : -ENOENT;
 	idx = list[atomic_fetch_add_explicit(&r->rr_counter, 1, memory_order_relaxed) % m];
 chosen:
-	if (registry_read(r, select_snap.e[idx].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
-	    out->rec.hot.generation != select_snap.e[idx].generation)
+	if (registry_read(r, sn->e[idx].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
+	    out->rec.hot.generation != sn->e[idx].generation)
 		return 1;
-	out->slot = select_snap.e[idx].slot;
+	out->slot = sn->e[idx].slot;
 	return 0;
 }
 
-int select_best(struct registry *r, const struct config_tunables *t, const struct select_query *q,
-		const uint32_t *exclude, size_t nexclude, int64_t now_ms, struct select_choice *out)
+int select_best(struct select_snapshot *sn, struct registry *r, const struct config_tunables *t,
+		const struct select_query *q, const uint32_t *exclude, size_t nexclude,
+		int64_t now_ms, struct select_choice *out)
 {
-	struct select_state st = { .t = t, .r = r };
+	struct select_state st = { .t = t, .r = r, .cands = sn->cands };
 	uint32_t rounds;
-	int fast;
+	int fast = 1;
 
 	select_parse_hint(&st, q);
-	fast = select_fast(r, t, &st, exclude, nexclude, now_ms, out);
-	if (fast == 1)
-		fast = select_rr_fast(r, t, &st, nexclude, now_ms, out);
+	if (sn->fast) {
+		fast = select_fast(sn, r, t, &st, exclude, nexclude, now_ms, out);
+		if (fast == 1)
+			fast = select_rr_fast(sn, r, t, &st, nexclude, now_ms, out);
+	}
 	if (fast != 1)
 		return fast;
 	select_scan(&st, exclude, nexclude, now_ms);
@@ -907,6 +918,20 @@ int select_best(struct registry *r, const struct config_tunables *t, const struc
 		return 0;
 	}
 	return -EAGAIN;
+}
+
+struct select_snapshot *select_snapshot_new(bool fast)
+{
+	struct select_snapshot *sn = calloc(1, sizeof(*sn));
+
+	if (sn != NULL)
+		sn->fast = fast;
+	return sn;
+}
+
+void select_snapshot_free(struct select_snapshot *sn)
+{
+	free(sn);
 }
 
 int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t slot,

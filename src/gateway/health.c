@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "circuit.h"
+#include "clock.h"
 #include "keycheck.h"
 #include "log.h"
 #include "select.h"
@@ -54,7 +55,7 @@ static void health_add_sfu(struct json_object *arr, const struct registry_slot *
 {
 	struct json_object *o = json_object_new_object(), *cb, *req;
 	enum select_verdict v = select_usable(sl, &rec->hot, t, now_ms);
-	enum circuit_state cs = circuit_effective_state(sl, now_ms);
+	enum circuit_state cs = circuit_effective_state(&sl->cb, now_ms);
 	uint64_t assigned = atomic_load_explicit(&sl->assigned, memory_order_relaxed);
 	uint32_t cap = select_capacity(t, &rec->hot);
 
@@ -78,7 +79,7 @@ static void health_add_sfu(struct json_object *arr, const struct registry_slot *
 				       : NULL);
 	cb = json_object_new_object();
 	json_object_object_add(cb, "state", json_object_new_string(circuit_state_name(cs)));
-	json_object_object_add(cb, "failures", json_object_new_int64(circuit_failures(sl)));
+	json_object_object_add(cb, "failures", json_object_new_int64(circuit_failures(&sl->cb)));
 	json_object_object_add(o, "circuit", cb);
 	json_object_object_add(o, "keyCheck",
 			       json_object_new_string(keycheck_name(atomic_load_explicit(
@@ -91,32 +92,29 @@ static void health_add_sfu(struct json_object *arr, const struct registry_slot *
 	json_object_array_add(arr, o);
 }
 
-void health_handle(struct worker *w, struct http_conn *c)
+void health_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req)
 {
-	struct registry *r = &w->shm->registry;
+	struct registry *r = &x->shm->registry;
 	struct json_object *root = json_object_new_object(), *arr = json_object_new_array();
 	uint32_t end = registry_scan_end(r);
-	int64_t now_ms = worker_now_ms();
-	struct timespec ts;
+	int64_t now_ms = clock_ms();
 	bool usable = false;
 	const char *text;
 	size_t len;
 
-	worker_refresh_config(w);
+	(void)req;
 	for (uint32_t i = 0; i < end; i++) {
 		struct sfu_record rec;
 
 		if (registry_read(r, i, &rec) == 0 && rec.hot.in_use)
-			health_add_sfu(arr, &r->slots[i], &rec, &w->live, now_ms, &usable);
+			health_add_sfu(arr, &r->slots[i], &rec, x->live, now_ms, &usable);
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
 	json_object_object_add(root, "status", json_object_new_string(usable ? "ok" : "unavailable"));
 	json_object_object_add(root, "version", json_object_new_string(SFU_VERSION));
 	json_object_object_add(root, "uptimeMs",
-			       json_object_new_int64((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 -
-						     w->shm->started_ms));
+			       json_object_new_int64(clock_wall_ms() - x->shm->started_ms));
 	json_object_object_add(root, "workers",
-			       json_object_new_int64(atomic_load(&w->shm->n_workers)));
+			       json_object_new_int64(atomic_load(&x->shm->n_workers)));
 	json_object_object_add(root, "sfus", arr);
 	text = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 	http_respond_json(c, usable ? 200 : 503, text, len);

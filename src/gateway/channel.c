@@ -10,7 +10,10 @@
 #include <time.h>
 
 #include "affinity.h"
+#include "budget.h"
 #include "circuit.h"
+#include "clock.h"
+#include "hex.h"
 #include "jscan.h"
 #include "log.h"
 #include "select.h"
@@ -32,7 +35,7 @@ enum channel_outcome {
  * strings (token, query) stay valid in the connection until it is answered.
  */
 struct channel_req {
-	struct worker *w;
+	struct handler_ctx *x;
 	struct http_conn *c;
 	const char *tok; /* Odoo's token, in the request */
 	size_t tok_len, signed_len;
@@ -58,34 +61,15 @@ struct channel_req {
 
 static void channel_attempt(struct channel_req *cr);
 
-static uint64_t channel_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes (and '+' to space) a form value; invalid escapes stay as is. */
 static void channel_decode(const char *in, size_t len, char *out)
 {
 	size_t o = 0;
 
 	for (size_t i = 0; i < len; i++) {
-		if (in[i] == '%' && i + 2 < len && hexval(in[i + 1]) >= 0 &&
-		    hexval(in[i + 2]) >= 0) {
-			out[o++] = (char)(hexval(in[i + 1]) * 16 + hexval(in[i + 2]));
+		if (in[i] == '%' && i + 2 < len && hex_digit(in[i + 1]) >= 0 &&
+		    hex_digit(in[i + 2]) >= 0) {
+			out[o++] = (char)(hex_digit(in[i + 1]) * 16 + hex_digit(in[i + 2]));
 			i += 2;
 		} else if (in[i] == '+') {
 			out[o++] = ' ';
@@ -163,12 +147,12 @@ static bool channel_body_valid(const char *body, size_t len)
 
 /* Builds the X-Forwarded-For value the SFU must see (see the contract note):
  * the direct peer, or with trust_proxy the incoming chain plus the peer. */
-static int channel_xff(const struct worker *w, const struct http_request *req, char *out,
+static int channel_xff(const struct handler_ctx *x, const struct http_request *req, char *out,
 		       size_t outlen)
 {
 	size_t n = 0;
 
-	if (w->live.trust_proxy) {
+	if (x->live->trust_proxy) {
 		for (size_t i = 0; i < req->n_headers; i++) {
 			const struct http_header *h = &req->headers[i];
 
@@ -227,39 +211,6 @@ static void channel_done(struct channel_req *cr)
 }
 
 /*
- * The retry budget, shared by every worker through shared memory (a token
- * bucket, Envoy's retry budget made rate-based): each request earns 0.2 of a
- * retry, each retry spends 1 and gets it back if it succeeds, at most 10 are
- * saved up. When every SFU is down no retry succeeds, so upstream attempts
- * stay below 1.2 × requests + 3 instead of tripling; one bad SFU among good
- * ones never exhausts it.
- */
-static void channel_budget_earn(struct shm_layout *shm)
-{
-	if (atomic_load_explicit(&shm->retry_tokens, memory_order_relaxed) < SHM_RETRY_TOKENS_MAX)
-		atomic_fetch_add_explicit(&shm->retry_tokens, SHM_RETRY_TOKENS_PER_REQUEST,
-					  memory_order_relaxed);
-}
-
-static void channel_budget_refund(struct shm_layout *shm)
-{
-	atomic_fetch_add_explicit(&shm->retry_tokens, SHM_RETRY_TOKENS_PER_RETRY,
-				  memory_order_relaxed);
-}
-
-static bool channel_budget_spend(struct shm_layout *shm)
-{
-	int64_t v = atomic_load_explicit(&shm->retry_tokens, memory_order_relaxed);
-
-	while (v >= SHM_RETRY_TOKENS_PER_RETRY)
-		if (atomic_compare_exchange_weak_explicit(&shm->retry_tokens, &v,
-							  v - SHM_RETRY_TOKENS_PER_RETRY,
-							  memory_order_relaxed, memory_order_relaxed))
-			return true;
-	return false;
-}
-
-/*
  * No SFU created the channel. When only one SFU was tried, the answer is the
  * existing gateway's (502 or the SFU's status), so deployments see what they
  * know; after a failover across several SFUs it is 503.
@@ -295,19 +246,19 @@ static void channel_fail(struct channel_req *cr)
  * given to another SFU, or a report may have reset the count: never go
  * below zero, never touch another occupant's count.
  */
-static void channel_assign(struct worker *w, struct channel_req *cr)
+static void channel_assign(struct handler_ctx *x, struct channel_req *cr)
 {
-	atomic_fetch_add_explicit(&w->shm->registry.slots[cr->slot].assigned, 1,
+	atomic_fetch_add_explicit(&x->shm->registry.slots[cr->slot].assigned, 1,
 				  memory_order_relaxed);
 }
 
-static void channel_unassign(struct worker *w, struct channel_req *cr)
+static void channel_unassign(struct handler_ctx *x, struct channel_req *cr)
 {
-	struct registry_slot *sl = &w->shm->registry.slots[cr->slot];
+	struct registry_slot *sl = &x->shm->registry.slots[cr->slot];
 	uint64_t v = atomic_load_explicit(&sl->assigned, memory_order_relaxed);
 	struct sfu_hot h;
 
-	if (registry_read_hot(&w->shm->registry, cr->slot, &h) != 0 ||
+	if (registry_read_hot(&x->shm->registry, cr->slot, &h) != 0 ||
 	    h.generation != cr->generation)
 		return;
 	while (v > 0 && !atomic_compare_exchange_weak_explicit(&sl->assigned, &v, v - 1,
@@ -320,23 +271,23 @@ static void channel_unassign(struct worker *w, struct channel_req *cr)
 static void channel_on_response(const struct http_client_result *res, void *ctx)
 {
 	struct channel_req *cr = ctx;
-	struct worker *w = cr->w;
-	struct registry_slot *slot = &w->shm->registry.slots[cr->slot];
-	struct metrics_proc *m = w->metrics;
-	int64_t now = worker_now_ms();
+	struct handler_ctx *x = cr->x;
+	struct registry_slot *slot = &x->shm->registry.slots[cr->slot];
+	struct metrics_proc *m = x->metrics;
+	int64_t now = clock_ms();
 	bool ok2xx = res->error == 0 && res->status >= 200 && res->status < 300;
 
-	metrics_latency(m, channel_now_us() - cr->sent_us);
+	metrics_latency(m, (uint64_t)clock_us() - cr->sent_us);
 	if (ok2xx && channel_body_valid(res->body, res->body_len)) {
-		circuit_success(&w->shm->registry, slot, m);
-		affinity_record(&w->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
-				w->live.affinity_ttl_ms);
+		circuit_success(&slot->cb, &x->shm->registry.health_epoch, m);
+		affinity_record(&x->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
+				x->live->affinity_ttl_ms);
 		atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
 		if (cr->attempts > 1) {
 			metrics_add(m, M_FAILOVERS, 1);
 			/* A retry that worked costs the budget nothing: only retries
 			 * that keep failing (an outage) drain it. */
-			channel_budget_refund(w->shm);
+			budget_refund(&x->shm->budget);
 		}
 		if (cr->maybe_orphans > 0)
 			metrics_add(m, M_ORPHAN_CHANNELS, cr->maybe_orphans);
@@ -350,8 +301,8 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		 * says nothing against the SFU's health. (The gateway refuses up
 		 * front what every SFU refuses, such as an empty issuer; a wrong
 		 * per-SFU key shows as a 5xx on odoo/sfu, handled below.) */
-		circuit_success(&w->shm->registry, slot, m);
-		channel_unassign(w, cr);
+		circuit_success(&slot->cb, &x->shm->registry.health_epoch, m);
+		channel_unassign(x, cr);
 		log_info("channel: sfu=%s status=%d relayed", cr->address, res->status);
 		http_respond(cr->c, res->status, NULL, NULL, NULL, 0);
 		channel_done(cr);
@@ -361,8 +312,8 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	 * without uuid/url. */
 	metrics_add(m, M_UPSTREAM_FAILURES, 1);
 	atomic_fetch_add_explicit(&slot->requests_failed, 1, memory_order_relaxed);
-	channel_unassign(w, cr);
-	circuit_failure(&w->shm->registry, slot, &w->live, now, m);
+	channel_unassign(x, cr);
+	circuit_failure(&slot->cb, &x->shm->registry.health_epoch, x->live, now, m);
 	if (res->error != 0) {
 		cr->outcome = OUT_UNREACHABLE;
 		log_warn("channel: sfu=%s failed: %s", cr->address, http_client_strerror(res));
@@ -389,8 +340,8 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
 			  struct select_choice *choice)
 {
-	struct worker *w = cr->w;
-	struct registry *r = &w->shm->registry;
+	struct handler_ctx *x = cr->x;
+	struct registry *r = &x->shm->registry;
 
 	for (;;) {
 		int rc = -ENOENT;
@@ -399,36 +350,38 @@ static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
 
 		if (!cr->pinned_checked) {
 			cr->pinned_checked = true;
-			if (w->live.affinity_ttl_ms > 0 &&
-			    affinity_lookup(&w->shm->affinity, cr->affinity, now, &pin_slot, &pin_gen))
-				rc = select_pinned(r, &w->live, pin_slot, pin_gen, now, choice);
+			if (x->live->affinity_ttl_ms > 0 &&
+			    affinity_lookup(&x->shm->affinity, cr->affinity, now, &pin_slot, &pin_gen))
+				rc = select_pinned(r, x->live, pin_slot, pin_gen, now, choice);
 			if (rc == 0)
-				metrics_add(w->metrics, M_AFFINITY_HITS, 1);
+				metrics_add(x->metrics, M_AFFINITY_HITS, 1);
 		}
 		if (rc != 0) {
-			rc = select_best(r, &w->live, &cr->q, cr->tried, cr->n_tried, now, choice);
+			rc = select_best(x->snap, r, x->live, &cr->q, cr->tried, cr->n_tried, now,
+					 choice);
 			if (rc != 0)
 				return rc;
 			/* Pin the choice at once, not when the SFU answers: a second
 			 * participant starting the same call meanwhile must reach the
 			 * same SFU. If one beat us to it, follow its pin. */
-			if (cr->attempts == 0 && w->live.affinity_ttl_ms > 0) {
+			if (cr->attempts == 0 && x->live->affinity_ttl_ms > 0) {
 				pin_slot = choice->slot;
 				pin_gen = choice->rec.hot.generation;
 				/* A pin whose SFU cannot take the channel (gone, or its
 				 * slot reused) is replaced by ours. */
-				if (affinity_pin(&w->shm->affinity, cr->affinity, &pin_slot, &pin_gen,
-						 now, w->live.affinity_ttl_ms) &&
+				if (affinity_pin(&x->shm->affinity, cr->affinity, &pin_slot, &pin_gen,
+						 now, x->live->affinity_ttl_ms) &&
 				    (pin_slot != choice->slot ||
 				     pin_gen != choice->rec.hot.generation) &&
-				    select_pinned(r, &w->live, pin_slot, pin_gen, now, choice) != 0)
-					affinity_record(&w->shm->affinity, cr->affinity, choice->slot,
+				    select_pinned(r, x->live, pin_slot, pin_gen, now, choice) != 0)
+					affinity_record(&x->shm->affinity, cr->affinity, choice->slot,
 							choice->rec.hot.generation, now,
-							w->live.affinity_ttl_ms);
+							x->live->affinity_ttl_ms);
 			}
 		}
-		if (circuit_closed(&r->slots[choice->slot]) ||
-		    circuit_claim_probe(r, &r->slots[choice->slot], now, hold_ms, w->metrics))
+		if (circuit_closed(&r->slots[choice->slot].cb) ||
+		    circuit_claim_probe(&r->slots[choice->slot].cb, &r->health_epoch, now, hold_ms,
+					x->metrics))
 			return 0;
 		/* Another worker took the one half-open probe: skip this SFU. */
 		if (cr->n_tried >= CHANNEL_MAX_TRIED)
@@ -439,20 +392,20 @@ static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
 
 static void channel_attempt(struct channel_req *cr)
 {
-	struct worker *w = cr->w;
+	struct handler_ctx *x = cr->x;
 	struct select_choice choice;
 	struct http_client_req creq;
 	char headers[TOKEN_MAX_LEN + HTTP_HEAD_MAX + 128];
-	int64_t now = worker_now_ms(), left = cr->deadline_ms - now;
+	int64_t now = clock_ms(), left = cr->deadline_ms - now;
 	uint32_t timeout;
 	int hn, rc;
 	ssize_t sl;
 
-	if (cr->attempts >= w->live.max_retries || cr->n_tried >= CHANNEL_MAX_TRIED || left <= 0) {
+	if (cr->attempts >= x->live->max_retries || cr->n_tried >= CHANNEL_MAX_TRIED || left <= 0) {
 		channel_fail(cr);
 		return;
 	}
-	timeout = w->live.retry_timeout_ms < (uint32_t)left ? w->live.retry_timeout_ms
+	timeout = x->live->retry_timeout_ms < (uint32_t)left ? x->live->retry_timeout_ms
 							   : (uint32_t)left;
 	rc = channel_choose(cr, now, timeout + 1000, &choice);
 	if (rc != 0) {
@@ -462,7 +415,7 @@ static void channel_attempt(struct channel_req *cr)
 		}
 		switch (rc) {
 		case -EBUSY:
-			metrics_add(w->metrics, M_OVERLOAD_REJECTED, 1);
+			metrics_add(x->metrics, M_OVERLOAD_REJECTED, 1);
 			http_respond_error(cr->c, 503, "all SFUs are overloaded", CHANNEL_RETRY_AFTER);
 			break;
 		case -EHOSTDOWN:
@@ -477,14 +430,14 @@ static void channel_attempt(struct channel_req *cr)
 	}
 	if (cr->attempts > 0) {
 		/* A fleet-wide outage must not turn into a retry storm. */
-		if (!channel_budget_spend(w->shm)) {
-			metrics_add(w->metrics, M_RETRY_BUDGET_EXHAUSTED, 1);
-			circuit_release_probe(&w->shm->registry,
-					      &w->shm->registry.slots[choice.slot]);
+		if (!budget_spend(&x->shm->budget)) {
+			metrics_add(x->metrics, M_RETRY_BUDGET_EXHAUSTED, 1);
+			circuit_release_probe(&x->shm->registry.slots[choice.slot].cb,
+					      &x->shm->registry.health_epoch);
 			channel_fail(cr);
 			return;
 		}
-		metrics_add(w->metrics, M_RETRIES, 1);
+		metrics_add(x->metrics, M_RETRIES, 1);
 	}
 	cr->tried[cr->n_tried++] = choice.slot;
 	cr->attempts++;
@@ -509,13 +462,13 @@ static void channel_attempt(struct channel_req *cr)
 	creq.target_len = cr->target_len;
 	creq.headers = headers;
 	creq.headers_len = (size_t)hn < sizeof(headers) ? (size_t)hn : sizeof(headers) - 1;
-	creq.connect_timeout_ms = w->live.connect_timeout_ms < timeout ? w->live.connect_timeout_ms
+	creq.connect_timeout_ms = x->live->connect_timeout_ms < timeout ? x->live->connect_timeout_ms
 									: timeout;
 	creq.timeout_ms = timeout;
-	cr->sent_us = channel_now_us();
-	channel_assign(w, cr);
-	metrics_add(w->metrics, M_UPSTREAM_REQUESTS, 1);
-	rc = http_client_request(w->client, cr->address, &creq, channel_on_response, cr);
+	cr->sent_us = (uint64_t)clock_us();
+	channel_assign(x, cr);
+	metrics_add(x->metrics, M_UPSTREAM_REQUESTS, 1);
+	rc = http_client_request(x->client, cr->address, &creq, channel_on_response, cr);
 	if (rc != 0) {
 		struct http_client_result res = { .error = UV_EINVAL, .connect_failed = true };
 
@@ -524,7 +477,7 @@ static void channel_attempt(struct channel_req *cr)
 	}
 }
 
-void channel_handle(struct worker *w, struct http_conn *c, const struct http_request *req)
+void channel_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req)
 {
 	const struct http_header *auth = http_request_header(req, "Authorization");
 	const char *tok, *end, *sp;
@@ -534,7 +487,6 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 	char xff[HTTP_HEAD_MAX + HTTP_PEER_MAX + 4];
 	int rc, n;
 
-	worker_refresh_config(w);
 	/* Like the SFU: the token is the second space-separated word. */
 	if (auth == NULL) {
 		http_respond_error(c, 401, "missing authorization", NULL);
@@ -555,7 +507,7 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 		http_respond_error(c, 401, "missing authorization", NULL);
 		return;
 	}
-	rc = token_verify(tok, tok_len, w->live.key, w->live.key_len, time(NULL), true, &t);
+	rc = token_verify(tok, tok_len, x->live->key, x->live->key_len, time(NULL), true, &t);
 	if (rc == TOKEN_NO_ISS) {
 		http_respond_error(c, 403, "missing iss claim", NULL);
 		return;
@@ -565,7 +517,7 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 		http_respond_error(c, 401, "invalid token", NULL);
 		return;
 	}
-	if (channel_xff(w, req, xff, sizeof(xff)) != 0) {
+	if (channel_xff(x, req, xff, sizeof(xff)) != 0) {
 		http_respond_error(c, 431, "request headers too large", NULL);
 		return;
 	}
@@ -575,7 +527,7 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 		http_respond_error(c, 503, "out of memory", NULL);
 		return;
 	}
-	cr->w = w;
+	cr->x = x;
 	cr->c = c;
 	cr->tok = tok;
 	cr->tok_len = tok_len;
@@ -597,7 +549,7 @@ void channel_handle(struct worker *w, struct http_conn *c, const struct http_req
 	/* Issuer affinity keys on the address the SFU will see as the creator:
 	 * the first X-Forwarded-For entry we send. */
 	cr->affinity = affinity_key(xff, strcspn(xff, ","), t.iss, t.iss_len);
-	cr->deadline_ms = worker_now_ms() + w->live.deadline_ms;
-	channel_budget_earn(w->shm);
+	cr->deadline_ms = clock_ms() + x->live->deadline_ms;
+	budget_earn(&x->shm->budget);
 	channel_attempt(cr);
 }

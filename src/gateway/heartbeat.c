@@ -11,7 +11,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
+#include "region.h"
 #include "registry.h"
 #include "token.h"
 
@@ -25,41 +27,6 @@ struct heartbeat {
 	uint32_t channels, sessions, max_sessions;
 	double cpu, memory;
 };
-
-bool heartbeat_allowed(const struct config_cidr *allow, size_t n, const char *ip)
-{
-	struct config_cidr peer;
-
-	if (n == 0)
-		return true;
-	if (config_parse_cidr(ip, &peer) != 0)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		const struct config_cidr *a = &allow[i];
-		unsigned full = a->prefix / 8, rest = a->prefix % 8;
-
-		if (a->family != peer.family)
-			continue;
-		if (memcmp(a->addr, peer.addr, full) != 0)
-			continue;
-		if (rest != 0 && ((a->addr[full] ^ peer.addr[full]) & (0xff00 >> rest) & 0xff) != 0)
-			continue;
-		return true;
-	}
-	return false;
-}
-
-static bool heartbeat_region_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > HEARTBEAT_REGION_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-			return false;
-	return true;
-}
 
 /* A non-negative integer field that fits 32 bits. */
 static int heartbeat_count(struct json_object *o, const char *name, bool required, uint32_t *out,
@@ -170,7 +137,7 @@ static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, c
 	hb->up = strcmp(s, "up") == 0;
 	if (heartbeat_string(o, "address", true, &s, HEARTBEAT_RULE_ADDRESS, err, errlen) != 0)
 		goto out;
-	if (config_parse_address(s, hb->address, sizeof(hb->address)) != 0) {
+	if (address_parse(s, hb->address, sizeof(hb->address)) != 0) {
 		snprintf(err, errlen, "invalid field 'address': %s", HEARTBEAT_RULE_ADDRESS);
 		goto out;
 	}
@@ -181,14 +148,14 @@ static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, c
 	/* No region: the SFU matches no region hint and serves when none matches. */
 	if (heartbeat_string(o, "region", false, &s, HEARTBEAT_RULE_REGION, err, errlen) != 0)
 		goto out;
-	if (s != NULL && !heartbeat_region_ok(s)) {
+	if (s != NULL && !region_name_valid(s)) {
 		snprintf(err, errlen, "invalid field 'region': %s", HEARTBEAT_RULE_REGION);
 		goto out;
 	}
 	snprintf(hb->region, sizeof(hb->region), "%s", s ? s : "");
 	if (heartbeat_string(o, "key", true, &s, HEARTBEAT_RULE_KEY, err, errlen) != 0)
 		goto out;
-	rc = config_decode_key(s, hb->key, sizeof(hb->key));
+	rc = base64_decode_key(s, hb->key, sizeof(hb->key));
 	if (rc < 0) {
 		rc = -EINVAL;
 		snprintf(err, errlen, "invalid field 'key': %s", HEARTBEAT_RULE_KEY);
@@ -209,9 +176,9 @@ out:
 	return rc;
 }
 
-static void heartbeat_reject(struct worker *w, struct http_conn *c, int status, const char *why)
+static void heartbeat_reject(struct handler_ctx *x, struct http_conn *c, int status, const char *why)
 {
-	metrics_add(w->metrics, M_HEARTBEATS_REJECTED, 1);
+	metrics_add(x->metrics, M_HEARTBEATS_REJECTED, 1);
 	http_respond_error(c, status, why, NULL);
 }
 
@@ -225,7 +192,7 @@ static void heartbeat_reply(struct http_conn *c, const char *status)
 
 /* Checks the Bearer token: HS256 with the registration key, exp required,
  * and an address claim naming the SFU the body speaks for. */
-static int heartbeat_auth(struct worker *w, const struct http_request *req,
+static int heartbeat_auth(struct handler_ctx *x, const struct http_request *req,
 			  const struct heartbeat *hb, const char **why)
 {
 	const struct http_header *h = http_request_header(req, "Authorization");
@@ -237,8 +204,8 @@ static int heartbeat_auth(struct worker *w, const struct http_request *req,
 		*why = "missing authorization";
 		return 401;
 	}
-	rc = token_verify(h->value + 7, h->value_len - 7, w->live.registration_key,
-			  w->live.registration_key_len, time(NULL), false, &t);
+	rc = token_verify(h->value + 7, h->value_len - 7, x->live->registration_key,
+			  x->live->registration_key_len, time(NULL), false, &t);
 	if (rc != TOKEN_OK) {
 		log_info("heartbeat: rejected token from %s: %s", req->peer, token_status_str(rc));
 		*why = "invalid token";
@@ -248,7 +215,7 @@ static int heartbeat_auth(struct worker *w, const struct http_request *req,
 		*why = "token has no exp claim";
 		return 401;
 	}
-	if (t.address[0] == '\0' || config_parse_address(t.address, claim, sizeof(claim)) != 0 ||
+	if (t.address[0] == '\0' || address_parse(t.address, claim, sizeof(claim)) != 0 ||
 	    strcmp(claim, hb->address) != 0) {
 		*why = "token address claim does not match the body's address";
 		return 403;
@@ -256,7 +223,7 @@ static int heartbeat_auth(struct worker *w, const struct http_request *req,
 	return 0;
 }
 
-void heartbeat_handle(struct worker *w, struct http_conn *c, const struct http_request *req)
+void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req)
 {
 	struct heartbeat hb;
 	struct sfu_record rec, cur;
@@ -265,32 +232,32 @@ void heartbeat_handle(struct worker *w, struct http_conn *c, const struct http_r
 	int status, slot;
 	bool created = false;
 
-	worker_refresh_config(w);
-	if (!heartbeat_allowed(w->live.allow, w->live.n_allow, req->peer)) {
-		heartbeat_reject(w, c, 403, "address not allowed");
+	/* An empty allow-list allows any address. */
+	if (x->live->n_allow > 0 && !cidr_match(x->live->allow, x->live->n_allow, req->peer)) {
+		heartbeat_reject(x, c, 403, "address not allowed");
 		return;
 	}
 	if (heartbeat_parse(req->body, req->body_len, &hb, err, sizeof(err)) != 0) {
-		heartbeat_reject(w, c, 400, err);
+		heartbeat_reject(x, c, 400, err);
 		return;
 	}
-	status = heartbeat_auth(w, req, &hb, &why);
+	status = heartbeat_auth(x, req, &hb, &why);
 	if (status != 0) {
-		heartbeat_reject(w, c, status, why);
+		heartbeat_reject(x, c, status, why);
 		return;
 	}
-	slot = registry_find(&w->shm->registry, hb.address);
-	if (slot >= 0 && registry_read(&w->shm->registry, (uint32_t)slot, &cur) != 0)
+	slot = registry_find(&x->shm->registry, hb.address);
+	if (slot >= 0 && registry_read(&x->shm->registry, (uint32_t)slot, &cur) != 0)
 		slot = -1;
 
 	if (!hb.up) {
 		if (slot >= 0 && cur.hot.source == SFU_SOURCE_STATIC) {
-			heartbeat_reject(w, c, 409, "a static SFU cannot sign off; remove it from the config");
+			heartbeat_reject(x, c, 409, "a static SFU cannot sign off; remove it from the config");
 			return;
 		}
 		if (slot >= 0)
-			registry_remove_slot(&w->shm->registry, (uint32_t)slot, cur.hot.generation);
-		metrics_add(w->metrics, M_HEARTBEATS_REMOVED, 1);
+			registry_remove_slot(&x->shm->registry, (uint32_t)slot, cur.hot.generation);
+		metrics_add(x->metrics, M_HEARTBEATS_REMOVED, 1);
 		log_info("heartbeat: sfu=%s signed off", hb.address);
 		heartbeat_reply(c, "removed");
 		return;
@@ -304,7 +271,7 @@ void heartbeat_handle(struct worker *w, struct http_conn *c, const struct http_r
 	rec.hot.max_sessions = hb.max_sessions;
 	rec.hot.cpu = hb.cpu;
 	rec.hot.memory = hb.memory;
-	rec.hot.last_report_ms = worker_now_ms();
+	rec.hot.last_report_ms = clock_ms();
 	memcpy(rec.cold.address, hb.address, sizeof(rec.cold.address));
 	memcpy(rec.cold.region, hb.region, sizeof(rec.cold.region));
 	memcpy(rec.cold.key, hb.key, hb.key_len);
@@ -315,34 +282,34 @@ void heartbeat_handle(struct worker *w, struct http_conn *c, const struct http_r
 		 * only report its load. */
 		if (cur.cold.key_len != hb.key_len ||
 		    CRYPTO_memcmp(cur.cold.key, hb.key, hb.key_len) != 0) {
-			heartbeat_reject(w, c, 409, "the key of a static SFU cannot be changed");
+			heartbeat_reject(x, c, 409, "the key of a static SFU cannot be changed");
 			return;
 		}
-		if (registry_update_load(&w->shm->registry, (uint32_t)slot, cur.hot.generation,
+		if (registry_update_load(&x->shm->registry, (uint32_t)slot, cur.hot.generation,
 					 &rec.hot, true) != 0) {
-			heartbeat_reject(w, c, 503, "registry busy");
+			heartbeat_reject(x, c, 503, "registry busy");
 			return;
 		}
-		metrics_add(w->metrics, M_HEARTBEATS_UPDATED, 1);
+		metrics_add(x->metrics, M_HEARTBEATS_UPDATED, 1);
 		heartbeat_reply(c, "updated");
 		return;
 	}
-	switch (registry_upsert(&w->shm->registry, &rec, true, NULL, &created)) {
+	switch (registry_upsert(&x->shm->registry, &rec, true, NULL, &created)) {
 	case 0:
 		break;
 	case -ENOSPC:
-		heartbeat_reject(w, c, 503, "registry full");
+		heartbeat_reject(x, c, 503, "registry full");
 		return;
 	default:
-		heartbeat_reject(w, c, 503, "registry busy");
+		heartbeat_reject(x, c, 503, "registry busy");
 		return;
 	}
 	if (created) {
-		metrics_add(w->metrics, M_HEARTBEATS_REGISTERED, 1);
+		metrics_add(x->metrics, M_HEARTBEATS_REGISTERED, 1);
 		log_info("heartbeat: sfu=%s region=%s registered", hb.address, hb.region);
 		heartbeat_reply(c, "registered");
 	} else {
-		metrics_add(w->metrics, M_HEARTBEATS_UPDATED, 1);
+		metrics_add(x->metrics, M_HEARTBEATS_UPDATED, 1);
 		log_debug("heartbeat: sfu=%s updated sessions=%u", hb.address, hb.sessions);
 		heartbeat_reply(c, "updated");
 	}

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
+
 struct jscan {
 	const char *p, *end;
 };
@@ -14,17 +16,6 @@ static void jscan_ws(struct jscan *s)
 {
 	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
 		s->p++;
-}
-
-static int jscan_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* At an opening quote: moves past the closing one. */
@@ -53,7 +44,7 @@ static int jscan_skip_string(struct jscan *s, bool *escaped)
 				if (s->end - s->p < 5)
 					return -EINVAL;
 				for (int i = 1; i <= 4; i++)
-					if (jscan_hex(s->p[i]) < 0)
+					if (hex_digit(s->p[i]) < 0)
 						return -EINVAL;
 				s->p += 5;
 				break;
@@ -254,16 +245,16 @@ static ssize_t jscan_decode(const char *in, size_t len, char *out, size_t outcap
 		case 'r': cp = '\r'; break;
 		case 't': cp = '\t'; break;
 		case 'u':
-			cp = (uint32_t)(jscan_hex(in[i + 1]) << 12 | jscan_hex(in[i + 2]) << 8 |
-					jscan_hex(in[i + 3]) << 4 | jscan_hex(in[i + 4]));
+			cp = (uint32_t)(hex_digit(in[i + 1]) << 12 | hex_digit(in[i + 2]) << 8 |
+					hex_digit(in[i + 3]) << 4 | hex_digit(in[i + 4]));
 			i += 4;
 			if (cp >= 0xd800 && cp <= 0xdbff) {
 				uint32_t lo;
 
 				if (i + 6 >= len || in[i + 1] != '\\' || in[i + 2] != 'u')
 					return -EINVAL;
-				lo = (uint32_t)(jscan_hex(in[i + 3]) << 12 | jscan_hex(in[i + 4]) << 8 |
-						jscan_hex(in[i + 5]) << 4 | jscan_hex(in[i + 6]));
+				lo = (uint32_t)(hex_digit(in[i + 3]) << 12 | hex_digit(in[i + 4]) << 8 |
+						hex_digit(in[i + 5]) << 4 | hex_digit(in[i + 6]));
 				if (lo < 0xdc00 || lo > 0xdfff)
 					return -EINVAL;
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "http_client.h"
 #include "log.h"
 #include "stats.h"
-#include "worker.h"
 
 /*
  * One probe per SFU at a time: noop first (is it alive?), then stats (how
@@ -118,7 +118,7 @@ static void probe_on_response(const struct http_client_result *res, void *ctx)
 	}
 	load.has_load = 1;
 	load.reported_by = SFU_REPORTER_PROBE;
-	load.last_report_ms = worker_now_ms();
+	load.last_report_ms = clock_ms();
 	registry_update_load(p->r, op->slot, op->generation, &load, true);
 	probe_mark(op, true, NULL);
 	probe_finish(op);

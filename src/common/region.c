@@ -183,3 +183,15 @@ double region_distance_km(int a, int b)
 	region_init();
 	return region_dist[a][b];
 }
+
+bool region_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > REGION_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}

@@ -27,8 +27,10 @@ int metrics_status_index(int status)
 	return METRICS_STATUS__COUNT - 1;
 }
 
-void metrics_request(struct metrics_proc *m, enum metrics_route route, int status)
+void metrics_request(struct metrics_proc *m, size_t route, int status)
 {
+	if (route >= METRICS_ROUTES_MAX)
+		route = METRICS_ROUTES_MAX - 1;
 	atomic_fetch_add_explicit(&m->requests[route][metrics_status_index(status)], 1,
 				  memory_order_relaxed);
 }
@@ -100,7 +102,7 @@ static const char *metrics_label(const char *in, char *out, size_t outlen)
 	return out;
 }
 
-static uint64_t metrics_sum_requests(const struct metrics *ms, int route, int status_idx)
+static uint64_t metrics_sum_requests(const struct metrics *ms, size_t route, int status_idx)
 {
 	uint64_t s = 0;
 
@@ -130,20 +132,18 @@ static void metrics_labelled(struct metrics_out *o, const struct metrics *ms, co
 }
 
 int metrics_render(const struct metrics *ms, const struct registry *reg,
-		   const struct config_tunables *t, unsigned n_workers, int64_t now_ms, char *buf,
-		   size_t cap)
+		   const char *const *route_names, size_t n_routes, unsigned n_workers,
+		   int64_t now_ms, char *buf, size_t cap)
 {
-	static const char *const routes[ROUTE__COUNT] = { "/v1/channel", "/v1/sfu", "/v1/health",
-							   "/metrics", "/noop", "/v1/noop",
-							   "other" };
 	struct metrics_out o = { buf, cap, 0, false };
 	uint32_t end = registry_scan_end(reg);
 	uint64_t cum = 0, sum_us = 0, count = 0;
 
-	(void)t;
+	if (n_routes > METRICS_ROUTES_MAX)
+		n_routes = METRICS_ROUTES_MAX;
 	metrics_printf(&o, "# HELP sfu_gateway_requests_total HTTP requests answered, by route "
 			   "and status.\n# TYPE sfu_gateway_requests_total counter\n");
-	for (int r = 0; r < ROUTE__COUNT; r++)
+	for (size_t r = 0; r < n_routes; r++)
 		for (int si = 0; si < METRICS_STATUS__COUNT; si++) {
 			uint64_t v = metrics_sum_requests(ms, r, si);
 			char st[8];
@@ -155,7 +155,7 @@ int metrics_render(const struct metrics *ms, const struct registry *reg,
 			else
 				snprintf(st, sizeof(st), "other");
 			metrics_printf(&o, "sfu_gateway_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-				       routes[r], st, (unsigned long long)v);
+				       route_names[r], st, (unsigned long long)v);
 		}
 	metrics_printf(&o, "# HELP sfu_gateway_connections_total Connections accepted, by worker.\n"
 			   "# TYPE sfu_gateway_connections_total counter\n");

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "http_client.h"
 #include "log.h"
+#include "region.h"
 #include "stats.h"
 #include "sysload.h"
 #include "token.h"
@@ -234,22 +235,10 @@ static bool agent_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t
 	return true;
 }
 
-static bool agent_region_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n >= CONFIG_REGION_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-			return false;
-	return true;
-}
-
 /* An http:// URL the agent itself talks to (the HTTP client has no TLS yet). */
 static int agent_parse_http_url(const char *src, const char *in, char *out, size_t outlen)
 {
-	if (config_parse_address(in, out, outlen) != 0)
+	if (address_parse(in, out, outlen) != 0)
 		return agent_config_error(1, src,
 					  "'%s' is not http://host[:port] (no path, query or "
 					  "credentials)",
@@ -336,11 +325,11 @@ static int agent_config_build(struct agent_config *cfg, const char *const val[AG
 					  "'%s' is not a whole number of ms in %d..%d",
 					  val[AGENT_S_INTERVAL], AGENT_INTERVAL_MIN,
 					  AGENT_INTERVAL_MAX);
-	if (!agent_region_ok(val[AGENT_S_REGION]))
+	if (!region_name_valid(val[AGENT_S_REGION]))
 		return agent_config_error(1, src[AGENT_S_REGION], "'%s' does not match [a-z0-9-]{1,63}",
 					  val[AGENT_S_REGION]);
 	snprintf(cfg->region, sizeof(cfg->region), "%s", val[AGENT_S_REGION]);
-	if (config_parse_address(val[AGENT_S_ADDRESS], cfg->address, sizeof(cfg->address)) != 0)
+	if (address_parse(val[AGENT_S_ADDRESS], cfg->address, sizeof(cfg->address)) != 0)
 		return agent_config_error(1, src[AGENT_S_ADDRESS],
 					  "'%s' is not http(s)://host[:port] (no path, query or "
 					  "credentials)",
@@ -357,11 +346,11 @@ static int agent_config_build(struct agent_config *cfg, const char *const val[AG
 		return rc;
 	/* Keys are checked, never echoed. */
 	if (strlen(val[AGENT_S_AUTH_KEY]) >= sizeof(cfg->auth_key) ||
-	    config_decode_key(val[AGENT_S_AUTH_KEY], auth_key, sizeof(auth_key)) < 0)
+	    base64_decode_key(val[AGENT_S_AUTH_KEY], auth_key, sizeof(auth_key)) < 0)
 		return agent_config_error(1, src[AGENT_S_AUTH_KEY],
 					  "not valid base64 of 1 to %d bytes", CONFIG_KEY_MAX);
 	snprintf(cfg->auth_key, sizeof(cfg->auth_key), "%s", val[AGENT_S_AUTH_KEY]);
-	rc = config_decode_key(val[AGENT_S_REGISTRATION_KEY], cfg->registration_key,
+	rc = base64_decode_key(val[AGENT_S_REGISTRATION_KEY], cfg->registration_key,
 			       sizeof(cfg->registration_key));
 	if (rc < 0)
 		return agent_config_error(1, src[AGENT_S_REGISTRATION_KEY],

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hex.h"
+
 /* A config file is small; the caps keep pathological input cheap (no quadratic blow-up). */
 #define TOML_MAX_SIZE (1024 * 1024)
 #define TOML_MAX_KEYS 1024 /* per table: duplicate detection is a linear scan */
@@ -275,17 +277,6 @@ static int toml_skip_blank_lines(struct toml_parser *p)
 	}
 }
 
-static int toml_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static size_t toml_utf8_put(uint32_t cp, char *out)
 {
 	if (cp < 0x80) {
@@ -350,7 +341,7 @@ static int toml_escape(struct toml_parser *p, char *out)
 		return toml_fail(p, "invalid escape sequence in string");
 	}
 	for (int i = 0; i < digits; i++) {
-		int h = toml_hex(toml_peek(p, 0));
+		int h = hex_digit(toml_peek(p, 0));
 
 		if (h < 0)
 			return toml_fail(p, "invalid \\%c escape: expected %d hex digits", c,

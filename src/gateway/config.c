@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <json.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -19,8 +20,6 @@
 
 #define CONFIG_SFU_SECTION "sfu"
 #define CONFIG_KEY_WARN_BYTES 32
-/* The longest base64 text that can encode CONFIG_KEY_MAX bytes (padded). */
-#define CONFIG_KEY_B64_MAX (((CONFIG_KEY_MAX + 2) / 3) * 4)
 /* The most static SFUs a list may hold: the upper bound of [gateway] max_sfus. */
 #define CONFIG_SFUS_MAX 65536
 /* Room for "sfu[65535] (<address>)", the name of an SFU in messages. */
@@ -142,7 +141,7 @@ const struct config_option config_options[] = {
 
 	{ CONFIG_SFU_SECTION, "address", CONFIG_T_STRING, "", 0, 0, true,
 	  "Base URL of a static SFU, http(s)://host[:port] without a path (required).",
-	  SFU(address), .normalise = config_parse_address },
+	  SFU(address), .normalise = address_parse },
 	{ CONFIG_SFU_SECTION, "region", CONFIG_T_STRING, "\"\"", 0, 0, true,
 	  "Region of the SFU, e.g. \"eu-west\"; any text up to 63 bytes.",
 	  SFU(region), .normalise = config_norm_region },
@@ -171,21 +170,40 @@ static const struct config_env {
 	{ "SFU_GATEWAY_LOG_LEVEL", "gateway", "log_level" },
 };
 
-/* Command-line flags that carry a value: where struct config_cli keeps it. */
-static const struct config_flag {
-	const char *flag;
-	size_t offset; /* of a const char * in struct config_cli */
-	const char *section;
-	const char *name;
-} config_flags[] = {
-	{ "--bind", offsetof(struct config_cli, bind), "gateway", "bind" },
-	{ "--port", offsetof(struct config_cli, port), "gateway", "port" },
-	{ "--workers", offsetof(struct config_cli, workers), "gateway", "workers" },
-	{ "--pid-file", offsetof(struct config_cli, pid_file), "gateway", "pid_file" },
-	{ "--user", offsetof(struct config_cli, user), "gateway", "user" },
-	{ "--log-level", offsetof(struct config_cli, log_level), "gateway", "log_level" },
-	{ "--log-file", offsetof(struct config_cli, log_file), "gateway", "log_file" },
+/* clang-format off */
+#define CLI(f) offsetof(struct config_cli, f)
+/*
+ * The command line: one row per flag. getopt's tables, --help and where a
+ * value lands in the config all come from here; a value flag that names an
+ * option shows that option's default in --help.
+ */
+const struct config_flag config_flags[] = {
+	{ "config", 'c', "FILE", CLI(config_path), NULL, NULL,
+	  "TOML configuration (default " CONFIG_DEFAULT_FILE ")" },
+	{ "secrets", 's', "FILE", CLI(secrets_path), NULL, NULL,
+	  "the existing gateway's [[sfu]] secrets (default secrets.toml, if present)" },
+	{ "bind", 'b', "ADDR", CLI(bind), "gateway", "bind", "listen address" },
+	{ "port", 'p', "N", CLI(port), "gateway", "port", "listen port" },
+	{ "workers", 'w', "N", CLI(workers), "gateway", "workers",
+	  "worker processes (0: one per online CPU)" },
+	{ "daemon", 'd', NULL, CLI(daemonize), NULL, NULL,
+	  "detach and run in the background; exit 0 once serving" },
+	{ "pid-file", 'P', "FILE", CLI(pid_file), "gateway", "pid_file",
+	  "write the master's pid to FILE" },
+	{ "user", 'u', "NAME", CLI(user), "gateway", "user", "drop privileges to NAME after binding" },
+	{ "log-level", 'l', "LEVEL", CLI(log_level), "gateway", "log_level",
+	  "error, warn, info or debug" },
+	{ "log-file", 'L', "FILE", CLI(log_file), "gateway", "log_file",
+	  "log to FILE (reopened on SIGUSR1) instead of stderr" },
+	{ "syslog", 'S', NULL, CLI(use_syslog), NULL, NULL, "log to syslog (daemon facility)" },
+	{ "check-config", 't', NULL, CLI(check_config), NULL, NULL,
+	  "validate the configuration and exit (0 valid, 1 not)" },
+	{ "version", 'V', NULL, CLI(version), NULL, NULL, "print the version and exit" },
+	{ "help", 'h', NULL, CLI(help), NULL, NULL, "print this help and exit" },
+	{ .name = NULL },
 };
+#undef CLI
+/* clang-format on */
 
 /* Where a message comes from: its first words are src, then ":line" when known. */
 struct config_ctx {
@@ -311,7 +329,7 @@ static int config_apply_enum(const struct config_ctx *c, const struct config_opt
 static int config_apply_cidrs(const struct config_ctx *c, const struct config_option *o,
 			      const struct toml_value *v, void *base, const char *label)
 {
-	struct config_cidr *cidrs = (struct config_cidr *)((char *)base + o->offset);
+	struct cidr *cidrs = (struct cidr *)((char *)base + o->offset);
 	size_t cap = o->size / sizeof(*cidrs);
 
 	if (v->u.arr.n > cap)
@@ -319,7 +337,7 @@ static int config_apply_cidrs(const struct config_ctx *c, const struct config_op
 	for (size_t i = 0; i < v->u.arr.n; i++) {
 		const struct toml_value *item = v->u.arr.items[i];
 
-		if (item->type != TOML_STRING || config_parse_cidr(item->u.s, &cidrs[i]) < 0)
+		if (item->type != TOML_STRING || cidr_parse(item->u.s, &cidrs[i]) < 0)
 			return config_fail(c, item->line,
 					   "%s[%zu] is not a CIDR string such as \"10.0.0.0/8\"",
 					   label, i);
@@ -385,7 +403,7 @@ static int config_apply_value(const struct config_ctx *c, const struct config_op
 	case CONFIG_T_KEY:
 		if (v->type != TOML_STRING)
 			break;
-		n = config_decode_key(v->u.s, (uint8_t *)field, o->size);
+		n = base64_decode_key(v->u.s, (uint8_t *)field, o->size);
 		if (n < 0)
 			return config_fail(c, v->line, "%s is not valid base64 of 1 to %d bytes",
 					   label, CONFIG_KEY_MAX);
@@ -863,24 +881,90 @@ static int config_apply_env(struct config *cfg, struct config_sfu **list, size_t
 static int config_apply_cli(struct config *cfg, const struct config_cli *cli, char *err,
 			    size_t errlen)
 {
-	for (size_t i = 0; i < sizeof(config_flags) / sizeof(config_flags[0]); i++) {
-		const struct config_flag *f = &config_flags[i];
-		const struct config_ctx c = { err, errlen, f->flag };
+	for (const struct config_flag *f = config_flags; f->name != NULL; f++) {
+		char flag[40], label[96];
+		const struct config_ctx c = { err, errlen, flag };
 		const char *text;
-		char label[96];
 		int rc;
 
+		if (f->section == NULL)
+			continue;
 		memcpy(&text, (const char *)cli + f->offset, sizeof(text));
 		if (text == NULL)
 			continue;
-		snprintf(label, sizeof(label), "[%s] %s", f->section, f->name);
-		rc = config_apply_text(&c, config_find(f->section, f->name), text, cfg, label);
+		snprintf(flag, sizeof(flag), "--%s", f->name);
+		snprintf(label, sizeof(label), "[%s] %s", f->section, f->option);
+		rc = config_apply_text(&c, config_find(f->section, f->option), text, cfg, label);
 		if (rc < 0)
 			return rc;
 	}
 	cfg->use_syslog = cli->use_syslog;
 	cfg->daemonize = cli->daemonize;
 	return 0;
+}
+
+int config_cli_parse(int argc, char **argv, struct config_cli *cli)
+{
+	struct option longs[CONFIG_FLAGS_MAX + 1];
+	char shorts[2 * CONFIG_FLAGS_MAX + 1];
+	size_t n = 0, o = 0;
+	int opt;
+
+	for (const struct config_flag *f = config_flags; f->name != NULL; f++, n++) {
+		longs[n] = (struct option){ f->name, f->arg ? required_argument : no_argument, NULL,
+					    f->short_name };
+		shorts[o++] = f->short_name;
+		if (f->arg != NULL)
+			shorts[o++] = ':';
+	}
+	longs[n] = (struct option){ NULL, 0, NULL, 0 };
+	shorts[o] = '\0';
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+		const struct config_flag *f = config_flags;
+
+		while (f->name != NULL && f->short_name != opt)
+			f++;
+		if (f->name == NULL) /* getopt printed what was wrong */
+			return -EINVAL;
+		if (f->arg != NULL)
+			memcpy((char *)cli + f->offset, &optarg, sizeof(optarg));
+		else
+			*(bool *)((char *)cli + f->offset) = true;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "sfu-gateway: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void config_usage(FILE *out)
+{
+	fputs("Usage: sfu-gateway [OPTIONS]\n"
+	      "Routes Odoo's video-call channel requests to the best of many odoo/sfu servers.\n"
+	      "\n",
+	      out);
+	for (const struct config_flag *f = config_flags; f->name != NULL; f++) {
+		const struct config_option *o = f->section ? config_find(f->section, f->option) : NULL;
+		char left[48];
+
+		snprintf(left, sizeof(left), "-%c, --%s%s%s", f->short_name, f->name,
+			 f->arg ? " " : "", f->arg ? f->arg : "");
+		fprintf(out, "  %-24s %s", left, f->help);
+		if (o != NULL && o->default_text[0] != '\0' && strcmp(o->default_text, "\"\"") != 0)
+			fprintf(out, " (default %s)", o->default_text);
+		fputc('\n', out);
+	}
+	fputs("\nEnvironment (the existing gateway's names work unchanged):\n", out);
+	for (size_t i = 0; i < sizeof(config_env) / sizeof(config_env[0]); i++)
+		fprintf(out, "  %-30s [%s] %s\n", config_env[i].var, config_env[i].section,
+			config_env[i].name);
+	fprintf(out, "  %-30s %s\n", "SFU_GATEWAY_NODES",
+		"JSON {\"sfu\":[{\"address\",\"region\",\"key\"}]}, replaces the files' SFUs");
+	fputs("\nPrecedence: command line > environment > secrets file > config file > defaults.\n"
+	      "Signals: HUP reload, TERM/INT graceful stop, QUIT immediate stop, USR1 reopen logs.\n",
+	      out);
 }
 
 /* What holds only once every source is in: required keys, fallbacks, warnings. */
@@ -998,174 +1082,6 @@ void config_free(struct config *cfg)
 	config_sfus_free(cfg->sfus, cfg->n_sfus);
 	cfg->sfus = NULL;
 	cfg->n_sfus = 0;
-}
-
-int config_decode_key(const char *b64, uint8_t *out, size_t outcap)
-{
-	uint8_t tmp[BASE64_DECODED_MAX(CONFIG_KEY_B64_MAX)];
-	size_t len;
-	ssize_t n;
-	int rc;
-
-	if (b64 == NULL || out == NULL)
-		return -EINVAL;
-	len = strlen(b64);
-	if (len == 0 || len > CONFIG_KEY_B64_MAX)
-		return -EINVAL;
-	n = base64_decode(b64, len, tmp, sizeof(tmp));
-	if (n <= 0 || n > CONFIG_KEY_MAX || (size_t)n > outcap) {
-		rc = -EINVAL;
-	} else {
-		memcpy(out, tmp, (size_t)n);
-		rc = (int)n;
-	}
-	explicit_bzero(tmp, sizeof(tmp));
-	return rc;
-}
-
-/* A DNS name (letters, digits, '-', '_' in dot-separated labels) or a dotted IPv4. */
-static bool config_host_ok(const char *h)
-{
-	size_t label = 0;
-	bool numeric = true;
-	struct in_addr a4;
-
-	for (const char *p = h;; p++) {
-		if (*p == '.' || *p == '\0') {
-			if (label == 0 || label > 63 || p[-1] == '-' || p[-(long)label] == '-')
-				return false;
-			if (*p == '\0')
-				break;
-			label = 0;
-			continue;
-		}
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-		      *p == '_'))
-			return false;
-		if (*p < '0' || *p > '9')
-			numeric = false;
-		label++;
-	}
-	/* All digits and dots must be a real IPv4 address, not "999.1" or "1.2.3". */
-	return !numeric || inet_pton(AF_INET, h, &a4) == 1;
-}
-
-int config_parse_address(const char *in, char *out, size_t outlen)
-{
-	char host[CONFIG_ADDRESS_MAX], canon[INET6_ADDRSTRLEN];
-	const char *scheme, *p, *start;
-	unsigned long port = 0, default_port;
-	size_t n;
-	int w;
-
-	if (in == NULL || out == NULL || strlen(in) >= CONFIG_ADDRESS_MAX)
-		return -EINVAL;
-	if (strncasecmp(in, "http://", 7) == 0) {
-		scheme = "http";
-		default_port = 80;
-		p = in + 7;
-	} else if (strncasecmp(in, "https://", 8) == 0) {
-		scheme = "https";
-		default_port = 443;
-		p = in + 8;
-	} else {
-		return -EINVAL;
-	}
-	if (*p == '[') {
-		struct in6_addr a6;
-		const char *close = strchr(p, ']');
-
-		n = close ? (size_t)(close - p - 1) : 0;
-		if (n == 0 || n >= sizeof(canon))
-			return -EINVAL;
-		memcpy(canon, p + 1, n);
-		canon[n] = '\0';
-		if (inet_pton(AF_INET6, canon, &a6) != 1 ||
-		    inet_ntop(AF_INET6, &a6, canon, sizeof(canon)) == NULL)
-			return -EINVAL;
-		snprintf(host, sizeof(host), "[%s]", canon);
-		p = close + 1;
-	} else {
-		start = p;
-		while (*p != '\0' && *p != ':' && *p != '/')
-			p++;
-		n = (size_t)(p - start);
-		if (n == 0 || n > 253)
-			return -EINVAL;
-		for (size_t i = 0; i < n; i++)
-			host[i] = (start[i] >= 'A' && start[i] <= 'Z') ? (char)(start[i] + 32)
-								       : start[i];
-		host[n] = '\0';
-		if (!config_host_ok(host))
-			return -EINVAL;
-	}
-	if (*p == ':') {
-		start = ++p;
-		while (*p >= '0' && *p <= '9' && p - start < 6)
-			port = port * 10 + (unsigned long)(*p++ - '0');
-		if (p == start || p - start > 5 || port < 1 || port > 65535)
-			return -EINVAL;
-	}
-	/* "http://h:1/" is a common way to write the root: accept that slash alone. */
-	if (*p == '/' && p[1] == '\0')
-		p++;
-	if (*p != '\0')
-		return -EINVAL;
-	if (port == default_port)
-		port = 0;
-	if (port != 0)
-		w = snprintf(out, outlen, "%s://%s:%lu", scheme, host, port);
-	else
-		w = snprintf(out, outlen, "%s://%s", scheme, host);
-	return w < 0 || (size_t)w >= outlen ? -EINVAL : 0;
-}
-
-int config_parse_cidr(const char *s, struct config_cidr *out)
-{
-	char buf[INET6_ADDRSTRLEN];
-	struct config_cidr cidr = { .family = AF_INET };
-	const char *slash;
-	unsigned max = 32, prefix;
-	size_t alen;
-
-	if (s == NULL || out == NULL)
-		return -EINVAL;
-	slash = strchr(s, '/');
-	alen = slash ? (size_t)(slash - s) : strlen(s);
-	if (alen == 0 || alen >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, s, alen);
-	buf[alen] = '\0';
-	if (inet_pton(AF_INET, buf, cidr.addr) != 1) {
-		if (inet_pton(AF_INET6, buf, cidr.addr) != 1)
-			return -EINVAL;
-		cidr.family = AF_INET6;
-		max = 128;
-	}
-	prefix = max;
-	if (slash != NULL) {
-		const char *p = slash + 1;
-
-		prefix = 0;
-		if (*p == '\0' || strlen(p) > 3)
-			return -EINVAL;
-		for (; *p != '\0'; p++) {
-			if (*p < '0' || *p > '9')
-				return -EINVAL;
-			prefix = prefix * 10 + (unsigned)(*p - '0');
-		}
-		if (prefix > max)
-			return -EINVAL;
-	}
-	cidr.prefix = prefix;
-	for (unsigned i = 0; i < max / 8; i++) {
-		unsigned bits = prefix > i * 8 ? prefix - i * 8 : 0;
-
-		if (bits < 8)
-			cidr.addr[i] &= (uint8_t)(0xffu << (8 - bits));
-	}
-	*out = cidr;
-	return 0;
 }
 
 /* [gateway] bind: an IPv4 or IPv6 literal; "[::]" is taken for "::". */

@@ -2,16 +2,15 @@
 #include "reaper.h"
 
 #include <signal.h>
-#include <sys/prctl.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "child.h"
+#include "clock.h"
 #include "keycheck.h"
 #include "log.h"
 #include "probe.h"
-#include "worker.h"
 
 #define REAPER_PERIOD_MS 250 /* stale SFUs leave within a quarter second of their deadline */
 #define REAPER_BUDGET_US 2000 /* work per tick, so a huge registry never stalls the timer */
@@ -28,19 +27,11 @@ struct reaper {
 	struct keycheck *keycheck;
 };
 
-static int64_t reaper_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 int reaper_sweep(struct registry *r, uint32_t *cursor, uint32_t stale_after_ms, int64_t now_ms,
 		 uint32_t budget_us)
 {
 	uint32_t end = registry_scan_end(r);
-	int64_t start = reaper_now_us();
+	int64_t start = clock_us();
 	int removed = 0;
 
 	if (end == 0)
@@ -67,7 +58,7 @@ int reaper_sweep(struct registry *r, uint32_t *cursor, uint32_t stale_after_ms, 
 					 (long long)(now_ms - h.last_report_ms));
 			}
 		}
-		if ((seen & 63) == 63 && reaper_now_us() - start > (int64_t)budget_us)
+		if ((seen & 63) == 63 && clock_us() - start > (int64_t)budget_us)
 			break;
 	}
 	return removed;
@@ -81,14 +72,14 @@ static void reaper_on_tick(uv_timer_t *t)
 
 	if (shm_live_refresh(rp->shm, &rp->live, &rp->live_version) > 0)
 		log_set_level((enum log_level)rp->live.log_level);
-	n = reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, worker_now_ms(),
+	n = reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, clock_ms(),
 			 REAPER_BUDGET_US);
 	if (n > 0)
 		metrics_add(&rp->shm->metrics.procs[METRICS_REAPER_SLOT], M_EXPIRED, (uint64_t)n);
 	if (rp->prober != NULL)
-		prober_tick(rp->prober, &rp->live, worker_now_ms());
+		prober_tick(rp->prober, &rp->live, clock_ms());
 	if (rp->keycheck != NULL)
-		keycheck_tick(rp->keycheck, &rp->live, worker_now_ms());
+		keycheck_tick(rp->keycheck, &rp->live, clock_ms());
 }
 
 static void reaper_on_signal(uv_signal_t *s, int signum)
@@ -103,21 +94,13 @@ static void reaper_on_signal(uv_signal_t *s, int signum)
 	_exit(0);
 }
 
-int reaper_run(struct shm_layout *shm, const struct config *cfg)
+int reaper_run(struct shm_layout *shm)
 {
 	static struct reaper rpk;
 	struct reaper *rp = &rpk;
-	sigset_t none;
 
-	(void)cfg;
-	log_set_role("reaper");
-	/* A worker without its master would serve a registry nobody maintains:
-	 * follow the master out. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != (pid_t)atomic_load(&shm->master_pid))
+	if (child_start(shm, "reaper") != 0)
 		return 1;
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGCHLD, SIG_DFL);
 	memset(rp, 0, sizeof(*rp));
 	rp->shm = shm;
 	shm_live_refresh(shm, &rp->live, &rp->live_version);
@@ -142,10 +125,7 @@ int reaper_run(struct shm_layout *shm, const struct config *cfg)
 	uv_signal_start(&rp->sig_int, reaper_on_signal, SIGINT);
 	uv_signal_start(&rp->sig_quit, reaper_on_signal, SIGQUIT);
 	uv_signal_start(&rp->sig_usr1, reaper_on_signal, SIGUSR1);
-	/* Signals stay blocked (inherited from the master) until libuv's handlers
-	 * are in place, so none reaches the master's flag handler in this process. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	child_unblock_signals();
 	uv_run(&rp->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&rp->loop);
 	return 0;

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "reaper.h"
 #include "registry.h"
@@ -81,11 +82,6 @@ static void master_on_signal(int signum)
 	case SIGUSR1: master_got_usr1 = 1; break;
 	default: break;
 	}
-}
-
-static int64_t master_now_ms(void)
-{
-	return worker_now_ms();
 }
 
 /* Opens one listening socket. SO_REUSEPORT lets every worker own a socket of
@@ -251,7 +247,7 @@ static pid_t master_spawn(struct master *m, struct master_child *ch)
 		if (ch != &m->reaper)
 			rc = worker_run(m->seg.layout, ch->fd, ch->index, m->cfg);
 		else
-			rc = reaper_run(m->seg.layout, m->cfg);
+			rc = reaper_run(m->seg.layout);
 		_exit(rc);
 	}
 	return pid;
@@ -268,11 +264,11 @@ static void master_start_child(struct master *m, struct master_child *ch)
 
 	ch->respawn_at_ms = 0;
 	if (pid < 0) {
-		ch->respawn_at_ms = master_now_ms() + MASTER_RESPAWN_MAX_MS;
+		ch->respawn_at_ms = clock_ms() + MASTER_RESPAWN_MAX_MS;
 		return;
 	}
 	ch->pid = pid;
-	ch->started_ms = master_now_ms();
+	ch->started_ms = clock_ms();
 	log_info("master: started %s pid=%d index=%u", master_role(m, ch), (int)pid, ch->index);
 }
 
@@ -311,7 +307,7 @@ static void master_reap(struct master *m)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct master_child *ch = master_find_child(m, pid);
-		int64_t now = master_now_ms();
+		int64_t now = clock_ms();
 
 		if (ch == NULL)
 			continue;
@@ -348,7 +344,7 @@ static void master_reap(struct master *m)
 
 static void master_respawn_due(struct master *m)
 {
-	int64_t now = master_now_ms();
+	int64_t now = clock_ms();
 
 	for (unsigned i = 0; i < m->n_workers; i++) {
 		struct master_child *ch = &m->children[i];
@@ -363,7 +359,7 @@ static void master_respawn_due(struct master *m)
 /* Milliseconds until the next scheduled respawn, or -1 when none. */
 static int64_t master_next_wakeup(const struct master *m)
 {
-	int64_t next = -1, now = master_now_ms();
+	int64_t next = -1, now = clock_ms();
 
 	for (unsigned i = 0; i <= m->n_workers; i++) {
 		const struct master_child *ch = i < m->n_workers ? &m->children[i] : &m->reaper;
@@ -509,7 +505,7 @@ static void master_reload(struct master *m)
 		}
 	}
 	if (registry_sync_static(&m->seg.layout->registry, next->sfus, next->n_sfus,
-				 master_now_ms()) != 0)
+				 clock_ms()) != 0)
 		log_warn("master: registry full: some static SFUs were not added");
 	shm_live_publish(m->seg.layout, &next->t);
 	log_set_level((enum log_level)next->t.log_level);
@@ -590,7 +586,7 @@ static void master_install_signals(sigset_t *blocked)
 /* Graceful stop: children drain within shutdown_timeout_ms, then are killed. */
 static void master_stop(struct master *m, bool immediate)
 {
-	int64_t deadline = master_now_ms() + (immediate ? 0 : m->cfg->shutdown_timeout_ms + 1000);
+	int64_t deadline = clock_ms() + (immediate ? 0 : m->cfg->shutdown_timeout_ms + 1000);
 	sigset_t empty;
 
 	m->stopping = true;
@@ -598,7 +594,7 @@ static void master_stop(struct master *m, bool immediate)
 	master_signal_children(m, immediate ? SIGKILL : SIGTERM);
 	sigemptyset(&empty);
 	while (master_live_children(m) > 0) {
-		int64_t left = deadline - master_now_ms();
+		int64_t left = deadline - clock_ms();
 		struct timespec ts;
 
 		if (left <= 0) {
@@ -606,7 +602,7 @@ static void master_stop(struct master *m, bool immediate)
 				 master_live_children(m));
 			master_signal_children(m, SIGKILL);
 			left = 1000;
-			deadline = master_now_ms() + 1000;
+			deadline = clock_ms() + 1000;
 		}
 		ts.tv_sec = left / 1000;
 		ts.tv_nsec = (left % 1000) * 1000000;
@@ -665,7 +661,7 @@ int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 		fatal("master: shm_open() of %s failed: %s", name, strerror(-rc));
 	shm_live_publish(m.seg.layout, &cfg->t);
 	if (registry_sync_static(&m.seg.layout->registry, cfg->sfus, cfg->n_sfus,
-				 master_now_ms()) != 0)
+				 clock_ms()) != 0)
 		log_warn("master: registry full: some static SFUs were not added");
 
 	m.children = calloc(m.n_workers, sizeof(*m.children));

@@ -1,6 +1,8 @@
 /* Base64: table-driven decoding of both alphabets and encoding to base64url or standard base64. */
 #include "base64.h"
 
+#include <string.h>
+
 #include <errno.h>
 #include <stdbool.h>
 
@@ -135,4 +137,27 @@ ssize_t base64url_encode(const uint8_t *in, size_t len, char *out, size_t outcap
 ssize_t base64_encode(const uint8_t *in, size_t len, char *out, size_t outcap)
 {
 	return base64_encode_with(in, len, out, outcap, base64_std_alphabet, true);
+}
+
+ssize_t base64_decode_key(const char *b64, uint8_t *out, size_t outcap)
+{
+	uint8_t tmp[BASE64_DECODED_MAX(BASE64_KEY_B64_MAX)];
+	size_t len;
+	ssize_t n;
+	ssize_t rc;
+
+	if (b64 == NULL || out == NULL)
+		return -EINVAL;
+	len = strlen(b64);
+	if (len == 0 || len > BASE64_KEY_B64_MAX)
+		return -EINVAL;
+	n = base64_decode(b64, len, tmp, sizeof(tmp));
+	if (n <= 0 || n > BASE64_KEY_MAX || (size_t)n > outcap) {
+		rc = -EINVAL;
+	} else {
+		memcpy(out, tmp, (size_t)n);
+		rc = n;
+	}
+	explicit_bzero(tmp, sizeof(tmp));
+	return rc;
 }

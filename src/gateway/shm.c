@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 void shm_name_for(char *out, size_t outlen, uint16_t port)
@@ -72,13 +73,8 @@ int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
 	l->layout_version = SHM_LAYOUT_VERSION;
 	l->capacity = capacity;
 	l->size = size;
-	{
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		l->started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	}
-	atomic_store(&l->retry_tokens, SHM_RETRY_TOKENS_START);
+	l->started_ms = clock_wall_ms();
+	budget_init(&l->budget);
 	rc = registry_init(&l->registry, capacity);
 	if (rc != 0) {
 		munmap(l, size);

@@ -225,12 +225,7 @@ static void registry_reset_counters(struct registry_slot *s)
 	atomic_store(&s->assigned, 0);
 	atomic_store(&s->requests_ok, 0);
 	atomic_store(&s->requests_failed, 0);
-	/* A closed circuit is all zeroes (see circuit.h). */
-	atomic_store(&s->cb_state, 0);
-	atomic_store(&s->cb_failures, 0);
-	atomic_store(&s->cb_open_until_ms, 0);
-	atomic_store(&s->cb_openings, 0);
-	atomic_store(&s->cb_probe_until_ms, 0);
+	circuit_reset(&s->cb);
 	atomic_store(&s->key_check, SFU_KEY_UNCHECKED);
 	atomic_store(&s->probe_down, 0);
 }

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hex.h"
+
 /*
  * A byte-at-a-time JSON recogniser with a stack of open containers. It knows
  * just enough of the document's shape to count: the top-level array holds
@@ -166,17 +168,6 @@ static void stats_name_char(struct stats_parser *p, char ch)
 		p->name_len++;
 }
 
-static int stats_hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Starts whatever value begins with ch. */
 static int stats_value_start(struct stats_parser *p, char ch)
 {
@@ -304,9 +295,9 @@ static int stats_byte(struct stats_parser *p, char ch)
 		return 0;
 	}
 	case ST_UHEX:
-		if (stats_hexval(ch) < 0)
+		if (hex_digit(ch) < 0)
 			return stats_fail(p);
-		p->num = p->num * 16 + (uint64_t)stats_hexval(ch);
+		p->num = p->num * 16 + (uint64_t)hex_digit(ch);
 		if (--p->esc_left == 0) {
 			/* The names compared are ASCII: anything else just differs. */
 			stats_name_char(p, p->num < 0x80 && p->num > 0 ? (char)p->num : '\x01');

@@ -1,20 +1,15 @@
 /* Worker: one libuv loop, created after fork, serving the HTTP API lock-free against the registry. */
 #include "worker.h"
 
-#include <errno.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "channel.h"
-#include "health.h"
-#include "heartbeat.h"
+#include "child.h"
 #include "log.h"
-#include <llhttp.h>
+#include "route.h"
+#include "select.h"
 
 #define WORKER_REQUEST_TIMEOUT_MS 10000 /* a whole request must arrive within this */
 #define WORKER_IDLE_TIMEOUT_MS 60000 /* keep-alive connections idle longer are closed */
@@ -22,15 +17,10 @@
  * the master steered new ones away still land in our queue and are served. */
 #define WORKER_LINGER_MS 250
 
-int64_t worker_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void worker_refresh_config(struct worker *w)
+/* Refreshes the worker's copy of the live config when the master published a
+ * new one: once per request, before dispatch, so every handler of the request
+ * (and its upstream callbacks) reads one whole config. */
+static void worker_refresh_config(struct worker *w)
 {
 	/* One relaxed-cost atomic load per request when nothing changed. */
 	int rc = shm_live_refresh(w->shm, &w->live, &w->live_version);
@@ -39,43 +29,6 @@ void worker_refresh_config(struct worker *w)
 		log_warn("worker: live config torn too often; keeping the previous one");
 	else if (rc > 0)
 		log_set_level((enum log_level)w->live.log_level);
-}
-
-static void worker_noop(struct http_conn *c, const char *body)
-{
-	http_respond_json(c, 200, body, strlen(body));
-}
-
-static void worker_method_not_allowed(struct http_conn *c, const char *allow)
-{
-	char hdr[64];
-
-	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
-	http_respond_error(c, 405, "method not allowed", hdr);
-}
-
-static bool worker_path_is(const struct http_request *req, const char *path)
-{
-	size_t n = strlen(path);
-
-	return req->path_len == n && memcmp(req->target, path, n) == 0;
-}
-
-static enum metrics_route worker_route(const struct http_request *req)
-{
-	static const struct {
-		const char *path;
-		enum metrics_route route;
-	} routes[] = {
-		{ "/v1/channel", ROUTE_CHANNEL }, { "/v1/sfu", ROUTE_SFU },
-		{ "/v1/health", ROUTE_HEALTH }, { "/metrics", ROUTE_METRICS },
-		{ "/noop", ROUTE_NOOP }, { "/v1/noop", ROUTE_V1_NOOP },
-	};
-
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-		if (worker_path_is(req, routes[i].path))
-			return routes[i].route;
-	return ROUTE_OTHER;
 }
 
 static void worker_on_accept(void *ctx)
@@ -89,80 +42,15 @@ static void worker_on_response(void *ctx, const struct http_request *req, int st
 {
 	struct worker *w = ctx;
 
-	metrics_request(w->metrics, worker_route(req), status);
+	metrics_request(w->metrics, route_index(req), status);
 }
 
-/* GET /metrics: Prometheus text, summed over every process at this instant. */
-static void worker_metrics(struct worker *w, struct http_conn *c)
-{
-	size_t cap = 65536;
-
-	for (;;) {
-		char *buf = malloc(cap);
-		int n;
-
-		if (buf == NULL) {
-			http_respond_error(c, 503, "out of memory", NULL);
-			return;
-		}
-		n = metrics_render(&w->shm->metrics, &w->shm->registry, &w->live,
-				   atomic_load(&w->shm->n_workers), worker_now_ms(), buf, cap);
-		if (n >= 0) {
-			http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, buf,
-				     (size_t)n);
-			free(buf);
-			return;
-		}
-		free(buf);
-		if (cap >= (64u << 20)) {
-			http_respond_error(c, 503, "metrics too large", NULL);
-			return;
-		}
-		cap *= 4;
-	}
-}
-
-/* Routes one request. GET also answers HEAD-less clients; other methods 405. */
 static void worker_handle(struct http_conn *c, const struct http_request *req, void *ctx)
 {
 	struct worker *w = ctx;
-	/* HEAD is GET without the body (http_respond drops it), except for
-	 * /v1/channel, where it would create a channel nobody reads. */
-	bool get = req->method == HTTP_GET || req->method == HTTP_HEAD;
 
-	if (worker_path_is(req, "/v1/channel")) {
-		if (req->method != HTTP_GET)
-			worker_method_not_allowed(c, "GET");
-		else
-			channel_handle(w, c, req);
-	} else if (worker_path_is(req, "/v1/sfu")) {
-		if (req->method != HTTP_POST)
-			worker_method_not_allowed(c, "POST");
-		else
-			heartbeat_handle(w, c, req);
-	} else if (worker_path_is(req, "/v1/health")) {
-		if (!get)
-			worker_method_not_allowed(c, "GET, HEAD");
-		else
-			health_handle(w, c);
-	} else if (worker_path_is(req, "/metrics")) {
-		if (!get)
-			worker_method_not_allowed(c, "GET, HEAD");
-		else
-			worker_metrics(w, c);
-	} else if (worker_path_is(req, "/noop")) {
-		if (!get)
-			worker_method_not_allowed(c, "GET, HEAD");
-		else
-			worker_noop(c, "{\"status\":\"ok\"}");
-	} else if (worker_path_is(req, "/v1/noop")) {
-		if (!get)
-			worker_method_not_allowed(c, "GET, HEAD");
-		else
-			worker_noop(c, "{\"result\":\"ok\"}");
-	} else {
-		http_respond_error(c, 404, "not found", NULL);
-	}
+	worker_refresh_config(w);
+	route_dispatch(&w->hctx, c, req);
 }
 
 /* Ends the loop; worker_run returns and the process exits. Nothing is closed
@@ -223,20 +111,10 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	static struct worker wk;
 	struct worker *w = &wk;
 	struct http_limits lim = { WORKER_REQUEST_TIMEOUT_MS, WORKER_IDLE_TIMEOUT_MS };
-	sigset_t none;
 	int rc;
 
-	log_set_role("worker");
-	/* The master blocks signals and installs flag handlers; a worker takes
-	 * its own through libuv on a loop created here, after fork. */
-	/* A worker without its master would serve a registry nobody maintains:
-	 * follow the master out. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != (pid_t)atomic_load(&shm->master_pid))
+	if (child_start(shm, "worker") != 0)
 		return 1;
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGCHLD, SIG_DFL);
-
 	memset(w, 0, sizeof(*w));
 	w->shm = shm;
 	w->index = index;
@@ -253,6 +131,15 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 		return 1;
 	}
 	w->metrics = &shm->metrics.procs[index < METRICS_REAPER_SLOT ? index : 0];
+	w->hctx.shm = shm;
+	w->hctx.live = &w->live;
+	w->hctx.metrics = w->metrics;
+	w->hctx.client = w->client;
+	w->hctx.snap = select_snapshot_new(true);
+	if (w->hctx.snap == NULL) {
+		log_error("worker: select_snapshot_new() failed: out of memory");
+		return 1;
+	}
 	uv_timer_init(&w->loop, &w->stop_timer);
 	w->stop_timer.data = w;
 	uv_timer_init(&w->loop, &w->linger_timer);
@@ -267,10 +154,7 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	uv_signal_start(&w->sig_quit, worker_on_signal, SIGQUIT);
 	uv_signal_start(&w->sig_usr1, worker_on_signal, SIGUSR1);
 
-	/* Signals stay blocked (inherited from the master) until libuv's handlers
-	 * are in place, so none reaches the master's flag handler in this process. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	child_unblock_signals();
 	rc = http_server_start(&w->server, &w->loop, listen_fd, &lim, worker_handle, w);
 	if (rc != 0) {
 		log_error("worker: uv_listen() failed: %s", uv_strerror(rc));
@@ -280,5 +164,5 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	w->server.on_response = worker_on_response;
 	log_debug("worker: %u serving", index);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
-	return w->exit_code;
+	return 0;
 }
