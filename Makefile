@@ -91,11 +91,13 @@ $(AGENT): $(BUILD)/obj/agent/agent_main.o $(LIB_AGENT) $(LIB_COMMON)
 $(MOCK): $(BUILD)/tests/mock_sfu.o $(LIB_GATEWAY) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Microbenchmarks: plain programs linked against the libraries.
-BENCH_BIN := $(BUILD)/bench-select $(BUILD)/bench-seqlock
+# Microbenchmarks: plain programs linked against the libraries. bench-token
+# measures libjwt against our verifier, so it alone links libjwt.
+BENCH_BIN := $(BUILD)/bench-select $(BUILD)/bench-seqlock $(BUILD)/bench-token
+$(BUILD)/bench-token: LDLIBS += -ljwt
 
 $(BUILD)/bench-%: bench/bench_%.c $(LIB_GATEWAY) $(LIB_COMMON)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.a,$^) $(LDLIBS)
 
 $(RUNNER): $(TEST_OBJ) $(LIB_GATEWAY) $(LIB_AGENT) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CRIT_LIBS)
@@ -129,6 +131,7 @@ demo: $(GATEWAY) $(MOCK)
 bench: $(GATEWAY) $(MOCK) $(BENCH_BIN)
 	$(BUILD)/bench-seqlock
 	$(BUILD)/bench-select all
+	$(BUILD)/bench-token
 	bench/channel.sh
 	bench/accept.sh
 	bench/bench_heartbeat.sh

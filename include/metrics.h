@@ -24,7 +24,7 @@ enum { METRICS_LATENCY__COUNT = 13 };
 enum metrics_counter {
 	M_CONNECTIONS, /* connections accepted */
 	M_UPSTREAM_REQUESTS, /* attempts sent to an SFU */
-	M_UPSTREAM_FAILURES, /* attempts that failed (spec §6.3 definition) */
+	M_UPSTREAM_FAILURES, /* attempts that failed (channel.c: connect, timeout, 5xx...) */
 	M_RETRIES, /* attempts beyond the first of a request */
 	M_FAILOVERS, /* requests answered by an SFU other than the first tried */
 	M_RETRY_BUDGET_EXHAUSTED,

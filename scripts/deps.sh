@@ -7,7 +7,7 @@ what=${1:-test}
 
 build_pkgs="build-essential pkg-config libuv1-dev node-llhttp libjson-c-dev libssl-dev openssl curl"
 test_pkgs="libcriterion-dev curl procps psmisc prometheus mandoc shellcheck clang libclang-rt-14-dev valgrind"
-bench_pkgs="wrk haproxy nginx-light gnuplot-nox strace python3"
+bench_pkgs="wrk haproxy nginx-light gnuplot-nox strace python3 libjwt-dev"
 
 case "$what" in
   build) pkgs="$build_pkgs" ;;

@@ -1979,7 +1979,7 @@ static void mock_hb_on_timeout(uv_timer_t *t)
 }
 
 /* The request: a Bearer JWT (HS256, registration key) whose address claim matches the
- * body, and the roadmap's heartbeat JSON. */
+ * body, and the heartbeat JSON of POST /v1/sfu. */
 static void mock_hb_build(struct mock_hb_req *q)
 {
 	static const char jwt_header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
@@ -2465,7 +2465,7 @@ int main(int argc, char **argv)
 	uv_signal_start(&mock_sigint, mock_on_signal, SIGINT);
 	uv_timer_init(mock_loop, &mock_hb_timer);
 	if (mock_cfg.hb_url) {
-		/* Register at once, then every interval (the roadmap's "on startup"). */
+		/* Register at once, then every interval (as an SFU-side sender does on start). */
 		uv_timer_start(&mock_hb_timer, mock_hb_tick, 0, mock_cfg.hb_interval_ms);
 		mock_hb_timer_active = 1;
 	}

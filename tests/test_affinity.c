@@ -345,7 +345,7 @@ Test(affinity, pin_expires_after_ttl, .fini = harness_cleanup, .timeout = 30)
 }
 
 /*
- * The case affinity exists for (spec 4.1): participants of one call asking for
+ * The case affinity exists for: participants of one call asking for
  * its channel at the same moment, while no answer has come back yet. They must
  * all reach one SFU, which then gives them one channel; equal SFUs make it a
  * tie, which round-robin would split.

@@ -290,7 +290,7 @@ Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 4
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("5");
 	const char *addr = harness_url(m->port);
 	char e_gw[128], e_addr[128];
-	/* The roadmap's environment, with one flag that must win over it. */
+	/* The sender's environment variables, with one flag that must win over them. */
 	const char *env[] = { e_gw, "SFU_GATEWAY_PING_INTERVAL=200", "SFU_REGION=eu-west",
 			      e_addr, "AUTH_KEY=" AGT_SFU_KEY,
 			      "SFU_GATEWAY_REGISTRATION_KEY=" AGT_REG_KEY, NULL };

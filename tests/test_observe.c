@@ -240,7 +240,7 @@ static int ob_heartbeat(const struct harness_proc *gw, const char *reg_key, cons
 
 /* ---- health */
 
-/* Every field of SPEC §7 with its type; the shared ones of both SFUs. */
+/* Every documented health field with its type; the shared ones of both SFUs. */
 static void ob_check_sfu_shape(struct json_object *s)
 {
 	struct json_object *cb, *req;

@@ -951,8 +951,8 @@ Test(ops, help_and_manual_list_the_same_flags, .timeout = 30)
 			cr_assert(ops_has_line(help_pairs, l), "the manual has '%s', --help not",
 				  l);
 	}
-	/* The spec's fixed flags are all there. */
-	cr_assert_eq(n, 14, "expected the 14 flags of the spec, --help lists %d", n);
+	/* The fixed set of flags is all there. */
+	cr_assert_eq(n, 14, "expected the 14 documented flags, --help lists %d", n);
 	/* Every environment variable of --help is in ENVIRONMENT. */
 	for (const char *p = help; (p = strstr(p, "SFU_GATEWAY_")) != NULL; p++) {
 		char var[64], item[80];

@@ -4,7 +4,7 @@
 
 #include "region.h"
 
-/* The contract note's country table, written out again pair by pair (not
+/* The existing gateway's country table, written out again pair by pair (not
  * copied from src/common/region.c) so that a typo in either shows up here. */
 struct test_region_cc {
 	const char *cc;

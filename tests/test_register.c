@@ -63,7 +63,7 @@ static const char *reg_token(const char *address, bool with_exp, long exp_rel, c
 	return out;
 }
 
-/* The roadmap's heartbeat body for an "up" with the given load. Rotating buffers. */
+/* A heartbeat body for an "up" with the given load. Rotating buffers. */
 static const char *reg_up(const char *address, const char *region, const char *key,
 			  int sessions)
 {

@@ -93,7 +93,8 @@ enum agent_setting_id {
 	AGENT_S_COUNT
 };
 
-/* Each setting's flag and environment variable: the roadmap's names first. */
+/* Each setting's flag and environment variable: the names an SFU-side sender
+ * uses (SFU_GATEWAY_URL, SFU_GATEWAY_PING_INTERVAL, SFU_REGION) first. */
 static const struct agent_setting {
 	const char *flag; /* long option, without "--" */
 	int short_opt;
@@ -609,7 +610,7 @@ static int agent_token(const struct agent *a, char *out, size_t outlen)
 	return n < 0 ? (int)n : 0;
 }
 
-/* The roadmap's heartbeat body; the caller puts the object. */
+/* The heartbeat body (POST /v1/sfu); the caller puts the object. */
 static struct json_object *agent_body(const struct agent *a, bool down)
 {
 	struct json_object *o = json_object_new_object();

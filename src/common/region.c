@@ -10,11 +10,11 @@
 
 struct region_def {
 	const char *name;
-	double lat, lon; /* degrees, of the city the contract names as the centre */
+	double lat, lon; /* degrees, of the city the existing gateway takes as the centre */
 };
 
 /* Index = region id; 0 is the "unknown" placeholder. The order (and so the ids)
- * follows the contract note, which lists the regions in this order. */
+ * is the existing gateway's own list of regions. */
 static const struct region_def region_defs[REGION_COUNT + 1] = {
 	{ NULL, 0.0, 0.0 },
 	{ "eu-west", 48.8, 2.3 }, /* Paris */
@@ -33,7 +33,7 @@ static const struct region_def region_defs[REGION_COUNT + 1] = {
 };
 
 /* The existing gateway's country table, one space-separated list per region id,
- * copied from the contract note so that a review can compare them line by line. */
+ * written as that gateway lists it so that a review can compare them line by line. */
 static const char *const region_countries[REGION_COUNT + 1] = {
 	NULL,
 	"FR DE GB ES IT NL BE PT IE AT CH LU MC AD MT SM VA LI",

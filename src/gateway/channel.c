@@ -145,7 +145,8 @@ static bool channel_body_valid(const char *body, size_t len)
 	return jscan_object(body, len, channel_body_member, &b) == 0 && b.uuid && b.url;
 }
 
-/* Builds the X-Forwarded-For value the SFU must see (see the contract note):
+/* Builds the X-Forwarded-For value the SFU must see (odoo/sfu with PROXY=1 takes
+ * its first entry as the client, and Odoo later calls it from that address):
  * the direct peer, or with trust_proxy the incoming chain plus the peer. */
 static int channel_xff(const struct handler_ctx *x, const struct http_request *req, char *out,
 		       size_t outlen)
@@ -267,7 +268,7 @@ static void channel_unassign(struct handler_ctx *x, struct channel_req *cr)
 		;
 }
 
-/* Classifies one SFU answer (spec §6.3) and moves on: answer, or next SFU. */
+/* Classifies one SFU answer and moves on: answer, or next SFU. */
 static void channel_on_response(const struct http_client_result *res, void *ctx)
 {
 	struct channel_req *cr = ctx;
