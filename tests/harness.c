@@ -212,7 +212,8 @@ struct harness_proc *harness_mock_start(const char *key_b64, const char *const *
 	if (harness_spawn(p, argv, environ) < 0)
 		return NULL;
 	/* The mock prints "PORT n" once it listens. */
-	if (harness_read_line(p, line, sizeof(line), 5000) && sscanf(line, "PORT %d", &p->port) == 1)
+	if (harness_read_line(p, line, sizeof(line), 5000) &&
+	    sscanf(line, "PORT %d", &p->port) == 1)
 		return p;
 	return NULL;
 }
@@ -286,23 +287,20 @@ static struct harness_proc *harness_gateway_spawn(const char *const *env, const 
 	return p;
 }
 
-/* Starts once and waits for /noop; 1 up, 0 exited, -1 neither within the deadline. */
-static int harness_gateway_try(struct harness_proc **out, const char *const *env,
-			       const char *const *args)
+/* Polls GET path on p's port until it answers 200 (1), p exits (0) or the deadline (-1). */
+static int harness_wait_up(struct harness_proc *p, const char *path, int64_t deadline)
 {
-	struct harness_proc *p = harness_gateway_spawn(env, args);
-	int64_t deadline = harness_now_ms() + harness_scale(10000);
+	char req[256];
+	int n = snprintf(req, sizeof(req),
+			 "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
 
-	*out = p;
-	if (p == NULL)
-		return -1;
 	while (harness_now_ms() < deadline) {
 		struct harness_resp *r = calloc(1, sizeof(*r));
-		static const char noop[] =
-			"GET /noop HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-		int rc = harness_raw(p->port, noop, sizeof(noop) - 1, r, 1000);
-		int status = r->status;
+		int rc, status;
 
+		cr_assert_not_null(r);
+		rc = harness_raw(p->port, req, (size_t)n, r, 1000);
+		status = r->status;
 		free(r);
 		if (rc == 0 && status == 200)
 			return 1;
@@ -313,6 +311,19 @@ static int harness_gateway_try(struct harness_proc **out, const char *const *env
 		poll(NULL, 0, 20);
 	}
 	return -1;
+}
+
+/* Starts once and waits for /noop; 1 up, 0 exited, -1 neither within the deadline. */
+static int harness_gateway_try(struct harness_proc **out, const char *const *env,
+			       const char *const *args)
+{
+	struct harness_proc *p = harness_gateway_spawn(env, args);
+	int64_t deadline = harness_now_ms() + harness_scale(10000);
+
+	*out = p;
+	if (p == NULL)
+		return -1;
+	return harness_wait_up(p, "/noop", deadline);
 }
 
 struct harness_proc *harness_gateway_start(const char *const *env, const char *const *args)
@@ -1082,23 +1093,7 @@ static int harness_real_sfu_try(struct harness_proc **out, const char *key_b64, 
 	p->port = port;
 	if (harness_spawn_in(p, argv, harness_env_over(base, env), harness_peer_dir(), true) < 0)
 		return -1;
-	while (harness_now_ms() < deadline) {
-		struct harness_resp *r = calloc(1, sizeof(*r));
-		int rc, status;
-
-		cr_assert_not_null(r);
-		rc = harness_get(port, "/v1/noop", NULL, r);
-		status = r->status;
-		free(r);
-		if (rc == 0 && status == 200)
-			return 1;
-		if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
-			p->pid = 0;
-			return 0;
-		}
-		poll(NULL, 0, 50);
-	}
-	return -1;
+	return harness_wait_up(p, "/v1/noop", deadline);
 }
 
 struct harness_proc *harness_real_sfu_start(const char *key_b64, const char *const *env)
@@ -1128,7 +1123,9 @@ struct harness_proc *harness_ws_sessions(int sfu_port, const char *uuid, const c
 					 int n, int first)
 {
 	char script[512], url[64], count[16], first_id[16], line[128];
-	const char *argv[] = { harness_node(), script, url, uuid, channel_key, count, first_id, NULL };
+	const char *argv[] = {
+		harness_node(), script, url, uuid, channel_key, count, first_id, NULL,
+	};
 	struct harness_proc *p = harness_track();
 
 	cr_assert_not_null(p, "too many processes");
@@ -1184,19 +1181,29 @@ struct json_object *harness_get_json(int port, const char *path, int *status)
 	return o;
 }
 
+struct json_object *harness_json_find(struct json_object *arr, const char *member,
+				      const char *value)
+{
+	for (size_t i = 0; json_object_is_type(arr, json_type_array) &&
+			   i < json_object_array_length(arr);
+	     i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i), *v;
+
+		if (json_object_object_get_ex(o, member, &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    strcmp(json_object_get_string(v), value) == 0)
+			return o;
+	}
+	return NULL;
+}
+
 struct json_object *harness_health_sfu(int gw_port, const char *address, int *status)
 {
 	struct json_object *root = harness_get_json(gw_port, "/v1/health", status);
-	struct json_object *sfus, *found = NULL;
+	struct json_object *sfus, *found;
 
 	cr_assert(json_object_object_get_ex(root, "sfus", &sfus), "/v1/health has no sfus");
-	for (size_t i = 0; i < json_object_array_length(sfus); i++) {
-		struct json_object *s = json_object_array_get_idx(sfus, i), *a;
-
-		if (json_object_object_get_ex(s, "address", &a) &&
-		    strcmp(json_object_get_string(a), address) == 0)
-			found = json_object_get(s);
-	}
+	found = json_object_get(harness_json_find(sfus, "address", address));
 	json_object_put(root);
 	return found;
 }

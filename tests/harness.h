@@ -173,6 +173,9 @@ struct harness_proc *harness_agent_start(const char *const *args, const char *co
 /* GET path answered with a JSON body: the parsed body (the caller puts it); the status into
  * *status when not NULL. */
 struct json_object *harness_get_json(int port, const char *path, int *status);
+/* The first object of array arr whose string member has this value (borrowed), or NULL. */
+struct json_object *harness_json_find(struct json_object *arr, const char *member,
+				      const char *value);
 /* The gateway's /v1/health entry of the SFU with this address (a new reference), NULL when
  * absent; the health status into *status when not NULL. */
 struct json_object *harness_health_sfu(int gw_port, const char *address, int *status);

@@ -214,9 +214,10 @@ Test(interop_contract, agent_registers_real_sfu_and_signs_off, .fini = harness_c
 	snprintf(gw_url, sizeof(gw_url), "%s", harness_url(f.gw->port));
 	snprintf(address, sizeof(address), "%s", harness_url(f.sfu[0]->port));
 	{
-		const char *const args[] = { "-g", gw_url,	   "-i", "300", "-r", "eu-west",
-					     "-a", address,	   "-k", FLEET_SFU_KEY, "-K",
-					     FLEET_GW_KEY, NULL };
+		const char *const args[] = {
+			"-g", gw_url, "-i", "300", "-r", "eu-west", "-a", address,
+			"-k", FLEET_SFU_KEY, "-K", FLEET_GW_KEY, NULL,
+		};
 
 		agent = harness_agent_start(args, NULL);
 	}
@@ -252,7 +253,8 @@ Test(interop_contract, sigkill_fails_over, .fini = harness_cleanup, .timeout = 9
 	fleet_gateway(&f, NULL, NULL, NULL);
 	cr_assert_eq(harness_stop(f.sfu[1], SIGKILL, 5000) & 0x7f, SIGKILL);
 	for (int i = 0; i < 20; i++) {
-		struct harness_resp *r = fleet_channel(f.gw->port, fleet_issuer(), FLEET_GW_KEY, NULL);
+		struct harness_resp *r =
+			fleet_channel(f.gw->port, fleet_issuer(), FLEET_GW_KEY, NULL);
 		int who = harness_served_by(f.sfu, f.n, r->body);
 
 		cr_assert_eq(r->status, 200, "request %d with an SFU killed: %d %s", i, r->status,

@@ -61,7 +61,8 @@ bool fleet_uuid_valid(const char *s)
 	for (size_t i = 0; shape[i] != '\0'; i++) {
 		bool hex = isxdigit((unsigned char)s[i]) && !isupper((unsigned char)s[i]);
 
-		if ((shape[i] == 'x' && !hex) || (shape[i] == 'V' && strchr("89ab", s[i]) == NULL) ||
+		if ((shape[i] == 'x' && !hex) ||
+		    (shape[i] == 'V' && strchr("89ab", s[i]) == NULL) ||
 		    (shape[i] != 'x' && shape[i] != 'V' && s[i] != shape[i]))
 			return false;
 	}
@@ -70,16 +71,10 @@ bool fleet_uuid_valid(const char *s)
 
 struct json_object *fleet_stats_channel(const struct harness_proc *sfu, const char *uuid)
 {
-	struct json_object *arr = harness_get_json(sfu->port, "/v1/stats", NULL), *found = NULL;
+	struct json_object *arr = harness_get_json(sfu->port, "/v1/stats", NULL), *found;
 
 	cr_assert(json_object_is_type(arr, json_type_array), "/v1/stats is no array");
-	for (size_t i = 0; i < json_object_array_length(arr); i++) {
-		struct json_object *ch = json_object_array_get_idx(arr, i), *u;
-
-		if (json_object_object_get_ex(ch, "uuid", &u) &&
-		    strcmp(json_object_get_string(u), uuid) == 0)
-			found = json_object_get(ch);
-	}
+	found = json_object_get(harness_json_find(arr, "uuid", uuid));
 	json_object_put(arr);
 	return found;
 }
@@ -109,7 +104,7 @@ int64_t fleet_health_wait(int gw_port, int sfu_port, const char *field, int64_t 
 	int64_t deadline = harness_now_ms() + timeout_ms, v = -1;
 
 	do {
-		struct json_object *s = harness_health_sfu(gw_port, harness_url(sfu_port), NULL), *m;
+		struct json_object *m, *s = harness_health_sfu(gw_port, harness_url(sfu_port), NULL);
 
 		v = -1;
 		if (s != NULL && json_object_object_get_ex(s, field, &m))

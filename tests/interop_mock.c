@@ -348,7 +348,8 @@ Test(interop_mock, disconnect_answers, .fini = harness_cleanup, .timeout = 60)
 		  .claims = "null" },
 		{ .name = "unknown channel", .method = "POST", .path = "/v1/disconnect",
 		  .body = "%s",
-		  .claims = "{\"sessionIdsByChannel\":{\"00000000-0000-4000-8000-000000000000\":7}}" },
+		  .claims = "{\"sessionIdsByChannel\":"
+			    "{\"00000000-0000-4000-8000-000000000000\":7}}" },
 		{ .name = "a channel of another address (skipped)", .method = "POST",
 		  .path = "/v1/disconnect", .body = "%s",
 		  .claims = "{\"sessionIdsByChannel\":{\"%U1%\":7}}" },
