@@ -1,5 +1,6 @@
 #!/bin/sh
 # Runs the whole test suite on a fresh Debian 12 machine: installs what it needs, builds, tests.
+# After the main suite comes the interop suite against the real odoo/sfu (make check-interop).
 # Usage: scripts/test.sh [--asan]
 set -eu
 cd "$(dirname "$0")/.."
@@ -11,4 +12,5 @@ if [ "${1:-}" = "--asan" ]; then
 else
   make -j"$jobs" all
   make -j"$jobs" check
+  make -j"$jobs" check-interop
 fi

@@ -103,9 +103,11 @@ static struct harness_proc *harness_track(void)
 	return &harness_procs[harness_nprocs++];
 }
 
-/* fork + exec with stdout to a pipe and stderr to a log file. The child dies
- * with the test process (PDEATHSIG), so a failed assertion leaks nothing. */
-static pid_t harness_spawn(struct harness_proc *p, const char *const *argv, char **envp)
+/* fork + exec in dir (NULL: the current one) with stdout to a pipe, or (out_to_log) to the
+ * log file as well, and stderr to a log file. The child dies with the test process
+ * (PDEATHSIG), so a failed assertion leaks nothing. */
+static pid_t harness_spawn_in(struct harness_proc *p, const char *const *argv, char **envp,
+			      const char *dir, bool out_to_log)
 {
 	int pfd[2];
 	pid_t pid;
@@ -118,14 +120,16 @@ static pid_t harness_spawn(struct harness_proc *p, const char *const *argv, char
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		int lfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int lfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(pfd[1], STDOUT_FILENO);
+		dup2(out_to_log && lfd >= 0 ? lfd : pfd[1], STDOUT_FILENO);
 		if (lfd >= 0)
 			dup2(lfd, STDERR_FILENO);
 		close(pfd[0]);
 		close(pfd[1]);
+		if (dir != NULL && chdir(dir) != 0)
+			_exit(126);
 		execve(argv[0], (char *const *)argv, envp);
 		_exit(127);
 	}
@@ -133,6 +137,40 @@ static pid_t harness_spawn(struct harness_proc *p, const char *const *argv, char
 	p->out_fd = pfd[0];
 	p->pid = pid;
 	return pid;
+}
+
+static pid_t harness_spawn(struct harness_proc *p, const char *const *argv, char **envp)
+{
+	return harness_spawn_in(p, argv, envp, NULL, false);
+}
+
+/* Reads the child's stdout until a whole line came, into line (without its newline);
+ * false at EOF or the deadline. */
+static bool harness_read_line(const struct harness_proc *p, char *line, size_t len,
+			      int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
+	size_t got = 0;
+
+	while (harness_now_ms() < deadline && got < len - 1) {
+		struct pollfd pf = { p->out_fd, POLLIN, 0 };
+		ssize_t r;
+		char *nl;
+
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		r = read(p->out_fd, line + got, len - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		line[got] = '\0';
+		nl = strchr(line, '\n');
+		if (nl != NULL) {
+			*nl = '\0';
+			return true;
+		}
+	}
+	return false;
 }
 
 const char *harness_log(const struct harness_proc *p)
@@ -157,8 +195,6 @@ struct harness_proc *harness_mock_start(const char *key_b64, const char *const *
 	struct harness_proc *p = harness_track();
 	int n = 0;
 	char line[128];
-	size_t got = 0;
-	int64_t deadline = harness_now_ms() + harness_scale(5000);
 
 	if (bin == NULL)
 		bin = "build/mock-sfu";
@@ -176,20 +212,9 @@ struct harness_proc *harness_mock_start(const char *key_b64, const char *const *
 	if (harness_spawn(p, argv, environ) < 0)
 		return NULL;
 	/* The mock prints "PORT n" once it listens. */
-	while (harness_now_ms() < deadline && got < sizeof(line) - 1) {
-		struct pollfd pf = { p->out_fd, POLLIN, 0 };
-		ssize_t r;
-
-		if (poll(&pf, 1, 100) <= 0)
-			continue;
-		r = read(p->out_fd, line + got, sizeof(line) - 1 - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-		line[got] = '\0';
-		if (strchr(line, '\n') != NULL && sscanf(line, "PORT %d", &p->port) == 1)
-			return p;
-	}
+	if (harness_read_line(p, line, sizeof(line), 5000) &&
+	    sscanf(line, "PORT %d", &p->port) == 1)
+		return p;
 	return NULL;
 }
 
@@ -262,23 +287,20 @@ static struct harness_proc *harness_gateway_spawn(const char *const *env, const 
 	return p;
 }
 
-/* Starts once and waits for /noop; 1 up, 0 exited, -1 neither within the deadline. */
-static int harness_gateway_try(struct harness_proc **out, const char *const *env,
-			       const char *const *args)
+/* Polls GET path on p's port until it answers 200 (1), p exits (0) or the deadline (-1). */
+static int harness_wait_up(struct harness_proc *p, const char *path, int64_t deadline)
 {
-	struct harness_proc *p = harness_gateway_spawn(env, args);
-	int64_t deadline = harness_now_ms() + harness_scale(10000);
+	char req[256];
+	int n = snprintf(req, sizeof(req),
+			 "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
 
-	*out = p;
-	if (p == NULL)
-		return -1;
 	while (harness_now_ms() < deadline) {
 		struct harness_resp *r = calloc(1, sizeof(*r));
-		static const char noop[] =
-			"GET /noop HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-		int rc = harness_raw(p->port, noop, sizeof(noop) - 1, r, 1000);
-		int status = r->status;
+		int rc, status;
 
+		cr_assert_not_null(r);
+		rc = harness_raw(p->port, req, (size_t)n, r, 1000);
+		status = r->status;
 		free(r);
 		if (rc == 0 && status == 200)
 			return 1;
@@ -289,6 +311,19 @@ static int harness_gateway_try(struct harness_proc **out, const char *const *env
 		poll(NULL, 0, 20);
 	}
 	return -1;
+}
+
+/* Starts once and waits for /noop; 1 up, 0 exited, -1 neither within the deadline. */
+static int harness_gateway_try(struct harness_proc **out, const char *const *env,
+			       const char *const *args)
+{
+	struct harness_proc *p = harness_gateway_spawn(env, args);
+	int64_t deadline = harness_now_ms() + harness_scale(10000);
+
+	*out = p;
+	if (p == NULL)
+		return -1;
+	return harness_wait_up(p, "/noop", deadline);
 }
 
 struct harness_proc *harness_gateway_start(const char *const *env, const char *const *args)
@@ -975,4 +1010,209 @@ void harness_mock_post(const struct harness_proc *m, const char *path, int want)
 	cr_assert_eq(harness_post(m->port, path, NULL, "", r), 0, "mock POST %s", path);
 	cr_assert_eq(r->status, want, "mock POST %s: %d %s", path, r->status, r->body);
 	free(r);
+}
+
+/* ---- the real odoo/sfu (the interop suite; SFU_INTEROP_PEER names a prepared copy) */
+
+const char *harness_peer_dir(void)
+{
+	const char *dir = getenv("SFU_INTEROP_PEER");
+
+	cr_assert(dir != NULL && dir[0] != '\0',
+		  "SFU_INTEROP_PEER is not set: run the interop suite with make check-interop");
+	return dir;
+}
+
+/* The node binary the interop script found (NODE_BIN), else the usual one. */
+static const char *harness_node(void)
+{
+	const char *bin = getenv("NODE_BIN");
+
+	return bin != NULL && bin[0] != '\0' ? bin : "/usr/bin/node";
+}
+
+/* Whether "NAME=value" entry e sets the variable that "NAME=..." entry name sets. */
+static bool harness_same_var(const char *e, const char *name)
+{
+	const char *eq = strchr(name, '=');
+	size_t n = eq != NULL ? (size_t)(eq - name) : strlen(name);
+
+	return strncmp(e, name, n) == 0 && e[n] == '=';
+}
+
+/* The test's environment with the entries of sets (each NULL-terminated, later sets win)
+ * replacing variables of the same name. Static buffer. */
+static char **harness_env_over(const char *const *base, const char *const *over)
+{
+	static char *out[512];
+	int n = 0;
+
+	for (char **e = environ; *e != NULL && n < 400; e++) {
+		bool replaced = false;
+
+		for (int i = 0; base != NULL && base[i] != NULL; i++)
+			replaced = replaced || harness_same_var(*e, base[i]);
+		for (int i = 0; over != NULL && over[i] != NULL; i++)
+			replaced = replaced || harness_same_var(*e, over[i]);
+		if (!replaced)
+			out[n++] = *e;
+	}
+	for (int i = 0; base != NULL && base[i] != NULL && n < 480; i++) {
+		bool replaced = false;
+
+		for (int k = 0; over != NULL && over[k] != NULL; k++)
+			replaced = replaced || harness_same_var(base[i], over[k]);
+		if (!replaced)
+			out[n++] = (char *)base[i];
+	}
+	for (int i = 0; over != NULL && over[i] != NULL && n < 510; i++)
+		out[n++] = (char *)over[i];
+	out[n] = NULL;
+	return out;
+}
+
+/* Starts the SFU once on port and waits for /v1/noop: 1 up, 0 exited, -1 neither. */
+static int harness_real_sfu_try(struct harness_proc **out, const char *key_b64, int port,
+				const char *const *env)
+{
+	char entry[512], key_env[600], port_env[32];
+	const char *argv[] = { harness_node(), "--import", "tsx", entry, NULL };
+	const char *base[] = { key_env, port_env, "PUBLIC_IP=127.0.0.1",
+			       "HTTP_INTERFACE=127.0.0.1", "PROXY=1", "LOG_LEVEL=warn",
+			       "LOG_COLOR=", "NODE_OPTIONS=", NULL };
+	struct harness_proc *p = harness_track();
+	/* Node starts in about a second; two cores shared by parallel tests stretch that. */
+	int64_t deadline = harness_now_ms() + harness_scale(20000);
+
+	*out = p;
+	if (p == NULL)
+		return -1;
+	snprintf(entry, sizeof(entry), "%s/sfu_http.ts", harness_peer_dir());
+	snprintf(key_env, sizeof(key_env), "AUTH_KEY=%s", key_b64);
+	snprintf(port_env, sizeof(port_env), "PORT=%d", port);
+	p->port = port;
+	if (harness_spawn_in(p, argv, harness_env_over(base, env), harness_peer_dir(), true) < 0)
+		return -1;
+	return harness_wait_up(p, "/v1/noop", deadline);
+}
+
+struct harness_proc *harness_real_sfu_start(const char *key_b64, const char *const *env)
+{
+	/* As for the gateway: a parallel test may take the picked port before node binds it. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		struct harness_proc *p;
+		int rc = harness_real_sfu_try(&p, key_b64, harness_free_port(), env);
+
+		if (rc == 1)
+			return p;
+		if (rc < 0 || p == NULL || strstr(harness_log(p), "EADDRINUSE") == NULL)
+			return NULL;
+	}
+	return NULL;
+}
+
+struct harness_proc *harness_real_sfu_up(const char *key_b64, const char *const *env)
+{
+	struct harness_proc *p = harness_real_sfu_start(key_b64, env);
+
+	cr_assert_not_null(p, "the real odoo/sfu did not come up:\n%s", harness_all_logs());
+	return p;
+}
+
+struct harness_proc *harness_ws_sessions(int sfu_port, const char *uuid, const char *channel_key,
+					 int n, int first)
+{
+	char script[512], url[64], count[16], first_id[16], line[128];
+	const char *argv[] = {
+		harness_node(), script, url, uuid, channel_key, count, first_id, NULL,
+	};
+	struct harness_proc *p = harness_track();
+
+	cr_assert_not_null(p, "too many processes");
+	snprintf(script, sizeof(script), "%s/ws_sessions.mjs", harness_peer_dir());
+	snprintf(url, sizeof(url), "ws://127.0.0.1:%d", sfu_port);
+	snprintf(count, sizeof(count), "%d", n);
+	snprintf(first_id, sizeof(first_id), "%d", first);
+	cr_assert_gt(harness_spawn_in(p, argv, environ, harness_peer_dir(), false), 0);
+	/* It prints "OPEN n" once every session joined, or exits. */
+	cr_assert(harness_read_line(p, line, sizeof(line), 20000) &&
+			  strncmp(line, "OPEN ", 5) == 0,
+		  "%d websocket sessions did not open:\n%s", n, harness_all_logs());
+	return p;
+}
+
+struct harness_proc *harness_agent_start(const char *const *args, const char *const *env)
+{
+	static const char *const empty[] = { NULL };
+	const char *bin = getenv("SFU_AGENT_BIN");
+	const char *argv[48];
+	struct harness_proc *p = harness_track();
+	int n = 0;
+
+	cr_assert_not_null(p, "too many processes");
+	if (harness_valgrind()) {
+		argv[n++] = "/usr/bin/valgrind";
+		argv[n++] = "--quiet";
+		argv[n++] = "--error-exitcode=99";
+		argv[n++] = "--leak-check=no";
+	}
+	argv[n++] = bin != NULL ? bin : "build/sfu-gateway-agent";
+	for (int i = 0; args != NULL && args[i] != NULL && n < 47; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	cr_assert_gt(harness_spawn(p, argv, (char **)(env != NULL ? env : empty)), 0);
+	return p;
+}
+
+/* ---- JSON of the gateway's routes */
+
+struct json_object *harness_get_json(int port, const char *path, int *status)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct json_object *o;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_get(port, path, NULL, r), 0, "GET %s on port %d failed", path, port);
+	if (status != NULL)
+		*status = r->status;
+	o = json_tokener_parse(r->body);
+	cr_assert_not_null(o, "GET %s: not JSON: %s", path, r->body);
+	free(r);
+	return o;
+}
+
+struct json_object *harness_json_find(struct json_object *arr, const char *member,
+				      const char *value)
+{
+	for (size_t i = 0; json_object_is_type(arr, json_type_array) &&
+			   i < json_object_array_length(arr);
+	     i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i), *v;
+
+		if (json_object_object_get_ex(o, member, &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    strcmp(json_object_get_string(v), value) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+struct json_object *harness_health_sfu(int gw_port, const char *address, int *status)
+{
+	struct json_object *root = harness_get_json(gw_port, "/v1/health", status);
+	struct json_object *sfus, *found;
+
+	cr_assert(json_object_object_get_ex(root, "sfus", &sfus), "/v1/health has no sfus");
+	found = json_object_get(harness_json_find(sfus, "address", address));
+	json_object_put(root);
+	return found;
+}
+
+int64_t harness_json_int(struct json_object *o, const char *field)
+{
+	struct json_object *v;
+
+	cr_assert(json_object_object_get_ex(o, field, &v), "no field %s in %s", field,
+		  json_object_to_json_string(o));
+	return json_object_get_int64(v);
 }

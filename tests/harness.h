@@ -148,4 +148,38 @@ int64_t harness_mock_int(const struct harness_proc *m, const char *path, const c
 /* POST path (empty body) to a mock's control route; asserts the status is want. */
 void harness_mock_post(const struct harness_proc *m, const char *path, int want);
 
+/* ---- the real odoo/sfu: the interop suite (make check-interop) exports SFU_INTEROP_PEER,
+ * a prepared copy of it (scripts/interop-peer.sh), and NODE_BIN */
+
+/* SFU_INTEROP_PEER; fails the test when it is not set. */
+const char *harness_peer_dir(void);
+/* Starts a real odoo/sfu (its HTTP and auth services, no media workers: channel requests
+ * need ?webRTC=false) on a free port of 127.0.0.1 with AUTH_KEY=key_b64, PUBLIC_IP=127.0.0.1,
+ * PROXY=1 and LOG_LEVEL=warn; env entries ("NAME=value", NULL-terminated, may be NULL)
+ * replace those ("PROXY=" turns PROXY off). Its stdout and stderr go to its log file. Waits
+ * until GET /v1/noop answers 200; NULL when it did not come up within the deadline. */
+struct harness_proc *harness_real_sfu_start(const char *key_b64, const char *const *env);
+/* harness_real_sfu_start that must succeed: fails the test, with every log, otherwise. */
+struct harness_proc *harness_real_sfu_up(const char *key_b64, const char *const *env);
+/* Opens n websocket sessions (ids first .. first + n - 1) to channel uuid of the real SFU on
+ * sfu_port, authenticated with tokens signed with the channel's key claim channel_key, and
+ * keeps them open until the process is stopped; fails the test unless all joined. */
+struct harness_proc *harness_ws_sessions(int sfu_port, const char *uuid, const char *channel_key,
+					 int n, int first);
+/* Starts build/sfu-gateway-agent (SFU_AGENT_BIN) with args and exactly env (NULL: empty),
+ * both NULL-terminated; stderr to its log file. Tracked like every harness process. */
+struct harness_proc *harness_agent_start(const char *const *args, const char *const *env);
+
+/* GET path answered with a JSON body: the parsed body (the caller puts it); the status into
+ * *status when not NULL. */
+struct json_object *harness_get_json(int port, const char *path, int *status);
+/* The first object of array arr whose string member has this value (borrowed), or NULL. */
+struct json_object *harness_json_find(struct json_object *arr, const char *member,
+				      const char *value);
+/* The gateway's /v1/health entry of the SFU with this address (a new reference), NULL when
+ * absent; the health status into *status when not NULL. */
+struct json_object *harness_health_sfu(int gw_port, const char *address, int *status);
+/* An integer member of o, which must be there. */
+int64_t harness_json_int(struct json_object *o, const char *field);
+
 #endif

@@ -748,19 +748,14 @@ static const char *mock_req_header(const struct mock_req *r, const char *name, s
 	return NULL;
 }
 
-/* `value.split(",")[0]`, trimmed. */
+/* `value.split(",")[0]`, untrimmed as in the SFU: "a , b" gives "a " (Node has already
+ * stripped the whole value's outer whitespace). */
 static void mock_first_entry(const char *v, size_t len, const char **out, size_t *out_len)
 {
 	const char *comma = memchr(v, ',', len);
 
 	if (comma)
 		len = (size_t)(comma - v);
-	while (len && (*v == ' ' || *v == '\t')) {
-		v++;
-		len--;
-	}
-	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
-		len--;
 	*out = v;
 	*out_len = len;
 }
@@ -1011,10 +1006,10 @@ static void mock_route_stats(struct mock_conn *c)
 			mock_buf_json(b, ch->remote, strlen(ch->remote));
 		else
 			mock_buf_str(b, "\"mock\"");
-		mock_buf_printf(b, ",\"sessionsCount\":%" PRIu64 ",\"sessionsStats\":{\"count\":%"
-				PRIu64 ",\"cameraCount\":0,\"screenCount\":0,\"incomingBitRate\":"
-				"{\"total\":0,\"screen\":0,\"audio\":0,\"camera\":0}},"
-				"\"webRtcEnabled\":%s}", count, count,
+		/* Channel.getStats(): these members, in this order. */
+		mock_buf_printf(b, ",\"sessionsStats\":{\"count\":%" PRIu64 ",\"cameraCount\":0,"
+				"\"screenCount\":0,\"incomingBitRate\":{\"audio\":0,\"camera\":0,"
+				"\"screen\":0,\"total\":0}},\"webRtcEnabled\":%s}", count,
 				ch && !ch->webrtc ? "false" : "true");
 	}
 	mock_buf_str(b, "]");
@@ -1038,6 +1033,89 @@ static int mock_js_truthy(struct json_object *claims, const char *name)
 		return json_object_get_string_len(v) != 0;
 	default:
 		return 1;
+	}
+}
+
+/* A number as JavaScript's Number.prototype.toString writes it: the shortest digits that
+ * read back to the same double, in plain notation from 1e-7 (excluded) to 1e21. */
+static void mock_js_number_text(struct mock_buf *b, double v)
+{
+	char e[40], digits[24];
+	int p, k = 0, n;
+	const char *c;
+
+	if (v == 0) {
+		mock_buf_str(b, "0");
+		return;
+	}
+	if (v < 0) {
+		mock_buf_str(b, "-");
+		v = -v;
+	}
+	for (p = 1; p <= 17; p++) {
+		snprintf(e, sizeof(e), "%.*e", p - 1, v);
+		if (strtod(e, NULL) == v)
+			break;
+	}
+	for (c = e; *c != 'e'; c++)
+		if (*c >= '0' && *c <= '9')
+			digits[k++] = *c;
+	while (k > 1 && digits[k - 1] == '0')
+		k--;
+	digits[k] = '\0';
+	n = atoi(c + 1) + 1; /* v = 0.digits * 10^n */
+	if (k <= n && n <= 21) {
+		mock_buf_str(b, digits);
+		for (p = k; p < n; p++)
+			mock_buf_str(b, "0");
+	} else if (0 < n && n <= 21) {
+		mock_buf_printf(b, "%.*s.%s", n, digits, digits + n);
+	} else if (-6 < n && n <= 0) {
+		mock_buf_str(b, "0.");
+		for (p = n; p < 0; p++)
+			mock_buf_str(b, "0");
+		mock_buf_str(b, digits);
+	} else {
+		mock_buf_printf(b, "%c%s%se%c%d", digits[0], k > 1 ? "." : "", digits + 1,
+				n - 1 < 0 ? '-' : '+', abs(n - 1));
+	}
+}
+
+/* A JSON value as JavaScript's String() writes it: arrays join their elements with ","
+ * (null as nothing), objects are "[object Object]". */
+static void mock_js_string(struct mock_buf *b, struct json_object *v)
+{
+	size_t i;
+
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		mock_buf_str(b, "null");
+		break;
+	case json_type_boolean:
+		mock_buf_str(b, json_object_get_boolean(v) ? "true" : "false");
+		break;
+	case json_type_int:
+		mock_buf_printf(b, "%" PRId64, json_object_get_int64(v));
+		break;
+	case json_type_double:
+		mock_js_number_text(b, json_object_get_double(v));
+		break;
+	case json_type_string:
+		mock_buf_add(b, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+		break;
+	case json_type_array:
+		for (i = 0; i < json_object_array_length(v); i++) {
+			struct json_object *el = json_object_array_get_idx(v, i);
+
+			if (i)
+				mock_buf_str(b, ",");
+			if (el != NULL)
+				mock_js_string(b, el);
+		}
+		break;
+	case json_type_object:
+		mock_buf_str(b, "[object Object]");
+		break;
 	}
 }
 
@@ -1075,8 +1153,14 @@ static void mock_channel_check(struct mock_conn *c, struct mock_check *chk)
 		chk->iss = json_object_get_string(iss);
 		chk->iss_len = (size_t)json_object_get_string_len(iss);
 	} else {
-		chk->iss = json_object_to_json_string_ext(iss, JSON_C_TO_STRING_PLAIN);
-		chk->iss_len = strlen(chk->iss);
+		/* The SFU keys channels on `${remoteAddress}::${issuer}`: JavaScript's text. */
+		static struct mock_buf text;
+
+		text.len = 0;
+		mock_js_string(&text, iss);
+		mock_buf_add(&text, "", 0);
+		chk->iss = text.p;
+		chk->iss_len = text.len;
 	}
 	chk->status = 200;
 }
@@ -1130,15 +1214,8 @@ static void mock_route_channel(struct mock_conn *c)
 		mock_respond(c, chk.status, NULL, "", 0);
 		goto out;
 	}
+	/* Query parameters other than webRTC are ignored, as the SFU does. */
 	mock_req_target(&c->req, &path, &plen, &query, &qlen);
-	/* A recording channel needs a per-channel key claim (http.ts answers 400). */
-	if (mock_query_get(query, qlen, "recordingAddress", &val, &vlen) && vlen &&
-	    !mock_js_truthy(chk.claims, "key")) {
-		mock_stats.failed++;
-		mock_last.status = 400;
-		mock_respond(c, 400, NULL, "", 0);
-		goto out;
-	}
 	webrtc = !(mock_query_get(query, qlen, "webRTC", &val, &vlen) && vlen == 5 &&
 		   memcmp(val, "false", 5) == 0);
 	ch = mock_channel_get(chk.remote, chk.remote_len, chk.iss, chk.iss_len, webrtc);
@@ -1162,36 +1239,50 @@ out:
 	json_object_put(chk.claims);
 }
 
-/* POST /v1/disconnect: the body is a bare JWT; sessions of channels the caller created. */
+/*
+ * POST /v1/disconnect, as http.ts runs it: the body is a bare JWT checked with the SFU's
+ * key; then `Object.entries(claims.sessionIdsByChannel)` (absent or null throws: 422; any
+ * other non-object gives entries no channel matches: 200), and for each known channel the
+ * caller created, `for (id of sessionIds)` (not a list or a string throws: 422). The mock
+ * has no sessions to close: it counts the channels a caller was allowed to act on. The
+ * SFU's 400 for a body that is no string cannot happen: a body always reads as a string.
+ */
 static void mock_route_disconnect(struct mock_conn *c)
 {
 	struct json_object *claims = NULL, *byc;
 	const char *remote;
 	size_t rlen, i;
+	int status = 200;
 
 	mock_stats.disconnect++;
 	mock_remote(c, &remote, &rlen);
 	if (mock_jwt_verify(mock_mac, c->req.body.p ? c->req.body.p : "", c->req.body.len,
 			    &claims) < 0 || !json_object_is_type(claims, json_type_object) ||
-	    !json_object_object_get_ex(claims, "sessionIdsByChannel", &byc) ||
-	    !json_object_is_type(byc, json_type_object)) {
-		mock_stats.disconnect_rejected++;
-		mock_respond(c, 422, NULL, "", 0);
+	    !json_object_object_get_ex(claims, "sessionIdsByChannel", &byc) || byc == NULL) {
+		status = 422;
 		goto out;
 	}
+	if (!json_object_is_type(byc, json_type_object))
+		goto out;
 	json_object_object_foreach(byc, uuid, ids) {
-		(void)ids;
-		for (i = 0; i < mock_chans.n; i++) {
+		for (i = 0; i < mock_chans.n && status == 200; i++) {
 			struct mock_channel *ch = &mock_chans.v[i];
 
 			/* Only the channel's creator may disconnect its sessions. */
-			if (strcmp(ch->uuid, uuid) == 0 && strlen(ch->remote) == rlen &&
-			    memcmp(ch->remote, remote, rlen) == 0)
+			if (strcmp(ch->uuid, uuid) != 0 || strlen(ch->remote) != rlen ||
+			    memcmp(ch->remote, remote, rlen) != 0)
+				continue;
+			if (!json_object_is_type(ids, json_type_array) &&
+			    !json_object_is_type(ids, json_type_string))
+				status = 422;
+			else
 				mock_stats.disconnect_matched++;
 		}
 	}
-	mock_respond(c, 200, NULL, "", 0);
 out:
+	if (status != 200)
+		mock_stats.disconnect_rejected++;
+	mock_respond(c, status, NULL, "", 0);
 	json_object_put(claims);
 }
 

@@ -1,7 +1,6 @@
 /* Integration tests of sfu-gateway-agent against the real gateway and the mock SFU. */
 #include <criterion/criterion.h>
 
-#include <fcntl.h>
 #include <json.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -27,15 +24,6 @@
 #define AGT_TOML                                                                      \
 	"[registration]\nstale_after_ms = 60000\n"                                     \
 	"[overload]\nmax_cpu = 1.0\nmax_memory = 1.0\nmax_load_score = 1000.0\n"
-#define AGT_MAX 8
-
-struct agt_proc {
-	pid_t pid;
-	char log_path[512];
-};
-
-static struct agt_proc agt_procs[AGT_MAX];
-static int agt_nprocs;
 
 /* Under SFU_TEST_VALGRIND=1 the agent runs under valgrind and the gateway ~20x
  * slower: deadlines and freshness bounds stretch (as harness.c does). */
@@ -51,69 +39,8 @@ static int agt_scale(int ms)
 	return agt_valgrind() ? ms * 10 : ms;
 }
 
-/* Kills the agents this test started, then the harness's processes. */
-static void agt_fini(void)
-{
-	for (int i = 0; i < agt_nprocs; i++) {
-		if (agt_procs[i].pid > 0) {
-			kill(agt_procs[i].pid, SIGKILL);
-			waitpid(agt_procs[i].pid, NULL, 0);
-			agt_procs[i].pid = 0;
-		}
-	}
-	agt_nprocs = 0;
-	harness_cleanup();
-}
-
-/* Starts the agent with exactly these arguments and environment (both
- * NULL-terminated); stderr goes to a log file, stdout to /dev/null. */
-static struct agt_proc *agt_start(const char *const *args, const char *const *env)
-{
-	const char *bin = getenv("SFU_AGENT_BIN");
-	const char *argv[40];
-	struct agt_proc *p = NULL;
-	static int seq;
-	int n = 0;
-
-	/* Slots of agents that exited are used again. */
-	for (int i = 0; i < agt_nprocs && p == NULL; i++)
-		if (agt_procs[i].pid == 0)
-			p = &agt_procs[i];
-	if (p == NULL) {
-		cr_assert_lt(agt_nprocs, AGT_MAX);
-		p = &agt_procs[agt_nprocs++];
-	}
-	snprintf(p->log_path, sizeof(p->log_path), "%s/agent%d.log", harness_tmpdir(), seq++);
-	if (agt_valgrind()) {
-		argv[n++] = "/usr/bin/valgrind";
-		argv[n++] = "--quiet";
-		argv[n++] = "--error-exitcode=99";
-		argv[n++] = "--leak-check=no";
-	}
-	argv[n++] = bin != NULL ? bin : "build/sfu-gateway-agent";
-	for (int i = 0; args != NULL && args[i] != NULL && n < 39; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	p->pid = fork();
-	cr_assert_geq(p->pid, 0, "fork");
-	if (p->pid == 0) {
-		static const char *const empty[] = { NULL };
-		int lfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		int nfd = open("/dev/null", O_WRONLY);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (lfd >= 0)
-			dup2(lfd, STDERR_FILENO);
-		if (nfd >= 0)
-			dup2(nfd, STDOUT_FILENO);
-		execve(argv[0], (char *const *)argv, (char *const *)(env != NULL ? env : empty));
-		_exit(127);
-	}
-	return p;
-}
-
 /* Waits for the agent's exit; its exit code, 128+signal, or -1 at the deadline. */
-static int agt_wait(struct agt_proc *p, int timeout_ms)
+static int agt_wait(struct harness_proc *p, int timeout_ms)
 {
 	int rc = harness_wait_exit(p->pid, timeout_ms);
 
@@ -123,7 +50,7 @@ static int agt_wait(struct agt_proc *p, int timeout_ms)
 }
 
 /* The agent's log so far (heap; the caller frees). */
-static char *agt_log(const struct agt_proc *p)
+static char *agt_log(const struct harness_proc *p)
 {
 	FILE *f = fopen(p->log_path, "r");
 	char *buf = calloc(1, 1 << 20);
@@ -141,7 +68,7 @@ static char *agt_log(const struct agt_proc *p)
 /* Runs the agent to its exit (bounded); returns the exit code, log in *log. */
 static int agt_run(const char *const *args, const char *const *env, char **log)
 {
-	struct agt_proc *p = agt_start(args, env);
+	struct harness_proc *p = harness_agent_start(args, env);
 	int rc = agt_wait(p, 5000);
 
 	*log = agt_log(p);
@@ -285,7 +212,7 @@ static void agt_assert_no_secrets(const char *log)
 
 /* ---- registration, load updates, sign-off */
 
-Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 40)
+Test(agent, registers_follows_load_and_signs_off, .fini = harness_cleanup, .timeout = 40)
 {
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("5");
 	const char *addr = harness_url(m->port);
@@ -295,7 +222,7 @@ Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 4
 			      e_addr, "AUTH_KEY=" AGT_SFU_KEY,
 			      "SFU_GATEWAY_REGISTRATION_KEY=" AGT_REG_KEY, NULL };
 	const char *const args[] = { "--region", "us-east", NULL };
-	struct agt_proc *ag;
+	struct harness_proc *ag;
 	struct agt_sfu s;
 	struct harness_resp *r;
 	char auth[4200], *log;
@@ -304,7 +231,7 @@ Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 4
 
 	snprintf(e_gw, sizeof(e_gw), "SFU_GATEWAY_URL=%s", harness_url(gw->port));
 	snprintf(e_addr, sizeof(e_addr), "SFU_ADDRESS=%s", addr);
-	ag = agt_start(args, env);
+	ag = harness_agent_start(args, env);
 
 	/* Registered at once with the load it polled. */
 	cr_assert(agt_wait_sfu(gw->port, addr, 5, 5000), "the SFU was not registered with 5 "
@@ -358,7 +285,7 @@ Test(agent, registers_follows_load_and_signs_off, .fini = agt_fini, .timeout = 4
 
 /* ---- several gateways, one of them restarted */
 
-Test(agent, two_gateways_one_restarted, .fini = agt_fini, .timeout = 60)
+Test(agent, two_gateways_one_restarted, .fini = harness_cleanup, .timeout = 60)
 {
 	struct harness_proc *a = agt_gateway(0), *b = agt_gateway(0), *m = agt_mock("3");
 	const char *addr = harness_url(m->port);
@@ -367,14 +294,14 @@ Test(agent, two_gateways_one_restarted, .fini = agt_fini, .timeout = 60)
 	const char *args[] = { "--gateway-url", urls, "--interval", "200", "--region", "eu-west",
 			       "--address", addr, "--auth-key", AGT_SFU_KEY,
 			       "--registration-key", AGT_REG_KEY, NULL };
-	struct agt_proc *ag;
+	struct harness_proc *ag;
 	int64_t deadline;
 	int samples = 0, st;
 	char *log;
 
 	/* Spaces around the entries are allowed. */
 	snprintf(urls, sizeof(urls), "%s , %s", harness_url(a->port), harness_url(b->port));
-	ag = agt_start(args, NULL);
+	ag = harness_agent_start(args, NULL);
 	cr_assert(agt_wait_sfu(a->port, addr, 3, 5000), "gateway A did not get the SFU");
 	cr_assert(agt_wait_sfu(b->port, addr, 3, 5000), "gateway B did not get the SFU");
 
@@ -414,7 +341,7 @@ Test(agent, two_gateways_one_restarted, .fini = agt_fini, .timeout = 60)
 
 /* ---- a wrong registration key */
 
-Test(agent, wrong_registration_key_backs_off, .fini = agt_fini, .timeout = 30)
+Test(agent, wrong_registration_key_backs_off, .fini = harness_cleanup, .timeout = 30)
 {
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("2");
 	const char *addr = harness_url(m->port);
@@ -422,13 +349,13 @@ Test(agent, wrong_registration_key_backs_off, .fini = agt_fini, .timeout = 30)
 				     "--region", "eu-west", "--address", addr, "--auth-key",
 				     AGT_SFU_KEY, "--registration-key", AGT_BAD_KEY, NULL };
 	const char *rejected = "sfu_gateway_heartbeats_total{result=\"rejected\"}";
-	struct agt_proc *ag;
+	struct harness_proc *ag;
 	int64_t start, deadline;
 	double n, prev = 0;
 	char *log, *p;
 	int delays = 0;
 
-	ag = agt_start(args, NULL);
+	ag = harness_agent_start(args, NULL);
 	/* From the first rejection on, watch for 3.2 s: a fixed 200 ms interval would
 	 * make ~16 rejections, the backoff (1 s, then 2 s) 2 or 3. */
 	deadline = harness_now_ms() + agt_scale(5000);
@@ -474,7 +401,7 @@ Test(agent, wrong_registration_key_backs_off, .fini = agt_fini, .timeout = 30)
 
 /* ---- the SFU stops answering */
 
-Test(agent, silent_sfu_then_down_after, .fini = agt_fini, .timeout = 40)
+Test(agent, silent_sfu_then_down_after, .fini = harness_cleanup, .timeout = 40)
 {
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("6");
 	const char *addr = harness_url(m->port);
@@ -484,12 +411,12 @@ Test(agent, silent_sfu_then_down_after, .fini = agt_fini, .timeout = 40)
 				     "--region", "eu-west", "--address", addr, "--auth-key",
 				     AGT_SFU_KEY, "--registration-key", AGT_REG_KEY,
 				     "--down-after", "3", NULL };
-	struct agt_proc *ag;
+	struct harness_proc *ag;
 	double before, after;
 	int64_t deadline;
 
 	/* The flag (3) wins over the environment (999). */
-	ag = agt_start(args, env);
+	ag = harness_agent_start(args, env);
 	cr_assert(agt_wait_sfu(gw->port, addr, 6, 5000), "the SFU was not registered");
 
 	/* The mock fails /v1/stats too: no heartbeat goes out... */
@@ -520,14 +447,14 @@ Test(agent, silent_sfu_then_down_after, .fini = agt_fini, .timeout = 40)
 }
 
 /* Without --down-after, a silent SFU gets no heartbeats: the reaper expires it. */
-Test(agent, silent_sfu_sends_nothing, .fini = agt_fini, .timeout = 30)
+Test(agent, silent_sfu_sends_nothing, .fini = harness_cleanup, .timeout = 30)
 {
 	struct harness_proc *gw = agt_gateway(0), *m = agt_mock("1");
 	const char *addr = harness_url(m->port);
 	const char *const args[] = { "--gateway-url", harness_url(gw->port), "--interval", "200",
 				     "--region", "eu-west", "--address", addr, "--auth-key",
 				     AGT_SFU_KEY, "--registration-key", AGT_REG_KEY, NULL };
-	struct agt_proc *ag = agt_start(args, NULL);
+	struct harness_proc *ag = harness_agent_start(args, NULL);
 	struct agt_sfu s;
 	int64_t deadline;
 	int st;
@@ -551,7 +478,7 @@ Test(agent, silent_sfu_sends_nothing, .fini = agt_fini, .timeout = 30)
 
 /* ---- configuration */
 
-Test(agent, config_errors, .fini = agt_fini, .timeout = 60)
+Test(agent, config_errors, .fini = harness_cleanup, .timeout = 60)
 {
 	static const char *const ok_env[] = { "SFU_GATEWAY_URL=http://127.0.0.1:9",
 					      "SFU_REGION=eu-west",
@@ -621,7 +548,7 @@ Test(agent, config_errors, .fini = agt_fini, .timeout = 60)
 }
 
 /* --help names every flag and variable, and the man page documents the same. */
-Test(agent, help_version_and_man_page, .fini = agt_fini, .timeout = 30)
+Test(agent, help_version_and_man_page, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const names[] = {
 		"--gateway-url", "--interval", "--region", "--address", "--sfu-url",

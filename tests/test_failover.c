@@ -101,30 +101,6 @@ static struct harness_call *fo_channels(int port, int n, int conc, int timeout_m
 	return calls;
 }
 
-/* A GET of path answered 200 with a JSON body: returns the parsed body. */
-static struct json_object *fo_get_json(int port, const char *path, int *status)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	struct json_object *o;
-
-	cr_assert_not_null(r);
-	cr_assert_eq(harness_get(port, path, NULL, r), 0, "GET %s on port %d failed", path, port);
-	if (status != NULL)
-		*status = r->status;
-	o = json_tokener_parse(r->body);
-	cr_assert_not_null(o, "GET %s: not JSON: %s", path, r->body);
-	free(r);
-	return o;
-}
-
-static int64_t fo_json_int(struct json_object *o, const char *field)
-{
-	struct json_object *v;
-
-	cr_assert(json_object_object_get_ex(o, field, &v), "no field %s", field);
-	return json_object_get_int64(v);
-}
-
 static const char *fo_json_string(struct json_object *o, const char *field)
 {
 	struct json_object *v;
@@ -137,8 +113,8 @@ static const char *fo_json_string(struct json_object *o, const char *field)
 /* A counter of the mock's /mock/stats. */
 static int64_t fo_mock_stat(const struct harness_proc *m, const char *field)
 {
-	struct json_object *o = fo_get_json(m->port, "/mock/stats", NULL);
-	int64_t v = fo_json_int(o, field);
+	struct json_object *o = harness_get_json(m->port, "/mock/stats", NULL);
+	int64_t v = harness_json_int(o, field);
 
 	json_object_put(o);
 	return v;
@@ -171,20 +147,7 @@ static bool fo_mock_has_channel(const struct harness_proc *m, const char *uuid)
 /* /v1/health's entry for the SFU on this port (a new reference), NULL if absent. */
 static struct json_object *fo_health_sfu(const struct harness_proc *gw, int port, int *status)
 {
-	struct json_object *root = fo_get_json(gw->port, "/v1/health", status);
-	struct json_object *sfus, *found = NULL;
-	const char *addr = harness_url(port);
-
-	cr_assert(json_object_object_get_ex(root, "sfus", &sfus));
-	for (size_t i = 0; i < json_object_array_length(sfus); i++) {
-		struct json_object *s = json_object_array_get_idx(sfus, i), *a;
-
-		if (json_object_object_get_ex(s, "address", &a) &&
-		    strcmp(json_object_get_string(a), addr) == 0)
-			found = json_object_get(s);
-	}
-	json_object_put(root);
-	return found;
+	return harness_health_sfu(gw->port, harness_url(port), status);
 }
 
 /* The SFU's "state" in /v1/health ("" when absent). Static buffer. */
@@ -209,7 +172,7 @@ static const char *fo_circuit(const struct harness_proc *gw, int port, int64_t *
 	cr_assert(json_object_object_get_ex(s, "circuit", &cb));
 	snprintf(out, sizeof(out), "%s", fo_json_string(cb, "state"));
 	if (failures != NULL)
-		*failures = fo_json_int(cb, "failures");
+		*failures = harness_json_int(cb, "failures");
 	json_object_put(s);
 	return out;
 }
@@ -236,7 +199,7 @@ static void fo_wait_sessions(const struct harness_proc *gw, int port, int64_t se
 	while (harness_now_ms() < deadline) {
 		struct json_object *s = fo_health_sfu(gw, port, NULL);
 
-		got = s != NULL ? fo_json_int(s, "sessions") : -1;
+		got = s != NULL ? harness_json_int(s, "sessions") : -1;
 		json_object_put(s);
 		if (got == sessions)
 			return;
@@ -666,7 +629,7 @@ Test(overload, skipped_then_503_retry_after, .fini = harness_cleanup, .timeout =
 
 	/* The last one goes over a threshold too: nothing left, 503 with Retry-After. */
 	fo_heartbeat(gw, a_good, FO_LOAD("0", "0.97", "0.1"));
-	h = fo_get_json(gw->port, "/v1/health", &status);
+	h = harness_get_json(gw->port, "/v1/health", &status);
 	cr_assert_eq(status, 503);
 	cr_assert_str_eq(fo_json_string(h, "status"), "unavailable");
 	json_object_put(h);
@@ -777,8 +740,8 @@ Test(probe, dead_sfu_out_and_back, .fini = harness_cleanup, .timeout = 60)
 		struct json_object *req;
 
 		cr_assert(json_object_object_get_ex(s, "requests", &req));
-		cr_assert_eq(fo_json_int(req, "failed"), 0);
-		cr_assert_eq(fo_json_int(req, "ok"), 0);
+		cr_assert_eq(harness_json_int(req, "failed"), 0);
+		cr_assert_eq(harness_json_int(req, "ok"), 0);
 	}
 	json_object_put(s);
 

@@ -80,18 +80,6 @@ static struct harness_resp *ob_get(int port, const char *path)
 	return r;
 }
 
-static struct json_object *ob_get_json(int port, const char *path, int *status)
-{
-	struct harness_resp *r = ob_get(port, path);
-	struct json_object *o = json_tokener_parse(r->body);
-
-	cr_assert_not_null(o, "GET %s: not JSON: %s", path, r->body);
-	if (status != NULL)
-		*status = r->status;
-	free(r);
-	return o;
-}
-
 static struct json_object *ob_field(struct json_object *o, const char *name, enum json_type t)
 {
 	struct json_object *v = NULL;
@@ -122,7 +110,7 @@ static double ob_number(struct json_object *o, const char *name)
 
 static int64_t ob_mock_stat(const struct harness_proc *m, const char *field)
 {
-	struct json_object *o = ob_get_json(m->port, "/mock/stats", NULL);
+	struct json_object *o = harness_get_json(m->port, "/mock/stats", NULL);
 	int64_t v = json_object_get_int64(ob_field(o, field, json_type_int));
 
 	json_object_put(o);
@@ -160,16 +148,8 @@ static double ob_metric(const struct harness_proc *gw, const char *series)
 /* /v1/health's entry for this address (a new reference), NULL if absent. */
 static struct json_object *ob_health_sfu(struct json_object *root, const char *address)
 {
-	struct json_object *sfus = ob_field(root, "sfus", json_type_array);
-
-	for (size_t i = 0; i < json_object_array_length(sfus); i++) {
-		struct json_object *s = json_object_array_get_idx(sfus, i), *a;
-
-		if (json_object_object_get_ex(s, "address", &a) &&
-		    strcmp(json_object_get_string(a), address) == 0)
-			return json_object_get(s);
-	}
-	return NULL;
+	return json_object_get(
+		harness_json_find(ob_field(root, "sfus", json_type_array), "address", address));
 }
 
 /* Polls /v1/health until the SFU at address has the state, then returns the HTTP status. */
@@ -180,7 +160,7 @@ static int ob_wait_state(const struct harness_proc *gw, const char *address, con
 
 	while (harness_now_ms() < deadline) {
 		int status;
-		struct json_object *root = ob_get_json(gw->port, "/v1/health", &status);
+		struct json_object *root = harness_get_json(gw->port, "/v1/health", &status);
 		struct json_object *s = ob_health_sfu(root, address);
 
 		snprintf(got, sizeof(got), "%s",
@@ -201,7 +181,7 @@ static void ob_wait_sessions(const struct harness_proc *gw, const char *address,
 	int64_t deadline = harness_now_ms() + 8000, got = -1;
 
 	while (harness_now_ms() < deadline) {
-		struct json_object *root = ob_get_json(gw->port, "/v1/health", NULL);
+		struct json_object *root = harness_get_json(gw->port, "/v1/health", NULL);
 		struct json_object *s = ob_health_sfu(root, address);
 
 		got = s ? json_object_get_int64(ob_field(s, "sessions", json_type_int)) : -1;
@@ -291,7 +271,7 @@ Test(health, every_field_with_its_type, .fini = harness_cleanup, .timeout = 40)
 	/* One channel, to the least loaded (the static one: 0.5 × 7/70 < 0.325). */
 	ob_channels(gw->port, 1, 1, 200);
 
-	root = ob_get_json(gw->port, "/v1/health", &status);
+	root = harness_get_json(gw->port, "/v1/health", &status);
 	elapsed = harness_now_ms() - t0;
 	cr_assert_eq(status, 200);
 	cr_assert_str_eq(ob_str(root, "status"), "ok");
@@ -359,7 +339,7 @@ Test(health, status_follows_usable_sfus, .fini = harness_cleanup, .timeout = 40)
 
 	/* No SFU at all. */
 	gw = ob_gateway("", 1, env);
-	root = ob_get_json(gw->port, "/v1/health", &status);
+	root = harness_get_json(gw->port, "/v1/health", &status);
 	cr_assert_eq(status, 503);
 	cr_assert_str_eq(ob_str(root, "status"),
 			 "unavailable");
@@ -380,7 +360,7 @@ Test(health, status_follows_usable_sfus, .fini = harness_cleanup, .timeout = 40)
 		 "\"sessions\":0,\"cpuUsage\":0.1,\"memoryUsage\":0.1",
 		 OB_SFU_KEY);
 	cr_assert_eq(ob_heartbeat(gw, OB_GW_KEY, a_reg, members, NULL, 0), 200);
-	root = ob_get_json(gw->port, "/v1/health", &status);
+	root = harness_get_json(gw->port, "/v1/health", &status);
 	cr_assert_eq(status, 200);
 	cr_assert_str_eq(ob_str(root, "status"), "ok");
 	json_object_put(root);
@@ -396,7 +376,7 @@ Test(health, status_follows_usable_sfus, .fini = harness_cleanup, .timeout = 40)
 
 	/* Signed off: gone, still 503. */
 	cr_assert_eq(ob_heartbeat(gw, OB_GW_KEY, a_reg, "\"status\":\"down\"", NULL, 0), 200);
-	root = ob_get_json(gw->port, "/v1/health", &status);
+	root = harness_get_json(gw->port, "/v1/health", &status);
 	cr_assert_eq(status, 503);
 	cr_assert_str_eq(ob_str(root, "status"),
 			 "unavailable");

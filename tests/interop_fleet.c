@@ -1,0 +1,137 @@
+/* The interop suites' fixture: real odoo/sfu processes behind a real gateway, and their routes. */
+#include "interop_fleet.h"
+
+#include <criterion/criterion.h>
+
+#include <ctype.h>
+#include <json.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void fleet_sfus(struct fleet *f, int n, const char *const *env)
+{
+	cr_assert_leq(n, FLEET_MAX);
+	f->n = n;
+	for (int i = 0; i < n; i++)
+		f->sfu[i] = harness_real_sfu_up(FLEET_SFU_KEY, env);
+}
+
+void fleet_gateway(struct fleet *f, const char *extra, const char *const *keys,
+		   const char *const *env)
+{
+	char toml[8192];
+	size_t o = (size_t)snprintf(toml, sizeof(toml), "%s\n", extra != NULL ? extra : "");
+
+	for (int i = 0; i < f->n; i++)
+		o += (size_t)snprintf(toml + o, sizeof(toml) - o,
+				      "[[sfu]]\naddress = \"%s\"\nregion = \"eu-west\"\n"
+				      "key = \"%s\"\n",
+				      harness_url(f->sfu[i]->port),
+				      keys != NULL && keys[i] != NULL ? keys[i] : FLEET_SFU_KEY);
+	cr_assert_lt(o, sizeof(toml));
+	f->gw = harness_gateway_keyed(FLEET_GW_KEY, env, 2, toml);
+}
+
+const char *fleet_issuer(void)
+{
+	static char bufs[4][96];
+	static int seq;
+	char *b = bufs[seq % 4];
+
+	snprintf(b, sizeof(bufs[0]), "https://odoo-%d.example.com:channel:%d", (int)getpid(),
+		 seq++);
+	return b;
+}
+
+struct harness_resp *fleet_channel(int port, const char *iss, const char *key_b64,
+				   const char *extra)
+{
+	return harness_channel(port, FLEET_CHANNEL_PATH, iss, key_b64, extra);
+}
+
+bool fleet_uuid_valid(const char *s)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx";
+
+	if (strlen(s) != sizeof(shape) - 1)
+		return false;
+	for (size_t i = 0; shape[i] != '\0'; i++) {
+		bool hex = isxdigit((unsigned char)s[i]) && !isupper((unsigned char)s[i]);
+
+		if ((shape[i] == 'x' && !hex) ||
+		    (shape[i] == 'V' && strchr("89ab", s[i]) == NULL) ||
+		    (shape[i] != 'x' && shape[i] != 'V' && s[i] != shape[i]))
+			return false;
+	}
+	return true;
+}
+
+struct json_object *fleet_stats_channel(const struct harness_proc *sfu, const char *uuid)
+{
+	struct json_object *arr = harness_get_json(sfu->port, "/v1/stats", NULL), *found;
+
+	cr_assert(json_object_is_type(arr, json_type_array), "/v1/stats is no array");
+	found = json_object_get(harness_json_find(arr, "uuid", uuid));
+	json_object_put(arr);
+	return found;
+}
+
+int fleet_stats_count(const struct harness_proc *sfu)
+{
+	struct json_object *arr = harness_get_json(sfu->port, "/v1/stats", NULL);
+	int n;
+
+	cr_assert(json_object_is_type(arr, json_type_array), "/v1/stats is no array");
+	n = (int)json_object_array_length(arr);
+	json_object_put(arr);
+	return n;
+}
+
+int64_t fleet_stats_sessions(struct json_object *entry)
+{
+	struct json_object *st;
+
+	cr_assert(json_object_object_get_ex(entry, "sessionsStats", &st), "no sessionsStats");
+	return harness_json_int(st, "count");
+}
+
+int64_t fleet_health_wait(int gw_port, int sfu_port, const char *field, int64_t want,
+			  int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms, v = -1;
+
+	do {
+		struct json_object *m, *s = harness_health_sfu(gw_port, harness_url(sfu_port), NULL);
+
+		v = -1;
+		if (s != NULL && json_object_object_get_ex(s, field, &m))
+			v = json_object_get_int64(m);
+		json_object_put(s);
+		if (v == want)
+			break;
+		poll(NULL, 0, 100);
+	} while (harness_now_ms() < deadline);
+	return v;
+}
+
+const char *fleet_health_str(int gw_port, int sfu_port, const char *field)
+{
+	static char out[256];
+	struct json_object *s = harness_health_sfu(gw_port, harness_url(sfu_port), NULL), *o, *m;
+	const char *dot = strchr(field, '.');
+	char first[64];
+
+	out[0] = '\0';
+	snprintf(first, sizeof(first), "%.*s", dot != NULL ? (int)(dot - field) : 63, field);
+	o = s;
+	if (o != NULL && dot != NULL && !json_object_object_get_ex(o, first, &o))
+		o = NULL;
+	if (o != NULL && json_object_object_get_ex(o, dot != NULL ? dot + 1 : field, &m) &&
+	    json_object_is_type(m, json_type_string))
+		snprintf(out, sizeof(out), "%s", json_object_get_string(m));
+	json_object_put(s);
+	return out;
+}
