@@ -14,8 +14,8 @@
 /*
  * The body is a JSON array with one object per channel. channels is the
  * array's length; sessions is the sum over channels of "sessionsStats":
- * {"count": n} (odoo/sfu), or of "sessionsCount" when a channel has no
- * sessionsStats count. Counts that are not non-negative integers count 0; sums
+ * {"count": n}, as odoo/sfu writes it. Counts that are not non-negative
+ * integers count 0; sums
  * saturate at UINT32_MAX. The parser validates the whole document as strict
  * JSON (like JSON.parse: no trailing commas, comments or trailing garbage),
  * keeps a few dozen bytes of state whatever the body's size, and allocates
@@ -39,8 +39,8 @@ struct stats_parser {
 	char lit[6]; /* true/false/null being matched */
 	uint8_t lit_len, lit_pos;
 	/* The channel being read and the totals. */
-	bool has_stats_count, has_sessions_count;
-	uint64_t stats_count, sessions_count;
+	bool has_stats_count;
+	uint64_t stats_count;
 	uint64_t channels, sessions;
 };
 

@@ -9,8 +9,8 @@
 /*
  * A byte-at-a-time JSON recogniser with a stack of open containers. It knows
  * just enough of the document's shape to count: the top-level array holds
- * channels; a channel object's "sessionsStats" object holds "count", and a
- * channel may say "sessionsCount" instead. Everything else is validated and
+ * channels, and a channel object's "sessionsStats" object holds its sessions'
+ * "count". Everything else is validated and
  * skipped. The state survives between stats_feed() calls, so the body can
  * arrive in pieces of any size (a busy SFU's answer passes 64 KiB at about
  * 250 channels, and a channel lives up to an hour).
@@ -43,7 +43,7 @@ enum stats_state {
 enum stats_role { ROLE_NONE = 0, ROLE_CHANNELS = 1, ROLE_CHANNEL = 2, ROLE_SESSIONS_STATS = 3 };
 
 /* The member whose value comes next. */
-enum stats_member { M_NONE, M_SESSIONS_STATS, M_SESSIONS_COUNT, M_COUNT };
+enum stats_member { M_NONE, M_SESSIONS_STATS, M_COUNT };
 
 static uint64_t stats_sat_add(uint64_t a, uint64_t b)
 {
@@ -85,9 +85,6 @@ static void stats_number_done(struct stats_parser *p)
 	if (p->member == M_COUNT) {
 		p->has_stats_count = p->num_int;
 		p->stats_count = p->num;
-	} else if (p->member == M_SESSIONS_COUNT) {
-		p->has_sessions_count = p->num_int;
-		p->sessions_count = p->num;
 	}
 	stats_value_done(p);
 }
@@ -97,8 +94,6 @@ static void stats_other_value(struct stats_parser *p)
 {
 	if (p->member == M_COUNT || p->member == M_SESSIONS_STATS)
 		p->has_stats_count = false;
-	else if (p->member == M_SESSIONS_COUNT)
-		p->has_sessions_count = false;
 }
 
 static int stats_push(struct stats_parser *p, bool object)
@@ -114,7 +109,7 @@ static int stats_push(struct stats_parser *p, bool object)
 		role = ROLE_CHANNELS;
 	} else if (parent == ROLE_CHANNELS && object) {
 		role = ROLE_CHANNEL;
-		p->has_stats_count = p->has_sessions_count = false;
+		p->has_stats_count = false;
 	} else if (parent == ROLE_CHANNEL && object && p->member == M_SESSIONS_STATS) {
 		role = ROLE_SESSIONS_STATS;
 		/* A repeated member replaces the earlier one, as in JSON.parse. */
@@ -134,9 +129,7 @@ static int stats_pop(struct stats_parser *p, bool object)
 	if (p->depth == 0 || ((top & STATS_OBJECT) != 0) != object)
 		return stats_fail(p);
 	if (STATS_ROLE(top) == ROLE_CHANNEL)
-		p->sessions = stats_sat_add(p->sessions, p->has_stats_count ? p->stats_count
-						       : p->has_sessions_count ? p->sessions_count
-									       : 0);
+		p->sessions = stats_sat_add(p->sessions, p->has_stats_count ? p->stats_count : 0);
 	p->depth--;
 	stats_value_done(p);
 	return 0;
@@ -154,8 +147,6 @@ static void stats_key_done(struct stats_parser *p)
 		return;
 	if (role == ROLE_CHANNEL && strcmp(p->name, "sessionsStats") == 0)
 		p->member = M_SESSIONS_STATS;
-	else if (role == ROLE_CHANNEL && strcmp(p->name, "sessionsCount") == 0)
-		p->member = M_SESSIONS_COUNT;
 	else if (role == ROLE_SESSIONS_STATS && strcmp(p->name, "count") == 0)
 		p->member = M_COUNT;
 }
