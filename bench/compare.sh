@@ -4,12 +4,19 @@
 # workers) round-robin over the same 2 mock SFUs that share one key; wrk interleaves the
 # contenders at 64 and 256 connections. Prints medians and ratios, writes raw numbers and a chart.
 # Usage: bench/compare.sh [DURATION_S] [ROUNDS]    (defaults 5 3; env BUILD=dir of the binaries)
+# BASE_BUILD=dir adds base-1w and base-2w, the gateway built there (say, from an older commit),
+# so a change is measured against its predecessor in the same interleaved run; CONTENDERS
+# limits the run to some of the names.
 set -eu
 cd "$(dirname "$0")/.."
 dur=${1:-5}
 rounds=${2:-3}
 conns_list="64 256"
-contenders="sfu-direct gateway-1w gateway-2w haproxy-1t haproxy-2t nginx-1w nginx-2w"
+contenders=${CONTENDERS:-"sfu-direct gateway-1w gateway-2w haproxy-1t haproxy-2t nginx-1w nginx-2w"}
+if [ -n "${BASE_BUILD:-}" ]; then
+  [ -x "$BASE_BUILD/sfu-gateway" ] || { echo "compare: no $BASE_BUILD/sfu-gateway" >&2; exit 2; }
+  contenders="$contenders base-1w base-2w"
+fi
 case "$dur$rounds" in
   *[!0-9]*) echo "usage: $0 [DURATION_S] [ROUNDS]" >&2; exit 2 ;;
 esac
@@ -42,6 +49,12 @@ nodes="{\"sfu\":[{\"address\":\"http://127.0.0.1:$up1\",\"region\":\"eu-west\",\
 ports="sfu-direct=$up1"
 bench_start_gw 1 "$GW_KEY" "$nodes" gateway-1w; ports="$ports gateway-1w=$bench_port"
 bench_start_gw 2 "$GW_KEY" "$nodes" gateway-2w; ports="$ports gateway-2w=$bench_port"
+if [ -n "${BASE_BUILD:-}" ]; then
+  bench_gw_bin=$BASE_BUILD/sfu-gateway
+  bench_start_gw 1 "$GW_KEY" "$nodes" base-1w; ports="$ports base-1w=$bench_port"
+  bench_start_gw 2 "$GW_KEY" "$nodes" base-2w; ports="$ports base-2w=$bench_port"
+  bench_gw_bin=
+fi
 
 launch_haproxy() { # $1 = threads, $2 = name
   sed -e "s/@NBTHREAD@/$1/" -e "s/@PORT@/$bench_port/" -e "s/@UP1@/$up1/" -e "s/@UP2@/$up2/" \
@@ -84,8 +97,8 @@ for i in $(seq 1 "$ncalls"); do
 done
 
 port_of() { for np in $ports; do [ "${np%%=*}" != "$1" ] || echo "${np#*=}"; done; }
-token_of() { case "$1" in gateway-*) echo "$tok_gw" ;; *) echo "$tok_sfu" ;; esac; }
-tokens_of() { case "$1" in gateway-*) echo "$tmp/tokens.gw" ;; *) echo "$tmp/tokens.sfu" ;; esac; }
+token_of() { case "$1" in gateway-*|base-*) echo "$tok_gw" ;; *) echo "$tok_sfu" ;; esac; }
+tokens_of() { case "$1" in gateway-*|base-*) echo "$tmp/tokens.gw" ;; *) echo "$tmp/tokens.sfu" ;; esac; }
 
 for c in $contenders; do
   bench_check_channel "$c" "$(port_of "$c")" "$(token_of "$c")"

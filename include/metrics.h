@@ -79,13 +79,9 @@ void metrics_latency(struct metrics_proc *m, uint64_t us);
 uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c);
 
 
-struct registry;
+/* The status code counted at index (0 for "other"), and the upper bound of
+ * latency bucket index in ms (UINT64_MAX for +Inf): for the exposition. */
+int metrics_status_code(int index);
+uint64_t metrics_latency_bound_ms(int index);
 
-/* Renders the Prometheus text exposition (version 0.0.4) of every counter,
- * summed over processes, plus per-worker connection counts and per-SFU
- * gauges from the registry. route_names[i] labels route index i (n_routes of
- * them). Returns the length, or -ENOSPC. */
-int metrics_render(const struct metrics *ms, const struct registry *reg,
-		   const char *const *route_names, size_t n_routes, unsigned n_workers,
-		   int64_t now_ms, char *buf, size_t cap);
 #endif

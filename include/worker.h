@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "child.h"
 #include "config.h"
 #include "handler.h"
 #include "http_client.h"
@@ -19,7 +20,7 @@ struct worker {
 	uint64_t live_version;
 	struct http_server server;
 	struct http_client *client;
-	uv_signal_t sig_term, sig_int, sig_quit, sig_usr1;
+	uv_signal_t sigs[CHILD_NSIGNALS]; /* TERM, INT, QUIT, USR1 (child.h) */
 	uv_timer_t stop_timer;
 	uv_timer_t linger_timer;
 	struct metrics_proc *metrics; /* this worker's block in shared memory */

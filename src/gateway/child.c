@@ -22,10 +22,31 @@ int child_start(struct shm_layout *shm, const char *role)
 	return 0;
 }
 
-void child_unblock_signals(void)
+static void child_unblock_signals(void)
 {
 	sigset_t none;
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+int child_signals(uv_loop_t *loop, uv_signal_t sigs[CHILD_NSIGNALS], uv_signal_cb cb,
+		  void *data)
+{
+	static const int nums[CHILD_NSIGNALS] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1 };
+
+	for (int i = 0; i < CHILD_NSIGNALS; i++) {
+		int rc = uv_signal_init(loop, &sigs[i]);
+
+		if (rc == 0) {
+			sigs[i].data = data;
+			rc = uv_signal_start(&sigs[i], cb, nums[i]);
+		}
+		if (rc != 0)
+			return rc;
+	}
+	/* Signals stay blocked (inherited from the master) until these handlers
+	 * are in place, so none reaches the master's flag handlers here. */
+	child_unblock_signals();
+	return 0;
 }

@@ -18,7 +18,7 @@
 struct reaper {
 	uv_loop_t loop;
 	uv_timer_t tick;
-	uv_signal_t sig_term, sig_int, sig_quit, sig_usr1;
+	uv_signal_t sigs[CHILD_NSIGNALS];
 	struct shm_layout *shm;
 	struct config_tunables live;
 	uint64_t live_version;
@@ -116,16 +116,10 @@ int reaper_run(struct shm_layout *shm)
 	uv_timer_init(&rp->loop, &rp->tick);
 	rp->tick.data = rp;
 	uv_timer_start(&rp->tick, reaper_on_tick, REAPER_PERIOD_MS, REAPER_PERIOD_MS);
-	uv_signal_init(&rp->loop, &rp->sig_term);
-	uv_signal_init(&rp->loop, &rp->sig_int);
-	uv_signal_init(&rp->loop, &rp->sig_quit);
-	uv_signal_init(&rp->loop, &rp->sig_usr1);
-	rp->sig_term.data = rp->sig_int.data = rp->sig_quit.data = rp->sig_usr1.data = rp;
-	uv_signal_start(&rp->sig_term, reaper_on_signal, SIGTERM);
-	uv_signal_start(&rp->sig_int, reaper_on_signal, SIGINT);
-	uv_signal_start(&rp->sig_quit, reaper_on_signal, SIGQUIT);
-	uv_signal_start(&rp->sig_usr1, reaper_on_signal, SIGUSR1);
-	child_unblock_signals();
+	if (child_signals(&rp->loop, rp->sigs, reaper_on_signal, rp) != 0) {
+		log_error("reaper: uv_signal_start() failed");
+		return 1;
+	}
 	uv_run(&rp->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&rp->loop);
 	return 0;

@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "health.h"
 #include "heartbeat.h"
+#include "prom.h"
 
 /* GET /noop: the liveness answer of the gateway this one replaces. */
 static void route_noop(struct handler_ctx *x, struct http_conn *c, const struct http_request *req)
@@ -50,7 +51,7 @@ static void route_metrics(struct handler_ctx *x, struct http_conn *c,
 			http_respond_error(c, 503, "out of memory", NULL);
 			return;
 		}
-		n = metrics_render(&x->shm->metrics, &x->shm->registry, names, route_count + 1,
+		n = prom_render(&x->shm->metrics, &x->shm->registry, names, route_count + 1,
 				   atomic_load(&x->shm->n_workers), clock_ms(), buf, cap);
 		if (n >= 0) {
 			http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, buf,

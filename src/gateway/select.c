@@ -610,6 +610,18 @@ static bool select_snap_build(struct select_snapshot *sn, const struct registry 
 	return true;
 }
 
+/* Makes the snapshot current for this registry, its epoch and the tunables;
+ * false when it could not be rebuilt (take the slow path). */
+static bool select_snap_fresh(struct select_snapshot *sn, const struct registry *r,
+			      const struct config_tunables *t)
+{
+	if (sn->valid && sn->r == r && sn->instance == r->instance &&
+	    sn->epoch == atomic_load_explicit(&r->epoch, memory_order_acquire) &&
+	    select_snap_same_tunables(&sn->t, t))
+		return true;
+	return select_snap_build(sn, r, t);
+}
+
 /* Whether entry e's region string is exactly the unknown hint. */
 static bool select_snap_matches(const struct select_snap_entry *e, const struct select_state *st,
 				uint64_t hash)
@@ -694,12 +706,8 @@ static int select_fast(struct select_snapshot *sn, struct registry *r,
 
 	if (t->strategy != STRATEGY_LOAD || t->w_distance > 0.0)
 		return 1;
-	if (!sn->valid || sn->r != r || sn->instance != r->instance ||
-	    sn->epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
-	    !select_snap_same_tunables(&sn->t, t)) {
-		if (!select_snap_build(sn, r, t))
-			return 1;
-	}
+	if (!select_snap_fresh(sn, r, t))
+		return 1;
 	memset(&f, 0, sizeof(f));
 	f.best = HUGE_VAL;
 	if (st->hint_region != REGION_UNKNOWN) {
@@ -806,12 +814,8 @@ static int select_rr_fast(struct select_snapshot *sn, struct registry *r,
 
 	if (t->strategy != STRATEGY_ROUND_ROBIN || nexclude > 0)
 		return 1;
-	if (!sn->valid || sn->r != r || sn->instance != r->instance ||
-	    sn->epoch != atomic_load_explicit(&r->epoch, memory_order_acquire) ||
-	    !select_snap_same_tunables(&sn->t, t)) {
-		if (!select_snap_build(sn, r, t))
-			return 1;
-	}
+	if (!select_snap_fresh(sn, r, t))
+		return 1;
 	if (!sn->usable_valid || now_ms >= sn->usable_until ||
 	    sn->usable_health != atomic_load_explicit(&r->health_epoch, memory_order_acquire))
 		select_rr_refresh(sn, r, now_ms);

@@ -144,17 +144,11 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	w->stop_timer.data = w;
 	uv_timer_init(&w->loop, &w->linger_timer);
 	w->linger_timer.data = w;
-	uv_signal_init(&w->loop, &w->sig_term);
-	uv_signal_init(&w->loop, &w->sig_int);
-	uv_signal_init(&w->loop, &w->sig_quit);
-	uv_signal_init(&w->loop, &w->sig_usr1);
-	w->sig_term.data = w->sig_int.data = w->sig_quit.data = w->sig_usr1.data = w;
-	uv_signal_start(&w->sig_term, worker_on_signal, SIGTERM);
-	uv_signal_start(&w->sig_int, worker_on_signal, SIGINT);
-	uv_signal_start(&w->sig_quit, worker_on_signal, SIGQUIT);
-	uv_signal_start(&w->sig_usr1, worker_on_signal, SIGUSR1);
-
-	child_unblock_signals();
+	rc = child_signals(&w->loop, w->sigs, worker_on_signal, w);
+	if (rc != 0) {
+		log_error("worker: uv_signal_start() failed: %s", uv_strerror(rc));
+		return 1;
+	}
 	rc = http_server_start(&w->server, &w->loop, listen_fd, &lim, worker_handle, w);
 	if (rc != 0) {
 		log_error("worker: uv_listen() failed: %s", uv_strerror(rc));

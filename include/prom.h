@@ -1,0 +1,19 @@
+/* Prometheus text exposition of the shared counters and of every SFU in the registry. */
+#ifndef SFU_PROM_H
+#define SFU_PROM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "registry.h"
+
+/* Renders the Prometheus text exposition (version 0.0.4) of every counter,
+ * summed over processes, plus per-worker connection counts and per-SFU
+ * gauges from the registry. route_names[i] labels route index i (n_routes of
+ * them). Returns the length, or -ENOSPC. */
+int prom_render(const struct metrics *ms, const struct registry *reg,
+		const char *const *route_names, size_t n_routes, unsigned n_workers, int64_t now_ms,
+		char *buf, size_t cap);
+
+#endif
