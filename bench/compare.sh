@@ -15,7 +15,7 @@ conns_list="64 256"
 contenders=${CONTENDERS:-"sfu-direct gateway-1w gateway-2w haproxy-1t haproxy-2t nginx-1w nginx-2w"}
 if [ -n "${BASE_BUILD:-}" ]; then
   [ -x "$BASE_BUILD/sfu-gateway" ] || { echo "compare: no $BASE_BUILD/sfu-gateway" >&2; exit 2; }
-  contenders="$contenders base-1w base-2w"
+  case " $contenders " in *" base-"*) ;; *) contenders="$contenders base-1w base-2w" ;; esac
 fi
 case "$dur$rounds" in
   *[!0-9]*) echo "usage: $0 [DURATION_S] [ROUNDS]" >&2; exit 2 ;;
@@ -50,9 +50,11 @@ ports="sfu-direct=$up1"
 bench_start_gw 1 "$GW_KEY" "$nodes" gateway-1w; ports="$ports gateway-1w=$bench_port"
 bench_start_gw 2 "$GW_KEY" "$nodes" gateway-2w; ports="$ports gateway-2w=$bench_port"
 if [ -n "${BASE_BUILD:-}" ]; then
+  # shellcheck disable=SC2034 # read by bench/lib.sh's bench_launch_gw
   bench_gw_bin=$BASE_BUILD/sfu-gateway
   bench_start_gw 1 "$GW_KEY" "$nodes" base-1w; ports="$ports base-1w=$bench_port"
   bench_start_gw 2 "$GW_KEY" "$nodes" base-2w; ports="$ports base-2w=$bench_port"
+  # shellcheck disable=SC2034
   bench_gw_bin=
 fi
 
