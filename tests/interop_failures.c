@@ -20,6 +20,8 @@
 #define FAIL_STOPPED_EXTRA_MS 1000
 #define FAIL_MARGIN_MS 250
 #define FAIL_BIG_CHANNELS 1000
+/* New calls asked for while the full call runs. */
+#define FAIL_NEW_CALLS 100
 #define FAIL_CALL_SIZE 100
 /* Probes often enough that a test sees a change within a second; no other setting. */
 #define FAIL_FAST_PROBES "[probe]\ninterval_ms = 300\n"
@@ -283,7 +285,7 @@ Test(interop_failures, full_call_refuses_nothing, .fini = harness_cleanup, .time
 	struct fleet f;
 	struct harness_resp *r;
 	char iss[96], uuid[64];
-	int status = 0;
+	int status = 0, served = 0;
 	struct json_object *health;
 
 	fleet_sfus(&f, 1, NULL);
@@ -302,11 +304,14 @@ Test(interop_failures, full_call_refuses_nothing, .fini = harness_cleanup, .time
 	cr_expect_eq(status, 200, "/v1/health with one full call: %d %s", status,
 		     json_object_to_json_string(health));
 	json_object_put(health);
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < FAIL_NEW_CALLS; i++) {
 		r = fleet_channel(f.gw->port, fleet_issuer(), FLEET_GW_KEY, NULL);
 		cr_expect_eq(r->status, 200, "a new call's channel: %d %s", r->status, r->body);
+		served += r->status == 200;
 		free(r);
 	}
+	fprintf(stderr, "interop_failures: one %d-session call running: %d of %d new calls got "
+		"a channel\n", FAIL_CALL_SIZE, served, FAIL_NEW_CALLS);
 	r = fleet_channel(f.gw->port, iss, FLEET_GW_KEY, NULL);
 	cr_expect_eq(r->status, 200, "the running call's issuer again: %d %s", r->status,
 		     r->body);
