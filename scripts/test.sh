@@ -1,6 +1,8 @@
 #!/bin/sh
 # Runs the whole test suite on a fresh Debian 12 machine: installs what it needs, builds, tests.
-# After the main suite comes the interop suite against the real odoo/sfu (make check-interop).
+# After the main suite comes the interop suite against the real odoo/sfu (make check-interop),
+# then the check that the odoo/sfu patches of etc/odoo-sfu still apply, type-check and pass
+# their jest suites (scripts/odoo-sfu-patch-check.sh).
 # Usage: scripts/test.sh [--asan]
 set -eu
 cd "$(dirname "$0")/.."
@@ -13,4 +15,5 @@ else
   make -j"$jobs" all
   make -j"$jobs" check
   make -j"$jobs" check-interop
+  scripts/odoo-sfu-patch-check.sh
 fi
