@@ -2,9 +2,11 @@
 # Runs the interop suite (gateway and agent against the real odoo/sfu): prepare, run, clean.
 # Usage: scripts/check-interop.sh RUNNER [RUNNER ARGS...]   (make check-interop calls it)
 # The peer (ODOO_SFU_DIR, default ../shared/peers/odoo-sfu beside the project root) is
-# prepared once per run in a temporary folder, with the patches etc/odoo-sfu/*.patch when
-# there are any, and removed afterwards. Without Node.js, npm or the peer folder this says
-# so in one line and succeeds, except under CI=true, where a suite that cannot run fails.
+# prepared once per run in a temporary folder, twice: as it is (SFU_INTEROP_PEER, what users
+# run) and with the patches etc/odoo-sfu/*.patch applied in order (SFU_INTEROP_PEER_PATCHED),
+# the second sharing the first's npm install by hard links; both are removed afterwards.
+# Without Node.js, npm or the peer folder this says so in one line and succeeds, except under
+# CI=true, where a suite that cannot run fails.
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,18 +37,25 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
 # The patches go through a function's own arguments: "$@" keeps the runner's command.
-prepare_peer() {
+prepare_patched() {
   set --
   for p in "$root"/etc/odoo-sfu/*.patch; do
     [ -f "$p" ] && set -- "$@" "$p"
   done
-  ODOO_SFU_DIR=$src "$root/scripts/interop-peer.sh" "$tmp/odoo-sfu" "$@"
+  if [ $# -eq 0 ]; then
+    echo "check-interop: no patches in $root/etc/odoo-sfu" >&2
+    exit 1
+  fi
+  ODOO_SFU_DIR=$src "$root/scripts/interop-peer.sh" --modules-from "$tmp/odoo-sfu" \
+    "$tmp/odoo-sfu-patched" "$@"
 }
 
-prepare_peer
+ODOO_SFU_DIR=$src "$root/scripts/interop-peer.sh" "$tmp/odoo-sfu"
+prepare_patched
 SFU_INTEROP_PEER=$tmp/odoo-sfu
+SFU_INTEROP_PEER_PATCHED=$tmp/odoo-sfu-patched
 NODE_BIN=$(command -v node)
-export SFU_INTEROP_PEER NODE_BIN
+export SFU_INTEROP_PEER SFU_INTEROP_PEER_PATCHED NODE_BIN
 status=0
 "$@" || status=$?
 exit "$status"

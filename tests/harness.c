@@ -459,8 +459,9 @@ static bool harness_complete(const char *buf, size_t len)
 	return len >= head + strtoul(cl + 17, NULL, 10);
 }
 
-/* A blocking TCP connection to 127.0.0.1:port; the fd or -errno. */
-static int harness_connect(int port)
+/* A blocking TCP connection to 127.0.0.1:port from the IPv4 address src (NULL: the kernel's
+ * choice); the fd or -errno. */
+static int harness_connect_from(const char *src, int port)
 {
 	struct sockaddr_in sa;
 	int fd = socket(AF_INET, SOCK_STREAM, 0), rc;
@@ -469,6 +470,18 @@ static int harness_connect(int port)
 		return -errno;
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
+	if (src != NULL) {
+		/* Linux answers for all of 127.0.0.0/8 on lo: any of it can be a source. */
+		if (inet_pton(AF_INET, src, &sa.sin_addr) != 1) {
+			close(fd);
+			return -EINVAL;
+		}
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			rc = -errno;
+			close(fd);
+			return rc;
+		}
+	}
 	sa.sin_port = htons((uint16_t)port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -479,7 +492,18 @@ static int harness_connect(int port)
 	return fd;
 }
 
+static int harness_connect(int port)
+{
+	return harness_connect_from(NULL, port);
+}
+
 int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, int timeout_ms)
+{
+	return harness_raw_from(NULL, port, raw, len, r, timeout_ms);
+}
+
+int harness_raw_from(const char *src, int port, const char *raw, size_t len,
+		     struct harness_resp *r, int timeout_ms)
 {
 	int fd, rc = 0;
 	size_t got = 0;
@@ -487,7 +511,7 @@ int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, i
 	int64_t deadline = harness_now_ms() + harness_scale(timeout_ms);
 
 	memset(r, 0, sizeof(*r));
-	fd = harness_connect(port);
+	fd = harness_connect_from(src, port);
 	if (fd < 0)
 		return fd;
 	if (len > 0 && write(fd, raw, len) != (ssize_t)len) {
@@ -539,16 +563,28 @@ int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, i
 
 int harness_get(int port, const char *path, const char *headers, struct harness_resp *r)
 {
+	return harness_get_from(NULL, port, path, headers, r);
+}
+
+int harness_get_from(const char *src, int port, const char *path, const char *headers,
+		     struct harness_resp *r)
+{
 	char req[16384];
 	int n = snprintf(req, sizeof(req),
 			 "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n", path,
 			 headers ? headers : "");
 
-	return harness_raw(port, req, (size_t)n, r, 10000);
+	return harness_raw_from(src, port, req, (size_t)n, r, 10000);
 }
 
 int harness_post(int port, const char *path, const char *headers, const char *body,
 		 struct harness_resp *r)
+{
+	return harness_post_from(NULL, port, path, headers, body, r);
+}
+
+int harness_post_from(const char *src, int port, const char *path, const char *headers,
+		      const char *body, struct harness_resp *r)
 {
 	size_t bl = strlen(body);
 	char *req = malloc(bl + 16384);
@@ -561,7 +597,7 @@ int harness_post(int port, const char *path, const char *headers, const char *bo
 		     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 		     path, headers ? headers : "", bl);
 	memcpy(req + n, body, bl);
-	rc = harness_raw(port, req, (size_t)n + bl, r, 10000);
+	rc = harness_raw_from(src, port, req, (size_t)n + bl, r, 10000);
 	free(req);
 	return rc;
 }
@@ -1016,10 +1052,17 @@ void harness_mock_post(const struct harness_proc *m, const char *path, int want)
 
 const char *harness_peer_dir(void)
 {
-	const char *dir = getenv("SFU_INTEROP_PEER");
+	return harness_peer_dir_of(HARNESS_PEER_UPSTREAM);
+}
+
+const char *harness_peer_dir_of(enum harness_peer peer)
+{
+	const char *var = peer == HARNESS_PEER_PATCHED ? "SFU_INTEROP_PEER_PATCHED"
+						       : "SFU_INTEROP_PEER";
+	const char *dir = getenv(var);
 
 	cr_assert(dir != NULL && dir[0] != '\0',
-		  "SFU_INTEROP_PEER is not set: run the interop suite with make check-interop");
+		  "%s is not set: run the interop suite with make check-interop", var);
 	return dir;
 }
 
@@ -1071,9 +1114,19 @@ static char **harness_env_over(const char *const *base, const char *const *over)
 	return out;
 }
 
-/* Starts the SFU once on port and waits for /v1/noop: 1 up, 0 exited, -1 neither. */
-static int harness_real_sfu_try(struct harness_proc **out, const char *key_b64, int port,
-				const char *const *env)
+/* The port an env entry "PORT=n" sets, else 0. */
+static int harness_env_port(const char *const *env)
+{
+	for (int i = 0; env != NULL && env[i] != NULL; i++)
+		if (strncmp(env[i], "PORT=", 5) == 0)
+			return atoi(env[i] + 5);
+	return 0;
+}
+
+/* Starts the SFU of folder dir once on port and waits for /v1/noop: 1 up, 0 exited, -1
+ * neither. */
+static int harness_real_sfu_try(struct harness_proc **out, const char *dir, const char *key_b64,
+				int port, const char *const *env)
 {
 	char entry[512], key_env[600], port_env[32];
 	const char *argv[] = { harness_node(), "--import", "tsx", entry, NULL };
@@ -1087,21 +1140,27 @@ static int harness_real_sfu_try(struct harness_proc **out, const char *key_b64, 
 	*out = p;
 	if (p == NULL)
 		return -1;
-	snprintf(entry, sizeof(entry), "%s/sfu_http.ts", harness_peer_dir());
+	snprintf(entry, sizeof(entry), "%s/sfu_http.ts", dir);
 	snprintf(key_env, sizeof(key_env), "AUTH_KEY=%s", key_b64);
 	snprintf(port_env, sizeof(port_env), "PORT=%d", port);
 	p->port = port;
-	if (harness_spawn_in(p, argv, harness_env_over(base, env), harness_peer_dir(), true) < 0)
+	if (harness_spawn_in(p, argv, harness_env_over(base, env), dir, true) < 0)
 		return -1;
 	return harness_wait_up(p, "/v1/noop", deadline);
 }
 
-struct harness_proc *harness_real_sfu_start(const char *key_b64, const char *const *env)
+struct harness_proc *harness_real_sfu_start_peer(enum harness_peer peer, const char *key_b64,
+						 const char *const *env)
 {
-	/* As for the gateway: a parallel test may take the picked port before node binds it. */
-	for (int attempt = 0; attempt < 3; attempt++) {
+	const char *dir = harness_peer_dir_of(peer);
+	int fixed = harness_env_port(env);
+
+	/* As for the gateway: a parallel test may take the picked port before node binds it
+	 * (a port the caller fixed is tried once). */
+	for (int attempt = 0; attempt < (fixed > 0 ? 1 : 3); attempt++) {
 		struct harness_proc *p;
-		int rc = harness_real_sfu_try(&p, key_b64, harness_free_port(), env);
+		int rc = harness_real_sfu_try(&p, dir, key_b64,
+					      fixed > 0 ? fixed : harness_free_port(), env);
 
 		if (rc == 1)
 			return p;
@@ -1111,12 +1170,24 @@ struct harness_proc *harness_real_sfu_start(const char *key_b64, const char *con
 	return NULL;
 }
 
+struct harness_proc *harness_real_sfu_start(const char *key_b64, const char *const *env)
+{
+	return harness_real_sfu_start_peer(HARNESS_PEER_UPSTREAM, key_b64, env);
+}
+
+struct harness_proc *harness_real_sfu_up_peer(enum harness_peer peer, const char *key_b64,
+					      const char *const *env)
+{
+	struct harness_proc *p = harness_real_sfu_start_peer(peer, key_b64, env);
+
+	cr_assert_not_null(p, "the real odoo/sfu (%s) did not come up:\n%s",
+			   peer == HARNESS_PEER_PATCHED ? "patched" : "unpatched", harness_all_logs());
+	return p;
+}
+
 struct harness_proc *harness_real_sfu_up(const char *key_b64, const char *const *env)
 {
-	struct harness_proc *p = harness_real_sfu_start(key_b64, env);
-
-	cr_assert_not_null(p, "the real odoo/sfu did not come up:\n%s", harness_all_logs());
-	return p;
+	return harness_real_sfu_up_peer(HARNESS_PEER_UPSTREAM, key_b64, env);
 }
 
 struct harness_proc *harness_ws_sessions(int sfu_port, const char *uuid, const char *channel_key,

@@ -62,6 +62,14 @@ int harness_raw(int port, const char *raw, size_t len, struct harness_resp *r, i
 int harness_get(int port, const char *path, const char *headers, struct harness_resp *r);
 int harness_post(int port, const char *path, const char *headers, const char *body,
 		 struct harness_resp *r);
+/* The same from the IPv4 source address src (NULL: the kernel's choice, 127.0.0.1): any
+ * 127.0.0.0/8 address, so that one test plays several hosts (Odoo, a stranger, a proxy). */
+int harness_raw_from(const char *src, int port, const char *raw, size_t len,
+		     struct harness_resp *r, int timeout_ms);
+int harness_get_from(const char *src, int port, const char *path, const char *headers,
+		     struct harness_resp *r);
+int harness_post_from(const char *src, int port, const char *path, const char *headers,
+		      const char *body, struct harness_resp *r);
 /* Header value of a response (first match, case-insensitive) into out. */
 bool harness_resp_header(const struct harness_resp *r, const char *name, char *out,
 			 size_t outlen);
@@ -148,19 +156,31 @@ int64_t harness_mock_int(const struct harness_proc *m, const char *path, const c
 /* POST path (empty body) to a mock's control route; asserts the status is want. */
 void harness_mock_post(const struct harness_proc *m, const char *path, int want);
 
-/* ---- the real odoo/sfu: the interop suite (make check-interop) exports SFU_INTEROP_PEER,
- * a prepared copy of it (scripts/interop-peer.sh), and NODE_BIN */
+/* ---- the real odoo/sfu: the interop suite (make check-interop) exports SFU_INTEROP_PEER and
+ * SFU_INTEROP_PEER_PATCHED, two prepared copies of it (scripts/interop-peer.sh), and NODE_BIN */
+
+/* Which copy: odoo/sfu as users run it, or with the patches of etc/odoo-sfu applied. */
+enum harness_peer { HARNESS_PEER_UPSTREAM, HARNESS_PEER_PATCHED };
 
 /* SFU_INTEROP_PEER; fails the test when it is not set. */
 const char *harness_peer_dir(void);
-/* Starts a real odoo/sfu (its HTTP and auth services, no media workers: channel requests
- * need ?webRTC=false) on a free port of 127.0.0.1 with AUTH_KEY=key_b64, PUBLIC_IP=127.0.0.1,
- * PROXY=1 and LOG_LEVEL=warn; env entries ("NAME=value", NULL-terminated, may be NULL)
- * replace those ("PROXY=" turns PROXY off). Its stdout and stderr go to its log file. Waits
- * until GET /v1/noop answers 200; NULL when it did not come up within the deadline. */
+/* The folder of either copy; fails the test when its variable is not set. */
+const char *harness_peer_dir_of(enum harness_peer peer);
+/* Starts a real, unpatched odoo/sfu (its HTTP and auth services, no media workers: channel
+ * requests need ?webRTC=false) on a free port of 127.0.0.1 with AUTH_KEY=key_b64,
+ * PUBLIC_IP=127.0.0.1, PROXY=1 and LOG_LEVEL=warn; env entries ("NAME=value", NULL-terminated,
+ * may be NULL) replace those ("PROXY=" turns PROXY off; "PORT=n" fixes the port). Its stdout
+ * and stderr go to its log file. Waits until GET /v1/noop answers 200; NULL when it did not
+ * come up within the deadline. */
 struct harness_proc *harness_real_sfu_start(const char *key_b64, const char *const *env);
-/* harness_real_sfu_start that must succeed: fails the test, with every log, otherwise. */
+/* The same with the copy peer; the patched one also sends heartbeats when env sets
+ * SFU_GATEWAY_URL, and signs off when stopped by SIGTERM or SIGINT. */
+struct harness_proc *harness_real_sfu_start_peer(enum harness_peer peer, const char *key_b64,
+						 const char *const *env);
+/* harness_real_sfu_start(_peer) that must succeed: fails the test, with every log, otherwise. */
 struct harness_proc *harness_real_sfu_up(const char *key_b64, const char *const *env);
+struct harness_proc *harness_real_sfu_up_peer(enum harness_peer peer, const char *key_b64,
+					      const char *const *env);
 /* Opens n websocket sessions (ids first .. first + n - 1) to channel uuid of the real SFU on
  * sfu_port, authenticated with tokens signed with the channel's key claim channel_key, and
  * keeps them open until the process is stopped; fails the test unless all joined. */

@@ -22,74 +22,14 @@
 	"[registration]\nstale_after_ms = 60000\n"                                     \
 	"[overload]\nmax_cpu = 1.0\nmax_memory = 1.0\nmax_load_score = 1000.0\n"
 
-/* A 200 channel answer's uuid, which must be a valid one. Static buffer (four slots). */
-static const char *con_uuid(const struct harness_resp *r)
-{
-	static char bufs[4][64];
-	static int next;
-	char *b = bufs[next++ % 4];
-
-	cr_assert_eq(r->status, 200, "channel request: %d %s", r->status, r->body);
-	snprintf(b, sizeof(bufs[0]), "%s", harness_json_str(r->body, "uuid"));
-	cr_assert(fleet_uuid_valid(b), "not a uuid: %s", r->body);
-	return b;
-}
-
 /* A channel through the gateway for iss with extra header lines; its uuid (static, 4 slots). */
 static const char *con_channel(const struct fleet *f, const char *iss, const char *extra)
 {
 	struct harness_resp *r = fleet_channel(f->gw->port, iss, FLEET_GW_KEY, extra);
-	const char *uuid = con_uuid(r);
+	const char *uuid = fleet_uuid(r);
 
 	free(r);
 	return uuid;
-}
-
-/* The remoteAddress the SFU recorded for channel uuid. Static buffer. */
-static const char *con_creator(const struct harness_proc *sfu, const char *uuid)
-{
-	static char out[128];
-	struct json_object *ch = fleet_stats_channel(sfu, uuid), *v;
-
-	cr_assert_not_null(ch, "the SFU does not list channel %s", uuid);
-	cr_assert(json_object_object_get_ex(ch, "remoteAddress", &v));
-	snprintf(out, sizeof(out), "%s", json_object_get_string(v));
-	json_object_put(ch);
-	return out;
-}
-
-/* The sessions the SFU counts in channel uuid. */
-static int64_t con_sessions(const struct harness_proc *sfu, const char *uuid)
-{
-	struct json_object *ch = fleet_stats_channel(sfu, uuid);
-	int64_t n;
-
-	cr_assert_not_null(ch, "the SFU does not list channel %s", uuid);
-	n = fleet_stats_sessions(ch);
-	json_object_put(ch);
-	return n;
-}
-
-/* POST /v1/disconnect straight to the SFU, as Odoo hangs up: a bare token signed with the
- * SFU's key closing session ids of channel uuid, with extra header lines. Its status. */
-static int con_disconnect(const struct harness_proc *sfu, const char *uuid, const char *ids,
-			  const char *extra)
-{
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	char claims[512];
-	int status;
-
-	cr_assert_not_null(r);
-	snprintf(claims, sizeof(claims), "{\"sessionIdsByChannel\":{\"%s\":[%s]},\"exp\":%lld}",
-		 uuid, ids, (long long)time(NULL) + 20);
-	cr_assert_eq(harness_post(sfu->port, "/v1/disconnect", extra,
-				  harness_token("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims,
-						FLEET_SFU_KEY),
-				  r),
-		     0);
-	status = r->status;
-	free(r);
-	return status;
 }
 
 Test(interop_contract, channel_through_gateway, .fini = harness_cleanup, .timeout = 60)
@@ -102,7 +42,7 @@ Test(interop_contract, channel_through_gateway, .fini = harness_cleanup, .timeou
 	fleet_sfus(&f, 1, NULL);
 	fleet_gateway(&f, NULL, NULL, NULL);
 	r = fleet_channel(f.gw->port, fleet_issuer(), FLEET_GW_KEY, NULL);
-	uuid = con_uuid(r);
+	uuid = fleet_uuid(r);
 	/* The url is the SFU's own (PUBLIC_IP:PORT): the gateway sends no X-Forwarded-Host. */
 	cr_assert_str_eq(harness_json_str(r->body, "url"), harness_url(f.sfu[0]->port));
 	free(r);
@@ -112,7 +52,7 @@ Test(interop_contract, channel_through_gateway, .fini = harness_cleanup, .timeou
 	cr_assert(!json_object_get_boolean(v), "webRTC=false was not forwarded");
 	cr_assert_eq(fleet_stats_sessions(ch), 0);
 	json_object_put(ch);
-	cr_assert_str_eq(con_creator(f.sfu[0], uuid), "127.0.0.1");
+	cr_assert_str_eq(fleet_creator(f.sfu[0], uuid), "127.0.0.1");
 }
 
 Test(interop_contract, idempotent_per_issuer_and_client, .fini = harness_cleanup, .timeout = 60)
@@ -140,9 +80,9 @@ Test(interop_contract, idempotent_per_issuer_and_client, .fini = harness_cleanup
 	cr_assert_str_neq(a, b, "two issuers from one client share a channel");
 	cr_assert_eq(fleet_stats_count(f.sfu[0]), 4);
 	/* PROXY mode: the SFU records the first X-Forwarded-For entry the gateway sent. */
-	cr_assert_str_eq(con_creator(f.sfu[0], a), "127.0.0.1");
-	cr_assert_str_eq(con_creator(f.sfu[0], x), "10.20.30.40");
-	cr_assert_str_eq(con_creator(f.sfu[0], y), "10.20.30.41");
+	cr_assert_str_eq(fleet_creator(f.sfu[0], a), "127.0.0.1");
+	cr_assert_str_eq(fleet_creator(f.sfu[0], x), "10.20.30.40");
+	cr_assert_str_eq(fleet_creator(f.sfu[0], y), "10.20.30.41");
 }
 
 Test(interop_contract, untrusted_forwarded_for_ignored, .fini = harness_cleanup, .timeout = 60)
@@ -158,7 +98,7 @@ Test(interop_contract, untrusted_forwarded_for_ignored, .fini = harness_cleanup,
 		 con_channel(&f, iss, "X-Forwarded-For: 10.66.66.66\r\n"));
 	/* Without trust_proxy the client's own header is not passed on as its address. */
 	cr_assert_str_eq(plain, spoofed);
-	cr_assert_str_eq(con_creator(f.sfu[0], plain), "127.0.0.1");
+	cr_assert_str_eq(fleet_creator(f.sfu[0], plain), "127.0.0.1");
 	cr_assert_eq(fleet_stats_count(f.sfu[0]), 1);
 }
 
@@ -173,13 +113,15 @@ Test(interop_contract, forwarded_address_owns_disconnect, .fini = harness_cleanu
 	snprintf(uuid, sizeof(uuid), "%s",
 		 con_channel(&f, fleet_issuer(), "X-Forwarded-For: 10.7.7.7\r\n"));
 	harness_ws_sessions(f.sfu[0]->port, uuid, FLEET_CHANNEL_KEY, 2, 1);
-	cr_assert_eq(con_sessions(f.sfu[0], uuid), 2);
+	cr_assert_eq(fleet_sessions(f.sfu[0], uuid), 2);
 	/* Odoo hangs up straight at the SFU. From another address the SFU touches nothing
 	 * (it answers 200 all the same); from the address the gateway forwarded, it kicks. */
-	cr_assert_eq(con_disconnect(f.sfu[0], uuid, "1,2", NULL), 200);
-	cr_assert_eq(con_sessions(f.sfu[0], uuid), 2, "a stranger disconnected sessions");
-	cr_assert_eq(con_disconnect(f.sfu[0], uuid, "1", "X-Forwarded-For: 10.7.7.7\r\n"), 200);
-	cr_assert_eq(con_sessions(f.sfu[0], uuid), 1, "the channel's creator could not hang up");
+	cr_assert_eq(fleet_hangup(f.sfu[0], NULL, FLEET_SFU_KEY, uuid, "1,2", NULL), 200);
+	cr_assert_eq(fleet_sessions(f.sfu[0], uuid), 2, "a stranger disconnected sessions");
+	cr_assert_eq(fleet_hangup(f.sfu[0], NULL, FLEET_SFU_KEY, uuid, "1",
+				  "X-Forwarded-For: 10.7.7.7\r\n"),
+		     200);
+	cr_assert_eq(fleet_sessions(f.sfu[0], uuid), 1, "the channel's creator could not hang up");
 }
 
 Test(interop_contract, probe_reads_stats_and_sessions, .fini = harness_cleanup, .timeout = 60)
@@ -192,7 +134,7 @@ Test(interop_contract, probe_reads_stats_and_sessions, .fini = harness_cleanup, 
 	snprintf(uuid, sizeof(uuid), "%s", con_channel(&f, fleet_issuer(), NULL));
 	cr_assert_eq(fleet_health_wait(f.gw->port, f.sfu[0]->port, "channels", 1, 5000), 1);
 	harness_ws_sessions(f.sfu[0]->port, uuid, FLEET_CHANNEL_KEY, 3, 1);
-	cr_assert_eq(con_sessions(f.sfu[0], uuid), 3);
+	cr_assert_eq(fleet_sessions(f.sfu[0], uuid), 3);
 	cr_assert_eq(fleet_health_wait(f.gw->port, f.sfu[0]->port, "sessions", 3, 5000), 3,
 		     "/v1/health does not show the SFU's sessions");
 	cr_assert_str_eq(fleet_health_str(f.gw->port, f.sfu[0]->port, "source"), "static");

@@ -9,14 +9,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void fleet_sfus(struct fleet *f, int n, const char *const *env)
 {
+	fleet_sfus_peer(f, n, HARNESS_PEER_UPSTREAM, env);
+}
+
+void fleet_sfus_peer(struct fleet *f, int n, enum harness_peer peer, const char *const *env)
+{
 	cr_assert_leq(n, FLEET_MAX);
 	f->n = n;
 	for (int i = 0; i < n; i++)
-		f->sfu[i] = harness_real_sfu_up(FLEET_SFU_KEY, env);
+		f->sfu[i] = harness_real_sfu_up_peer(peer, FLEET_SFU_KEY, env);
 }
 
 void fleet_gateway(struct fleet *f, const char *extra, const char *const *keys,
@@ -50,6 +56,34 @@ struct harness_resp *fleet_channel(int port, const char *iss, const char *key_b6
 				   const char *extra)
 {
 	return harness_channel(port, FLEET_CHANNEL_PATH, iss, key_b64, extra);
+}
+
+struct harness_resp *fleet_channel_from(const char *src, int port, const char *iss,
+					const char *key_b64, const char *extra)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char headers[16384 + 1024];
+	int rc;
+
+	cr_assert_not_null(r);
+	snprintf(headers, sizeof(headers), "Authorization: jwt %s\r\n%s",
+		 harness_odoo_token(iss, key_b64), extra != NULL ? extra : "");
+	rc = harness_get_from(src, port, FLEET_CHANNEL_PATH, headers, r);
+	cr_assert_eq(rc, 0, "GET %s from %s failed: %d", FLEET_CHANNEL_PATH,
+		     src != NULL ? src : "127.0.0.1", rc);
+	return r;
+}
+
+const char *fleet_uuid(const struct harness_resp *r)
+{
+	static char bufs[4][64];
+	static int next;
+	char *b = bufs[next++ % 4];
+
+	cr_assert_eq(r->status, 200, "channel request: %d %s", r->status, r->body);
+	snprintf(b, sizeof(bufs[0]), "%s", harness_json_str(r->body, "uuid"));
+	cr_assert(fleet_uuid_valid(b), "not a uuid: %s", r->body);
+	return b;
 }
 
 bool fleet_uuid_valid(const char *s)
@@ -96,6 +130,50 @@ int64_t fleet_stats_sessions(struct json_object *entry)
 
 	cr_assert(json_object_object_get_ex(entry, "sessionsStats", &st), "no sessionsStats");
 	return harness_json_int(st, "count");
+}
+
+const char *fleet_creator(const struct harness_proc *sfu, const char *uuid)
+{
+	static char out[128];
+	struct json_object *ch = fleet_stats_channel(sfu, uuid), *v;
+
+	cr_assert_not_null(ch, "the SFU does not list channel %s", uuid);
+	cr_assert(json_object_object_get_ex(ch, "remoteAddress", &v));
+	snprintf(out, sizeof(out), "%s", json_object_get_string(v));
+	json_object_put(ch);
+	return out;
+}
+
+int64_t fleet_sessions(const struct harness_proc *sfu, const char *uuid)
+{
+	struct json_object *ch = fleet_stats_channel(sfu, uuid);
+	int64_t n;
+
+	cr_assert_not_null(ch, "the SFU does not list channel %s", uuid);
+	n = fleet_stats_sessions(ch);
+	json_object_put(ch);
+	return n;
+}
+
+int fleet_hangup(const struct harness_proc *sfu, const char *src, const char *key_b64,
+		 const char *uuid, const char *ids, const char *extra)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char claims[512];
+	int status;
+
+	cr_assert_not_null(r);
+	snprintf(claims, sizeof(claims), "{\"sessionIdsByChannel\":{\"%s\":[%s]},\"exp\":%lld}",
+		 uuid, ids, (long long)time(NULL) + 20);
+	cr_assert_eq(harness_post_from(src, sfu->port, "/v1/disconnect", extra,
+				       harness_token("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims,
+						     key_b64),
+				       r),
+		     0, "POST /v1/disconnect from %s did not get an answer",
+		     src != NULL ? src : "127.0.0.1");
+	status = r->status;
+	free(r);
+	return status;
 }
 
 int64_t fleet_health_wait(int gw_port, int sfu_port, const char *field, int64_t want,
