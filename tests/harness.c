@@ -870,6 +870,12 @@ struct harness_resp *harness_heartbeat(int port, const char *address, const char
 struct harness_resp *harness_channel(int port, const char *path, const char *iss,
 				     const char *key_b64, const char *extra)
 {
+	return harness_channel_from(NULL, port, path, iss, key_b64, extra);
+}
+
+struct harness_resp *harness_channel_from(const char *src, int port, const char *path,
+					  const char *iss, const char *key_b64, const char *extra)
+{
 	struct harness_resp *r = calloc(1, sizeof(*r));
 	char headers[16384 + 1024];
 	int rc;
@@ -877,8 +883,9 @@ struct harness_resp *harness_channel(int port, const char *path, const char *iss
 	cr_assert_not_null(r);
 	snprintf(headers, sizeof(headers), "Authorization: jwt %s\r\n%s",
 		 harness_odoo_token(iss, key_b64), extra != NULL ? extra : "");
-	rc = harness_get(port, path, headers, r);
-	cr_assert_eq(rc, 0, "GET %s failed: %d", path, rc);
+	rc = harness_get_from(src, port, path, headers, r);
+	cr_assert_eq(rc, 0, "GET %s from %s failed: %d", path, src != NULL ? src : "127.0.0.1",
+		     rc);
 	return r;
 }
 

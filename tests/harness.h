@@ -124,6 +124,9 @@ struct harness_resp *harness_heartbeat(int port, const char *address, const char
  * header lines (may be NULL); the exchange must succeed. Heap response: free it. */
 struct harness_resp *harness_channel(int port, const char *path, const char *iss,
 				     const char *key_b64, const char *extra);
+/* The same from source address src (NULL: 127.0.0.1), as harness_get_from. */
+struct harness_resp *harness_channel_from(const char *src, int port, const char *path,
+					  const char *iss, const char *key_b64, const char *extra);
 /* A raw GET /v1/channel with "Authorization: jwt token" and Connection: close into out;
  * returns its length. */
 int harness_channel_req(char *out, size_t outlen, const char *token);

@@ -61,17 +61,7 @@ struct harness_resp *fleet_channel(int port, const char *iss, const char *key_b6
 struct harness_resp *fleet_channel_from(const char *src, int port, const char *iss,
 					const char *key_b64, const char *extra)
 {
-	struct harness_resp *r = calloc(1, sizeof(*r));
-	char headers[16384 + 1024];
-	int rc;
-
-	cr_assert_not_null(r);
-	snprintf(headers, sizeof(headers), "Authorization: jwt %s\r\n%s",
-		 harness_odoo_token(iss, key_b64), extra != NULL ? extra : "");
-	rc = harness_get_from(src, port, FLEET_CHANNEL_PATH, headers, r);
-	cr_assert_eq(rc, 0, "GET %s from %s failed: %d", FLEET_CHANNEL_PATH,
-		     src != NULL ? src : "127.0.0.1", rc);
-	return r;
+	return harness_channel_from(src, port, FLEET_CHANNEL_PATH, iss, key_b64, extra);
 }
 
 const char *fleet_uuid(const struct harness_resp *r)
