@@ -830,3 +830,66 @@ Test(http, fuzz, .fini = harness_cleanup, .timeout = 90)
 	http_assert_prompt_noop(p->port);
 	http_assert_no_worker_died(p);
 }
+
+/* base64 of the 34 bytes "sfu-gateway-test-sfu-key-012345678" */
+#define HTTP_SFU_KEY "c2Z1LWdhdGV3YXktdGVzdC1zZnUta2V5LTAxMjM0NTY3OA=="
+#define HTTP_HALF_CLOSE_TRIALS 50
+
+/*
+ * A client that pipelines requests and half-closes (shutdown(SHUT_WR)) right
+ * after them still reads: every request that arrived before the FIN gets its
+ * answer, in order, and only then does the gateway close. Channel requests
+ * wait on a (slightly slow) mock SFU, so the FIN arrives while the first one
+ * is being handled and the others are queued behind it; /noop in the middle
+ * is answered at once when its turn comes.
+ */
+Test(http, pipelined_half_close_answers_every_request, .fini = harness_cleanup, .timeout = 90)
+{
+	static const char *const slow[] = { "--delay-ms", "5", NULL };
+	struct harness_proc *m = harness_mock_start(HTTP_SFU_KEY, slow), *gw;
+	char toml[512], req[3][2048];
+	int lost = 0, first_bad = -1;
+
+	cr_assert_not_null(m);
+	snprintf(toml, sizeof(toml), "[[sfu]]\naddress = \"%s\"\nkey = \"%s\"\n",
+		 harness_url(m->port), HTTP_SFU_KEY);
+	gw = harness_gateway_keyed(HTTP_TEST_KEY, NULL, 1, toml);
+	for (int t = 0; t < HTTP_HALF_CLOSE_TRIALS; t++) {
+		struct http_client *c = http_open(gw->port);
+		struct http_answer a;
+		int got = 0, rc = 0;
+		char burst[6144];
+		size_t n = 0;
+
+		for (int k = 0; k < 3; k++) {
+			/* Odd trials put a /noop in the middle. */
+			if (k == 1 && t % 2 == 1)
+				snprintf(req[k], sizeof(req[k]), "GET /noop HTTP/1.1\r\nHost: x\r\n\r\n");
+			else
+				snprintf(req[k], sizeof(req[k]),
+					 "GET /v1/channel HTTP/1.1\r\nHost: x\r\nAuthorization: jwt %s\r\n\r\n",
+					 harness_odoo_token("https://odoo.test:channel:half-close",
+							    HTTP_TEST_KEY));
+			memcpy(burst + n, req[k], strlen(req[k]));
+			n += strlen(req[k]);
+		}
+		http_send(c, burst, n);
+		cr_assert_eq(shutdown(c->fd, SHUT_WR), 0, "shutdown(): %s", strerror(errno));
+		while (got < 3 && (rc = http_next(c, &a, 5000)) == 0) {
+			cr_assert_eq(a.status, 200, "trial %d, answer %d: status %d\n%s%s", t, got,
+				     a.status, a.head, a.body);
+			got++;
+		}
+		if (got < 3) {
+			lost++;
+			if (first_bad < 0)
+				first_bad = t;
+		} else {
+			cr_assert(http_closed(c, 3000),
+				  "trial %d: the connection stayed open after the last answer", t);
+		}
+		http_close(c);
+	}
+	cr_assert_eq(lost, 0, "%d of %d half-closed connections lost answers (first: trial %d)",
+		     lost, HTTP_HALF_CLOSE_TRIALS, first_bad);
+}

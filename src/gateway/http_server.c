@@ -20,6 +20,11 @@
  * flight. Data callbacks of llhttp point into the read buffer and come in
  * pieces, so the head (target and headers) is copied into c->head as it
  * arrives, and the body into c->body.
+ *
+ * A client may half-close (send its FIN) right after pipelining requests and
+ * still read: EOF then only marks the connection (c->eof). Every request
+ * received before it is answered in turn, the last one with Connection:
+ * close, and the connection closes once nothing complete is left.
  */
 
 enum hdr_state { HDR_NONE, HDR_FIELD, HDR_VALUE };
@@ -57,6 +62,7 @@ struct http_conn {
 
 	bool busy; /* a request is with the handler or its response is being written */
 	bool reading;
+	bool eof; /* the client half-closed: answer what arrived, then close */
 	bool closing;
 	bool pumping;
 	bool keep_alive;
@@ -676,6 +682,10 @@ static void conn_feed(struct http_conn *c, const char *data, size_t len)
 
 		llhttp_resume(&c->parser);
 		conn_save_pending(c, data + used, len - used);
+		/* The client half-closed and nothing follows this request: it is
+		 * the last, and its answer says so. */
+		if (c->eof && c->pending_len == 0)
+			c->keep_alive = false;
 		/* The socket stays in the loop while the request is handled: most
 		 * clients send nothing more, and stopping and restarting the read
 		 * would cost two epoll_ctl() calls per request. */
@@ -706,9 +716,12 @@ static void conn_pump(struct http_conn *c)
 		conn_feed(c, buf, n);
 		free(buf);
 	}
-	if (!c->busy && !c->closing && !c->reading && c->keep_alive)
+	if (!c->busy && !c->closing && !c->reading && c->keep_alive && !c->eof)
 		conn_start_read(c);
 	c->pumping = false;
+	/* Half-closed and no complete request left to answer: done. */
+	if (c->eof && !c->busy && !c->closing)
+		conn_close(c);
 }
 
 static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -723,12 +736,17 @@ static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	struct http_conn *c = s->data;
 
 	if (n < 0) {
-		/* A client that half-closes after its request still gets the answer;
-		 * otherwise EOF or an error drops the connection. */
+		/* A client that half-closes after its requests still gets every
+		 * answer (see the top of this file); an idle connection's EOF, or
+		 * an error, drops it. */
 		if (n == UV_EOF && c->busy) {
 			uv_read_stop((uv_stream_t *)&c->tcp);
 			c->reading = false;
-			c->keep_alive = false;
+			c->eof = true;
+			/* Nothing queued behind the request being handled: its answer
+			 * is the last. */
+			if (c->pending_len == 0)
+				c->keep_alive = false;
 			return;
 		}
 		conn_close(c);
