@@ -23,6 +23,7 @@ struct worker {
 	uv_signal_t sigs[CHILD_NSIGNALS]; /* TERM, INT, QUIT, USR1 (child.h) */
 	uv_timer_t stop_timer;
 	uv_timer_t linger_timer;
+	uv_timer_t log_timer; /* writes the summaries of rate-limited log lines */
 	struct metrics_proc *metrics; /* this worker's block in shared memory */
 	struct handler_ctx hctx; /* what handlers see of this worker */
 	uint32_t shutdown_timeout_ms;

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 static enum log_level log_level = LOG_LEVEL_INFO;
 static int log_fd = STDERR_FILENO;
 static int log_syslog;
@@ -142,6 +144,85 @@ void log_write(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vwrite(level, fmt, ap);
 	va_end(ap);
+}
+
+/* The causes that dropped lines since their last summary (this process's). */
+static struct log_limit *log_limit_list;
+
+int log_limit_admit(struct log_limit *l, int64_t now_ms, uint64_t *summary, int64_t *span_ms)
+{
+	*summary = 0;
+	*span_ms = 0;
+	if (l->window_ms == 0 || now_ms - l->window_ms >= LOG_LIMIT_WINDOW_MS) {
+		/* A new window: what the earlier ones dropped is summed up first. */
+		l->window_ms = now_ms;
+		l->lines = 0;
+		if (l->dropped > 0) {
+			*summary = l->dropped;
+			*span_ms = now_ms - l->first_dropped_ms;
+			l->dropped = 0;
+		}
+	}
+	if (l->lines < LOG_LIMIT_BURST) {
+		l->lines++;
+		return 1;
+	}
+	if (l->dropped++ == 0)
+		l->first_dropped_ms = now_ms;
+	if (!l->listed) {
+		l->listed = 1;
+		l->next = log_limit_list;
+		log_limit_list = l;
+	}
+	return 0;
+}
+
+static void log_limit_summary(const struct log_limit *l, enum log_level level, uint64_t n,
+			      int64_t span_ms)
+{
+	log_write(level, "%s: suppressed %llu similar lines in the last %.1f s", l->cause,
+		  (unsigned long long)n, (double)(span_ms > 0 ? span_ms : 0) / 1000.0);
+}
+
+void log_limited_write(struct log_limit *l, enum log_level level, const char *fmt, ...)
+{
+	uint64_t summary;
+	int64_t span;
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	l->level = level;
+	if (!log_limit_admit(l, clock_ms(), &summary, &span))
+		return;
+	if (summary > 0)
+		log_limit_summary(l, level, summary, span);
+	va_start(ap, fmt);
+	log_vwrite(level, fmt, ap);
+	va_end(ap);
+}
+
+void log_limit_flush(int all)
+{
+	int64_t now = clock_ms();
+	struct log_limit **pp = &log_limit_list;
+
+	while (*pp != NULL) {
+		struct log_limit *l = *pp;
+
+		if (l->dropped > 0 && (all || now - l->window_ms >= LOG_LIMIT_WINDOW_MS)) {
+			log_limit_summary(l, l->level, l->dropped, now - l->first_dropped_ms);
+			l->dropped = 0;
+		}
+		if (l->dropped == 0) {
+			/* Nothing to sum up: off the list until it drops lines again. */
+			*pp = l->next;
+			l->next = NULL;
+			l->listed = 0;
+			continue;
+		}
+		pp = &l->next;
+	}
 }
 
 void fatal(const char *fmt, ...)

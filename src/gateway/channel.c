@@ -304,7 +304,8 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		 * per-SFU key shows as a 5xx on odoo/sfu, handled below.) */
 		circuit_success(&slot->cb, &x->shm->registry.health_epoch, m);
 		channel_unassign(x, cr);
-		log_info("channel: sfu=%s status=%d relayed", cr->address, res->status);
+		log_info_limited("channel: SFU statuses relayed",
+				 "channel: sfu=%s status=%d relayed", cr->address, res->status);
 		http_respond(cr->c, res->status, NULL, NULL, NULL, 0);
 		channel_done(cr);
 		return;
@@ -317,21 +318,24 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	circuit_failure(&slot->cb, &x->shm->registry.health_epoch, x->live, now, m);
 	if (res->error != 0) {
 		cr->outcome = OUT_UNREACHABLE;
-		log_warn("channel: sfu=%s failed: %s", cr->address, http_client_strerror(res));
+		log_warn_limited("channel: SFU attempts failed", "channel: sfu=%s failed: %s",
+				 cr->address, http_client_strerror(res));
 		/* Only a request that may have reached the SFU can leave a channel. */
 		if (!res->connect_failed)
 			cr->maybe_orphans++;
 	} else if (ok2xx) {
 		cr->outcome = OUT_BAD_BODY;
 		cr->maybe_orphans++;
-		log_warn("channel: sfu=%s status=%d answered without uuid/url", cr->address,
-			 res->status);
+		log_warn_limited("channel: SFU answers without uuid/url",
+				 "channel: sfu=%s status=%d answered without uuid/url", cr->address,
+				 res->status);
 	} else {
 		cr->outcome = OUT_STATUS;
 		cr->last_status = res->status;
 		if (res->status >= 500)
 			cr->maybe_orphans++;
-		log_warn("channel: sfu=%s status=%d", cr->address, res->status);
+		log_warn_limited("channel: SFU error statuses", "channel: sfu=%s status=%d",
+				 cr->address, res->status);
 	}
 	channel_attempt(cr);
 }
@@ -473,7 +477,8 @@ static void channel_attempt(struct channel_req *cr)
 	if (rc != 0) {
 		struct http_client_result res = { .error = UV_EINVAL, .connect_failed = true };
 
-		log_warn("channel: sfu=%s cannot be contacted: %s", cr->address, strerror(-rc));
+		log_warn_limited("channel: SFUs not contacted", "channel: sfu=%s cannot be contacted: %s",
+				 cr->address, strerror(-rc));
 		channel_on_response(&res, cr);
 	}
 }
@@ -514,7 +519,8 @@ void channel_handle(struct handler_ctx *x, struct http_conn *c, const struct htt
 		return;
 	}
 	if (rc != TOKEN_OK) {
-		log_info("channel: rejected token from %s: %s", req->peer, token_status_str(rc));
+		log_info_limited("channel: rejected tokens", "channel: rejected token from %s: %s",
+				 req->peer, token_status_str(rc));
 		http_respond_error(c, 401, "invalid token", NULL);
 		return;
 	}

@@ -207,7 +207,8 @@ static int heartbeat_auth(struct handler_ctx *x, const struct http_request *req,
 	rc = token_verify(h->value + 7, h->value_len - 7, x->live->registration_key,
 			  x->live->registration_key_len, time(NULL), false, &t);
 	if (rc != TOKEN_OK) {
-		log_info("heartbeat: rejected token from %s: %s", req->peer, token_status_str(rc));
+		log_info_limited("heartbeat: rejected tokens", "heartbeat: rejected token from %s: %s",
+				 req->peer, token_status_str(rc));
 		*why = "invalid token";
 		return 401;
 	}

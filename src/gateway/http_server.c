@@ -546,7 +546,8 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 		char *nb = realloc(c->wbuf, need);
 
 		if (nb == NULL) {
-			log_warn("http: realloc() failed for a response of %zu bytes", need);
+			log_warn_limited("http: responses out of memory",
+					 "http: realloc() failed for a response of %zu bytes", need);
 			conn_response_done(c, -ENOMEM);
 			return;
 		}
@@ -630,7 +631,8 @@ static void conn_fail(struct http_conn *c, llhttp_errno_t rc)
 	int status = c->err_status ? c->err_status : 400;
 
 	if (status == 400)
-		log_debug("http: bad request from %s: %s", c->peer, llhttp_errno_name(rc));
+		log_debug_limited("http: bad requests", "http: bad request from %s: %s", c->peer,
+				  llhttp_errno_name(rc));
 	c->busy = true;
 	c->srv->n_busy++;
 	c->keep_alive = false;
@@ -657,7 +659,8 @@ static void conn_save_pending(struct http_conn *c, const char *data, size_t len)
 		return;
 	nb = realloc(c->pending, c->pending_len + len);
 	if (nb == NULL) {
-		log_warn("http: realloc() failed for %zu pipelined bytes", c->pending_len + len);
+		log_warn_limited("http: pipelined bytes out of memory",
+				 "http: realloc() failed for %zu pipelined bytes", c->pending_len + len);
 		c->keep_alive = false; /* answer this request, then close */
 		return;
 	}
@@ -797,12 +800,12 @@ static void server_on_connection(uv_stream_t *ls, int status)
 	struct http_conn *c;
 
 	if (status < 0) {
-		log_warn("http: accept failed: %s", uv_strerror(status));
+		log_warn_limited("http: accepts failed", "http: accept failed: %s", uv_strerror(status));
 		return;
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		log_warn("http: calloc() failed for a connection");
+		log_warn_limited("http: connections out of memory", "http: calloc() failed for a connection");
 		return;
 	}
 	c->srv = s;

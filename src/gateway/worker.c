@@ -26,7 +26,8 @@ static void worker_refresh_config(struct worker *w)
 	int rc = shm_live_refresh(w->shm, &w->live, &w->live_version);
 
 	if (rc < 0)
-		log_warn("worker: live config torn too often; keeping the previous one");
+		log_warn_limited("worker: torn live configs",
+				 "worker: live config torn too often; keeping the previous one");
 	else if (rc > 0)
 		log_set_level((enum log_level)w->live.log_level);
 }
@@ -58,7 +59,16 @@ static void worker_handle(struct http_conn *c, const struct http_request *req, v
  * the last to finish, and the process keeps no state that needs flushing. */
 static void worker_finish(struct worker *w)
 {
+	/* Counts of rate-limited log lines must not die with the worker. */
+	log_limit_flush(1);
 	uv_stop(&w->loop);
+}
+
+/* Sums up the log lines a flood had rate-limited once it stopped (log.h). */
+static void worker_on_log_tick(uv_timer_t *t)
+{
+	(void)t;
+	log_limit_flush(0);
 }
 
 static void worker_on_drained(struct http_server *s)
@@ -144,6 +154,10 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	w->stop_timer.data = w;
 	uv_timer_init(&w->loop, &w->linger_timer);
 	w->linger_timer.data = w;
+	uv_timer_init(&w->loop, &w->log_timer);
+	uv_timer_start(&w->log_timer, worker_on_log_tick, LOG_LIMIT_WINDOW_MS, LOG_LIMIT_WINDOW_MS);
+	/* It must not keep the loop alive on its own. */
+	uv_unref((uv_handle_t *)&w->log_timer);
 	rc = child_signals(&w->loop, w->sigs, worker_on_signal, w);
 	if (rc != 0) {
 		log_error("worker: uv_signal_start() failed: %s", uv_strerror(rc));
