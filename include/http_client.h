@@ -34,6 +34,11 @@ struct http_client_result {
 		      or refused by on_body),
 		      UV_EMSGSIZE (body too large), UV_EAI_* (name resolution) */
 	bool connect_failed; /* the error happened before the connection was up */
+	/* A timeout that fired while this process's loop had stalled (stopped,
+	 * frozen, blocked) again and again: the SFU may have answered in time, so
+	 * it is not the SFU's failure. Plain stalls are absorbed: an attempt
+	 * whose time ran out while the loop was not running gets it back. */
+	bool stalled;
 	int status; /* HTTP status when error == 0 */
 	const char *body; /* valid only during the callback */
 	size_t body_len;

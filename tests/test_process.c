@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <json.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -869,6 +870,93 @@ Test(process, stopped_worker_finishes_request_still_arriving, .fini = harness_cl
 	close(fd);
 	cr_expect_eq(status, 200, "the request got %d (%s)", status,
 		     status < 0 ? strerror(-status) : "status");
+}
+
+#define PROC_STALL_REQUESTS 12
+#define PROC_STALL_MS 3000 /* longer than an attempt (800 ms) and a request (2500 ms) */
+
+/*
+ * A worker stopped (SIGSTOP) while its requests wait on a slow but healthy
+ * SFU: the SFU answers meanwhile, and when the worker resumes its expired
+ * timers must not count as the SFU's failures. Every request gets the SFU's
+ * answer, no failure is charged, the circuit stays closed (the default
+ * threshold is 5, far below the requests stalled), and the next request is
+ * served too.
+ */
+Test(process, stopped_worker_blames_no_sfu, .fini = harness_cleanup, .timeout = 60)
+{
+	static const char *const slow[] = { "--delay-ms", "300", NULL };
+	struct harness_proc *m = harness_mock_start(PROC_KEY_ONE, slow), *gw;
+	const char *env[] = { "SFU_GATEWAY_KEY=" PROC_GW_KEY, NULL };
+	const char *args[] = { "--config", NULL, NULL };
+	pid_t workers[PROC_MAX_PIDS], reaper = 0;
+	int fds[PROC_STALL_REQUESTS], ok = 0;
+	char text[512], statuses[PROC_STALL_REQUESTS * 8] = "";
+	struct json_object *sfu;
+	int64_t deadline, resume;
+
+	cr_assert_not_null(m);
+	snprintf(text, sizeof(text),
+		 "[gateway]\nworkers = 1\n\n[[sfu]]\naddress = \"http://127.0.0.1:%d\"\n"
+		 "region = \"eu-west\"\nkey = \"%s\"\n",
+		 m->port, PROC_KEY_ONE);
+	args[1] = harness_write_file("gw.toml", text);
+	gw = harness_gateway_up(env, args);
+	proc_expect_tree(gw, 1, 5000, workers, &reaper);
+	for (int i = 0; i < PROC_STALL_REQUESTS; i++) {
+		char iss[64], req[2048];
+		int len;
+
+		snprintf(iss, sizeof(iss), "https://odoo.test:channel:stall-%d", i);
+		len = snprintf(req, sizeof(req),
+			       "GET /v1/channel HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+			       "Authorization: jwt %s\r\nConnection: close\r\n\r\n",
+			       harness_odoo_token(iss, PROC_GW_KEY));
+		fds[i] = proc_connect(gw->port, harness_now_ms() + 2000);
+		cr_assert_geq(fds[i], 0, "connect: %s", strerror(-fds[i]));
+		cr_assert_eq(send(fds[i], req, (size_t)len, MSG_NOSIGNAL), len);
+	}
+	/* Stop the worker once every request waits at the SFU (which answers 300 ms later). */
+	deadline = harness_now_ms() + 5000;
+	while (proc_mock_stat(m, "channel_requests") < PROC_STALL_REQUESTS &&
+	       harness_now_ms() < deadline)
+		poll(NULL, 0, 5);
+	cr_assert_eq(kill(workers[0], SIGSTOP), 0);
+	cr_assert_eq(proc_mock_stat(m, "channel_requests"), PROC_STALL_REQUESTS);
+	/* The stop itself is the scenario: it outlasts every timer of the requests. */
+	resume = harness_now_ms() + PROC_STALL_MS;
+	while (harness_now_ms() < resume)
+		poll(NULL, 0, (int)(resume - harness_now_ms()));
+	cr_assert_eq(kill(workers[0], SIGCONT), 0);
+
+	for (int i = 0; i < PROC_STALL_REQUESTS; i++) {
+		bool close_after = false;
+		int status = proc_read_response(fds[i], harness_now_ms() + 5000, &close_after);
+		size_t o = strlen(statuses);
+
+		close(fds[i]);
+		snprintf(statuses + o, sizeof(statuses) - o, " %d", status);
+		ok += status == 200;
+	}
+	cr_expect_eq(ok, PROC_STALL_REQUESTS, "answers after the stop:%s", statuses);
+	sfu = harness_health_sfu(gw->port, harness_url(m->port), NULL);
+	cr_assert_not_null(sfu);
+	{
+		struct json_object *cb, *req;
+
+		cr_assert(json_object_object_get_ex(sfu, "circuit", &cb));
+		cr_assert(json_object_object_get_ex(sfu, "requests", &req));
+		cr_expect_str_eq(json_object_get_string(json_object_object_get(cb, "state")), "closed",
+				 "%s", json_object_to_json_string(sfu));
+		cr_expect_eq(harness_json_int(cb, "failures"), 0, "%s",
+			     json_object_to_json_string(sfu));
+		cr_expect_eq(harness_json_int(req, "failed"), 0, "%s",
+			     json_object_to_json_string(sfu));
+	}
+	json_object_put(sfu);
+	cr_expect_eq(harness_metric(gw->port, "sfu_gateway_upstream_failures_total"), 0);
+	cr_expect_eq(proc_channel(gw, m->port), 200, "the SFU is not served after the stop");
+	proc_expect_clean_log(gw);
 }
 
 /* ---- 8. accept balance */

@@ -24,6 +24,26 @@
 #define HTTP_CLIENT_DNS_TTL_MS 30000
 #define HTTP_CLIENT_BUCKETS 256
 
+/*
+ * Our own stalls are not the SFU's fault. When this process is stopped
+ * (SIGSTOP, a frozen VM, swapping) or its loop blocked, the SFU may well have
+ * answered in time: its answer waits unread in the socket, or our request never
+ * left because the connect callback did not run. On resume libuv runs expired
+ * timers before it reads sockets (and a stopped epoll_wait() returns EINTR
+ * without events), so every attempt in flight would time out and count
+ * against a healthy SFU. So an attempt's timer that fires HTTP_CLIENT_STALL_MS
+ * or more after it was due means the loop was not running when the time ran
+ * out: the attempt gets back the part of its time that the stall took (from
+ * when the loop last went to wait, or the attempt began if later, to the old
+ * due time; at least HTTP_CLIENT_STALL_GRACE_MS, enough to read what is
+ * already in the socket), and only a timeout with the loop running is the
+ * SFU's. After HTTP_CLIENT_STALL_MAX such extensions the attempt ends with
+ * res->stalled set, which callers must not hold against the SFU.
+ */
+#define HTTP_CLIENT_STALL_MS 250
+#define HTTP_CLIENT_STALL_GRACE_MS 100
+#define HTTP_CLIENT_STALL_MAX 3
+
 struct pool;
 
 enum uconn_state { UC_RESOLVING, UC_CONNECTING, UC_BUSY, UC_IDLE, UC_CLOSING };
@@ -53,6 +73,9 @@ struct uconn {
 	char *wbuf;
 	size_t wlen, wcap;
 	uint64_t deadline; /* loop time (ms) by which the whole attempt must end */
+	uint64_t started; /* loop time the attempt began (or was sent again on a fresh connection) */
+	uint64_t timer_due; /* loop time the attempt's timer is set for */
+	unsigned stalls; /* times the timer fired late because the loop had stalled */
 	uint32_t connect_timeout_ms;
 	bool reused; /* this attempt runs on a connection taken from the pool */
 	bool got_bytes; /* some response bytes arrived */
@@ -79,6 +102,8 @@ struct pool {
 
 struct http_client {
 	uv_loop_t *loop;
+	uv_prepare_t prepare; /* notes wait_start before every poll */
+	uint64_t wait_start; /* loop time when the loop last went to wait for I/O */
 	struct pool *buckets[HTTP_CLIENT_BUCKETS];
 	size_t n_open;
 	uint64_t n_reused;
@@ -353,9 +378,19 @@ static void uc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		uc_finish(u, rc == HPE_USER && !u->sink_failed ? UV_EMSGSIZE : UV_EPROTO);
 }
 
+static void uc_on_attempt_timeout(uv_timer_t *t);
+
+/* (Re)arms the attempt's timer for delay ms from now. */
+static void uc_arm(struct uconn *u, uint64_t delay)
+{
+	u->timer_due = uv_now(u->cl->loop) + delay;
+	uv_timer_start(&u->timer, uc_on_attempt_timeout, delay, 0);
+}
+
 static void uc_on_attempt_timeout(uv_timer_t *t)
 {
 	struct uconn *u = t->data;
+	uint64_t now = uv_now(u->cl->loop);
 
 	if (u->pending_error != 0) {
 		int e = u->pending_error;
@@ -363,6 +398,19 @@ static void uc_on_attempt_timeout(uv_timer_t *t)
 		u->pending_error = 0;
 		uc_finish(u, e);
 		return;
+	}
+	if (now >= u->timer_due + HTTP_CLIENT_STALL_MS) {
+		/* The loop stalled across the due time (see the top of this file). */
+		uint64_t since = u->cl->wait_start > u->started ? u->cl->wait_start : u->started;
+		uint64_t left = u->timer_due > since ? u->timer_due - since : 0;
+
+		if (left < HTTP_CLIENT_STALL_GRACE_MS)
+			left = HTTP_CLIENT_STALL_GRACE_MS;
+		if (u->stalls++ < HTTP_CLIENT_STALL_MAX) {
+			u->deadline += now + left - u->timer_due;
+			uc_arm(u, left);
+			return;
+		}
 	}
 	uc_finish(u, UV_ETIMEDOUT);
 }
@@ -392,6 +440,8 @@ static void uc_finish(struct uconn *u, int error)
 			fresh->wlen = u->wlen;
 			fresh->wcap = u->wcap;
 			fresh->deadline = u->deadline;
+			fresh->started = uv_now(u->cl->loop);
+			fresh->stalls = u->stalls;
 			fresh->connect_timeout_ms = u->connect_timeout_ms;
 			u->wbuf = NULL;
 			u->cb = NULL;
@@ -404,6 +454,7 @@ static void uc_finish(struct uconn *u, int error)
 	memset(&res, 0, sizeof(res));
 	res.error = error;
 	res.connect_failed = error != 0 && (u->state == UC_CONNECTING || u->state == UC_RESOLVING);
+	res.stalled = error == UV_ETIMEDOUT && u->stalls > HTTP_CLIENT_STALL_MAX;
 	if (error == 0) {
 		res.status = u->status;
 		if (u->body != NULL)
@@ -449,8 +500,7 @@ static void uc_send(struct uconn *u)
 	u->state = UC_BUSY;
 	llhttp_init(&u->parser, HTTP_RESPONSE, &uc_settings);
 	u->parser.data = u;
-	uv_timer_start(&u->timer, uc_on_attempt_timeout, u->deadline > now ? u->deadline - now : 0,
-		       0);
+	uc_arm(u, u->deadline > now ? u->deadline - now : 0);
 	rc = 0;
 	if (!u->reading) {
 		rc = uv_read_start((uv_stream_t *)&u->tcp, uc_alloc, uc_on_read);
@@ -476,7 +526,7 @@ static void uc_send(struct uconn *u)
 	}
 	if (rc != 0) {
 		u->pending_error = rc;
-		uv_timer_start(&u->timer, uc_on_attempt_timeout, 0, 0);
+		uc_arm(u, 0);
 	}
 }
 
@@ -510,7 +560,7 @@ static void uc_connect(struct uconn *u)
 	}
 	if (rc != 0) {
 		u->pending_error = rc;
-		uv_timer_start(&u->timer, uc_on_attempt_timeout, 0, 0);
+		uc_arm(u, 0);
 	}
 }
 
@@ -559,7 +609,7 @@ static void uc_start(struct uconn *u)
 	/* Until connected, the tighter of the connect bound and the deadline. */
 	if (u->deadline < now + ct)
 		ct = u->deadline > now ? u->deadline - now : 0;
-	uv_timer_start(&u->timer, uc_on_attempt_timeout, ct, 0);
+	uc_arm(u, ct);
 	if (p->resolved && now - p->resolved_at < HTTP_CLIENT_DNS_TTL_MS) {
 		uc_connect(u);
 		return;
@@ -584,7 +634,7 @@ static void uc_start(struct uconn *u)
 		if (rc != 0) {
 			u->handles_open--;
 			u->pending_error = rc;
-			uv_timer_start(&u->timer, uc_on_attempt_timeout, 0, 0);
+			uc_arm(u, 0);
 		}
 	}
 }
@@ -649,6 +699,8 @@ int http_client_request(struct http_client *cl, const char *address,
 	u->sink = req->on_body;
 	u->sink_failed = false;
 	u->deadline = now + req->timeout_ms;
+	u->started = now;
+	u->stalls = 0;
 	u->connect_timeout_ms = req->connect_timeout_ms;
 	u->status = 0;
 	u->body_len = 0;
@@ -674,13 +726,31 @@ int http_client_request(struct http_client *cl, const char *address,
 	return 0;
 }
 
+/* Runs before every poll for I/O: when a stall shows, it began no earlier. */
+static void http_client_on_prepare(uv_prepare_t *p)
+{
+	struct http_client *cl = p->data;
+
+	cl->wait_start = uv_now(cl->loop);
+}
+
 int http_client_new(struct http_client **out, uv_loop_t *loop)
 {
 	struct http_client *cl = calloc(1, sizeof(*cl));
+	int rc;
 
 	if (cl == NULL)
 		return -ENOMEM;
 	cl->loop = loop;
+	rc = uv_prepare_init(loop, &cl->prepare);
+	if (rc != 0) {
+		free(cl);
+		return rc;
+	}
+	cl->prepare.data = cl;
+	uv_prepare_start(&cl->prepare, http_client_on_prepare);
+	/* It must not keep the loop alive on its own. */
+	uv_unref((uv_handle_t *)&cl->prepare);
 	uc_settings_init();
 	*out = cl;
 	return 0;
@@ -691,6 +761,7 @@ void http_client_free(struct http_client *cl)
 	if (cl == NULL)
 		return;
 	cl->freeing = true;
+	uv_close((uv_handle_t *)&cl->prepare, NULL);
 	for (size_t b = 0; b < HTTP_CLIENT_BUCKETS; b++) {
 		struct pool *p = cl->buckets[b];
 

@@ -49,6 +49,7 @@ struct channel_req {
 	enum channel_outcome outcome;
 	int last_status;
 	/* The attempt in flight. */
+	bool probing; /* it is the half-open circuit's one trial request */
 	uint32_t slot;
 	uint64_t generation;
 	uint64_t sent_us;
@@ -310,6 +311,22 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		channel_done(cr);
 		return;
 	}
+	if (res->stalled) {
+		/* The attempt timed out while this worker was not running (stopped,
+		 * frozen): the SFU may have answered in time, so nothing is held
+		 * against it. Try the next SFU while the request's time lasts. */
+		channel_unassign(x, cr);
+		if (cr->probing)
+			circuit_release_probe(&slot->cb, &x->shm->registry.health_epoch);
+		cr->outcome = OUT_UNREACHABLE;
+		cr->maybe_orphans++;
+		log_warn_limited("channel: attempts cut short by a stalled worker",
+				 "channel: sfu=%s timed out while this worker was stalled; "
+				 "not counted against it",
+				 cr->address);
+		channel_attempt(cr);
+		return;
+	}
 	/* A failure: connect error, timeout, reset, 5xx, 1xx/3xx, or a 2xx
 	 * without uuid/url. */
 	metrics_add(m, M_UPSTREAM_FAILURES, 1);
@@ -384,10 +401,14 @@ static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
 							x->live->affinity_ttl_ms);
 			}
 		}
-		if (circuit_closed(&r->slots[choice->slot].cb) ||
-		    circuit_claim_probe(&r->slots[choice->slot].cb, &r->health_epoch, now, hold_ms,
-					x->metrics))
+		cr->probing = false;
+		if (circuit_closed(&r->slots[choice->slot].cb))
 			return 0;
+		if (circuit_claim_probe(&r->slots[choice->slot].cb, &r->health_epoch, now, hold_ms,
+					x->metrics)) {
+			cr->probing = true;
+			return 0;
+		}
 		/* Another worker took the one half-open probe: skip this SFU. */
 		if (cr->n_tried >= CHANNEL_MAX_TRIED)
 			return -EHOSTDOWN;
