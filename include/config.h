@@ -15,7 +15,8 @@
 #define CONFIG_ADDRESS_MAX ADDRESS_MAX /* "http://host:port", NUL included */
 #define CONFIG_REGION_MAX 64 /* [a-z0-9-]{1,63} for registered SFUs */
 #define CONFIG_KEY_MAX BASE64_KEY_MAX /* decoded key bytes */
-#define CONFIG_ALLOW_MAX 64 /* CIDR entries in [registration] allow */
+#define CONFIG_ALLOW_MAX 64 /* CIDR entries in [registration] allow and [observability] allow */
+#define CONFIG_OBS_TOKEN_MAX 256 /* [observability] token, NUL included */
 #define CONFIG_DEFAULT_FILE "/etc/sfu-gateway/sfu-gateway.toml"
 #define CONFIG_DEFAULT_SECRETS "secrets.toml"
 
@@ -57,6 +58,12 @@ struct config_tunables {
 	double w_sessions, w_cpu, w_memory, w_distance;
 	double max_load_score, max_cpu, max_memory;
 	struct cidr allow[CONFIG_ALLOW_MAX];
+	/* [observability]: who may read /metrics and /v1/health, and how stale a
+	 * worker may answer them under load. */
+	struct cidr obs_allow[CONFIG_ALLOW_MAX];
+	uint32_t n_obs_allow;
+	uint32_t obs_max_age_ms;
+	char obs_token[CONFIG_OBS_TOKEN_MAX]; /* "" = no token needed; never logged */
 };
 
 struct config {

@@ -83,8 +83,13 @@ void http_server_close_all(struct http_server *s);
  * server says so. body may be NULL when len is 0. */
 void http_respond(struct http_conn *c, int status, const char *content_type,
 		  const char *extra_headers, const char *body, size_t len);
-/* {"error":"<text>"} with Content-Type application/json. text must be plain
- * ASCII without quotes or backslashes (it is not escaped). */
+/* Like http_respond, but the body is sent from the caller's memory, not
+ * copied: it must stay unchanged until done(arg) is called, exactly once,
+ * when it is written, failed or dropped (maybe before this returns). For
+ * large bodies served again and again (the rendered /metrics). */
+void http_respond_borrowed(struct http_conn *c, int status, const char *content_type,
+			   const char *body, size_t len, void (*done)(void *arg), void *arg);
+/* {"error":"<text>"} with Content-Type application/json; text is escaped. */
 void http_respond_error(struct http_conn *c, int status, const char *text,
 			const char *extra_headers);
 /* Body with Content-Type: application/json. */

@@ -62,6 +62,19 @@ struct metrics_proc {
 
 struct metrics {
 	struct metrics_proc procs[METRICS_MAX_PROCS];
+	/* Worker blocks [0, procs_high) have been used: readers sum those and the
+	 * reaper's, not all METRICS_MAX_PROCS (a scrape would read 300,000 words).
+	 * Writer: each worker raises it (metrics_proc_claim) before its first count. */
+	_Atomic uint32_t procs_high;
+};
+
+/* Every counter summed over the processes, read in one pass (for /metrics). */
+struct metrics_totals {
+	uint64_t c[M__COUNT];
+	uint64_t requests[METRICS_ROUTES_MAX][METRICS_STATUS__COUNT];
+	uint64_t latency_bucket[METRICS_LATENCY__COUNT];
+	uint64_t latency_sum_us;
+	uint64_t latency_count;
 };
 
 static inline void metrics_add(struct metrics_proc *m, enum metrics_counter c, uint64_t n)
@@ -77,6 +90,10 @@ void metrics_request(struct metrics_proc *m, size_t route, int status);
 void metrics_latency(struct metrics_proc *m, uint64_t us);
 /* Sum of one counter over every process. */
 uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c);
+/* Every counter summed over every process. */
+void metrics_totals(const struct metrics *ms, struct metrics_totals *out);
+/* A worker's block (index < METRICS_REAPER_SLOT), counted in by readers from now on. */
+struct metrics_proc *metrics_proc_claim(struct metrics *ms, unsigned index);
 
 
 /* The status code counted at index (0 for "other"), and the upper bound of

@@ -7,13 +7,14 @@
 
 #include "metrics.h"
 #include "registry.h"
+#include "strbuf.h"
 
-/* Renders the Prometheus text exposition (version 0.0.4) of every counter,
+/* Appends the Prometheus text exposition (version 0.0.4) of every counter,
  * summed over processes, plus per-worker connection counts and per-SFU
- * gauges from the registry. route_names[i] labels route index i (n_routes of
- * them). Returns the length, or -ENOSPC. */
+ * gauges from the registry, to out. route_names[i] labels route index i
+ * (n_routes of them). Returns 0, or -ENOMEM (out is then incomplete). */
 int prom_render(const struct metrics *ms, const struct registry *reg,
 		const char *const *route_names, size_t n_routes, unsigned n_workers, int64_t now_ms,
-		char *buf, size_t cap);
+		struct strbuf *out);
 
 #endif

@@ -18,6 +18,9 @@ struct route {
 	/* GET routes also answer HEAD as GET without the body, except where a GET
 	 * does work nobody would read (a channel nobody joins). */
 	bool head;
+	/* An operators' route (/metrics, /v1/health): only peers and bearers that
+	 * [observability] allows may read it (access.h). */
+	bool guarded;
 	handler_fn handle;
 };
 
@@ -29,7 +32,8 @@ extern const size_t route_count;
 const char *route_name(size_t i);
 /* The metrics index of a request's path: its row, or route_count. */
 size_t route_index(const struct http_request *req);
-/* Answers a request: its route's handler, 405 with Allow, or 404. */
+/* Answers a request: its route's handler, 403/401 for a guarded route the
+ * request may not read, 405 with Allow, or 404. */
 void route_dispatch(struct handler_ctx *ctx, struct http_conn *c, const struct http_request *req);
 
 #endif

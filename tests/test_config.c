@@ -145,7 +145,8 @@ Test(config, option_table_is_complete_and_sane)
 		"failover.deadline_ms", "circuit_breaker.failure_threshold",
 		"circuit_breaker.open_ms",
 		"overload.max_load_score", "overload.max_cpu", "overload.max_memory",
-		"probe.interval_ms", "probe.timeout_ms", "affinity.ttl_ms", "sfu.address",
+		"probe.interval_ms", "probe.timeout_ms", "affinity.ttl_ms",
+		"observability.allow", "observability.token", "observability.max_age_ms", "sfu.address",
 		"sfu.region", "sfu.key", "sfu.max_sessions",
 	};
 	/* bind, port and workers change on reload by replacing workers; these

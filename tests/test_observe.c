@@ -2,14 +2,18 @@
 #include <criterion/criterion.h>
 
 #include <json.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -669,4 +673,351 @@ Test(metrics, counters_exact_across_workers, .fini = harness_cleanup, .timeout =
 	cr_assert_eq(ob_mock_stat(m[0], "channel_requests") +
 			     ob_mock_stat(m[1], "channel_requests"),
 		     OB_EXACT_N);
+}
+
+/* ---- access to the operators' routes, and their cost under a flood */
+
+#define OB_OBS_TOKEN "obs-token-5f0c2a7e91d84b36a0e1"
+
+/* GET (or HEAD) path with extra header lines; the whole answer, which the caller frees. */
+static struct harness_resp *ob_request(int port, const char *method, const char *path,
+				       const char *headers)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	char req[1024];
+	int n;
+
+	cr_assert_not_null(r);
+	n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n",
+		     method, path, headers ? headers : "");
+	cr_assert_eq(harness_raw(port, req, (size_t)n, r, 10000), 0, "%s %s failed", method, path);
+	return r;
+}
+
+static void ob_expect(int port, const char *method, const char *path, const char *headers,
+		      int status, const char *body)
+{
+	struct harness_resp *r = ob_request(port, method, path, headers);
+
+	cr_assert_eq(r->status, status, "%s %s (%s): %d, want %d\n%s%s", method, path,
+		     headers ? headers : "no header", r->status, status, r->head, r->body);
+	if (body != NULL)
+		cr_assert_str_eq(r->body, body, "%s %s", method, path);
+	free(r);
+}
+
+/* Writes the gateway's config file (renamed into place, so a reload never reads half). */
+static const char *ob_config(const char *text)
+{
+	static char path[512];
+	const char *tmp = harness_write_file("obs.toml.new", text);
+
+	snprintf(path, sizeof(path), "%s/obs.toml", harness_tmpdir());
+	cr_assert_eq(rename(tmp, path), 0);
+	return path;
+}
+
+Test(observability, local_monitoring_works_by_default, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const env[] = { "SFU_GATEWAY_KEY=" OB_GW_KEY, NULL };
+	struct harness_proc *gw = ob_gateway(NULL, 1, env);
+
+	/* The test runs on loopback, which the default allow-list admits; no token is set. */
+	ob_expect(gw->port, "GET", "/metrics", NULL, 200, NULL);
+	ob_expect(gw->port, "GET", "/v1/health", NULL, 503, NULL);
+	ob_expect(gw->port, "HEAD", "/metrics", NULL, 200, "");
+}
+
+Test(observability, allow_list_refuses_other_peers, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const env[] = { "SFU_GATEWAY_KEY=" OB_GW_KEY, NULL };
+	const char *args[] = { "--workers", "2", "--config",
+			       ob_config("[observability]\nallow = [\"10.0.0.0/8\", \"fd00::/8\"]\n"),
+			       NULL };
+	struct harness_proc *gw = harness_gateway_up(env, args);
+	int64_t deadline;
+	struct harness_resp *r;
+
+	for (int i = 0; i < 4; i++) {
+		/* Several times: both workers refuse. */
+		ob_expect(gw->port, "GET", "/metrics", NULL, 403, "{\"error\":\"address not allowed\"}");
+		ob_expect(gw->port, "GET", "/v1/health", NULL, 403,
+			  "{\"error\":\"address not allowed\"}");
+		ob_expect(gw->port, "HEAD", "/v1/health", NULL, 403, "");
+		/* Refused before the method is looked at: nothing tells what is there. */
+		ob_expect(gw->port, "POST", "/metrics", NULL, 403, NULL);
+	}
+	/* Liveness and the API are not operators' routes. */
+	ob_expect(gw->port, "GET", "/noop", NULL, 200, "{\"status\":\"ok\"}");
+	ob_expect(gw->port, "GET", "/v1/noop", NULL, 200, "{\"result\":\"ok\"}");
+	ob_expect(gw->port, "GET", "/v1/channel", NULL, 401, "{\"error\":\"missing authorization\"}");
+	cr_assert_neq(strstr(harness_log(gw), "observability: refused /metrics from 127.0.0.1: "
+					      "address not allowed"),
+		      NULL, "%s", harness_log(gw));
+
+	/* The list changes on reload. */
+	ob_config("[observability]\nallow = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n");
+	cr_assert_eq(kill(gw->pid, SIGHUP), 0);
+	deadline = harness_now_ms() + 5000;
+	do {
+		r = ob_request(gw->port, "GET", "/metrics", NULL);
+		if (r->status == 200 || harness_now_ms() > deadline)
+			break;
+		free(r);
+		poll(NULL, 0, 20);
+	} while (1);
+	cr_assert_eq(r->status, 200, "still %d after the reload", r->status);
+	free(r);
+}
+
+Test(observability, token_required_when_set, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const env[] = { "SFU_GATEWAY_KEY=" OB_GW_KEY, NULL };
+	struct harness_proc *gw = ob_gateway("[observability]\ntoken = \"" OB_OBS_TOKEN "\"\n", 2, env);
+	static const char *const wrong[] = {
+		"Authorization: Bearer wrong\r\n",
+		"Authorization: Bearer " OB_OBS_TOKEN "x\r\n",
+		"Authorization: Bearer obs-token-5f0c2a7e91d84b36a0e\r\n",
+		"Authorization: Bearer " OB_OBS_TOKEN " " OB_OBS_TOKEN "\r\n",
+	};
+	static const char *const missing[] = {
+		NULL,
+		"Authorization: jwt " OB_OBS_TOKEN "\r\n",
+		"Authorization: " OB_OBS_TOKEN "\r\n",
+		"Authorization: Basic b2JzOnRva2Vu\r\n",
+		"Authorization: Bearer \r\n",
+	};
+	struct harness_resp *r;
+	char value[128];
+
+	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+		ob_expect(gw->port, "GET", "/metrics", wrong[i], 401, "{\"error\":\"invalid token\"}");
+		ob_expect(gw->port, "GET", "/v1/health", wrong[i], 401, "{\"error\":\"invalid token\"}");
+	}
+	for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++)
+		ob_expect(gw->port, "GET", "/metrics", missing[i], 401,
+			  "{\"error\":\"missing authorization\"}");
+	r = ob_request(gw->port, "GET", "/metrics", NULL);
+	cr_assert(harness_resp_header(r, "WWW-Authenticate", value, sizeof(value)), "%s", r->head);
+	cr_assert_str_eq(value, "Bearer realm=\"sfu-gateway\"");
+	free(r);
+
+	/* The token, with the scheme in any case. */
+	ob_expect(gw->port, "GET", "/metrics", "Authorization: Bearer " OB_OBS_TOKEN "\r\n", 200, NULL);
+	ob_expect(gw->port, "GET", "/metrics", "authorization: bearer " OB_OBS_TOKEN "\r\n", 200, NULL);
+	ob_expect(gw->port, "GET", "/v1/health", "Authorization: BEARER " OB_OBS_TOKEN "\r\n", 503,
+		  NULL);
+	/* Liveness needs none. */
+	ob_expect(gw->port, "GET", "/noop", NULL, 200, NULL);
+	/* Refusals are logged, the token never. */
+	cr_assert_neq(strstr(harness_log(gw), "observability: refused /metrics from 127.0.0.1: "
+					      "wrong token"),
+		      NULL, "%s", harness_log(gw));
+	cr_assert_null(strstr(harness_log(gw), OB_OBS_TOKEN), "the log shows the token");
+	r = ob_request(gw->port, "GET", "/metrics", "Authorization: Bearer " OB_OBS_TOKEN "\r\n");
+	cr_assert_null(strstr(r->body, OB_OBS_TOKEN), "/metrics shows the token");
+	free(r);
+	r = ob_request(gw->port, "GET", "/v1/health", "Authorization: Bearer " OB_OBS_TOKEN "\r\n");
+	cr_assert_null(strstr(r->body, OB_OBS_TOKEN), "/v1/health shows the token");
+	free(r);
+}
+
+Test(observability, bad_settings_are_refused, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const bad[][2] = {
+		{ "[observability]\nallow = [\"10.0.0.0/33\"]\n", "[observability] allow[0]" },
+		{ "[observability]\nallow = \"10.0.0.0/8\"\n", "[observability] allow" },
+		{ "[observability]\ntoken = \"two words\"\n", "[observability] token is invalid" },
+		{ "[observability]\nmax_age_ms = 60001\n", "[observability] max_age_ms" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		static const char *const env[] = { "SFU_GATEWAY_KEY=" OB_GW_KEY, NULL };
+		const char *args[] = { "--check-config", "--config", ob_config(bad[i][0]), NULL };
+		struct harness_proc *p = NULL;
+
+		cr_assert_eq(harness_gateway_run(env, args, 10000, &p), 1, "%s", bad[i][0]);
+		cr_assert_neq(strstr(harness_log(p), bad[i][1]), NULL, "no '%s' in: %s", bad[i][1],
+			      harness_log(p));
+		/* The invalid token is not echoed. */
+		cr_assert_null(strstr(harness_log(p), "two words"), "%s", harness_log(p));
+	}
+}
+
+#define OB_FLOOD_SFUS 1000
+#define OB_FLOOD_MAX_AGE_MS 300
+#define OB_FLOOD_CONNS 4
+#define OB_FLOOD_CHECKS 5
+#define OB_FLOOD_WARMUP 1000 /* answers of the flood before the checks */
+
+/* Reads what is there on a flood connection; *left counts down the bytes of the answer
+ * being read (-1 before its head is whole). Returns answers completed, or -1 when the
+ * connection broke. */
+static int ob_flood_read(int fd, char *head, size_t *head_len, long *left)
+{
+	static char buf[1 << 16];
+	ssize_t n = read(fd, buf, sizeof(buf));
+	int done = 0;
+
+	if (n <= 0)
+		return -1;
+	for (ssize_t i = 0; i < n;) {
+		if (*left < 0) {
+			/* Still in the head: collect it up to the blank line. */
+			const char *cl;
+
+			if (*head_len + 1 >= 4096)
+				return -1;
+			head[(*head_len)++] = buf[i++];
+			head[*head_len] = '\0';
+			if (*head_len < 4 || strcmp(head + *head_len - 4, "\r\n\r\n") != 0)
+				continue;
+			cl = strcasestr(head, "\r\nContent-Length: ");
+			if (cl == NULL || strncmp(head, "HTTP/1.1 200 ", 13) != 0)
+				return -1;
+			*left = strtol(cl + 18, NULL, 10);
+			*head_len = 0;
+		}
+		if ((ssize_t)*left > n - i) {
+			*left -= (long)(n - i);
+			break;
+		}
+		i += (ssize_t)*left;
+		*left = -1;
+		done++;
+	}
+	return done;
+}
+
+/* A /metrics flood from its own process: OB_FLOOD_CONNS keep-alive connections each
+ * asking again as soon as an answer (which must be 200) is in, until killed (or after
+ * 60 s). *answers (shared memory) counts the answers. */
+static pid_t ob_flood_start(int port, _Atomic long *answers)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+		static char heads[OB_FLOOD_CONNS][4096];
+		struct pollfd pf[OB_FLOOD_CONNS];
+		size_t head_len[OB_FLOOD_CONNS] = { 0 };
+		long left[OB_FLOOD_CONNS];
+		int64_t end = harness_now_ms() + 60000;
+
+		for (int i = 0; i < OB_FLOOD_CONNS; i++) {
+			struct sockaddr_in sa = { .sin_family = AF_INET,
+						  .sin_port = htons((uint16_t)port),
+						  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+			pf[i] = (struct pollfd){ socket(AF_INET, SOCK_STREAM, 0), POLLIN, 0 };
+			left[i] = -1;
+			if (pf[i].fd < 0 ||
+			    connect(pf[i].fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+			    write(pf[i].fd, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1)
+				_exit(1);
+		}
+		while (harness_now_ms() < end) {
+			if (poll(pf, OB_FLOOD_CONNS, 100) <= 0)
+				continue;
+			for (int i = 0; i < OB_FLOOD_CONNS; i++) {
+				int done;
+
+				if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+				done = ob_flood_read(pf[i].fd, heads[i], &head_len[i], &left[i]);
+				if (done < 0)
+					_exit(1);
+				atomic_fetch_add(answers, done);
+				for (; done > 0; done--)
+					if (write(pf[i].fd, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1)
+						_exit(1);
+			}
+		}
+		_exit(0);
+	}
+	return pid;
+}
+
+/*
+ * With a thousand SFUs and /metrics asked for in a loop, workers answer from a
+ * rendering that is never older than [observability] max_age_ms: every change
+ * shows within it (plus the time to ask), and every scrape is whole.
+ */
+Test(observability, answers_stay_fresh_under_a_flood, .fini = harness_cleanup, .timeout = 90)
+{
+	static const char *const env[] = { "SFU_GATEWAY_KEY=" OB_GW_KEY, NULL };
+	struct harness_proc *m = ob_mock(OB_SFU_KEY, NULL), *gw;
+	size_t cap = 160 * (OB_FLOOD_SFUS + 8), o = 0;
+	char *toml = malloc(cap);
+	_Atomic long *answers = mmap(NULL, sizeof(*answers), PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t flood;
+	int stale_seen = 0;
+	int64_t worst = 0, deadline;
+
+	cr_assert_not_null(toml);
+	o += (size_t)snprintf(toml + o, cap - o,
+			      "[observability]\nmax_age_ms = %d\n\n[[sfu]]\naddress = \"%s\"\n"
+			      "region = \"eu-west\"\nkey = \"%s\"\n",
+			      OB_FLOOD_MAX_AGE_MS, harness_url(m->port), OB_SFU_KEY);
+	/* The rest listen nowhere: 127.1.x.y, port 9, on loopback, refused at once. */
+	for (int i = 1; i < OB_FLOOD_SFUS; i++)
+		o += (size_t)snprintf(toml + o, cap - o,
+				      "[[sfu]]\naddress = \"http://127.1.%d.%d:9\"\n"
+				      "region = \"ap-south\"\nkey = \"%s\"\n",
+				      i / 256, i % 256, OB_SFU_KEY);
+	cr_assert_lt(o, cap);
+	gw = ob_gateway(toml, 2, env);
+	free(toml);
+	cr_assert_eq(ob_metric(gw, "sfu_gateway_registry_sfus"), OB_FLOOD_SFUS);
+	cr_assert_neq(answers, MAP_FAILED);
+	*answers = 0;
+	flood = ob_flood_start(gw->port, answers);
+	/* Long enough that rendering every answer would have taken far more than the
+	 * workers' budget: from here on they serve saved renderings. */
+	deadline = harness_now_ms() + 30000;
+	while (atomic_load(answers) < OB_FLOOD_WARMUP && harness_now_ms() < deadline) {
+		cr_assert_eq(waitpid(flood, NULL, WNOHANG), 0, "the flood stopped");
+		poll(NULL, 0, 10);
+	}
+	cr_assert_geq(atomic_load(answers), OB_FLOOD_WARMUP, "the flood got only %ld answers",
+		      atomic_load(answers));
+	for (int k = 1; k <= OB_FLOOD_CHECKS; k++) {
+		struct harness_resp *r;
+		int64_t t0, waited;
+		double seen = 0;
+		int status;
+
+		r = harness_channel(gw->port, "/v1/channel?region=eu-west",
+				    "https://odoo.test:channel:flood", OB_GW_KEY, NULL);
+		status = r->status;
+		free(r);
+		cr_assert_eq(status, 200, "channel request %d during the flood: %d", k, status);
+		t0 = harness_now_ms();
+		for (;;) {
+			r = ob_get(gw->port, "/metrics");
+			cr_assert_eq(r->status, 200);
+			seen = harness_series(r->body, "sfu_gateway_requests_total{route=\"/v1/channel\","
+							 "status=\"200\"}");
+			free(r);
+			waited = harness_now_ms() - t0;
+			if (seen >= k || waited > 10 * OB_FLOOD_MAX_AGE_MS)
+				break;
+			stale_seen++;
+		}
+		cr_assert_eq(seen, k, "the channel request %d did not show in /metrics after %lld ms",
+			     k, (long long)waited);
+		worst = waited > worst ? waited : worst;
+	}
+	cr_assert_eq(waitpid(flood, NULL, WNOHANG), 0, "the flood stopped early");
+	kill(flood, SIGKILL);
+	waitpid(flood, NULL, 0);
+	/* Never older than max_age: generous room for asking on a loaded machine. */
+	cr_assert_leq(worst, OB_FLOOD_MAX_AGE_MS + 1500, "a change took %lld ms to show",
+		      (long long)worst);
+	cr_log_info("answers_stay_fresh_under_a_flood: %ld flood answers, %d stale scrapes, "
+		    "worst delay %lld ms",
+		    atomic_load(answers), stale_seen, (long long)worst);
+	munmap((void *)answers, sizeof(*answers));
 }

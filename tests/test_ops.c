@@ -1016,7 +1016,7 @@ Test(ops, every_option_is_in_the_manual, .timeout = 30)
 	cr_assert_not_null(man);
 	for (const struct config_option *o = config_options; o->name != NULL; o++, rows++) {
 		char *item = ops_man_item(man, o->section, o->name);
-		char want[128], *eol;
+		char want[224], *eol;
 
 		cr_assert_not_null(item, "[%s] %s is not in sfu-gateway.toml(5)", o->section,
 				   o->name);
@@ -1030,7 +1030,7 @@ Test(ops, every_option_is_in_the_manual, .timeout = 30)
 		/* The default, as the table gives it without the quotes. */
 		if (o->default_text[0] != '\0' && strcmp(o->default_text, "\"\"") != 0 &&
 		    strcmp(o->default_text, "[]") != 0) {
-			char value[64];
+			char value[192];
 			size_t n = strlen(o->default_text);
 
 			if (o->default_text[0] == '"')

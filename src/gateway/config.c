@@ -43,6 +43,7 @@ _Static_assert(STRATEGY_LOAD == 0 && STRATEGY_ROUND_ROBIN == 1, "config_strategi
 
 static int config_norm_bind(const char *in, char *out, size_t outlen);
 static int config_norm_region(const char *in, char *out, size_t outlen);
+static int config_norm_token(const char *in, char *out, size_t outlen);
 
 /* clang-format off */
 const struct config_option config_options[] = {
@@ -138,6 +139,22 @@ const struct config_option config_options[] = {
 	{ "affinity", "ttl_ms", CONFIG_T_INT, "60000", 0, 86400000, true,
 	  "How long repeats from one client and issuer go to the same SFU; 0 turns it off.",
 	  CFG(t.affinity_ttl_ms) },
+
+	{ "observability", "allow", CONFIG_T_CIDR_LIST,
+	  "[\"127.0.0.0/8\", \"::1/128\", \"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\", "
+	  "\"fc00::/7\"]",
+	  0, CONFIG_ALLOW_MAX, true,
+	  "Networks (CIDR strings) allowed to read /metrics and /v1/health; empty allows any "
+	  "address.",
+	  CFG(t.obs_allow), CFG_LEN(t.n_obs_allow) },
+	{ "observability", "token", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "Bearer token /metrics and /v1/health also require when set: printable ASCII "
+	  "without spaces, up to 255 bytes.",
+	  CFG(t.obs_token), .normalise = config_norm_token },
+	{ "observability", "max_age_ms", CONFIG_T_INT, "1000", 0, 60000, true,
+	  "Under load, how old an answer of /metrics or /v1/health a worker may serve again "
+	  "instead of rendering it; 0 renders every request.",
+	  CFG(t.obs_max_age_ms) },
 
 	{ CONFIG_SFU_SECTION, "address", CONFIG_T_STRING, "", 0, 0, true,
 	  "Base URL of a static SFU, http(s)://host[:port] without a path (required).",
@@ -1114,6 +1131,20 @@ static int config_norm_region(const char *in, char *out, size_t outlen)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)in[i] < 0x20 || in[i] == 0x7f)
+			return -EINVAL;
+	memcpy(out, in, n + 1);
+	return 0;
+}
+
+/* A bearer token as a header carries it: printable ASCII, no spaces; "" is none. */
+static int config_norm_token(const char *in, char *out, size_t outlen)
+{
+	size_t n = strlen(in);
+
+	if (n >= outlen)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)in[i] <= 0x20 || (unsigned char)in[i] >= 0x7f)
 			return -EINVAL;
 	memcpy(out, in, n + 1);
 	return 0;

@@ -72,6 +72,10 @@ struct http_conn {
 	char *wbuf;
 	size_t wcap;
 	uv_write_t wreq;
+	/* A borrowed body being written (http_respond_borrowed): returned by
+	 * calling body_done(body_arg) once the write is over. */
+	void (*body_done)(void *arg);
+	void *body_arg;
 };
 
 /* One read buffer per process: libuv calls alloc_cb and read_cb back to back
@@ -459,10 +463,21 @@ static void conn_response_done(struct http_conn *c, int status)
 	conn_pump(c);
 }
 
+/* Gives a borrowed body back, at most once. */
+static void conn_return_body(struct http_conn *c)
+{
+	void (*done)(void *arg) = c->body_done;
+
+	c->body_done = NULL;
+	if (done != NULL)
+		done(c->body_arg);
+}
+
 static void conn_on_write(uv_write_t *req, int status)
 {
 	struct http_conn *c = req->data;
 
+	conn_return_body(c);
 	conn_response_done(c, status);
 }
 
@@ -523,16 +538,26 @@ static void conn_on_timeout(uv_timer_t *t)
 	conn_close(c);
 }
 
-void http_respond(struct http_conn *c, int status, const char *content_type,
-		  const char *extra_headers, const char *body, size_t len)
+/*
+ * Sends a response: the head (and a small body) from c->wbuf, a borrowed body
+ * (done != NULL) straight from the caller's memory, which is given back with
+ * done(arg) once written, failed or dropped.
+ */
+static void conn_send(struct http_conn *c, int status, const char *content_type,
+		      const char *extra_headers, const char *body, size_t len,
+		      void (*done)(void *arg), void *arg)
 {
 	bool keep = c->keep_alive && !c->srv->draining;
-	size_t need;
+	size_t need, copied;
+	uv_buf_t bufs[2];
+	unsigned nbufs;
 	int n;
-	uv_buf_t buf;
 
+	c->body_done = done;
+	c->body_arg = arg;
 	if (c->closing) {
 		/* The client went away while the handler worked: drop the answer. */
+		conn_return_body(c);
 		c->busy = false;
 		c->srv->n_busy--;
 		conn_free_if_done(c);
@@ -540,14 +565,16 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 	}
 	if (c->srv->on_response != NULL)
 		c->srv->on_response(c->srv->ctx, &c->req, status);
+	copied = done == NULL ? len : 0;
 	need = 256 + (extra_headers ? strlen(extra_headers) : 0) +
-	       (content_type ? strlen(content_type) : 0) + len;
+	       (content_type ? strlen(content_type) : 0) + copied;
 	if (c->wcap < need) {
 		char *nb = realloc(c->wbuf, need);
 
 		if (nb == NULL) {
 			log_warn_limited("http: responses out of memory",
 					 "http: realloc() failed for a response of %zu bytes", need);
+			conn_return_body(c);
 			conn_response_done(c, -ENOMEM);
 			return;
 		}
@@ -560,37 +587,64 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 		     content_type ? content_type : "", content_type ? "\r\n" : "", len,
 		     extra_headers ? extra_headers : "",
 		     keep ? "" : "Connection: close\r\n");
-	if (n < 0 || (size_t)n + len > c->wcap) {
+	if (n < 0 || (size_t)n + copied > c->wcap) {
+		conn_return_body(c);
 		conn_response_done(c, -ENOSPC);
 		return;
 	}
 	/* A HEAD answer is the GET answer's head: same Content-Length, no body. */
 	if (c->req.method == HTTP_HEAD)
-		len = 0;
-	if (len > 0)
-		memcpy(c->wbuf + n, body, len);
+		len = copied = 0;
+	if (copied > 0)
+		memcpy(c->wbuf + n, body, copied);
 	c->keep_alive = keep;
-	buf = uv_buf_init(c->wbuf, (unsigned)((size_t)n + len));
+	bufs[0] = uv_buf_init(c->wbuf, (unsigned)((size_t)n + copied));
+	nbufs = 1;
+	if (len > copied)
+		bufs[nbufs++] = uv_buf_init((char *)body, (unsigned)len);
 	/* Most responses fit the socket buffer: try the direct write first and
 	 * queue only the rest, which saves a loop iteration per request. */
 	{
-		int w = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+		int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+		unsigned first = 0;
 
-		if (w == (int)buf.len) {
-			conn_response_done(c, 0);
-			return;
-		}
-		if (w > 0) {
-			buf.base += w;
-			buf.len -= (unsigned)w;
-		} else if (w != UV_EAGAIN) {
+		if (w == UV_EAGAIN)
+			w = 0;
+		if (w < 0) {
+			conn_return_body(c);
 			conn_response_done(c, w);
 			return;
 		}
+		while (first < nbufs && (size_t)w >= bufs[first].len) {
+			w -= (int)bufs[first].len;
+			first++;
+		}
+		if (first == nbufs) {
+			conn_return_body(c);
+			conn_response_done(c, 0);
+			return;
+		}
+		bufs[first].base += w;
+		bufs[first].len -= (unsigned)w;
+		c->wreq.data = c;
+		if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + first, nbufs - first,
+			     conn_on_write) != 0) {
+			conn_return_body(c);
+			conn_response_done(c, -EIO);
+		}
 	}
-	c->wreq.data = c;
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, conn_on_write) != 0)
-		conn_response_done(c, -EIO);
+}
+
+void http_respond(struct http_conn *c, int status, const char *content_type,
+		  const char *extra_headers, const char *body, size_t len)
+{
+	conn_send(c, status, content_type, extra_headers, body, len, NULL, NULL);
+}
+
+void http_respond_borrowed(struct http_conn *c, int status, const char *content_type,
+			   const char *body, size_t len, void (*done)(void *arg), void *arg)
+{
+	conn_send(c, status, content_type, NULL, body, len, done, arg);
 }
 
 void http_respond_json(struct http_conn *c, int status, const char *json, size_t len)

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 
 static const int metrics_statuses[] = { METRICS_STATUSES };
@@ -52,11 +53,59 @@ uint64_t metrics_latency_bound_ms(int index)
 	return index < METRICS_LATENCY__COUNT - 1 ? metrics_bounds_ms[index] : UINT64_MAX;
 }
 
+/* How many blocks readers sum: the workers' ever used [0, high), then the reaper's. */
+static size_t metrics_blocks(const struct metrics *ms)
+{
+	uint32_t high = atomic_load_explicit(&ms->procs_high, memory_order_acquire);
+
+	return (high < METRICS_REAPER_SLOT ? high : METRICS_REAPER_SLOT) + 1;
+}
+
+/* The k-th of them (k < metrics_blocks()). */
+static const struct metrics_proc *metrics_block(const struct metrics *ms, size_t k, size_t n)
+{
+	return &ms->procs[k + 1 < n ? k : METRICS_REAPER_SLOT];
+}
+
 uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c)
 {
+	size_t n = metrics_blocks(ms);
 	uint64_t s = 0;
 
-	for (size_t i = 0; i < METRICS_MAX_PROCS; i++)
-		s += atomic_load_explicit(&ms->procs[i].c[c], memory_order_relaxed);
+	for (size_t k = 0; k < n; k++)
+		s += atomic_load_explicit(&metrics_block(ms, k, n)->c[c], memory_order_relaxed);
 	return s;
+}
+
+void metrics_totals(const struct metrics *ms, struct metrics_totals *out)
+{
+	size_t n = metrics_blocks(ms);
+
+	memset(out, 0, sizeof(*out));
+	for (size_t k = 0; k < n; k++) {
+		const struct metrics_proc *p = metrics_block(ms, k, n);
+
+		for (int c = 0; c < M__COUNT; c++)
+			out->c[c] += atomic_load_explicit(&p->c[c], memory_order_relaxed);
+		for (int r = 0; r < METRICS_ROUTES_MAX; r++)
+			for (int s = 0; s < METRICS_STATUS__COUNT; s++)
+				out->requests[r][s] += atomic_load_explicit(&p->requests[r][s],
+									    memory_order_relaxed);
+		for (int b = 0; b < METRICS_LATENCY__COUNT; b++)
+			out->latency_bucket[b] += atomic_load_explicit(&p->latency_bucket[b],
+								       memory_order_relaxed);
+		out->latency_sum_us += atomic_load_explicit(&p->latency_sum_us, memory_order_relaxed);
+		out->latency_count += atomic_load_explicit(&p->latency_count, memory_order_relaxed);
+	}
+}
+
+struct metrics_proc *metrics_proc_claim(struct metrics *ms, unsigned index)
+{
+	uint32_t high = atomic_load(&ms->procs_high);
+
+	if (index >= METRICS_REAPER_SLOT)
+		index = 0;
+	while (high < index + 1 && !atomic_compare_exchange_weak(&ms->procs_high, &high, index + 1))
+		;
+	return &ms->procs[index];
 }

@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "channel.h"
 #include "clock.h"
 #include "health.h"
 #include "heartbeat.h"
+#include "log.h"
+#include "obscache.h"
 #include "prom.h"
 
 /* GET /noop: the liveness answer of the gateway this one replaces. */
@@ -33,48 +36,63 @@ static void route_v1_noop(struct handler_ctx *x, struct http_conn *c,
 	http_respond_json(c, 200, body, sizeof(body) - 1);
 }
 
-/* GET /metrics: Prometheus text, summed over every process at this instant. */
+/* This worker's last rendering of /metrics and its render budget (obscache.h). */
+static struct obscache route_metrics_cache;
+
+/* GET /metrics: Prometheus text, summed over every process at this instant
+ * (or, under load, at most [observability] max_age_ms ago). */
 static void route_metrics(struct handler_ctx *x, struct http_conn *c,
 			  const struct http_request *req)
 {
-	const char *names[METRICS_ROUTES_MAX];
-	size_t cap = 65536;
+	struct obscache *oc = &route_metrics_cache;
+	int64_t start = clock_us();
 
 	(void)req;
-	for (size_t i = 0; i <= route_count; i++)
-		names[i] = route_name(i);
-	for (;;) {
-		char *buf = malloc(cap);
-		int n;
+	if (obscache_must_render(oc, start, x->live->obs_max_age_ms)) {
+		const char *names[METRICS_ROUTES_MAX];
+		struct strbuf *text = obscache_begin(oc);
 
-		if (buf == NULL) {
+		for (size_t i = 0; i <= route_count; i++)
+			names[i] = route_name(i);
+		if (text == NULL ||
+		    prom_render(&x->shm->metrics, &x->shm->registry, names, route_count + 1,
+				atomic_load(&x->shm->n_workers), clock_ms(), text) != 0) {
+			obscache_abort(oc);
 			http_respond_error(c, 503, "out of memory", NULL);
 			return;
 		}
-		n = prom_render(&x->shm->metrics, &x->shm->registry, names, route_count + 1,
-				   atomic_load(&x->shm->n_workers), clock_ms(), buf, cap);
-		if (n >= 0) {
-			http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, buf,
-				     (size_t)n);
-			free(buf);
-			return;
-		}
-		free(buf);
-		if (cap >= (64u << 20)) {
-			http_respond_error(c, 503, "metrics too large", NULL);
-			return;
-		}
-		cap *= 4;
+		obscache_commit(oc, 200, start, clock_us());
 	}
+	obscache_send(oc, c, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+/* Refuses a guarded route's request that [observability] does not allow; true when it did. */
+static bool route_refused(struct handler_ctx *x, struct http_conn *c,
+			  const struct http_request *req, const struct route *r)
+{
+	enum access_verdict v = access_check(x->live, req);
+	static const char *const why[] = { "", "no token", "wrong token", "address not allowed" };
+
+	if (v == ACCESS_OK)
+		return false;
+	log_info_limited("observability: refused requests", "observability: refused %s from %s: %s",
+			 r->path, req->peer, why[v]);
+	if (v == ACCESS_ADDRESS)
+		http_respond_error(c, 403, "address not allowed", NULL);
+	else
+		http_respond_error(c, 401, v == ACCESS_NO_TOKEN ? "missing authorization"
+								: "invalid token",
+				   "WWW-Authenticate: Bearer realm=\"sfu-gateway\"\r\n");
+	return true;
 }
 
 const struct route route_table[] = {
-	{ "/v1/channel", HTTP_GET, false, channel_handle },
-	{ "/v1/sfu", HTTP_POST, false, heartbeat_handle },
-	{ "/v1/health", HTTP_GET, true, health_handle },
-	{ "/metrics", HTTP_GET, true, route_metrics },
-	{ "/noop", HTTP_GET, true, route_noop },
-	{ "/v1/noop", HTTP_GET, true, route_v1_noop },
+	{ "/v1/channel", HTTP_GET, false, false, channel_handle },
+	{ "/v1/sfu", HTTP_POST, false, false, heartbeat_handle },
+	{ "/v1/health", HTTP_GET, true, true, health_handle },
+	{ "/metrics", HTTP_GET, true, true, route_metrics },
+	{ "/noop", HTTP_GET, true, false, route_noop },
+	{ "/v1/noop", HTTP_GET, true, false, route_v1_noop },
 };
 
 const size_t route_count = sizeof(route_table) / sizeof(route_table[0]);
@@ -109,6 +127,8 @@ void route_dispatch(struct handler_ctx *ctx, struct http_conn *c, const struct h
 		return;
 	}
 	r = &route_table[i];
+	if (r->guarded && route_refused(ctx, c, req, r))
+		return;
 	if ((int)req->method == r->method || (r->head && req->method == HTTP_HEAD)) {
 		r->handle(ctx, c, req);
 		return;

@@ -140,7 +140,7 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 		log_error("worker: http_client_new() failed: %s", strerror(-rc));
 		return 1;
 	}
-	w->metrics = &shm->metrics.procs[index < METRICS_REAPER_SLOT ? index : 0];
+	w->metrics = metrics_proc_claim(&shm->metrics, index);
 	w->hctx.shm = shm;
 	w->hctx.live = &w->live;
 	w->hctx.metrics = w->metrics;
