@@ -1,8 +1,9 @@
 #!/bin/sh
 # Benchmarks the observability routes at 1,024 SFUs on loopback: worker CPU per GET /metrics,
 # /v1/health and /noop request, and GET /v1/channel throughput alone and during a /metrics flood,
-# as ratios within one run; "refused" is the same gateway with an [observability] token the
-# clients do not have (every /metrics and /v1/health answer is a 401). BASE_BUILD=dir measures the
+# as ratios within one run; "uncached" is the same gateway rendering every request
+# ([observability] max_age_ms = 0), "refused" the same with a token the clients do not have
+# (every /metrics and /v1/health answer is a 401). BASE_BUILD=dir measures the
 # gateway built there the same way, in the same run, so a change is compared with its predecessor.
 # Usage: bench/observe.sh [DURATION_S] [FLOOD_CONNECTIONS] [ROUNDS]  (defaults 4 32 3; env BUILD,
 # BASE_BUILD)
@@ -52,6 +53,7 @@ sfus() {
 sfus > "$tmp/gateway.toml"
 cp "$tmp/gateway.toml" "$tmp/base.toml"
 { printf '[observability]\ntoken = "bench-observe-token-not-given"\n\n'; sfus; } > "$tmp/refused.toml"
+{ printf '[observability]\nmax_age_ms = 0\n\n'; sfus; } > "$tmp/uncached.toml"
 
 launch_gw() { # $1 = binary, $2 = name
   SFU_GATEWAY_KEY=$GW_KEY "$1" --bind 127.0.0.1 --port "$bench_port" --workers 2 \
@@ -71,11 +73,12 @@ start_gw() { # $1 = binary, $2 = name
   workers="$workers $2=$(sed -n 's/.*started worker pid=\([0-9]*\) .*/\1/p' "$tmp/$2.log" |
     tr '\n' ',' | sed 's/,$//')"
 }
-contenders="gateway refused"
+contenders="gateway uncached refused"
 start_gw "$BUILD/sfu-gateway" gateway
+start_gw "$BUILD/sfu-gateway" uncached
 start_gw "$BUILD/sfu-gateway" refused
 if [ -n "${BASE_BUILD:-}" ]; then
-  contenders="base gateway refused"
+  contenders="base $contenders"
   start_gw "$BASE_BUILD/sfu-gateway" base
 fi
 port_of() { for np in $ports; do [ "${np%%=*}" != "$1" ] || echo "${np#*=}"; done; }

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include <json.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -102,5 +103,22 @@ Test(strbuf, stops_at_its_limit_and_says_so)
 	/* Nothing more is appended once it failed. */
 	strbuf_puts(&b, "more");
 	cr_assert_eq(b.buf[b.len - 1], 'z');
+	strbuf_free(&b);
+}
+
+Test(strbuf, doubles_as_printf_g_writes_them)
+{
+	static const double d[] = { 0.0, -0.0, 1.0, -1.0, 0.5, 0.005, 0.123456789, 12.5,
+				    999999.0, 1000000.0, -999999.0, 1e-7, 123456789.0, 3.0e15,
+				    0.1 + 0.2, 1.0 / 3.0, 100.0, 42.0, NAN, INFINITY };
+	struct strbuf b = { 0 };
+	char want[64];
+
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		strbuf_reset(&b);
+		strbuf_g(&b, d[i]);
+		snprintf(want, sizeof(want), "%g", d[i]);
+		cr_assert_str_eq(b.buf, want, "%.17g", d[i]);
+	}
 	strbuf_free(&b);
 }

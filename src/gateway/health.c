@@ -42,30 +42,27 @@ static void health_number(struct strbuf *b, double d)
 {
 	if (!isfinite(d))
 		d = 0.0;
-	strbuf_printf(b, "%.6g", d);
+	/* "%.6g" is "%g". */
+	strbuf_g(b, d);
 }
 
-/* One member "name": whose value the caller appends; first is the object's first member. */
-static void health_key(struct strbuf *b, const char *name, bool first)
-{
-	strbuf_put(b, first ? "\"" : ",\"", first ? 1 : 2);
-	strbuf_puts(b, name);
-	strbuf_put(b, "\":", 2);
-}
+/* The next member's name: ,"name": (the literal is the name). */
+#define HEALTH_KEY(b, name) STRBUF_LIT((b), ",\"" name "\":")
 
-static void health_str(struct strbuf *b, const char *name, const char *value)
-{
-	health_key(b, name, false);
-	strbuf_put(b, "\"", 1);
-	strbuf_json(b, value);
-	strbuf_put(b, "\"", 1);
-}
+/* A member with a string value, escaped. */
+#define HEALTH_STR(b, name, value)                         \
+	do {                                               \
+		STRBUF_LIT((b), ",\"" name "\":\"");      \
+		strbuf_json((b), (value));                 \
+		STRBUF_LIT((b), "\"");                     \
+	} while (0)
 
-static void health_int(struct strbuf *b, const char *name, int64_t v)
-{
-	health_key(b, name, false);
-	strbuf_i64(b, v);
-}
+/* A member with an integer value. */
+#define HEALTH_INT(b, name, value)             \
+	do {                                   \
+		HEALTH_KEY((b), name);         \
+		strbuf_i64((b), (int64_t)(value)); \
+	} while (0)
 
 /*
  * One SFU's object. Written straight into the answer, as JSON would print it
@@ -83,48 +80,46 @@ static void health_add_sfu(struct strbuf *b, bool first, const struct registry_s
 
 	if (v == SELECT_USABLE)
 		*usable = true;
-	strbuf_put(b, first ? "{\"address\":\"" : ",{\"address\":\"", first ? 12 : 13);
+	if (first)
+		STRBUF_LIT(b, "{\"address\":\"");
+	else
+		STRBUF_LIT(b, ",{\"address\":\"");
 	strbuf_json(b, rec->cold.address);
-	strbuf_put(b, "\"", 1);
-	health_str(b, "region", rec->cold.region);
-	health_str(b, "source", health_source(rec->hot.source));
-	health_str(b, "state", health_state(sl, v, cs));
-	health_int(b, "channels", rec->hot.channels);
-	health_int(b, "sessions", rec->hot.sessions);
-	health_key(b, "cpuUsage", false);
+	STRBUF_LIT(b, "\"");
+	HEALTH_STR(b, "region", rec->cold.region);
+	HEALTH_STR(b, "source", health_source(rec->hot.source));
+	HEALTH_STR(b, "state", health_state(sl, v, cs));
+	HEALTH_INT(b, "channels", rec->hot.channels);
+	HEALTH_INT(b, "sessions", rec->hot.sessions);
+	HEALTH_KEY(b, "cpuUsage");
 	health_number(b, rec->hot.cpu);
-	health_key(b, "memoryUsage", false);
+	HEALTH_KEY(b, "memoryUsage");
 	health_number(b, rec->hot.memory);
 	/* null: nobody stated a capacity, so sessions never make it overloaded. */
-	health_key(b, "maxSessions", false);
+	HEALTH_KEY(b, "maxSessions");
 	if (cap)
 		strbuf_u64(b, cap);
 	else
-		strbuf_puts(b, "null");
-	health_int(b, "assigned", (int64_t)assigned);
-	health_key(b, "score", false);
+		STRBUF_LIT(b, "null");
+	HEALTH_INT(b, "assigned", assigned);
+	HEALTH_KEY(b, "score");
 	health_number(b, select_score(t, &rec->hot, assigned));
-	health_key(b, "lastHeartbeatAgeMs", false);
+	HEALTH_KEY(b, "lastHeartbeatAgeMs");
 	if (rec->hot.has_load || rec->hot.source == SFU_SOURCE_REGISTERED)
 		strbuf_i64(b, now_ms - rec->hot.last_report_ms);
 	else
-		strbuf_puts(b, "null");
-	health_key(b, "circuit", false);
-	strbuf_put(b, "{", 1);
-	health_key(b, "state", true);
-	strbuf_put(b, "\"", 1);
+		STRBUF_LIT(b, "null");
+	STRBUF_LIT(b, ",\"circuit\":{\"state\":\"");
 	strbuf_puts(b, circuit_state_name(cs));
-	strbuf_put(b, "\"", 1);
-	health_int(b, "failures", circuit_failures(&sl->cb));
-	strbuf_put(b, "}", 1);
-	health_str(b, "keyCheck",
+	STRBUF_LIT(b, "\"");
+	HEALTH_INT(b, "failures", circuit_failures(&sl->cb));
+	STRBUF_LIT(b, "}");
+	HEALTH_STR(b, "keyCheck",
 		   keycheck_name(atomic_load_explicit(&sl->key_check, memory_order_relaxed)));
-	health_key(b, "requests", false);
-	strbuf_put(b, "{", 1);
-	health_key(b, "ok", true);
+	STRBUF_LIT(b, ",\"requests\":{\"ok\":");
 	strbuf_i64(b, (int64_t)atomic_load(&sl->requests_ok));
-	health_int(b, "failed", (int64_t)atomic_load(&sl->requests_failed));
-	strbuf_put(b, "}}", 2);
+	HEALTH_INT(b, "failed", atomic_load(&sl->requests_failed));
+	STRBUF_LIT(b, "}}");
 }
 
 /* The SFU array of a rendering, before the head that needs its verdict (kept between
@@ -150,14 +145,16 @@ static int health_render(struct handler_ctx *x, struct strbuf *b)
 			first = false;
 		}
 	}
-	strbuf_puts(b, usable ? "{\"status\":\"ok\"" : "{\"status\":\"unavailable\"");
-	health_str(b, "version", SFU_VERSION);
-	health_int(b, "uptimeMs", clock_wall_ms() - x->shm->started_ms);
-	health_int(b, "workers", atomic_load(&x->shm->n_workers));
-	health_key(b, "sfus", false);
-	strbuf_put(b, "[", 1);
+	if (usable)
+		STRBUF_LIT(b, "{\"status\":\"ok\"");
+	else
+		STRBUF_LIT(b, "{\"status\":\"unavailable\"");
+	HEALTH_STR(b, "version", SFU_VERSION);
+	HEALTH_INT(b, "uptimeMs", clock_wall_ms() - x->shm->started_ms);
+	HEALTH_INT(b, "workers", atomic_load(&x->shm->n_workers));
+	STRBUF_LIT(b, ",\"sfus\":[");
 	strbuf_put(b, health_sfus.buf != NULL ? health_sfus.buf : "", health_sfus.len);
-	strbuf_put(b, "]}", 2);
+	STRBUF_LIT(b, "]}");
 	if (b->failed || health_sfus.failed) {
 		strbuf_free(&health_sfus);
 		return -ENOMEM;

@@ -18,8 +18,6 @@
  * memcpy and hand-written integers rather than a printf per line.
  */
 
-#define PROM_LIT(b, s) strbuf_put((b), (s), sizeof(s) - 1)
-
 /* Label values are free text (static SFU regions): escape as the format says. */
 static void prom_label(struct strbuf *b, const char *in)
 {
@@ -31,37 +29,37 @@ static void prom_label(struct strbuf *b, const char *in)
 		strbuf_put(b, run, (size_t)(in - run));
 		run = in + 1;
 		if (*in == '\n')
-			PROM_LIT(b, "\\n");
+			STRBUF_LIT(b, "\\n");
 		else if (*in == '\\')
-			PROM_LIT(b, "\\\\");
+			STRBUF_LIT(b, "\\\\");
 		else
-			PROM_LIT(b, "\\\"");
+			STRBUF_LIT(b, "\\\"");
 	}
 	strbuf_put(b, run, (size_t)(in - run));
 }
 
 static void prom_head(struct strbuf *b, const char *name, const char *type, const char *help)
 {
-	PROM_LIT(b, "# HELP sfu_gateway_");
+	STRBUF_LIT(b, "# HELP sfu_gateway_");
 	strbuf_puts(b, name);
-	PROM_LIT(b, " ");
+	STRBUF_LIT(b, " ");
 	strbuf_puts(b, help);
-	PROM_LIT(b, "\n# TYPE sfu_gateway_");
+	STRBUF_LIT(b, "\n# TYPE sfu_gateway_");
 	strbuf_puts(b, name);
-	PROM_LIT(b, " ");
+	STRBUF_LIT(b, " ");
 	strbuf_puts(b, type);
-	PROM_LIT(b, "\n");
+	STRBUF_LIT(b, "\n");
 }
 
 static void prom_counter(struct strbuf *b, const struct metrics_totals *t, const char *name,
 			 const char *help, enum metrics_counter c)
 {
 	prom_head(b, name, "counter", help);
-	PROM_LIT(b, "sfu_gateway_");
+	STRBUF_LIT(b, "sfu_gateway_");
 	strbuf_puts(b, name);
-	PROM_LIT(b, " ");
+	STRBUF_LIT(b, " ");
 	strbuf_u64(b, t->c[c]);
-	PROM_LIT(b, "\n");
+	STRBUF_LIT(b, "\n");
 }
 
 static void prom_labelled(struct strbuf *b, const struct metrics_totals *t, const char *name,
@@ -102,11 +100,11 @@ static int prom_read_sfus(const struct registry *reg, int64_t now_ms, struct pro
 		if (registry_read(reg, i, &rec) != 0)
 			continue;
 		p->lbl_off = lbl->len;
-		PROM_LIT(lbl, "address=\"");
+		STRBUF_LIT(lbl, "address=\"");
 		prom_label(lbl, rec.cold.address);
-		PROM_LIT(lbl, "\",region=\"");
+		STRBUF_LIT(lbl, "\",region=\"");
 		prom_label(lbl, rec.cold.region);
-		PROM_LIT(lbl, "\"");
+		STRBUF_LIT(lbl, "\"");
 		p->lbl_len = lbl->len - p->lbl_off;
 		p->sessions = rec.hot.sessions;
 		p->channels = rec.hot.channels;
@@ -148,29 +146,29 @@ static void prom_sfus(struct strbuf *b, const struct prom_sfu *s, int n, const s
 			int rep = f == 7 ? 2 : 1;
 
 			for (int r = 0; r < rep; r++) {
-				PROM_LIT(b, "sfu_gateway_");
+				STRBUF_LIT(b, "sfu_gateway_");
 				strbuf_put(b, fams[f][0], name_len);
-				PROM_LIT(b, "{");
+				STRBUF_LIT(b, "{");
 				strbuf_put(b, lbl->buf + p->lbl_off, p->lbl_len);
 				switch (f) {
-				case 0: PROM_LIT(b, "} "); strbuf_u64(b, p->sessions); break;
-				case 1: PROM_LIT(b, "} "); strbuf_u64(b, p->channels); break;
-				case 2: strbuf_printf(b, "} %g", p->cpu); break;
-				case 3: strbuf_printf(b, "} %g", p->memory); break;
-				case 4: PROM_LIT(b, "} "); strbuf_u64(b, p->assigned); break;
-				case 5: PROM_LIT(b, "} "); strbuf_ms_seconds(b, p->age_ms); break;
-				case 6: PROM_LIT(b, "} "); strbuf_u64(b, (uint64_t)p->key_mismatch); break;
+				case 0: STRBUF_LIT(b, "} "); strbuf_u64(b, p->sessions); break;
+				case 1: STRBUF_LIT(b, "} "); strbuf_u64(b, p->channels); break;
+				case 2: STRBUF_LIT(b, "} "); strbuf_g(b, p->cpu); break;
+				case 3: STRBUF_LIT(b, "} "); strbuf_g(b, p->memory); break;
+				case 4: STRBUF_LIT(b, "} "); strbuf_u64(b, p->assigned); break;
+				case 5: STRBUF_LIT(b, "} "); strbuf_ms_seconds(b, p->age_ms); break;
+				case 6: STRBUF_LIT(b, "} "); strbuf_u64(b, (uint64_t)p->key_mismatch); break;
 				default:
 					if (r == 0) {
-						PROM_LIT(b, ",result=\"ok\"} ");
+						STRBUF_LIT(b, ",result=\"ok\"} ");
 						strbuf_u64(b, p->ok);
 					} else {
-						PROM_LIT(b, ",result=\"failed\"} ");
+						STRBUF_LIT(b, ",result=\"failed\"} ");
 						strbuf_u64(b, p->failed);
 					}
 					break;
 				}
-				PROM_LIT(b, "\n");
+				STRBUF_LIT(b, "\n");
 			}
 		}
 	}
@@ -198,16 +196,16 @@ int prom_render(const struct metrics *ms, const struct registry *reg,
 
 			if (v == 0)
 				continue;
-			PROM_LIT(b, "sfu_gateway_requests_total{route=\"");
+			STRBUF_LIT(b, "sfu_gateway_requests_total{route=\"");
 			strbuf_puts(b, route_names[r]);
-			PROM_LIT(b, "\",status=\"");
+			STRBUF_LIT(b, "\",status=\"");
 			if (si < METRICS_STATUS__COUNT - 1)
 				strbuf_u64(b, (uint64_t)metrics_status_code(si));
 			else
-				PROM_LIT(b, "other");
-			PROM_LIT(b, "\"} ");
+				STRBUF_LIT(b, "other");
+			STRBUF_LIT(b, "\"} ");
 			strbuf_u64(b, v);
-			PROM_LIT(b, "\n");
+			STRBUF_LIT(b, "\n");
 		}
 	prom_head(b, "connections_total", "counter", "Connections accepted, by worker.");
 	for (unsigned i = 0; i < n_workers && i < METRICS_REAPER_SLOT; i++)
@@ -283,13 +281,13 @@ int prom_render(const struct metrics *ms, const struct registry *reg,
 		      (unsigned long long)count);
 
 	prom_head(b, "registry_sfus", "gauge", "SFUs in the registry.");
-	PROM_LIT(b, "sfu_gateway_registry_sfus ");
+	STRBUF_LIT(b, "sfu_gateway_registry_sfus ");
 	strbuf_u64(b, atomic_load(&reg->count));
-	PROM_LIT(b, "\n");
+	STRBUF_LIT(b, "\n");
 	prom_head(b, "registry_capacity", "gauge", "Slots in the registry.");
-	PROM_LIT(b, "sfu_gateway_registry_capacity ");
+	STRBUF_LIT(b, "sfu_gateway_registry_capacity ");
 	strbuf_u64(b, reg->capacity);
-	PROM_LIT(b, "\n");
+	STRBUF_LIT(b, "\n");
 
 	n = prom_read_sfus(reg, now_ms, &sfus, &lbl);
 	if (n < 0 || lbl.failed)

@@ -1,6 +1,7 @@
 /* Text buffer: a growable byte string that rendered answers (/metrics, /v1/health) are written into. */
 #include "strbuf.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static bool strbuf_room(struct strbuf *b, size_t n)
 	return true;
 }
 
-void strbuf_put(struct strbuf *b, const char *s, size_t n)
+void strbuf_put_grow(struct strbuf *b, const char *s, size_t n)
 {
 	if (!strbuf_room(b, n))
 		return;
@@ -86,6 +87,16 @@ void strbuf_i64(struct strbuf *b, int64_t v)
 		return;
 	}
 	strbuf_u64(b, (uint64_t)v);
+}
+
+void strbuf_g(struct strbuf *b, double d)
+{
+	/* "%g" writes a whole number below 10^6 as its digits alone (-0 keeps its sign). */
+	if (d > -1e6 && d < 1e6 && d == (double)(int64_t)d && !(d == 0 && signbit(d))) {
+		strbuf_i64(b, (int64_t)d);
+		return;
+	}
+	strbuf_printf(b, "%g", d);
 }
 
 void strbuf_ms_seconds(struct strbuf *b, int64_t ms)
