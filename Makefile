@@ -148,6 +148,7 @@ bench: $(GATEWAY) $(MOCK) $(BENCH_BIN)
 	$(BUILD)/bench-select all
 	$(BUILD)/bench-token
 	bench/channel.sh
+	bench/observe.sh
 	bench/accept.sh
 	bench/bench_heartbeat.sh
 	bench/compare.sh
