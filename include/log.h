@@ -46,7 +46,7 @@ void log_write(enum log_level level, const char *fmt, ...)
 
 /* One cause's state; zero-initialised except cause (see log_limited). */
 struct log_limit {
-	const char *cause; /* names the lines in the summary: "channel: rejected token" */
+	const char *cause; /* names the lines in the summary: "channel: rejected tokens" */
 	enum log_level level; /* of the lines dropped, for their summary */
 	int64_t window_ms; /* start of the current window (clock_ms), 0 before the first line */
 	uint32_t lines; /* lines written in the current window */
