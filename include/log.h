@@ -4,14 +4,23 @@
 
 #include <stdarg.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /* Sets where lines go. file may be NULL (stderr); use_syslog wins over file.
- * Returns 0 or -errno (open() of the file failed). */
+ * The file is opened with safefile_open_append: a symbolic link, a hard link,
+ * anything but a regular file, or a file of another user than the effective
+ * one or the log_set_owner one is refused. Returns 0 or -errno (describe it
+ * with safefile_strerror). */
 int log_open(const char *file, int use_syslog);
-/* Reopens the log file (SIGUSR1, after logrotate moved it). 0 or -errno. */
+/* Reopens the log file the same way (SIGUSR1, after logrotate moved it); on
+ * failure the old file stays in use. 0 or -errno. */
 int log_reopen(void);
+/* The user the service runs as after dropping privileges: a log file it owns
+ * is accepted, and one created by root is given to it (so that it can reopen
+ * it after a rotation). (uid_t)-1 (the default) for none. */
+void log_set_owner(uid_t owner);
 void log_close(void);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);

@@ -16,7 +16,6 @@
 
 #define SHM_MAGIC 0x31555346574753ULL /* "SGWFSU1" */
 #define SHM_LAYOUT_VERSION 1
-#define SHM_NAME_MAX 64
 
 #define SHM_TUNABLE_WORDS (sizeof(struct config_tunables) / 8)
 _Static_assert(sizeof(struct config_tunables) % 8 == 0, "tunables must be whole words");
@@ -34,8 +33,8 @@ struct shm_live {
 /*
  * The segment. Field writers / readers:
  *  magic, layout_version, size, capacity: master at creation; all read.
- *  master_pid: master at creation; a new master reads it to tell a stale
- *              segment (dead pid) from a running instance.
+ *  master_pid: master at creation; a child compares it with its parent to
+ *              see that the master did not die before it started.
  *  n_workers:  master, at start and when a reload resizes the set; health
  *              and metrics read it.
  *  started_ms: master (CLOCK_REALTIME ms); health reads it.
@@ -63,25 +62,23 @@ struct shm_layout {
 struct shm_segment {
 	struct shm_layout *layout;
 	size_t size;
-	char name[SHM_NAME_MAX];
-	int owner; /* 1 in the master that created it (unlinks on destroy) */
-	int fd; /* kept open: its flock() says "an instance runs" (children inherit it) */
+	/* The segment's only handle besides the mappings: the master keeps it so
+	 * that the segment can be handed on by descriptor; children close it. */
+	int fd;
 };
 
-/* The segment name for an instance: "/sfu-gateway.<uid>.<port>". */
-void shm_name_for(char *out, size_t outlen, uint16_t port);
-
 /*
- * Master: creates the segment with O_CREAT|O_EXCL and mode 0600 and holds an
- * exclusive flock() on it for the life of the instance (its children inherit
- * the lock, so it is free only once every process of the instance is gone).
- * If the name exists and nobody holds its lock (a crashed run), it is
- * unlinked and created again; if the lock is held, -EADDRINUSE. A pid check
- * would be fooled by a zombie or a reused pid; the lock cannot be. Sizes it for capacity
- * registry slots, initialises the registry and maps it shared.
+ * Master: creates the segment under a random name with O_CREAT|O_EXCL and
+ * mode 0600 and removes the name at once (shm_unlink), before anything is
+ * written: children inherit the mapping through fork(), nothing in /dev/shm
+ * ever shows the registry (which holds every SFU key), and nothing is left
+ * behind whatever ends the processes, kill -9 included. Whether an instance
+ * already runs is the instance lock's business (instance.h). Sizes the
+ * segment for capacity registry slots, initialises the registry and maps it
+ * shared. 0 or -errno.
  */
-int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity);
-/* Unmaps; the owner also unlinks the name. */
+int shm_create(struct shm_segment *seg, uint32_t capacity);
+/* Unmaps and closes the descriptor. */
 void shm_destroy(struct shm_segment *seg);
 
 /* Master: publishes tunables to every process. */

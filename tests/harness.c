@@ -1,6 +1,8 @@
 /* Test harness: start the real daemon and mock SFUs on loopback, talk HTTP to them, clean up. */
 #include "harness.h"
 
+#include "instance.h"
+
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -280,8 +282,14 @@ static struct harness_proc *harness_gateway_spawn(const char *const *env, const 
 	for (int i = 0; args != NULL && args[i] != NULL && n < 78; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	snprintf(p->shm_name, sizeof(p->shm_name), "/sfu-gateway.%u.%d", (unsigned)getuid(),
-		 p->port);
+	{
+		char err[256];
+
+		/* The gateway's own rule (instance.c), with the same environment. */
+		if (instance_lock_path((uint16_t)p->port, p->lock_path, sizeof(p->lock_path), err,
+				       sizeof(err)) != 0)
+			p->lock_path[0] = '\0';
+	}
 	if (harness_spawn(p, argv, harness_env(env)) < 0)
 		return NULL;
 	return p;
@@ -429,8 +437,9 @@ void harness_cleanup(void)
 		}
 		if (p->out_fd >= 0)
 			close(p->out_fd);
-		if (p->shm_name[0] != '\0')
-			shm_unlink(p->shm_name);
+		/* A killed master cannot remove its instance lock: do it for it. */
+		if (p->lock_path[0] != '\0')
+			unlink(p->lock_path);
 	}
 	harness_nprocs = 0;
 	if (harness_dir[0] != '\0') {
@@ -441,6 +450,34 @@ void harness_cleanup(void)
 			fprintf(stderr, "harness: could not remove %s\n", harness_dir);
 		harness_dir[0] = '\0';
 	}
+}
+
+bool harness_segment(pid_t pid, char *path, size_t len, bool *deleted)
+{
+	char maps[64], line[1024];
+	bool found = false;
+	FILE *f;
+
+	snprintf(maps, sizeof(maps), "/proc/%d/maps", (int)pid);
+	f = fopen(maps, "r");
+	if (f == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		char *p = strstr(line, " /dev/shm/"), *nl;
+
+		if (p == NULL)
+			continue;
+		nl = strchr(p, '\n');
+		if (nl != NULL)
+			*nl = '\0';
+		*deleted = strstr(p, " (deleted)") != NULL;
+		if (*deleted)
+			*strstr(p, " (deleted)") = '\0';
+		snprintf(path, len, "%s", p + 1);
+		found = true;
+	}
+	fclose(f);
+	return found;
 }
 
 /* True once buf holds a whole response (head plus Content-Length bytes). */

@@ -14,7 +14,7 @@ struct harness_proc {
 	int port;
 	int out_fd; /* read end of the child's stdout (mock: "PORT n") */
 	char log_path[256]; /* the child's stderr */
-	char shm_name[64]; /* gateway: its segment, unlinked at cleanup */
+	char lock_path[512]; /* gateway: its instance lock (instance.h), removed at cleanup */
 };
 
 struct harness_resp {
@@ -48,9 +48,13 @@ int harness_gateway_run(const char *const *env, const char *const *args, int tim
 /* Sends a signal and waits for the exit, up to timeout_ms; returns the exit
  * status (as from waitpid) or -1 on timeout (then SIGKILLs). */
 int harness_stop(struct harness_proc *p, int sig, int timeout_ms);
-/* Kills and reaps every tracked process, removes segments and the tmpdir.
+/* Kills and reaps every tracked process, removes instance locks and the tmpdir.
  * Use as .fini of every integration test. */
 void harness_cleanup(void);
+/* The shared memory segment pid maps (the first /dev/shm mapping of /proc/pid/maps):
+ * its path into path (without " (deleted)"), and whether the kernel marks it removed.
+ * False when pid maps none. */
+bool harness_segment(pid_t pid, char *path, size_t len, bool *deleted);
 /* Contents of a process's stderr log so far (static buffer). */
 const char *harness_log(const struct harness_proc *p);
 

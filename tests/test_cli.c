@@ -7,21 +7,25 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "instance.h"
 
 /* base64 of the 32 bytes "sfu-gateway-test-key-0123456789!" */
 #define CLI_KEY "c2Z1LWdhdGV3YXktdGVzdC1rZXktMDEyMzQ1Njc4OSE="
@@ -42,7 +46,7 @@ static struct harness_resp cli_resp;
 
 /* Gateways this file starts itself (without the harness's --port), killed at cleanup. */
 static pid_t cli_pids[4];
-static char cli_segments[4][64];
+static char cli_locks[4][512];
 static int cli_npids;
 
 /* Kills what cli_spawn_bare started, then the harness's own cleanup. */
@@ -53,7 +57,7 @@ static void cli_cleanup(void)
 			kill(cli_pids[i], SIGKILL);
 			waitpid(cli_pids[i], NULL, 0);
 		}
-		shm_unlink(cli_segments[i]);
+		unlink(cli_locks[i]);
 	}
 	cli_npids = 0;
 	harness_cleanup();
@@ -93,12 +97,41 @@ static int cli_run(const char *const *env, const char *const *args, int timeout_
 	return rc;
 }
 
-static bool cli_segment_exists(int port)
+/* The instance lock file of port (instance.c's rule, same environment). */
+static const char *cli_lock_path(int port)
 {
-	char path[128];
+	static char path[512];
+	char err[256];
 
-	snprintf(path, sizeof(path), "/dev/shm/sfu-gateway.%u.%d", (unsigned)getuid(), port);
-	return access(path, F_OK) == 0;
+	cr_assert_eq(instance_lock_path((uint16_t)port, path, sizeof(path), err, sizeof(err)), 0,
+		     "%s", err);
+	return path;
+}
+
+/* Something named an instance on port leaves behind: its lock file, or a segment
+ * under the name older versions gave it. */
+static bool cli_leftover(int port)
+{
+	char legacy[128];
+
+	snprintf(legacy, sizeof(legacy), "/dev/shm/sfu-gateway.%u.%d", (unsigned)getuid(), port);
+	return access(legacy, F_OK) == 0 || access(cli_lock_path(port), F_OK) == 0;
+}
+
+/* A running instance on port: it holds its lock file, and its master maps a segment
+ * that has no name (whose path is put in seg when not NULL). */
+static void cli_assert_instance(pid_t master, int port, char *seg, size_t seglen)
+{
+	char path[512];
+	bool deleted = false;
+
+	cr_assert(harness_segment(master, path, sizeof(path), &deleted),
+		  "the master maps no shared memory segment");
+	cr_assert(deleted, "the segment %s has a name while the gateway runs", path);
+	cr_assert_neq(access(path, F_OK), 0, "%s exists", path);
+	cr_assert(access(cli_lock_path(port), F_OK) == 0, "no lock file %s", cli_lock_path(port));
+	if (seg != NULL)
+		snprintf(seg, seglen, "%s", path);
 }
 
 /* The number in "(N static SFUs)" of --check-config's output, or -1. */
@@ -285,7 +318,7 @@ Test(cli, bad_arguments, .fini = harness_cleanup, .timeout = 20)
 	cr_assert_eq(cli_run(env, missing_value, 5000, &p), 2);
 	cr_assert_eq(cli_run(env, stray, 5000, &p), 2);
 	cr_assert_not_null(strstr(harness_log(p), "stray-argument"), "%s", harness_log(p));
-	cr_assert_not(cli_segment_exists(p->port));
+	cr_assert_not(cli_leftover(p->port));
 }
 
 Test(cli, missing_key, .fini = harness_cleanup, .timeout = 20)
@@ -301,7 +334,7 @@ Test(cli, missing_key, .fini = harness_cleanup, .timeout = 20)
 	log = harness_log(p);
 	cr_assert_eq(cli_count_lines(log), 1, "want one line on stderr, got:\n%s", log);
 	cr_assert_not_null(strstr(log, "SFU_GATEWAY_KEY"), "%s", log);
-	cr_assert_not(cli_segment_exists(p->port), "a shared memory segment was left behind");
+	cr_assert_not(cli_leftover(p->port), "a lock or segment was left behind");
 
 	/* An empty variable counts as unset. */
 	{
@@ -346,7 +379,7 @@ Test(cli, check_config_valid, .fini = harness_cleanup, .timeout = 20)
 	cr_assert_not_null(strstr(out, "ok"), "--check-config printed: %s", out);
 	cr_assert_eq(cli_sfu_count(out), 1, "%s", out);
 	/* A check starts nothing. */
-	cr_assert_not(cli_segment_exists(p->port));
+	cr_assert_not(cli_leftover(p->port));
 }
 
 Test(cli, check_config_errors, .fini = harness_cleanup, .timeout = 30)
@@ -478,8 +511,7 @@ static pid_t cli_spawn_bare(const char *const *env, const char *const *args, int
 		envp[ne++] = (char *)env[i];
 	envp[ne] = NULL;
 	snprintf(log_path, log_len, "%s/bare%d.log", harness_tmpdir(), cli_npids);
-	snprintf(cli_segments[cli_npids], sizeof(cli_segments[0]), "/sfu-gateway.%u.%d",
-		 (unsigned)getuid(), port);
+	snprintf(cli_locks[cli_npids], sizeof(cli_locks[0]), "%s", cli_lock_path(port));
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
@@ -563,12 +595,12 @@ Test(cli, env_port_and_bind, .fini = cli_cleanup, .timeout = 30)
 	/* Bound to 127.0.0.1 only, not to every address. */
 	cr_assert(cli_listening("0100007F", port), "not listening on 127.0.0.1:%d", port);
 	cr_assert_not(cli_listening("00000000", port), "listening on 0.0.0.0:%d", port);
-	cr_assert(cli_segment_exists(port));
+	cli_assert_instance(pid, port, NULL, 0);
 	kill(pid, SIGTERM);
 	status = cli_wait_exit(pid, 12000);
 	cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "status %d after SIGTERM", status);
-	cr_assert_not(cli_segment_exists(port));
+	cr_assert_not(cli_leftover(port));
 }
 
 Test(cli, cli_port_wins, .fini = harness_cleanup, .timeout = 30)
@@ -588,7 +620,7 @@ Test(cli, cli_port_wins, .fini = harness_cleanup, .timeout = 30)
 	harness_gateway_up(env, args);
 	cr_assert_eq(harness_get(env_port, "/noop", NULL, r), -ECONNREFUSED,
 		     "something answers on SFU_GATEWAY_PORT although --port was given");
-	cr_assert_not(cli_segment_exists(env_port));
+	cr_assert_not(cli_leftover(env_port));
 }
 
 Test(cli, trust_proxy_values, .fini = harness_cleanup, .timeout = 20)
@@ -603,7 +635,7 @@ Test(cli, trust_proxy_values, .fini = harness_cleanup, .timeout = 20)
 	cr_assert_eq(cli_run(maybe, args, 5000, &p), 1);
 	cr_assert_not_null(strstr(harness_log(p), "SFU_GATEWAY_TRUST_PROXY"), "%s",
 			   harness_log(p));
-	cr_assert_not(cli_segment_exists(p->port));
+	cr_assert_not(cli_leftover(p->port));
 	cr_assert_eq(cli_run(yes, check, 5000, &p), 0, "%s", harness_log(p));
 	cr_assert_eq(cli_run(one, check, 5000, &p), 0, "%s", harness_log(p));
 }
@@ -759,7 +791,7 @@ Test(cli, port_in_use, .fini = harness_cleanup, .timeout = 30)
 	snprintf(want, sizeof(want), "%d", port);
 	cr_assert(cli_log_line_has(log, "bind", want, ""), "want 'bind' and %d in:\n%s", port,
 		  log);
-	cr_assert_not(cli_segment_exists(port), "a shared memory segment was left behind");
+	cr_assert_not(cli_leftover(port), "a lock or segment was left behind");
 	close(fd);
 }
 
@@ -773,11 +805,12 @@ Test(cli, second_instance_refused, .fini = harness_cleanup, .timeout = 30)
 	struct harness_resp *r = &cli_resp;
 
 	snprintf(port_s, sizeof(port_s), "%d", first->port);
-	/* SO_REUSEPORT would let the same user bind twice: the segment check
-	 * must refuse, and must not remove the running instance's segment. */
+	/* SO_REUSEPORT would let the same user bind twice: the instance lock
+	 * must refuse, and must not remove the running instance's lock. */
 	cr_assert_eq(cli_run(env, args, 5000, &p), 1);
-	cr_assert(cli_log_line_has(harness_log(p), port_s, "", ""), "%s", harness_log(p));
-	cr_assert(cli_segment_exists(first->port));
+	cr_assert(cli_log_line_has(harness_log(p), "another sfu-gateway is running", port_s, ""),
+		  "%s", harness_log(p));
+	cli_assert_instance(first->pid, first->port, NULL, 0);
 	cr_assert_eq(harness_get(first->port, "/noop", NULL, r), 0);
 	cr_assert_eq(r->status, 200);
 }
@@ -858,7 +891,7 @@ static void cli_assert_stop_with(int sig, int max_ms, bool want_zero)
 
 	/* Two workers and the reaper. */
 	cr_assert_geq(n, 3, "the master has %d children, want at least 3", n);
-	cr_assert(cli_segment_exists(port));
+	cli_assert_instance(master, port, NULL, 0);
 	t0 = harness_now_ms();
 	status = harness_stop(p, sig, max_ms);
 	cr_assert_neq(status, -1, "still running %d ms after signal %d:\n%s", max_ms, sig,
@@ -868,7 +901,7 @@ static void cli_assert_stop_with(int sig, int max_ms, bool want_zero)
 			  "signal %d: exit status %#x:\n%s", sig, status, harness_log(p));
 	cr_assert(cli_wait_gone(kids, n, 2000), "children left after signal %d (took %lld ms)",
 		  sig, (long long)(harness_now_ms() - t0));
-	cr_assert_not(cli_segment_exists(port), "segment left after signal %d", sig);
+	cr_assert_not(cli_leftover(port), "lock or segment left after signal %d", sig);
 }
 
 Test(cli, sigterm, .fini = harness_cleanup, .timeout = 30)
@@ -911,27 +944,123 @@ Test(cli, sigterm_with_open_connection, .fini = harness_cleanup, .timeout = 30)
 	close(fd);
 }
 
-Test(cli, stale_segment, .fini = harness_cleanup, .timeout = 30)
+/*
+ * The segment holds every SFU key: it has no name from its first instant, so a kill -9
+ * of the master leaves nothing in /dev/shm, and the next start on the port needs
+ * nothing cleaned up.
+ */
+Test(cli, killed_master_leaves_no_segment, .fini = harness_cleanup, .timeout = 30)
 {
 	static const char *const env[] = { CLI_KEY_ENV, NULL };
-	static const char *const args[] = { "--workers", "1", NULL };
+	static const char *const args[] = { "--workers", "2", NULL };
 	struct harness_proc *p = harness_gateway_up(env, args), *again;
 	pid_t kids[16];
-	int n = cli_wait_children(p->pid, kids, 2), port = p->port, status;
-	char port_s[16];
+	int n = cli_wait_children(p->pid, kids, 3), port = p->port, status;
+	char port_s[16], seg[512], kid_seg[512];
 	const char *args2[] = { "--port", port_s, "--bind", "127.0.0.1", "--workers", "1", NULL };
+	bool deleted = false;
 
-	cr_assert_geq(n, 1);
-	/* A crash of the master: its children follow it out (PDEATHSIG), the
-	 * segment stays behind with a dead master_pid. */
+	cr_assert_geq(n, 3);
+	cli_assert_instance(p->pid, port, seg, sizeof(seg));
+	/* The children share that same unnamed segment. */
+	for (int i = 0; i < n; i++) {
+		cr_assert(harness_segment(kids[i], kid_seg, sizeof(kid_seg), &deleted),
+			  "child %d maps no segment", (int)kids[i]);
+		cr_assert_str_eq(kid_seg, seg);
+		cr_assert(deleted);
+	}
+	/* A crash of the master: its children follow it out (PDEATHSIG). */
 	harness_stop(p, SIGKILL, 2000);
 	cr_assert(cli_wait_gone(kids, n, 5000), "children outlived a killed master");
-	cr_assert(cli_segment_exists(port), "no segment left behind by a killed master");
+	cr_assert_neq(access(seg, F_OK), 0, "%s outlived its processes", seg);
+	{
+		char legacy[128];
+
+		snprintf(legacy, sizeof(legacy), "/dev/shm/sfu-gateway.%u.%d", (unsigned)getuid(),
+			 port);
+		cr_assert_neq(access(legacy, F_OK), 0, "%s outlived its processes", legacy);
+	}
 	snprintf(port_s, sizeof(port_s), "%d", port);
 	again = harness_gateway_up(env, args2);
-	cr_assert_not_null(strstr(harness_log(again), "stale"), "%s", harness_log(again));
+	cli_assert_instance(again->pid, port, NULL, 0);
 	status = harness_stop(again, SIGTERM, 11000);
 	cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x",
 		  status);
-	cr_assert_not(cli_segment_exists(port));
+	cr_assert_not(cli_leftover(port));
+}
+
+/*
+ * Another user cannot stop the gateway from starting by holding a lock on a name it
+ * can predict: the old segment name, the lock file (in a directory only root or the
+ * gateway's user may write) or an abstract socket. Run as root, the squatter is
+ * nobody; otherwise it is the test's own user and only the old segment name counts.
+ */
+Test(cli, squatter_cannot_block_start, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const env[] = { CLI_KEY_ENV, NULL };
+	int port = harness_free_port(), go[2], ready[2];
+	char port_s[16], c;
+	const char *args[] = { "--port", port_s, "--bind", "127.0.0.1", "--workers", "1", NULL };
+	struct passwd *nobody = getpwnam("nobody");
+	bool other_user = geteuid() == 0 && nobody != NULL;
+	const char *lock = cli_lock_path(port);
+	struct harness_proc *p;
+	pid_t squatter;
+	char name[128], abstract[64];
+
+	/* Names of the gateway's user (the test's), not of the squatter. */
+	snprintf(name, sizeof(name), "/sfu-gateway.%u.%d", (unsigned)getuid(), port);
+	snprintf(abstract, sizeof(abstract), "sfu-gateway.%u.%d", (unsigned)getuid(), port);
+
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	/* Close-on-exec: the gateway must not hold the squatter's pipes. */
+	cr_assert_eq(pipe2(go, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
+	squatter = fork();
+	cr_assert_geq(squatter, 0);
+	if (squatter == 0) {
+		struct sockaddr_un sun;
+		int fd, s;
+
+		close(go[1]);
+		close(ready[0]);
+		if (other_user && (setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0))
+			_exit(2);
+		/* After setuid(), which clears it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* The segment name of older versions, created and locked. */
+		fd = shm_open(name, O_RDWR | O_CREAT, 0644);
+		if (fd < 0 || flock(fd, LOCK_EX) != 0)
+			_exit(3);
+		/* The lock file, where it can (it must not be able to). */
+		if (other_user) {
+			int lfd = open(lock, O_RDWR | O_CREAT, 0644);
+
+			if (lfd >= 0)
+				_exit(4);
+		}
+		/* An abstract socket named after the port. */
+		s = socket(AF_UNIX, SOCK_STREAM, 0);
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		snprintf(sun.sun_path + 1, sizeof(sun.sun_path) - 1, "%s", abstract);
+		if (s >= 0)
+			(void)!bind(s, (struct sockaddr *)&sun, sizeof(sun));
+		(void)!write(ready[1], "r", 1);
+		(void)!read(go[0], &c, 1);
+		shm_unlink(name);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the squatter failed (exit %d)",
+		     harness_wait_exit(squatter, 2000));
+	p = harness_gateway_start(env, args);
+	cr_assert_not_null(p, "a squatter of uid %u stopped the gateway:\n%s",
+			   other_user ? (unsigned)nobody->pw_uid : (unsigned)getuid(),
+			   harness_all_logs());
+	cli_assert_instance(p->pid, port, NULL, 0);
+	close(go[1]);
+	cr_assert_eq(harness_wait_exit(squatter, 5000), 0);
+	close(ready[0]);
 }

@@ -115,7 +115,7 @@ Test(layout, no_include_circle)
  * own entry points do: main starts the master, the master forks the others). */
 Test(layout, nothing_below_a_role_includes_it)
 {
-	static const char *const roles[] = { "master", "worker", "reaper", "agent" };
+	static const char *const roles[] = { "master", "worker", "reaper", "keeper", "agent" };
 	static const char *const above[] = { "main", "master", "agent_main" };
 
 	layout_load();

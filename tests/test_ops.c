@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -26,6 +27,7 @@
 
 #include "config.h"
 #include "harness.h"
+#include "instance.h"
 
 /* Keys whose decoded bytes are printable, so a leak of the raw bytes is found too. */
 #define OPS_GW_RAW "ops-test-gateway-key-0123456789abcdef"
@@ -52,14 +54,13 @@ static char ops_pid_file[512];
 static void ops_fini(void)
 {
 	for (int i = 0; i < ops_n_daemons; i++) {
-		char shm[64];
+		char lock[512], err[256];
 
-		if (ops_daemons[i] > 0 && kill(ops_daemons[i], SIGKILL) == 0) {
-			/* Killed, it cannot remove its segment: do it for it. */
-			snprintf(shm, sizeof(shm), "/sfu-gateway.%u.%d", (unsigned)getuid(),
-				 ops_daemon_ports[i]);
-			shm_unlink(shm);
-		}
+		if (ops_daemons[i] > 0 && kill(ops_daemons[i], SIGKILL) == 0 &&
+		    instance_lock_path((uint16_t)ops_daemon_ports[i], lock, sizeof(lock), err,
+				       sizeof(err)) == 0)
+			/* Killed, it cannot remove its instance lock: do it for it. */
+			unlink(lock);
 	}
 	if (ops_pid_file[0] != '\0') {
 		FILE *f = fopen(ops_pid_file, "r");
@@ -249,7 +250,20 @@ static void ops_subreaper(void)
 	ops_reaping = true;
 }
 
-/* Living children of pid (workers and reaper of a master). */
+/* True when pid is the keeper of a master (its name, keeper.c). */
+static bool ops_is_keeper(pid_t pid)
+{
+	char path[64], *comm;
+	bool keeper;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	comm = ops_read(path);
+	keeper = comm != NULL && strcmp(comm, "sfu-gw-keeper\n") == 0;
+	free(comm);
+	return keeper;
+}
+
+/* Living children of pid (workers and reaper of a master, not its keeper). */
 static int ops_children(pid_t pid, pid_t *out, int max)
 {
 	DIR *d = opendir("/proc");
@@ -270,7 +284,7 @@ static int ops_children(pid_t pid, pid_t *out, int max)
 			continue;
 		p = strrchr(stat, ')');
 		if (p != NULL && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pid &&
-		    p[2] != 'Z')
+		    p[2] != 'Z' && !ops_is_keeper((pid_t)atoi(e->d_name)))
 			out[n++] = (pid_t)atoi(e->d_name);
 		free(stat);
 	}
@@ -316,9 +330,19 @@ static bool ops_poll_get(int port, const char *path, int status, const char *nee
 	return false;
 }
 
-static void ops_shm_name(int port, char *out, size_t outlen)
+/* What a stopped instance on port must not leave: its instance lock, or a segment
+ * under the name older versions gave it. NULL when nothing is left. */
+static const char *ops_leftover(int port)
 {
-	snprintf(out, outlen, "/dev/shm/sfu-gateway.%u.%d", (unsigned)getuid(), port);
+	static char path[512];
+	char err[256];
+
+	snprintf(path, sizeof(path), "/dev/shm/sfu-gateway.%u.%d", (unsigned)getuid(), port);
+	if (access(path, F_OK) == 0)
+		return path;
+	cr_assert_eq(instance_lock_path((uint16_t)port, path, sizeof(path), err, sizeof(err)), 0,
+		     "%s", err);
+	return access(path, F_OK) == 0 ? path : NULL;
 }
 
 /* ---- make install and the init script */
@@ -436,7 +460,7 @@ Test(ops, install_and_init_script_lifecycle, .timeout = 120)
 {
 	struct ops_inst in;
 	struct harness_proc *one, *two;
-	char addr_one[64], addr_two[64], path[PATH_MAX + 64], shm[96];
+	char addr_one[64], addr_two[64], path[PATH_MAX + 64];
 	const char *keys[2] = { OPS_ONE_KEY, OPS_TWO_KEY };
 	int port = harness_free_port(), mocks[2], rc, master, n_kids;
 	pid_t kids[OPS_MAX_PIDS];
@@ -533,8 +557,7 @@ Test(ops, install_and_init_script_lifecycle, .timeout = 120)
 	for (int i = 0; i < n_kids; i++)
 		cr_assert(ops_wait_gone(kids[i], 3000), "child %d still runs", (int)kids[i]);
 	cr_assert(!ops_exists(in.pid_file), "pid file left behind");
-	ops_shm_name(port, shm, sizeof(shm));
-	cr_assert(!ops_exists(shm), "shared memory %s left behind", shm);
+	cr_assert_null(ops_leftover(port), "%s left behind", ops_leftover(port));
 	/* Stopping a stopped service succeeds (LSB). */
 	cr_assert_eq(ops_init(&in, "", "stop"), 0);
 
@@ -1113,7 +1136,7 @@ Test(ops, port_in_use_exits_1_saying_bind, .timeout = 30)
 {
 	const char *env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY, NULL };
 	struct sockaddr_in sa;
-	char port_text[16], shm[96];
+	char port_text[16];
 	const char *args[] = { "--port", port_text, "--bind", "127.0.0.1", "--workers", "1",
 			       NULL };
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port = harness_free_port();
@@ -1129,8 +1152,7 @@ Test(ops, port_in_use_exits_1_saying_bind, .timeout = 30)
 	for (int d = 0; d < 2; d++)
 		ops_assert_failure(env, args, d, "bind", "Address already in use");
 	close(fd);
-	ops_shm_name(port, shm, sizeof(shm));
-	cr_assert(!ops_exists(shm), "a failed start left %s", shm);
+	cr_assert_null(ops_leftover(port), "a failed start left %s", ops_leftover(port));
 }
 
 Test(ops, unwritable_pid_file_exits_1_naming_it, .timeout = 30)
@@ -1206,4 +1228,408 @@ Test(ops, daemon_detaches_once_listening, .timeout = 30)
 	cr_assert_eq(kill(master, SIGTERM), 0);
 	cr_assert(ops_wait_gone(master, 10000), "the daemon did not stop on TERM");
 	cr_assert(!ops_exists(pid_file), "the daemon left its pid file");
+}
+
+/* ---- the daemon lets go of its caller */
+
+/* "pipe:[inode]" of a pipe descriptor, as /proc/PID/fd shows it. */
+static void ops_pipe_name(int fd, char *out, size_t outlen)
+{
+	struct stat st;
+
+	cr_assert_eq(fstat(fd, &st), 0);
+	snprintf(out, outlen, "pipe:[%llu]", (unsigned long long)st.st_ino);
+}
+
+/*
+ * What is wrong with the descriptors of pid, or NULL: one of the caller's named pipes,
+ * a pipe of which pid holds only one end (the pipes libuv makes for itself come with
+ * both ends; a lone end is a parent's), or a standard descriptor not on /dev/null.
+ * Static buffer.
+ */
+static const char *ops_foreign_fd(pid_t pid, const char *const *caller, int n_caller)
+{
+	static char why[512];
+	char dir[64], link[PATH_MAX], target[PATH_MAX], pipes[64][64];
+	int n_pipes = 0, count[64] = { 0 };
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (d == NULL) {
+		snprintf(why, sizeof(why), "pid %d is gone", (int)pid);
+		return why;
+	}
+	why[0] = '\0';
+	while (why[0] == '\0' && (e = readdir(d)) != NULL) {
+		ssize_t len;
+		int fd = atoi(e->d_name), k;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (fd <= STDERR_FILENO && strcmp(target, "/dev/null") != 0)
+			snprintf(why, sizeof(why), "fd %d of pid %d is %.200s", fd, (int)pid, target);
+		for (int i = 0; i < n_caller; i++)
+			if (strcmp(target, caller[i]) == 0)
+				snprintf(why, sizeof(why), "pid %d keeps the caller's %.200s as fd %d",
+					 (int)pid, target, fd);
+		if (strncmp(target, "pipe:", 5) != 0)
+			continue;
+		for (k = 0; k < n_pipes && strcmp(pipes[k], target) != 0; k++)
+			;
+		if (k == n_pipes && n_pipes < 64)
+			snprintf(pipes[n_pipes++], sizeof(pipes[0]), "%.63s", target);
+		if (k < 64)
+			count[k]++;
+	}
+	closedir(d);
+	for (int k = 0; why[0] == '\0' && k < n_pipes; k++)
+		if (count[k] != 2)
+			snprintf(why, sizeof(why), "pid %d holds one end of %.63s: a pipe of its parent's",
+				 (int)pid, pipes[k]);
+	return why[0] != '\0' ? why : NULL;
+}
+
+/* ops_foreign_fd must come out clean; a process still setting up its loop (a pipe
+ * half made when /proc was read) gets until the deadline to settle. */
+static void ops_assert_own_fds(pid_t pid, const char *const *caller, int n_caller)
+{
+	int64_t deadline = harness_now_ms() + 3000;
+	const char *why;
+
+	while ((why = ops_foreign_fd(pid, caller, n_caller)) != NULL &&
+	       harness_now_ms() < deadline)
+		poll(NULL, 0, 50);
+	cr_assert_null(why, "%s", why);
+}
+
+/*
+ * "sfu-gateway --daemon | cat", or an ssh session, waits for the end of the output:
+ * once --daemon returns, no process of the daemon may hold the caller's stdout or
+ * stderr, nor any other descriptor the caller left open (a shell's fd 251), nor the
+ * readiness pipe.
+ */
+Test(ops, daemon_lets_go_of_its_caller, .timeout = 30)
+{
+	char pid_file[PATH_MAX], port_text[16], out_name[64], extra_name[64], key[128];
+	const char *bin = ops_bin(), *config = harness_write_file("empty.toml", "# empty\n");
+	const char *argv[] = { bin, "--daemon", "--pid-file", pid_file, "--workers", "2",
+			       "--port", port_text, "--bind", "127.0.0.1", "--config", config,
+			       NULL };
+	const char *caller[2] = { out_name, extra_name };
+	char *envp[512];
+	int port = harness_free_port(), out[2], extra[2], rc, master, n = 0, ne = 0;
+	bool out_eof = false, extra_eof = false;
+	pid_t kids[OPS_MAX_PIDS], launcher;
+	int64_t deadline;
+	extern char **environ;
+
+	ops_subreaper();
+	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", harness_tmpdir());
+	snprintf(port_text, sizeof(port_text), "%d", port);
+	snprintf(key, sizeof(key), "SFU_GATEWAY_KEY=%s", OPS_GW_KEY);
+	for (char **e = environ; *e != NULL && ne < 500; e++)
+		if (strncmp(*e, "SFU_GATEWAY_", 12) != 0)
+			envp[ne++] = *e;
+	envp[ne++] = key;
+	envp[ne] = NULL;
+	/* Inherited as a shell leaves them: not close-on-exec. */
+	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(pipe(extra), 0);
+	ops_pipe_name(out[0], out_name, sizeof(out_name));
+	ops_pipe_name(extra[0], extra_name, sizeof(extra_name));
+	launcher = fork();
+	cr_assert_geq(launcher, 0);
+	if (launcher == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		dup2(out[1], STDERR_FILENO);
+		dup2(extra[1], 251);
+		close(out[0]);
+		close(out[1]);
+		close(extra[0]);
+		close(extra[1]);
+		execve(bin, (char *const *)argv, envp);
+		_exit(127);
+	}
+	close(out[1]);
+	close(extra[1]);
+	rc = harness_wait_exit(launcher, 10000);
+	cr_assert_eq(rc, 0, "--daemon exited %d", rc);
+	master = ops_read_pid(pid_file);
+	cr_assert_gt(master, 1, "no pid file when --daemon returned");
+	ops_track_daemon(master, port);
+
+	/* Both pipes end: nobody of the daemon holds a write end. */
+	deadline = harness_now_ms() + 5000;
+	while ((!out_eof || !extra_eof) && harness_now_ms() < deadline) {
+		struct pollfd pf[2] = { { out[0], POLLIN, 0 }, { extra[0], POLLIN, 0 } };
+		char buf[4096];
+
+		if (poll(pf, 2, 50) <= 0)
+			continue;
+		if (!out_eof && pf[0].revents != 0)
+			out_eof = read(out[0], buf, sizeof(buf)) <= 0;
+		if (!extra_eof && pf[1].revents != 0)
+			extra_eof = read(extra[0], buf, sizeof(buf)) <= 0;
+	}
+	cr_assert(out_eof, "the caller's stdout never ends: a process of the daemon holds it");
+	cr_assert(extra_eof, "the caller's fd 251 never ends: a process of the daemon holds it");
+
+	/* And none of the tree keeps anything of the caller's. */
+	deadline = harness_now_ms() + 5000;
+	while ((n = ops_children(master, kids, OPS_MAX_PIDS)) < 3 && harness_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	cr_assert_eq(n, 3, "want 2 workers and the reaper, found %d", n);
+	ops_assert_own_fds(master, caller, 2);
+	for (int i = 0; i < n; i++)
+		ops_assert_own_fds(kids[i], caller, 2);
+	close(out[0]);
+	close(extra[0]);
+	cr_assert_eq(kill(master, SIGTERM), 0);
+	cr_assert(ops_wait_gone(master, 10000), "the daemon did not stop on TERM");
+}
+
+/* ---- pid file and log file: no links followed, no other instance's file clobbered */
+
+static const char *const ops_gw_env[] = { "SFU_GATEWAY_KEY=" OPS_GW_KEY, NULL };
+
+/* A file only root (or the test's user) may read, that the gateway must never touch. */
+static const char *ops_precious(void)
+{
+	static char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/precious", harness_tmpdir());
+	ops_write(path, "precious\n");
+	cr_assert_eq(chmod(path, 0600), 0);
+	return path;
+}
+
+Test(ops, pid_file_symlink_refused, .timeout = 30)
+{
+	const char *precious = ops_precious();
+	char pid_file[PATH_MAX];
+	const char *args[] = { "--pid-file", pid_file, "--workers", "1", NULL };
+	struct stat st;
+
+	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", harness_tmpdir());
+	cr_assert_eq(symlink(precious, pid_file), 0);
+	for (int d = 0; d < 2; d++)
+		ops_assert_failure(ops_gw_env, args, d, pid_file, "symbolic link");
+	cr_assert_str_eq(ops_text(precious), "precious\n", "the link's target was written");
+	cr_assert(lstat(pid_file, &st) == 0 && S_ISLNK(st.st_mode), "the link was replaced");
+}
+
+Test(ops, pid_file_of_a_running_instance_is_kept, .timeout = 40)
+{
+	char pid_file[PATH_MAX], want[128];
+	const char *args[] = { "--pid-file", pid_file, "--workers", "1", NULL };
+	struct harness_proc *first, *second = NULL;
+	struct stat st;
+	int rc;
+
+	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", harness_tmpdir());
+	first = harness_gateway_up(ops_gw_env, args);
+	cr_assert_eq(ops_read_pid(pid_file), first->pid);
+	cr_assert_eq(stat(pid_file, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0644, "pid file mode %o", st.st_mode & 07777);
+	/* Another instance, on another port, with the same pid file: refused. */
+	rc = harness_gateway_run(ops_gw_env, args, 10000, &second);
+	cr_assert_not_null(second);
+	cr_assert_eq(rc, 1, "a second instance with the same pid file: exit %d:\n%s", rc,
+		     harness_log(second));
+	snprintf(want, sizeof(want), "locked by a running sfu-gateway (pid %d)", (int)first->pid);
+	cr_assert_not_null(strstr(harness_log(second), want), "no '%s' in:\n%s", want,
+			   harness_log(second));
+	cr_assert_eq(ops_read_pid(pid_file), first->pid, "the running instance's pid file changed");
+	rc = harness_stop(first, SIGTERM, 11000);
+	cr_assert(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "status %#x", rc);
+	cr_assert(!ops_exists(pid_file), "the pid file stayed after a clean stop");
+}
+
+Test(ops, pid_file_removed_only_while_ours, .timeout = 40)
+{
+	char pid_file[PATH_MAX], other[PATH_MAX + 8];
+	const char *args[] = { "--pid-file", pid_file, "--workers", "1", NULL };
+	struct harness_proc *gw;
+	int rc;
+
+	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", harness_tmpdir());
+	snprintf(other, sizeof(other), "%s.new", pid_file);
+	gw = harness_gateway_up(ops_gw_env, args);
+	/* Someone else's pid file now sits at the path (another instance, an operator). */
+	ops_write(other, "1\n");
+	cr_assert_eq(rename(other, pid_file), 0);
+	rc = harness_stop(gw, SIGTERM, 11000);
+	cr_assert(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "status %#x", rc);
+	cr_assert_str_eq(ops_text(pid_file), "1\n", "a pid file that was not ours was removed");
+}
+
+/*
+ * After --user the master cannot remove a file from a root directory: its keeper,
+ * still root, does at a clean stop. Run as another user the test has no user to
+ * switch to and checks the same without --user.
+ */
+Test(ops, pid_file_removed_after_switching_user, .timeout = 40)
+{
+	struct passwd *nobody = getpwnam("nobody");
+	bool as_nobody = geteuid() == 0 && nobody != NULL;
+	char dir[PATH_MAX], pid_file[PATH_MAX + 16];
+	const char *args[] = { "--pid-file", pid_file, "--workers", "1",
+			       as_nobody ? "--user" : NULL, "nobody", NULL };
+	struct harness_proc *gw;
+	pid_t kids[OPS_MAX_PIDS];
+	int64_t deadline;
+	int rc, n;
+	const char *left;
+
+	snprintf(dir, sizeof(dir), "%s/run", harness_tmpdir());
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", dir);
+	gw = harness_gateway_up(ops_gw_env, args);
+	cr_assert_eq(ops_read_pid(pid_file), gw->pid);
+	n = ops_children(gw->pid, kids, OPS_MAX_PIDS);
+	cr_assert_geq(n, 2);
+	if (as_nobody) {
+		char path[64], *status;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)kids[0]);
+		status = ops_read(path);
+		cr_assert(status != NULL && strstr(status, "\nUid:\t") != NULL);
+		cr_assert_eq(atoi(strstr(status, "\nUid:\t") + 6), (int)nobody->pw_uid);
+		free(status);
+	}
+	rc = harness_stop(gw, SIGTERM, 11000);
+	cr_assert(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "status %#x:\n%s", rc,
+		  harness_log(gw));
+	deadline = harness_now_ms() + 5000;
+	while ((ops_exists(pid_file) || ops_leftover(gw->port) != NULL) &&
+	       harness_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	cr_assert(!ops_exists(pid_file), "the pid file stayed after a clean stop%s:\n%s",
+		  as_nobody ? " as nobody" : "", harness_log(gw));
+	left = ops_leftover(gw->port);
+	cr_assert_null(left, "%s stayed after a clean stop", left);
+}
+
+/*
+ * Any user who can read the pid file can flock() it: a stale pid file locked by
+ * another user is replaced, not taken for a running gateway. (Run as another user
+ * than root the test has no other user; it checks the stale file alone.)
+ */
+Test(ops, stale_pid_file_locked_by_another_user_is_replaced, .timeout = 40)
+{
+	struct passwd *nobody = getpwnam("nobody");
+	bool as_nobody = geteuid() == 0 && nobody != NULL;
+	char pid_file[PATH_MAX], c;
+	const char *args[] = { "--pid-file", pid_file, "--workers", "1", NULL };
+	struct harness_proc *gw;
+	int go[2], ready[2];
+	pid_t squatter = -1;
+
+	snprintf(pid_file, sizeof(pid_file), "%s/gw.pid", harness_tmpdir());
+	cr_assert_eq(chmod(harness_tmpdir(), 0755), 0);
+	ops_write(pid_file, "99999\n");
+	cr_assert_eq(chmod(pid_file, 0644), 0);
+	cr_assert_eq(pipe2(go, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
+	if (as_nobody) {
+		squatter = fork();
+		cr_assert_geq(squatter, 0);
+		if (squatter == 0) {
+			int fd;
+
+			close(go[1]);
+			close(ready[0]);
+			if (setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0)
+				_exit(2);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			fd = open(pid_file, O_RDONLY);
+			if (fd < 0 || flock(fd, LOCK_SH) != 0)
+				_exit(3);
+			(void)!write(ready[1], "r", 1);
+			(void)!read(go[0], &c, 1);
+			_exit(0);
+		}
+		cr_assert_eq(read(ready[0], &c, 1), 1, "the squatter failed (exit %d)",
+			     harness_wait_exit(squatter, 2000));
+	}
+	gw = harness_gateway_up(ops_gw_env, args);
+	cr_assert_eq(ops_read_pid(pid_file), gw->pid);
+	if (as_nobody)
+		cr_assert_not_null(strstr(harness_log(gw), "replacing it"), "%s", harness_log(gw));
+	close(go[1]);
+	close(go[0]);
+	close(ready[0]);
+	close(ready[1]);
+	if (squatter > 0)
+		cr_assert_eq(harness_wait_exit(squatter, 5000), 0);
+}
+
+/*
+ * The log directory may belong to the service user, who could plant a link to a file
+ * only root may write: a symbolic link or a hard link at the log path is refused, at
+ * start and when SIGUSR1 reopens the file.
+ */
+Test(ops, log_file_links_refused, .timeout = 40)
+{
+	struct passwd *nobody = getpwnam("nobody");
+	bool as_nobody = geteuid() == 0 && nobody != NULL;
+	const char *precious = ops_precious();
+	char dir[PATH_MAX], log[PATH_MAX + 16];
+	const char *args[] = { "--log-file", log, "--workers", "1", NULL };
+	const char *user_args[] = { "--log-file", log, "--workers", "1", "--user", "nobody",
+				    NULL };
+
+	snprintf(dir, sizeof(dir), "%s/log", harness_tmpdir());
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	if (as_nobody) {
+		cr_assert_eq(chmod(harness_tmpdir(), 0755), 0);
+		cr_assert_eq(chown(dir, nobody->pw_uid, nobody->pw_gid), 0);
+	}
+	snprintf(log, sizeof(log), "%s/gw.log", dir);
+	cr_assert_eq(symlink(precious, log), 0);
+	for (int d = 0; d < 2; d++)
+		ops_assert_failure(ops_gw_env, as_nobody ? user_args : args, d, log,
+				   "symbolic link");
+	cr_assert_str_eq(ops_text(precious), "precious\n", "the link's target was written");
+	/* A hard link (fs.protected_hardlinks would stop the user, not root). */
+	cr_assert_eq(unlink(log), 0);
+	cr_assert_eq(link(precious, log), 0);
+	for (int d = 0; d < 2; d++)
+		ops_assert_failure(ops_gw_env, as_nobody ? user_args : args, d, log, "hard link");
+	cr_assert_str_eq(ops_text(precious), "precious\n", "the link's target was written");
+	/* A FIFO would block the start: refused as well. */
+	cr_assert_eq(unlink(log), 0);
+	cr_assert_eq(mkfifo(log, 0600), 0);
+	ops_assert_failure(ops_gw_env, args, false, log, "not a regular file");
+}
+
+Test(ops, log_reopen_refuses_a_link, .timeout = 40)
+{
+	const char *precious = ops_precious();
+	char log[PATH_MAX], old[PATH_MAX + 8];
+	const char *args[] = { "--log-file", log, "--workers", "1", NULL };
+	struct harness_proc *gw;
+	int64_t deadline;
+
+	snprintf(log, sizeof(log), "%s/gw.log", harness_tmpdir());
+	snprintf(old, sizeof(old), "%s.1", log);
+	gw = harness_gateway_up(ops_gw_env, args);
+	cr_assert_eq(rename(log, old), 0);
+	cr_assert_eq(symlink(precious, log), 0);
+	cr_assert_eq(kill(gw->pid, SIGUSR1), 0);
+	deadline = harness_now_ms() + 5000;
+	while (strstr(ops_text(old), "master: log_reopen() failed") == NULL &&
+	       harness_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	cr_assert_not_null(strstr(ops_text(old), "master: log_reopen() failed"),
+			   "no warning in the file still in use:\n%s", ops_text(old));
+	cr_assert_not_null(strstr(ops_text(old), "symbolic link"), "%s", ops_text(old));
+	cr_assert_str_eq(ops_text(precious), "precious\n", "the link's target was written");
 }

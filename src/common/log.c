@@ -1,6 +1,8 @@
 /* Logging: one line per event with timestamp, level, role and pid, to stderr, a file or syslog. */
 #include "log.h"
 
+#include "safefile.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@ static int log_fd = STDERR_FILENO;
 static int log_syslog;
 static char log_path[4096];
 static char log_role[16] = "main";
+static uid_t log_owner = (uid_t)-1;
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
@@ -45,14 +48,21 @@ int log_reopen(void)
 
 	if (log_syslog || log_path[0] == '\0')
 		return 0;
-	/* O_APPEND keeps lines from several processes whole: each line is one write(). */
-	fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	/* O_APPEND keeps lines from several processes whole: each line is one write().
+	 * The directory may belong to the service user, who could plant a link to
+	 * a file only root may write: safefile refuses links and foreign files. */
+	fd = safefile_open_append(log_path, 0640, log_owner);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (log_fd != STDERR_FILENO)
 		close(log_fd);
 	log_fd = fd;
 	return 0;
+}
+
+void log_set_owner(uid_t owner)
+{
+	log_owner = owner;
 }
 
 void log_close(void)

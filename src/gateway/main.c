@@ -4,25 +4,46 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "runas.h"
+#include "safefile.h"
+
+/*
+ * --daemon: closes every descriptor above stderr that the caller left open
+ * (a shell's saved descriptors, an ssh session's pipes...): a daemon that
+ * kept one would keep its caller waiting for an end-of-file forever. Runs
+ * before anything of ours is opened.
+ */
+static void main_close_inherited(void)
+{
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+#endif
+	for (int fd = 3; fd < 65536; fd++)
+		close(fd);
+}
 
 /*
  * Detaches from the terminal: fork, setsid, fork again. The first parent
  * stays until the daemon says it is ready (listening, pid file written) or
  * dies, so "sfu-gateway --daemon" exits 0 only when the gateway really runs
  * and with 1 (and the daemon's own message on stderr) when it could not start.
+ * The daemon lets the caller's stdin and stdout go at once; stderr carries
+ * start-up errors to the caller until the master is ready (master_run).
  * Returns, in the daemon, the write end of the readiness pipe.
  */
 static int main_daemonize(void)
 {
-	int pfd[2];
+	int pfd[2], nul;
 	pid_t pid;
 
-	if (pipe(pfd) != 0)
+	if (pipe2(pfd, O_CLOEXEC) != 0)
 		return -errno;
 	pid = fork();
 	if (pid < 0)
@@ -34,6 +55,12 @@ static int main_daemonize(void)
 		_exit(read(pfd[0], &ok, 1) == 1 ? 0 : 1);
 	}
 	close(pfd[0]);
+	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul < 0)
+		return -errno;
+	dup2(nul, STDIN_FILENO);
+	dup2(nul, STDOUT_FILENO);
+	close(nul);
 	if (setsid() < 0)
 		return -errno;
 	pid = fork();
@@ -65,6 +92,8 @@ int main(int argc, char **argv)
 		printf("sfu-gateway %s\n", SFU_VERSION);
 		return 0;
 	}
+	if (cli.daemonize)
+		main_close_inherited();
 	if (cli.log_level != NULL && log_level_parse(cli.log_level, &lvl) == 0)
 		log_set_level(lvl);
 	rc = config_load(&cfg, &cli, err, sizeof(err));
@@ -78,10 +107,25 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level((enum log_level)cfg.t.log_level);
+	/* The log file is opened here, as root when started as root; after
+	 * --user the processes reopen it (SIGUSR1) as the user. Its directory
+	 * may belong to the user: log_open refuses links and foreign files. */
+	if (cfg.user[0] != '\0') {
+		uid_t uid;
+		gid_t gid;
+
+		rc = runas_lookup(cfg.user, &uid, &gid);
+		if (rc != 0) {
+			fprintf(stderr, "sfu-gateway: cannot switch to user %s: %s\n", cfg.user,
+				rc == -ENOENT ? "no such user" : strerror(-rc));
+			return 1;
+		}
+		log_set_owner(uid);
+	}
 	rc = log_open(cfg.log_file, cfg.use_syslog);
 	if (rc != 0) {
 		fprintf(stderr, "sfu-gateway: cannot open log file %s: %s\n", cfg.log_file,
-			strerror(-rc));
+			safefile_strerror(rc));
 		return 1;
 	}
 	if (cfg.daemonize) {

@@ -4,11 +4,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
-#include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +19,14 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "instance.h"
+#include "keeper.h"
+#include "lockfile.h"
 #include "log.h"
 #include "reaper.h"
 #include "registry.h"
+#include "runas.h"
+#include "safefile.h"
 #include "shm.h"
 #include "worker.h"
 
@@ -69,6 +73,10 @@ struct master {
 	int group[MASTER_MAX_CHILDREN];
 	unsigned group_n;
 	bool stopping;
+	struct lockfile lock; /* the instance lock (instance.h); children inherit it */
+	struct lockfile pid_file; /* fd -1 without a pid file; children never hold it */
+	int ready_fd; /* --daemon: the readiness pipe until written, else -1 */
+	int keeper_fd; /* write end of the keeper's pipe (keeper.h), -1 without one */
 };
 
 static void master_on_signal(int signum)
@@ -229,6 +237,31 @@ static void master_close_listeners(struct master *m)
 		}
 }
 
+/*
+ * In a new child: closes what is the master's alone. A child keeps its own
+ * listening socket (keep; NULL for none), the mapping of the segment (not its
+ * descriptor), the instance lock (so the lock is free only once the whole tree
+ * is gone) and the log; never the pid file (after --user it was opened by
+ * root), the readiness pipe (the caller of --daemon waits for its end) or the
+ * keeper's pipe (its end tells the keeper the master is gone). The keeper
+ * (keeper true) keeps the pid file, which it is there to remove.
+ */
+static void master_close_in_child(struct master *m, const struct master_child *keep,
+				  bool keeper)
+{
+	for (unsigned i = 0; i < m->n_children; i++)
+		if (&m->children[i] != keep && m->children[i].fd >= 0)
+			close(m->children[i].fd);
+	if (m->seg.fd >= 0)
+		close(m->seg.fd);
+	if (!keeper)
+		lockfile_close(&m->pid_file);
+	if (m->ready_fd >= 0)
+		close(m->ready_fd);
+	if (m->keeper_fd >= 0)
+		close(m->keeper_fd);
+}
+
 static pid_t master_spawn(struct master *m, struct master_child *ch)
 {
 	pid_t pid = fork();
@@ -240,10 +273,7 @@ static pid_t master_spawn(struct master *m, struct master_child *ch)
 	if (pid == 0) {
 		int rc;
 
-		/* A child keeps only its own listening socket. */
-		for (unsigned i = 0; i < m->n_children; i++)
-			if (&m->children[i] != ch && m->children[i].fd >= 0)
-				close(m->children[i].fd);
+		master_close_in_child(m, ch, false);
 		if (ch != &m->reaper)
 			rc = worker_run(m->seg.layout, ch->fd, ch->index, m->cfg);
 		else
@@ -522,49 +552,6 @@ static void master_reload(struct master *m)
 	log_info("master: reloaded: %zu static SFUs", m->cfg->n_sfus);
 }
 
-static int master_write_pid_file(const char *path)
-{
-	char buf[32];
-	int fd, n;
-
-	if (path[0] == '\0')
-		return 0;
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
-		int e = errno ? -errno : -EIO;
-
-		close(fd);
-		return e;
-	}
-	close(fd);
-	return 0;
-}
-
-static int master_drop_privileges(struct master *m)
-{
-	struct passwd *pw;
-
-	if (m->cfg->user[0] == '\0')
-		return 0;
-	pw = getpwnam(m->cfg->user);
-	if (pw == NULL)
-		return -ENOENT;
-	/* The segment must stay removable by the user we become. */
-	{
-		char path[SHM_NAME_MAX + 16];
-
-		snprintf(path, sizeof(path), "/dev/shm%s", m->seg.name);
-		if (chown(path, pw->pw_uid, pw->pw_gid) != 0)
-			log_warn("master: chown() of %s failed: %s", path, strerror(errno));
-	}
-	if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
-		return -errno;
-	return 0;
-}
-
 static void master_install_signals(sigset_t *blocked)
 {
 	struct sigaction sa;
@@ -612,20 +599,135 @@ static void master_stop(struct master *m, bool immediate)
 	}
 }
 
-/* Tells the waiting parent of --daemon that we run, then leaves the terminal. */
-static void master_signal_ready(struct config *cfg, int ready_fd)
+/* Removes what a failed start made, then exits 1 with the message. */
+static void master_fail(struct master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+/* Writes one byte, retrying on a signal. */
+static void master_write_byte(int fd, char c, const char *what)
+{
+	ssize_t n;
+
+	do
+		n = write(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		log_warn("master: write() to the %s failed: %s", what,
+			 n < 0 ? strerror(errno) : "short write");
+}
+
+/*
+ * Removes the pid file and the instance lock when they are still ours, and
+ * the segment. After --user the master may not remove files from a root
+ * directory: the keeper, still root, does it when told.
+ */
+static void master_cleanup(struct master *m)
+{
+	if (m->keeper_fd >= 0) {
+		master_write_byte(m->keeper_fd, KEEPER_BYE, "keeper");
+		close(m->keeper_fd);
+		m->keeper_fd = -1;
+		lockfile_close(&m->pid_file);
+		lockfile_close(&m->lock);
+	} else {
+		int rc = lockfile_remove(&m->pid_file, getpid());
+
+		if (rc != 0)
+			log_warn("master: unlink() of %s failed: %s", m->pid_file.path,
+				 strerror(-rc));
+		rc = lockfile_remove(&m->lock, 0);
+		if (rc != 0)
+			log_warn("master: unlink() of %s failed: %s", m->lock.path, strerror(-rc));
+	}
+	shm_destroy(&m->seg);
+}
+
+static void master_fail(struct master *m, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	master_close_listeners(m);
+	master_cleanup(m);
+	fatal("%s", msg);
+}
+
+/* Takes the instance lock and the pid file, or exits saying who holds them. */
+static void master_take_locks(struct master *m)
+{
+	char err[4200];
+	pid_t holder = 0;
+	int rc = instance_lock(&m->lock, m->cfg->port, &holder, err, sizeof(err));
+
+	if (rc == -EWOULDBLOCK) {
+		if (holder > 0)
+			master_fail(m, "master: another sfu-gateway is running on port %u (pid %d "
+				       "holds %s)", m->cfg->port, (int)holder, err);
+		master_fail(m, "master: another sfu-gateway is running on port %u (%s is held)",
+			    m->cfg->port, err);
+	}
+	if (rc != 0)
+		master_fail(m, "master: cannot take the instance lock of port %u: %s", m->cfg->port,
+			    err);
+	if (m->cfg->pid_file[0] == '\0')
+		return;
+	rc = lockfile_acquire(&m->pid_file, m->cfg->pid_file, 0644, &holder);
+	if (rc == -EWOULDBLOCK)
+		master_fail(m, "master: cannot write pid file %s: it is locked by a running "
+			       "sfu-gateway (pid %d)", m->cfg->pid_file, (int)holder);
+	if (rc != 0)
+		master_fail(m, "master: cannot write pid file %s: %s", m->cfg->pid_file,
+			    safefile_strerror(rc));
+}
+
+/*
+ * Forks the keeper before the switch to --user (keeper.h): only it will be
+ * allowed to remove the pid file and the lock from a root directory. Runs
+ * only when the master is root and switches to another user.
+ */
+static void master_start_keeper(struct master *m, bool detach)
+{
+	int pfd[2];
+	pid_t pid, master = getpid();
+
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		log_warn("master: pipe2() failed: %s; the pid file will stay after a stop",
+			 strerror(errno));
+		return;
+	}
+	pid = fork();
+	if (pid < 0) {
+		log_warn("master: fork() failed: %s; the pid file will stay after a stop",
+			 strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return;
+	}
+	if (pid == 0) {
+		close(pfd[1]);
+		master_close_in_child(m, NULL, true);
+		keeper_run(pfd[0], &m->pid_file, &m->lock, master, detach);
+	}
+	close(pfd[0]);
+	m->keeper_fd = pfd[1];
+}
+
+/* --daemon, once nothing can fail any more: the caller's stdin, stdout and
+ * stderr are let go before the first child is forked, so that no process of
+ * ours keeps the caller's terminal or pipe (`sfu-gateway --daemon | cat`
+ * ends). Start-up errors went to the terminal; from now on there is none, so
+ * a daemon without a log file logs to syslog rather than to /dev/null. */
+static void master_detach(struct config *cfg)
 {
 	int fd;
 
-	if (ready_fd < 0)
-		return;
-	/* Start-up errors went to the terminal; from now on there is none, so a
-	 * daemon without a log file logs to syslog rather than to /dev/null. */
 	if (cfg->log_file[0] == '\0' && !cfg->use_syslog) {
 		cfg->use_syslog = true;
 		log_open(NULL, 1);
 	}
-	fd = open("/dev/null", O_RDWR);
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (fd >= 0) {
 		dup2(fd, STDIN_FILENO);
 		dup2(fd, STDOUT_FILENO);
@@ -633,32 +735,38 @@ static void master_signal_ready(struct config *cfg, int ready_fd)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	if (write(ready_fd, "1", 1) != 1)
-		log_warn("master: write() to the readiness pipe failed: %s", strerror(errno));
-	close(ready_fd);
 }
 
 int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 {
 	struct master m;
-	char name[SHM_NAME_MAX];
 	sigset_t blocked, empty;
+	uid_t uid = 0;
+	gid_t gid = 0;
 	int rc;
 
 	memset(&m, 0, sizeof(m));
 	m.cfg = cfg;
 	m.cli = cli;
 	m.n_workers = cfg->workers;
+	m.ready_fd = ready_fd;
+	m.keeper_fd = -1;
+	m.lock.fd = -1;
+	m.pid_file.fd = -1;
+	m.seg.fd = -1;
 	log_set_role("master");
 	master_install_signals(&blocked);
 
-	shm_name_for(name, sizeof(name), cfg->port);
-	rc = shm_create(&m.seg, name, cfg->max_sfus);
-	if (rc == -EADDRINUSE)
-		fatal("master: another sfu-gateway is running on port %u (shared memory %s)",
-		      cfg->port, name);
+	if (cfg->user[0] != '\0') {
+		rc = runas_lookup(cfg->user, &uid, &gid);
+		if (rc != 0)
+			fatal("master: cannot switch to user %s: %s", cfg->user,
+			      rc == -ENOENT ? "no such user" : strerror(-rc));
+	}
+	master_take_locks(&m);
+	rc = shm_create(&m.seg, cfg->max_sfus);
 	if (rc != 0)
-		fatal("master: shm_open() of %s failed: %s", name, strerror(-rc));
+		master_fail(&m, "master: shm_open() failed: %s", strerror(-rc));
 	shm_live_publish(m.seg.layout, &cfg->t);
 	if (registry_sync_static(&m.seg.layout->registry, cfg->sfus, cfg->n_sfus,
 				 clock_ms()) != 0)
@@ -666,7 +774,7 @@ int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 
 	m.children = calloc(m.n_workers, sizeof(*m.children));
 	if (m.children == NULL)
-		fatal("master: calloc() failed");
+		master_fail(&m, "master: calloc() failed");
 	m.n_children = m.n_workers;
 	atomic_store(&m.seg.layout->n_workers, m.n_workers);
 	for (unsigned i = 0; i < m.n_workers; i++) {
@@ -676,30 +784,37 @@ int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 	m.reaper.fd = -1;
 	m.reaper.index = METRICS_REAPER_SLOT;
 	rc = master_open_listeners(&m, m.children, 0, m.n_workers);
-	if (rc != 0) {
-		shm_destroy(&m.seg);
-		fatal("master: bind() failed on %s port %u: %s", cfg->bind, cfg->port,
-		      strerror(-rc));
+	if (rc != 0)
+		master_fail(&m, "master: bind() failed on %s port %u: %s", cfg->bind, cfg->port,
+			    strerror(-rc));
+	if (m.pid_file.fd >= 0) {
+		rc = lockfile_write_pid(&m.pid_file, getpid());
+		if (rc != 0)
+			master_fail(&m, "master: cannot write pid file %s: %s", cfg->pid_file,
+				    strerror(-rc));
 	}
-	rc = master_write_pid_file(cfg->pid_file);
-	if (rc != 0) {
-		shm_destroy(&m.seg);
-		fatal("master: cannot write pid file %s: %s", cfg->pid_file, strerror(-rc));
+	if (cfg->user[0] != '\0') {
+		if (geteuid() == 0 && uid != 0)
+			master_start_keeper(&m, ready_fd >= 0);
+		rc = runas_switch(uid, gid);
+		if (rc != 0)
+			master_fail(&m, "master: cannot switch to user %s: %s", cfg->user,
+				    strerror(-rc));
 	}
-	rc = master_drop_privileges(&m);
-	if (rc != 0) {
-		if (cfg->pid_file[0] != '\0')
-			unlink(cfg->pid_file);
-		shm_destroy(&m.seg);
-		fatal("master: cannot switch to user %s: %s", cfg->user, strerror(-rc));
-	}
+	if (ready_fd >= 0)
+		master_detach(cfg);
 
 	for (unsigned i = 0; i < m.n_workers; i++)
 		master_start_child(&m, &m.children[i]);
 	master_start_child(&m, &m.reaper);
 	log_info("master: listening on %s port %u with %u workers, %zu static SFUs", cfg->bind,
 		 cfg->port, m.n_workers, cfg->n_sfus);
-	master_signal_ready(cfg, ready_fd);
+	if (ready_fd >= 0) {
+		/* Tells the waiting parent of --daemon that we run. */
+		master_write_byte(ready_fd, '1', "readiness pipe");
+		close(ready_fd);
+		m.ready_fd = -1;
+	}
 
 	sigemptyset(&empty);
 	for (;;) {
@@ -737,16 +852,16 @@ int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 		}
 		if (master_got_usr1) {
 			master_got_usr1 = 0;
-			if (log_reopen() != 0)
-				log_warn("master: log_reopen() failed: %s", strerror(errno));
+			rc = log_reopen();
+			if (rc != 0)
+				log_warn("master: log_reopen() failed, keeping the old file: %s",
+					 safefile_strerror(rc));
 			master_signal_children(&m, SIGUSR1);
 		}
 		master_respawn_due(&m);
 	}
-	if (cfg->pid_file[0] != '\0' && unlink(cfg->pid_file) != 0 && errno != ENOENT)
-		log_warn("master: unlink() of %s failed: %s", cfg->pid_file, strerror(errno));
-	shm_destroy(&m.seg);
 	master_close_listeners(&m);
+	master_cleanup(&m);
 	free(m.children);
 	log_info("master: stopped");
 	return 0;

@@ -1,4 +1,4 @@
-/* Shared memory: create, size, map and remove the POSIX segment; publish the live config. */
+/* Shared memory: create, size and map the POSIX segment, unnamed from its first instant; publish the live config. */
 #include "shm.h"
 
 #include <errno.h>
@@ -6,8 +6,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,26 +15,46 @@
 #include "clock.h"
 #include "log.h"
 
-void shm_name_for(char *out, size_t outlen, uint16_t port)
+/* A name nobody can guess, so nobody can create it first; it exists only
+ * for the few instructions between shm_open() and shm_unlink(). */
+static int shm_random_name(char *out, size_t outlen)
 {
-	snprintf(out, outlen, "/sfu-gateway.%u.%u", (unsigned)getuid(), (unsigned)port);
+	uint64_t r[2];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return -EIO;
+	snprintf(out, outlen, "/sfu-gateway.%016llx%016llx", (unsigned long long)r[0],
+		 (unsigned long long)r[1]);
+	return 0;
 }
 
-/* True when the existing segment's lock is held: its instance still runs. */
-static int shm_owner_alive(const char *name)
+/* Creates an unnamed segment: a fresh name, O_EXCL and mode 0600, unlinked
+ * at once, so nothing in /dev/shm ever holds the keys we are about to write
+ * and nothing named outlives the processes, whatever kills them. */
+static int shm_open_anonymous(void)
 {
-	int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-	int alive = 0;
+	for (int i = 0; i < 8; i++) {
+		char name[64];
+		int fd, rc = shm_random_name(name, sizeof(name));
 
-	if (fd < 0)
-		return 0;
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK)
-		alive = 1;
-	close(fd); /* also drops the lock if we got it */
-	return alive;
+		if (rc != 0)
+			return rc;
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0)
+			return -errno;
+		if (shm_unlink(name) != 0) {
+			rc = -errno;
+			close(fd);
+			return rc;
+		}
+		return fd;
+	}
+	return -EEXIST;
 }
 
-int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
+int shm_create(struct shm_segment *seg, uint32_t capacity)
 {
 	size_t size = offsetof(struct shm_layout, registry) + registry_size(capacity);
 	struct shm_layout *l;
@@ -42,32 +62,21 @@ int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
 
 	memset(seg, 0, sizeof(*seg));
 	seg->fd = -1;
-	snprintf(seg->name, sizeof(seg->name), "%s", name);
-	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == EEXIST) {
-		if (shm_owner_alive(name))
-			return -EADDRINUSE;
-		log_warn("shm: replacing stale segment %s from a crashed run", name);
-		shm_unlink(name);
-		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	}
+	fd = shm_open_anonymous();
 	if (fd < 0)
-		return -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		rc = -errno;
-		goto fail;
-	}
+		return fd;
 	/* The umask may have narrowed the mode, never widened it; make it exact. */
 	if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0) {
 		rc = -errno;
-		goto fail;
+		close(fd);
+		return rc;
 	}
 	l = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (l == MAP_FAILED) {
 		rc = -errno;
-		goto fail;
+		close(fd);
+		return rc;
 	}
-	seg->fd = fd;
 	memset(l, 0, size);
 	l->magic = SHM_MAGIC;
 	l->layout_version = SHM_LAYOUT_VERSION;
@@ -78,33 +87,24 @@ int shm_create(struct shm_segment *seg, const char *name, uint32_t capacity)
 	rc = registry_init(&l->registry, capacity);
 	if (rc != 0) {
 		munmap(l, size);
-		shm_unlink(name);
 		close(fd);
-		seg->fd = -1;
 		return rc;
 	}
 	atomic_store(&l->master_pid, (int32_t)getpid());
+	seg->fd = fd;
 	seg->layout = l;
 	seg->size = size;
-	seg->owner = 1;
 	return 0;
-fail:
-	close(fd);
-	shm_unlink(name);
-	return rc;
 }
 
 void shm_destroy(struct shm_segment *seg)
 {
 	if (seg->layout != NULL)
 		munmap(seg->layout, seg->size);
-	if (seg->owner)
-		shm_unlink(seg->name);
 	if (seg->fd >= 0)
 		close(seg->fd);
 	seg->fd = -1;
 	seg->layout = NULL;
-	seg->owner = 0;
 }
 
 void shm_live_publish(struct shm_layout *l, const struct config_tunables *t)
