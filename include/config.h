@@ -54,6 +54,7 @@ struct config_tunables {
 	uint32_t probe_timeout_ms;
 	uint32_t affinity_ttl_ms;
 	uint32_t log_level; /* enum log_level: every process applies a reload */
+	uint32_t max_connections; /* per worker; 0 = acceptor_default_cap() */
 	uint32_t n_allow;
 	double w_sessions, w_cpu, w_memory, w_distance;
 	double max_load_score, max_cpu, max_memory;

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "acceptor.h"
+
 #define HTTP_MAX_HEADERS 64
 #define HTTP_HEAD_MAX 8192 /* request line + headers; over it: 431 */
 #define HTTP_BODY_MAX 16384 /* request body; over it: 413 */
@@ -50,7 +52,7 @@ struct http_limits {
 
 struct http_server {
 	uv_loop_t *loop;
-	uv_tcp_t listener;
+	struct acceptor acceptor; /* the listening socket; its max_conns caps n_conns */
 	http_handler_fn handler;
 	void *ctx;
 	struct http_limits limits;

@@ -41,6 +41,8 @@ enum metrics_counter {
 	M_PROBES_FAILED,
 	M_AFFINITY_HITS,
 	M_OVERLOAD_REJECTED,
+	M_ACCEPT_PAUSED_CAP, /* a worker stopped accepting: at max_connections */
+	M_ACCEPT_PAUSED_EMFILE, /* a worker stopped accepting: out of descriptors */
 	M__COUNT
 };
 

@@ -138,7 +138,7 @@ Test(config, option_table_is_complete_and_sane)
 		"gateway.bind", "gateway.port", "gateway.key", "gateway.workers",
 		"gateway.trust_proxy", "gateway.max_sfus", "gateway.pid_file", "gateway.user",
 		"gateway.log_level", "gateway.log_file", "gateway.shutdown_timeout_ms",
-		"registration.key", "registration.stale_after_ms", "registration.allow",
+		"gateway.max_connections", "registration.key", "registration.stale_after_ms", "registration.allow",
 		"balancing.strategy", "balancing.max_sessions", "balancing.weights.sessions",
 		"balancing.weights.cpu", "balancing.weights.memory", "balancing.weights.distance",
 		"failover.max_retries", "failover.retry_timeout_ms", "failover.connect_timeout_ms",

@@ -76,6 +76,10 @@ const struct config_option config_options[] = {
 	{ "gateway", "shutdown_timeout_ms", CONFIG_T_INT, "10000", 0, 3600000, true,
 	  "How long a graceful stop waits for requests in flight.",
 	  CFG(shutdown_timeout_ms) },
+	{ "gateway", "max_connections", CONFIG_T_INT, "0", 0, 1000000, true,
+	  "Open client connections per worker; at the cap a worker stops accepting until "
+	  "one closes. 0 = half of the open-file limit, less 64.",
+	  CFG(t.max_connections) },
 
 	{ "registration", "key", CONFIG_T_KEY, "", 1, CONFIG_KEY_MAX, true,
 	  "Base64 key that signs SFU self-registrations; defaults to [gateway] key.",

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -422,6 +423,8 @@ static void conn_unlink(struct http_conn *c)
 	s->n_conns--;
 	if (c->busy)
 		s->n_busy--;
+	if (s->listening)
+		acceptor_resume(&s->acceptor);
 	if (s->draining && s->n_conns == 0 && s->on_drained != NULL) {
 		void (*cb)(struct http_server *) = s->on_drained;
 
@@ -848,18 +851,18 @@ static void conn_format_peer(struct http_conn *c)
 	}
 }
 
-static void server_on_connection(uv_stream_t *ls, int status)
+/* A connection the acceptor took: adopt its socket into the loop. */
+static void server_on_fd(struct acceptor *a, int fd, void *ctx)
 {
-	struct http_server *s = ls->data;
+	struct http_server *s = ctx;
 	struct http_conn *c;
 
-	if (status < 0) {
-		log_warn_limited("http: accepts failed", "http: accept failed: %s", uv_strerror(status));
-		return;
-	}
+	(void)a;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
-		log_warn_limited("http: connections out of memory", "http: calloc() failed for a connection");
+		log_warn_limited("http: connections out of memory",
+				 "http: calloc() failed for a connection");
+		close(fd);
 		return;
 	}
 	c->srv = s;
@@ -872,7 +875,8 @@ static void server_on_connection(uv_stream_t *ls, int status)
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
-	if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd);
 		conn_close(c);
 		return;
 	}
@@ -899,17 +903,9 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, int listen_fd,
 	s->handler = handler;
 	s->ctx = ctx;
 	s->limits = *limits;
-	rc = uv_tcp_init(loop, &s->listener);
+	rc = acceptor_start(&s->acceptor, loop, listen_fd, &s->n_conns, server_on_fd, s);
 	if (rc != 0)
 		return rc;
-	s->listener.data = s;
-	rc = uv_tcp_open(&s->listener, listen_fd);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&s->listener, 1024, server_on_connection);
-	if (rc != 0) {
-		uv_close((uv_handle_t *)&s->listener, NULL);
-		return rc;
-	}
 	s->listening = true;
 	return 0;
 }
@@ -935,7 +931,7 @@ void http_server_drain(struct http_server *s, void (*on_drained)(struct http_ser
 	s->draining = true;
 	s->on_drained = on_drained;
 	if (s->listening) {
-		uv_close((uv_handle_t *)&s->listener, NULL);
+		acceptor_stop(&s->acceptor);
 		s->listening = false;
 	}
 	/* Only connections idle between requests close now: their clients know

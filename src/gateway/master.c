@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "clock.h"
 #include "instance.h"
 #include "keeper.h"
@@ -599,6 +601,30 @@ static void master_stop(struct master *m, bool immediate)
 	}
 }
 
+/* Raises the soft limit of open files to the hard one (children inherit it):
+ * each connection holds a descriptor, and each request in flight another. */
+static void master_raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t old;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("master: getrlimit(RLIMIT_NOFILE) failed: %s", strerror(errno));
+		return;
+	}
+	old = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			log_warn("master: setrlimit(RLIMIT_NOFILE) to %llu failed: %s",
+				 (unsigned long long)rl.rlim_max, strerror(errno));
+			return;
+		}
+		log_info("master: open-file limit raised from %llu to %llu", (unsigned long long)old,
+			 (unsigned long long)rl.rlim_cur);
+	}
+}
+
 /* Removes what a failed start made, then exits 1 with the message. */
 static void master_fail(struct master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
@@ -763,6 +789,7 @@ int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 			fatal("master: cannot switch to user %s: %s", cfg->user,
 			      rc == -ENOENT ? "no such user" : strerror(-rc));
 	}
+	master_raise_nofile();
 	master_take_locks(&m);
 	rc = shm_create(&m.seg, cfg->max_sfus);
 	if (rc != 0)
@@ -807,8 +834,10 @@ int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 	for (unsigned i = 0; i < m.n_workers; i++)
 		master_start_child(&m, &m.children[i]);
 	master_start_child(&m, &m.reaper);
-	log_info("master: listening on %s port %u with %u workers, %zu static SFUs", cfg->bind,
-		 cfg->port, m.n_workers, cfg->n_sfus);
+	log_info("master: listening on %s port %u with %u workers, %zu static SFUs, "
+		 "max_connections %zu per worker", cfg->bind, cfg->port, m.n_workers, cfg->n_sfus,
+		 cfg->t.max_connections != 0 ? (size_t)cfg->t.max_connections
+					     : acceptor_default_cap());
 	if (ready_fd >= 0) {
 		/* Tells the waiting parent of --daemon that we run. */
 		master_write_byte(ready_fd, '1', "readiness pipe");

@@ -212,6 +212,17 @@ int prom_render(const struct metrics *ms, const struct registry *reg,
 		strbuf_printf(b, "sfu_gateway_connections_total{worker=\"%u\"} %llu\n", i,
 			      (unsigned long long)atomic_load_explicit(
 				      &ms->procs[i].c[M_CONNECTIONS], memory_order_relaxed));
+	{
+		static const char *const v[] = { "cap", "emfile" };
+		static const enum metrics_counter c[] = { M_ACCEPT_PAUSED_CAP,
+							  M_ACCEPT_PAUSED_EMFILE };
+
+		prom_labelled(b, t, "accept_paused_total",
+			      "Times a worker stopped accepting connections (they wait in the "
+			      "listen queue), by cause: max_connections reached or out of file "
+			      "descriptors.",
+			      "reason", v, c, 2);
+	}
 	prom_counter(b, t, "upstream_requests_total", "Attempts sent to an SFU.",
 		     M_UPSTREAM_REQUESTS);
 	prom_counter(b, t, "upstream_failures_total",

@@ -17,6 +17,13 @@
  * the master steered new ones away still land in our queue and are served. */
 #define WORKER_LINGER_MS 250
 
+/* The connection cap of this worker: the configured one, else what the
+ * open-file limit allows. */
+static size_t worker_max_connections(const struct worker *w)
+{
+	return w->live.max_connections != 0 ? w->live.max_connections : acceptor_default_cap();
+}
+
 /* Refreshes the worker's copy of the live config when the master published a
  * new one: once per request, before dispatch, so every handler of the request
  * (and its upstream callbacks) reads one whole config. */
@@ -28,8 +35,14 @@ static void worker_refresh_config(struct worker *w)
 	if (rc < 0)
 		log_warn_limited("worker: torn live configs",
 				 "worker: live config torn too often; keeping the previous one");
-	else if (rc > 0)
+	else if (rc > 0) {
 		log_set_level((enum log_level)w->live.log_level);
+		/* A larger cap may let a paused acceptor go on. */
+		if (w->server.listening) {
+			w->server.acceptor.max_conns = worker_max_connections(w);
+			acceptor_resume(&w->server.acceptor);
+		}
+	}
 }
 
 static void worker_on_accept(void *ctx)
@@ -37,6 +50,14 @@ static void worker_on_accept(void *ctx)
 	struct worker *w = ctx;
 
 	metrics_add(w->metrics, M_CONNECTIONS, 1);
+}
+
+static void worker_on_accept_paused(enum acceptor_pause why, void *ctx)
+{
+	struct worker *w = ctx;
+
+	metrics_add(w->metrics, why == ACCEPTOR_PAUSE_CAP ? M_ACCEPT_PAUSED_CAP
+							  : M_ACCEPT_PAUSED_EMFILE, 1);
 }
 
 static void worker_on_response(void *ctx, const struct http_request *req, int status)
@@ -170,6 +191,9 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	}
 	w->server.on_accept = worker_on_accept;
 	w->server.on_response = worker_on_response;
+	w->server.acceptor.on_pause = worker_on_accept_paused;
+	w->server.acceptor.pause_ctx = w;
+	w->server.acceptor.max_conns = worker_max_connections(w);
 	log_debug("worker: %u serving", index);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	return 0;
