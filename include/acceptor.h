@@ -1,4 +1,4 @@
-/* Acceptor: takes connections off a listening socket up to a cap, pausing (never failing them) at the cap or out of descriptors. */
+/* Acceptor: takes connections off a listening socket, pausing at the cap or out of descriptors. */
 #ifndef SFU_ACCEPTOR_H
 #define SFU_ACCEPTOR_H
 

@@ -1,4 +1,4 @@
-/* Instance lock: "is a gateway of this user already running on this port?", decided by a lock no other user can take. */
+/* Instance lock: "does a gateway of ours run on this port?", by a lock no other user can take. */
 #ifndef SFU_INSTANCE_H
 #define SFU_INSTANCE_H
 

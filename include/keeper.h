@@ -1,4 +1,4 @@
-/* Keeper: a small process that keeps root's rights after --user, only to remove the pid and lock files at exit. */
+/* Keeper: a process that stays root after --user, only to remove the pid and lock files. */
 #ifndef SFU_KEEPER_H
 #define SFU_KEEPER_H
 

@@ -1,4 +1,4 @@
-/* Lock files: a file we created ourselves, flock()ed for the life of an instance, removed only while still ours. */
+/* Lock files: created by us, flock()ed while we run, removed only while still ours. */
 #ifndef SFU_LOCKFILE_H
 #define SFU_LOCKFILE_H
 

@@ -1,4 +1,4 @@
-/* Safe files: open or create files in directories others may write to, never through a planted link. */
+/* Safe files: open or create files where others may write, never through a planted link. */
 #ifndef SFU_SAFEFILE_H
 #define SFU_SAFEFILE_H
 

@@ -1,7 +1,8 @@
-/* Connection cap: the open-file limit raised at start, max_connections, and running out of descriptors without failing clients. */
+/* Connection cap: the open-file limit raised, max_connections, EMFILE without failing clients. */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,7 +12,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -249,7 +249,7 @@ Test(conncap, waits_when_out_of_descriptors, .fini = harness_cleanup, .timeout =
 		answered = 0;
 		for (int i = 0; i < CAP_CLIENTS; i++) {
 			cap_poll(&c[i], 0);
-			cr_assert_not(c[i].eof, "client %d got an end-of-file without an answer", i);
+			cr_assert_not(c[i].eof, "client %d: an end-of-file without an answer", i);
 			if (c[i].status == 200) {
 				answered++;
 				cap_close(&c[i]);
@@ -258,7 +258,7 @@ Test(conncap, waits_when_out_of_descriptors, .fini = harness_cleanup, .timeout =
 		poll(NULL, 0, 10);
 	}
 	cr_assert_eq(answered, CAP_CLIENTS, "%d of %d clients answered", answered, CAP_CLIENTS);
-	cr_assert_geq(harness_metric(gw->port, "sfu_gateway_accept_paused_total{reason=\"emfile\"}"),
-		      1);
+	cr_assert_geq(harness_metric(gw->port,
+				     "sfu_gateway_accept_paused_total{reason=\"emfile\"}"), 1);
 	cr_assert_not_null(strstr(harness_log(gw), "Too many open files"), "%s", harness_log(gw));
 }

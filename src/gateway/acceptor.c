@@ -1,4 +1,4 @@
-/* Acceptor: takes connections off a listening socket up to a cap, pausing (never failing them) at the cap or out of descriptors. */
+/* Acceptor: takes connections off a listening socket, pausing at the cap or out of descriptors. */
 #include "acceptor.h"
 
 #include <errno.h>
@@ -175,6 +175,7 @@ size_t acceptor_default_cap(void)
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		return 1000000;
-	n = rl.rlim_cur > 2 * ACCEPTOR_FD_RESERVE + 32 ? (rl.rlim_cur - ACCEPTOR_FD_RESERVE) / 2 : 16;
+	n = rl.rlim_cur > 2 * ACCEPTOR_FD_RESERVE + 32 ? (rl.rlim_cur - ACCEPTOR_FD_RESERVE) / 2
+						       : 16;
 	return n > 1000000 ? 1000000 : (size_t)n;
 }

@@ -1,4 +1,4 @@
-/* Lock files: a file we created ourselves, flock()ed for the life of an instance, removed only while still ours. */
+/* Lock files: created by us, flock()ed while we run, removed only while still ours. */
 #include "lockfile.h"
 
 #include <errno.h>
@@ -98,9 +98,11 @@ static int lockfile_clear(const char *path, pid_t *holder)
 			rc = -errno;
 			goto out;
 		}
-		/* Unknown holders count as ours: refusing to start is the safe side. */
+		/* Unknown holders count as ours: refusing to start is the safe side.
+		 * (A holder that exited while its children keep the lock is listed
+		 * under its old pid: no pid is better than a dead one.) */
 		if (uid == (uid_t)-1 || uid == geteuid()) {
-			*holder = pid;
+			*holder = uid == (uid_t)-1 ? 0 : pid;
 			rc = -EWOULDBLOCK;
 			goto out;
 		}

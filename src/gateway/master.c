@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -620,13 +621,14 @@ static void master_raise_nofile(void)
 				 (unsigned long long)rl.rlim_max, strerror(errno));
 			return;
 		}
-		log_info("master: open-file limit raised from %llu to %llu", (unsigned long long)old,
-			 (unsigned long long)rl.rlim_cur);
+		log_info("master: open-file limit raised from %llu to %llu",
+			 (unsigned long long)old, (unsigned long long)rl.rlim_cur);
 	}
 }
 
 /* Removes what a failed start made, then exits 1 with the message. */
-static void master_fail(struct master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void master_fail(struct master *m, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
 
 /* Writes one byte, retrying on a signal. */
 static void master_write_byte(int fd, char c, const char *what)
@@ -700,9 +702,12 @@ static void master_take_locks(struct master *m)
 	if (m->cfg->pid_file[0] == '\0')
 		return;
 	rc = lockfile_acquire(&m->pid_file, m->cfg->pid_file, 0644, &holder);
-	if (rc == -EWOULDBLOCK)
+	if (rc == -EWOULDBLOCK && holder > 0)
 		master_fail(m, "master: cannot write pid file %s: it is locked by a running "
 			       "sfu-gateway (pid %d)", m->cfg->pid_file, (int)holder);
+	if (rc == -EWOULDBLOCK)
+		master_fail(m, "master: cannot write pid file %s: it is locked by a running "
+			       "sfu-gateway", m->cfg->pid_file);
 	if (rc != 0)
 		master_fail(m, "master: cannot write pid file %s: %s", m->cfg->pid_file,
 			    safefile_strerror(rc));
@@ -734,6 +739,8 @@ static void master_start_keeper(struct master *m, bool detach)
 	if (pid == 0) {
 		close(pfd[1]);
 		master_close_in_child(m, NULL, true);
+		/* The keeper needs none of the registry (nor its keys). */
+		munmap(m->seg.layout, m->seg.size);
 		keeper_run(pfd[0], &m->pid_file, &m->lock, master, detach);
 	}
 	close(pfd[0]);

@@ -1,4 +1,4 @@
-/* Shared memory: create, size and map the POSIX segment, unnamed from its first instant; publish the live config. */
+/* Shared memory: create and map the POSIX segment, unnamed at once; publish the live config. */
 #include "shm.h"
 
 #include <errno.h>
