@@ -24,8 +24,8 @@ int instance_lock_path(uint16_t port, char *out, size_t outlen, char *err, size_
 /*
  * Takes the instance lock (lockfile_acquire, mode 0600 in a directory only
  * its owner writes to: no other user can create, open or flock it). Its
- * descriptor is inherited by every child of the master, so the lock is free
- * only once the whole process tree is gone. Returns 0; -EWOULDBLOCK when a
+ * descriptor, read-only, is inherited by every child of the master, so the
+ * lock is free only once the whole process tree is gone. Returns 0; -EWOULDBLOCK when a
  * gateway of ours runs on this port (its pid in *holder when known); or
  * -errno with the reason in err.
  */

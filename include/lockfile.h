@@ -14,7 +14,9 @@ struct lockfile {
 
 /*
  * Takes path: creates it with O_CREAT|O_EXCL, mode 0600, and flock()s it,
- * before anybody else can open it; then sets mode. We never write into a file
+ * before anybody else can open it; then sets mode. The descriptor is
+ * read-only unless writable (the pid file): a lock inherited by processes
+ * that drop privileges then gives them no way to write the file. We never write into a file
  * we did not create, so a link planted at path cannot redirect us.
  * When path exists:
  *  - a symbolic link: -ELOOP; not a regular file: -EINVAL (both refused);
@@ -26,7 +28,8 @@ struct lockfile {
  *    again (a squatter is logged).
  * Returns 0 or -errno.
  */
-int lockfile_acquire(struct lockfile *lf, const char *path, mode_t mode, pid_t *holder);
+int lockfile_acquire(struct lockfile *lf, const char *path, mode_t mode, bool writable,
+		     pid_t *holder);
 /* Replaces the contents with "<pid>\n" (the pid file). 0 or -errno. */
 int lockfile_write_pid(struct lockfile *lf, pid_t pid);
 /* True while path still names the file we created (and, when pid > 0, holds pid). */

@@ -1470,6 +1470,55 @@ Test(ops, pid_file_removed_only_while_ours, .timeout = 40)
 	cr_assert_str_eq(ops_text(pid_file), "1\n", "a pid file that was not ours was removed");
 }
 
+/* The instance lock file of port (instance.c's rule, same environment). */
+static const char *ops_lock_path(int port)
+{
+	static char path[512];
+	char err[256];
+
+	cr_assert_eq(instance_lock_path((uint16_t)port, path, sizeof(path), err, sizeof(err)), 0,
+		     "%s", err);
+	return path;
+}
+
+/* pid has no descriptor of absent, and none of readonly open for writing. */
+static void ops_assert_no_writable(pid_t pid, const char *absent, const char *readonly)
+{
+	char dir[64], link[PATH_MAX], target[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	cr_assert_not_null(d, "pid %d is gone", (int)pid);
+	while ((e = readdir(d)) != NULL) {
+		ssize_t len;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		cr_assert_str_neq(target, absent, "pid %d holds %s as fd %s", (int)pid, absent,
+				  e->d_name);
+		if (strcmp(target, readonly) == 0) {
+			char info[PATH_MAX], *text, *flags;
+
+			snprintf(info, sizeof(info), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
+			text = ops_read(info);
+			cr_assert_not_null(text);
+			flags = strstr(text, "flags:");
+			cr_assert_not_null(flags);
+			cr_assert_eq(strtol(flags + 6, NULL, 8) & O_ACCMODE, O_RDONLY,
+				     "pid %d holds %s open for writing", (int)pid, readonly);
+			free(text);
+		}
+	}
+	closedir(d);
+}
+
 /*
  * After --user the master cannot remove a file from a root directory: its keeper,
  * still root, does at a clean stop. Run as another user the test has no user to
@@ -1504,6 +1553,10 @@ Test(ops, pid_file_removed_after_switching_user, .timeout = 40)
 		cr_assert_eq(atoi(strstr(status, "\nUid:\t") + 6), (int)nobody->pw_uid);
 		free(status);
 	}
+	/* The children hold no descriptor of the pid file, and only a read-only one of
+	 * the instance lock: as nobody they could not write into root's files. */
+	for (int i = 0; i < n; i++)
+		ops_assert_no_writable(kids[i], pid_file, ops_lock_path(gw->port));
 	rc = harness_stop(gw, SIGTERM, 11000);
 	cr_assert(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "status %#x:\n%s", rc,
 		  harness_log(gw));

@@ -101,7 +101,7 @@ int instance_lock(struct lockfile *lf, uint16_t port, pid_t *holder, char *err, 
 	lf->fd = -1;
 	if (rc != 0)
 		return rc;
-	rc = lockfile_acquire(lf, path, 0600, holder);
+	rc = lockfile_acquire(lf, path, 0600, false, holder);
 	if (rc != 0 && rc != -EWOULDBLOCK)
 		snprintf(err, errlen, "lock file %s: %s", path, strerror(-rc));
 	else if (rc != 0)

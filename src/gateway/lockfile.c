@@ -119,8 +119,11 @@ out:
 	return rc;
 }
 
-int lockfile_acquire(struct lockfile *lf, const char *path, mode_t mode, pid_t *holder)
+int lockfile_acquire(struct lockfile *lf, const char *path, mode_t mode, bool writable,
+		     pid_t *holder)
 {
+	int flags = (writable ? O_RDWR : O_RDONLY) | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+
 	memset(lf, 0, sizeof(*lf));
 	lf->fd = -1;
 	*holder = 0;
@@ -130,7 +133,7 @@ int lockfile_acquire(struct lockfile *lf, const char *path, mode_t mode, pid_t *
 	for (int i = 0; i < LOCKFILE_TRIES; i++) {
 		/* 0600 until locked: nobody else can open it, so nobody else can
 		 * flock() it before we do. */
-		int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600), rc;
+		int fd = open(path, flags, 0600), rc;
 		struct stat st;
 
 		if (fd < 0) {

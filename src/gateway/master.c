@@ -701,7 +701,7 @@ static void master_take_locks(struct master *m)
 			    err);
 	if (m->cfg->pid_file[0] == '\0')
 		return;
-	rc = lockfile_acquire(&m->pid_file, m->cfg->pid_file, 0644, &holder);
+	rc = lockfile_acquire(&m->pid_file, m->cfg->pid_file, 0644, true, &holder);
 	if (rc == -EWOULDBLOCK && holder > 0)
 		master_fail(m, "master: cannot write pid file %s: it is locked by a running "
 			       "sfu-gateway (pid %d)", m->cfg->pid_file, (int)holder);
