@@ -33,6 +33,12 @@ static void acceptor_poll(struct acceptor *a, bool on)
 	a->polling = on;
 }
 
+/*
+ * Stops reading the socket, counts the pause, and logs it at most once per
+ * ACCEPTOR_LOG_MS per cause: a cap that holds pauses again at every close,
+ * hundreds of times a second under load, so the per-request limit of
+ * log_limited (a burst every second) would still flood the log.
+ */
 static void acceptor_pause(struct acceptor *a, enum acceptor_pause why, int err)
 {
 	uint64_t now = uv_now(a->loop);
@@ -110,7 +116,12 @@ static void acceptor_on_readable(uv_poll_t *h, int status, int events)
 		case ENETUNREACH:
 			continue;
 		default:
-			log_warn("http: accept() failed: %s", strerror(errno));
+			/* Unexpected and maybe lasting: the poll is level-triggered, so
+			 * going on would spin. Retry later, as out of descriptors. */
+			log_warn_limited("http: accepts failed", "http: accept() failed: %s",
+					 strerror(errno));
+			acceptor_poll(a, false);
+			uv_timer_start(&a->retry, acceptor_on_retry, ACCEPTOR_RETRY_MS, 0);
 			return;
 		}
 	}
