@@ -17,6 +17,8 @@
 #define CONFIG_KEY_MAX BASE64_KEY_MAX /* decoded key bytes */
 #define CONFIG_ALLOW_MAX 64 /* CIDR entries in [registration] allow and [observability] allow */
 #define CONFIG_OBS_TOKEN_MAX 256 /* [observability] token, NUL included */
+#define CONFIG_URL_MAX 512 /* [registry] url, NUL included */
+#define CONFIG_REGISTRY_TOKEN_MAX 512 /* [registry] token, NUL included */
 #define CONFIG_DEFAULT_FILE "/etc/sfu-gateway/sfu-gateway.toml"
 #define CONFIG_DEFAULT_SECRETS "secrets.toml"
 
@@ -65,6 +67,15 @@ struct config_tunables {
 	uint32_t n_obs_allow;
 	uint32_t obs_max_age_ms;
 	char obs_token[CONFIG_OBS_TOKEN_MAX]; /* "" = no token needed; never logged */
+	/* [registry]: the external registry whose SFU list the reaper polls. */
+	char registry_url[CONFIG_URL_MAX]; /* "" = no registry */
+	char registry_token[CONFIG_REGISTRY_TOKEN_MAX]; /* bearer token, "" = none */
+	uint32_t registry_poll_ms;
+	uint32_t registry_min_poll_ms;
+	uint32_t registry_timeout_ms;
+	uint32_t registry_max_sfus;
+	uint32_t registry_max_bytes;
+	uint32_t registry_stale_after_ms;
 };
 
 struct config {
@@ -144,6 +155,22 @@ void config_usage(FILE *out);
  */
 int config_load(struct config *cfg, const struct config_cli *cli, char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+struct json_object;
+/*
+ * The SFUs of a parsed document shaped as SFU_GATEWAY_NODES, {"sfu": [{"address",
+ * "region", "key", "max_sessions"}]}, checked exactly as that variable is (the
+ * [[sfu]] rows of the option table: address, region and key rules, duplicate
+ * addresses). Members of an entry named in extra (NULL-terminated, may be NULL)
+ * are left to the caller; any other member is an error, and so is any other
+ * top-level member. what names the document in err. On success *list (*n
+ * entries) is replaced and owned by the caller (free with explicit_bzero, it
+ * holds keys); on error it is left as it was. 0 or -EINVAL/-ENOMEM.
+ */
+int config_sfus_json(struct json_object *root, const char *what, const char *const *extra,
+		     struct config_sfu **list, size_t *n, char *err, size_t errlen);
+/* Wipes (keys) and frees a list of n SFUs; NULL is fine. */
+void config_sfus_free(struct config_sfu *sfus, size_t n);
 
 /* One row of the option table (Redis static_configs[] style), for --help,
  * the man page test and the example config test. */

@@ -26,7 +26,16 @@ struct http_client_req {
 	 * but the timeout; res->body is then empty. A non-zero return aborts the
 	 * request with UV_EPROTO. Other statuses' bodies are collected as usual. */
 	int (*on_body)(void *ctx, const char *at, size_t len);
+	/* When set, each response header whose name fits HTTP_CLIENT_HEADER_NAME_MAX
+	 * and value HTTP_CLIENT_HEADER_VALUE_MAX bytes is given to it whole, as it
+	 * arrives (longer ones are skipped); names are as sent (compare without
+	 * case). A non-zero return aborts the request with UV_EPROTO. */
+	int (*on_header)(void *ctx, const char *name, size_t name_len, const char *value,
+			 size_t value_len);
 };
+
+#define HTTP_CLIENT_HEADER_NAME_MAX 64
+#define HTTP_CLIENT_HEADER_VALUE_MAX 512
 
 struct http_client_result {
 	int error; /* 0, or a libuv error: UV_ETIMEDOUT, UV_ECONNREFUSED, UV_ECONNRESET,
@@ -63,6 +72,10 @@ void http_client_free(struct http_client *cl);
  */
 int http_client_request(struct http_client *cl, const char *address,
 			const struct http_client_req *req, http_client_cb cb, void *ctx);
+
+/* Whether the client speaks TLS (https:// addresses). Not yet: config
+ * refuses https where it would be used. */
+bool http_client_tls(void);
 
 /* What went wrong, in words for a log line: "connect timeout" and "response
  * timeout" tell which bound fired (an SFU that accepts connections but does not

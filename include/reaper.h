@@ -1,4 +1,4 @@
-/* Reaper: the process that expires SFUs whose heartbeats went stale. */
+/* Reaper: the one process that polls: expires SFUs whose heartbeats went stale, probes, key checks, the external registry. */
 #ifndef SFU_REAPER_H
 #define SFU_REAPER_H
 

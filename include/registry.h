@@ -12,10 +12,24 @@
 #include "config.h"
 #include "seqlock.h"
 
-enum sfu_source { SFU_SOURCE_NONE = 0, SFU_SOURCE_STATIC = 1, SFU_SOURCE_REGISTERED = 2 };
-/* Who reported an SFU's load: its heartbeats, or the reaper's probes of an
- * SFU that sends none (probes skip SFUs whose heartbeats are fresh). */
-enum sfu_reporter { SFU_REPORTER_NONE = 0, SFU_REPORTER_HEARTBEAT = 1, SFU_REPORTER_PROBE = 2 };
+/* Who holds an SFU: the config (static), its own heartbeats (registered), or
+ * the external registry's list (registry). registry_right() says what each
+ * source may change on an SFU another one holds. */
+enum sfu_source {
+	SFU_SOURCE_NONE = 0,
+	SFU_SOURCE_STATIC = 1,
+	SFU_SOURCE_REGISTERED = 2,
+	SFU_SOURCE_REGISTRY = 3,
+};
+/* Who reported an SFU's load: its heartbeats, the reaper's probes of an SFU
+ * nobody else reports for (probes skip SFUs whose heartbeats are fresh), or
+ * the external registry's list. */
+enum sfu_reporter {
+	SFU_REPORTER_NONE = 0,
+	SFU_REPORTER_HEARTBEAT = 1,
+	SFU_REPORTER_PROBE = 2,
+	SFU_REPORTER_REGISTRY = 3,
+};
 /* What the reaper's key check found: does the SFU accept tokens signed with
  * the key the gateway holds for it? */
 enum sfu_key_check {
@@ -67,8 +81,8 @@ _Static_assert(sizeof(struct sfu_cold) % 8 == 0, "cold part must be whole words"
 
 /*
  * One slot. Writers: whoever holds registry.write_lock (a worker handling a
- * heartbeat, the reaper expiring, the master syncing static SFUs on start and
- * reload). Readers: every worker (selection, forwarding, health), the reaper.
+ * heartbeat, the reaper expiring or applying the external registry's list,
+ * the master syncing static SFUs on start and reload). Readers: every worker (selection, forwarding, health), the reaper.
  * seq/hot/cold: seqlocked as a unit (readers may copy hot alone).
  * The counters below the seqlocked words are independent atomics that any
  * worker bumps without the writer lock.
@@ -119,6 +133,31 @@ _Static_assert(offsetof(struct registry_slot, assigned) / 64 ==
  *                by a dead writer is always the one writing_slot names; the
  *                repair frees it (its data is half old, half new) with a zeroed
  *                record written as the rest of the dead writer's section.
+ *  batch_seq     the registry-wide batch sequence, a seqlock word over the whole
+ *                set of slots. Writer: registry_apply_source (the reaper applying
+ *                the external registry's list, under write_lock) makes it odd
+ *                before its first slot write and even after its last slot write
+ *                and its epoch bump. Readers that look at the set as a whole (the
+ *                selection scan and its snapshot build, the affinity pin, health,
+ *                metrics) call registry_view_begin() before and
+ *                registry_view_valid() after, and retry (bounded) when a batch
+ *                ran meanwhile. A reader of one slot needs only the slot's seqlock.
+ *
+ * Why a batch word rather than staging a new set and publishing it with one
+ * epoch bump: the slots are where every SFU's live counters sit (circuit,
+ * assignments, requests, key check), so a staged copy would either move them
+ * or double the table, and every reader would need one more indirection on the
+ * hot path. The batch word costs readers one load before and one after a
+ * scan (a snapshot is rebuilt only when epoch or batch_seq moved), and lets a
+ * 200 that changes three SFUs of a thousand write three slots. The writer
+ * prepares everything (parse, validation, the plan of which slot gets what)
+ * before it opens the batch, so the odd window holds only the slot stores:
+ * tens of microseconds for a thousand changed SFUs. Readers that find it odd
+ * spin, then yield, for at most REGISTRY_VIEW_WAIT_US, and then give up like a
+ * torn slot read (-EAGAIN): that happens only when the batch writer died inside
+ * its batch. The next locker then sees batch_seq odd (EOWNERDEAD), drops every
+ * SFU of the registry source (the set is half old, half new: neither is true),
+ * closes the batch, and the restarted reaper fetches the whole list again.
  */
 struct registry {
 	uint32_t capacity;
@@ -135,8 +174,13 @@ struct registry {
 	_Atomic uint64_t repairs; /* slots repaired after a writer died */
 	pthread_mutex_t write_lock;
 	_Atomic int32_t writing_slot;
+	uint32_t pad2;
+	seqlock_word batch_seq;
 	struct registry_slot slots[] __attribute__((aligned(64)));
 };
+
+/* How long a reader waits for a batch to end before it gives up (-EAGAIN). */
+#define REGISTRY_VIEW_WAIT_US 50000
 
 /* Bytes needed for a registry of capacity slots. */
 size_t registry_size(uint32_t capacity);
@@ -167,9 +211,11 @@ int registry_update_load(struct registry *r, uint32_t i, uint64_t gen,
 			 const struct sfu_hot *load, bool reset_assigned);
 /* Removes the SFU with that address. 0 or -ENOENT (or -EAGAIN as above). */
 int registry_remove(struct registry *r, const char *address);
-/* Removes slot i if it still holds generation gen (reaper: no race with a
- * re-registration). 0, -ENOENT (free or different generation). */
-int registry_remove_slot(struct registry *r, uint32_t i, uint64_t gen);
+/* Removes slot i if it still holds generation gen and registry_may_remove
+ * lets remover remove it (reaper, sign-offs: no race with a re-registration
+ * or a takeover). 0, -ENOENT (free or different generation), -EPERM (held by
+ * a source remover may not remove). */
+int registry_remove_slot(struct registry *r, uint32_t i, uint64_t gen, enum sfu_source remover);
 /* Finds the slot holding address. Index, or -ENOENT. Lock-free. */
 int registry_find(const struct registry *r, const char *address);
 /* Lock-free bounded reads of slot i. 0, -ENOENT (slot free), -EAGAIN (torn
@@ -178,6 +224,40 @@ int registry_read(const struct registry *r, uint32_t i, struct sfu_record *out);
 int registry_read_hot(const struct registry *r, uint32_t i, struct sfu_hot *out);
 /* Number of slots to scan: [0, registry_scan_end()). */
 uint32_t registry_scan_end(const struct registry *r);
+
+/*
+ * A consistent view of the whole set (see batch_seq above): *seq gets the
+ * batch sequence to pass to registry_view_valid() once the reads are done.
+ * Waits while a batch is being applied; 0, or -EAGAIN after
+ * REGISTRY_VIEW_WAIT_US (a batch writer died inside its batch).
+ */
+int registry_view_begin(const struct registry *r, uint64_t *seq);
+/* True when no batch began or ended since registry_view_begin gave seq. */
+bool registry_view_valid(const struct registry *r, uint64_t seq);
+/* The batch sequence now (even or odd), for caches keyed on it. */
+uint64_t registry_batch_seq(const struct registry *r);
+
+/*
+ * Precedence between the sources, field by field: what a writer of source
+ * `writer` may change on an SFU that `holder` holds. The one table every
+ * writer consults:
+ *
+ *   holder \ writer   config (static)   registry list     heartbeat
+ *   none              all               all               all
+ *   static            all               none (ignored)    load, same key only
+ *   registry          all (config wins) all               load, same key only
+ *   registered        all (takes over)  all (takes over)  all
+ *
+ * "all" sets address, region, key, max_sessions and source (load and the
+ * slot's generation and counters are kept on a takeover); "load" sets the
+ * load fields only, and a heartbeat whose key differs from the holder's is
+ * refused. Removal follows the holder: a source removes only SFUs it holds
+ * (registry_may_remove).
+ */
+enum registry_right { REGISTRY_RIGHT_ALL = 0, REGISTRY_RIGHT_LOAD = 1, REGISTRY_RIGHT_NONE = 2 };
+enum registry_right registry_right(enum sfu_source holder, enum sfu_source writer);
+/* Whether remover may remove (sign off, expire, drop from a list) an SFU holder holds. */
+bool registry_may_remove(enum sfu_source holder, enum sfu_source remover);
 
 /*
  * Master, at start and after a reload: makes the static SFUs in the registry
@@ -189,9 +269,40 @@ uint32_t registry_scan_end(const struct registry *r);
 int registry_sync_static(struct registry *r, const struct config_sfu *sfus, size_t n,
 			 int64_t now_ms);
 
+/* What registry_apply_source did. */
+struct registry_batch {
+	uint32_t added, updated, unchanged, removed;
+	uint32_t ignored; /* entries whose address a static SFU holds */
+	uint32_t window_us; /* how long batch_seq stayed odd (readers waited at most this) */
+};
+
+/*
+ * Reaper: makes the SFUs held by the external registry equal to recs[0..n),
+ * in one batch no view-checked reader sees half-done. The caller fills each
+ * record's cold part (address, region, key) and max_sessions, and, when the
+ * list gives load, has_load = 1 with sessions, channels, cpu and memory; the
+ * registry sets everything else. Addresses must be distinct. Per address:
+ *  - new: added, without load unless the list gives it;
+ *  - held by the registry or by heartbeats: region, key and max_sessions
+ *    from the list, source registry; the list's load replaces the slot's
+ *    unless a heartbeat reported within heartbeat_fresh_ms (the SFU's own
+ *    word is fresher), and a slot whose load came from an earlier list loses
+ *    it when the list stops giving it (probes take over);
+ *  - held by the config: ignored (ignored[k] = 1 when ignored is not NULL).
+ * SFUs the registry held that recs does not list are removed. Slots whose
+ * record would not change are not written. Nothing is applied when the
+ * additions do not fit (-ENOSPC), a record is invalid or two share an address
+ * (-EINVAL), or memory runs out (-ENOMEM); -EAGAIN as registry_upsert.
+ */
+int registry_apply_source(struct registry *r, const struct sfu_record *recs, size_t n,
+			  int64_t now_ms, uint32_t heartbeat_fresh_ms, uint8_t *ignored,
+			  struct registry_batch *out);
+
 /* Master: after a child died, repairs a slot left odd by a writer that died
  * (the robust mutex also does this at the next lock), then frees any other
- * slot found odd while it holds the lock (no writer can be inside it).
+ * slot found odd while it holds the lock (no writer can be inside it), and
+ * closes a batch left open (dropping the registry source's SFUs, see
+ * batch_seq); a closed batch counts as one repair.
  * Returns slots repaired, or -EAGAIN if the lock is unrecoverable. A repaired
  * slot is freed: a static SFU comes back at the next registry_sync_static,
  * a registered one at its next heartbeat. */

@@ -12,10 +12,11 @@
 #include "config.h"
 #include "metrics.h"
 #include "registry.h"
+#include "regstatus.h"
 #include "seqlock.h"
 
 #define SHM_MAGIC 0x31555346574753ULL /* "SGWFSU1" */
-#define SHM_LAYOUT_VERSION 1
+#define SHM_LAYOUT_VERSION 2
 
 #define SHM_TUNABLE_WORDS (sizeof(struct config_tunables) / 8)
 _Static_assert(sizeof(struct config_tunables) % 8 == 0, "tunables must be whole words");
@@ -42,6 +43,8 @@ struct shm_live {
  *  live:       see struct shm_live.
  *  metrics:    see metrics.h (each process writes its own block).
  *  affinity:   see affinity.h (every worker reads and writes it).
+ *  regstatus:  the external registry source's state (see regstatus.h: the
+ *              reaper writes, health and metrics read).
  *  registry:   see registry.h. Must stay last (flexible slot array).
  */
 struct shm_layout {
@@ -56,6 +59,7 @@ struct shm_layout {
 	struct shm_live live;
 	struct metrics metrics;
 	struct affinity_table affinity;
+	struct regstatus regstatus;
 	struct registry registry;
 };
 

@@ -146,7 +146,9 @@ Test(config, option_table_is_complete_and_sane)
 		"circuit_breaker.open_ms",
 		"overload.max_load_score", "overload.max_cpu", "overload.max_memory",
 		"probe.interval_ms", "probe.timeout_ms", "affinity.ttl_ms",
-		"observability.allow", "observability.token", "observability.max_age_ms", "sfu.address",
+		"observability.allow", "observability.token", "observability.max_age_ms", "registry.url",
+		"registry.token", "registry.poll_ms", "registry.min_poll_ms", "registry.timeout_ms",
+		"registry.max_sfus", "registry.max_bytes", "registry.stale_after_ms", "sfu.address",
 		"sfu.region", "sfu.key", "sfu.max_sessions",
 	};
 	/* bind, port and workers change on reload by replacing workers; these

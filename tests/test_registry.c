@@ -222,7 +222,7 @@ Test(registry, free_and_out_of_range_slots_read_enoent)
 	cr_expect_eq(registry_read_hot(r, 3, &hot), -ENOENT);
 	cr_expect_eq(registry_read(r, 4, &got), -ENOENT);
 	cr_expect_eq(registry_read_hot(r, 1000, &hot), -ENOENT);
-	cr_expect_eq(registry_remove_slot(r, 4, 1), -ENOENT);
+	cr_expect_eq(registry_remove_slot(r, 4, 1, SFU_SOURCE_REGISTERED), -ENOENT);
 	reg_unmap(r);
 }
 
@@ -348,12 +348,12 @@ Test(registry, remove_slot_needs_the_current_generation)
 	/* The reaper saw generation old, but the SFU went and came back. */
 	cr_assert_eq(registry_remove(r, "http://a:1"), 0);
 	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
-	cr_expect_eq(registry_remove_slot(r, slot, old), -ENOENT);
+	cr_expect_eq(registry_remove_slot(r, slot, old, SFU_SOURCE_REGISTERED), -ENOENT);
 	cr_expect_eq(registry_find(r, "http://a:1"), (int)slot);
 	cr_assert_eq(registry_read_hot(r, slot, &hot), 0);
-	cr_expect_eq(registry_remove_slot(r, slot, hot.generation), 0);
+	cr_expect_eq(registry_remove_slot(r, slot, hot.generation, SFU_SOURCE_REGISTERED), 0);
 	cr_expect_eq(registry_find(r, "http://a:1"), -ENOENT);
-	cr_expect_eq(registry_remove_slot(r, slot, hot.generation), -ENOENT, "free slot");
+	cr_expect_eq(registry_remove_slot(r, slot, hot.generation, SFU_SOURCE_REGISTERED), -ENOENT, "free slot");
 	cr_expect_eq(atomic_load(&r->count), 0);
 	reg_unmap(r);
 }

@@ -69,7 +69,14 @@ struct uconn {
 	http_client_cb cb;
 	void *ctx;
 	int (*sink)(void *ctx, const char *at, size_t len); /* req->on_body */
-	bool sink_failed; /* the sink refused the body */
+	bool sink_failed; /* the sink refused the body (or a header) */
+	/* req->on_header, and the header being received (NULL hsink: not kept) */
+	int (*hsink)(void *ctx, const char *name, size_t name_len, const char *value,
+		     size_t value_len);
+	char hname[HTTP_CLIENT_HEADER_NAME_MAX];
+	char hvalue[HTTP_CLIENT_HEADER_VALUE_MAX];
+	size_t hname_len, hvalue_len;
+	bool htoo_long; /* this header does not fit: skipped */
 	char *wbuf;
 	size_t wlen, wcap;
 	uint64_t deadline; /* loop time (ms) by which the whole attempt must end */
@@ -224,6 +231,54 @@ static int on_status_code(llhttp_t *p)
 	return 0;
 }
 
+/* Header pieces may be split across reads: gathered, then given whole. */
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct uconn *u = p->data;
+
+	if (u->hsink == NULL)
+		return 0;
+	if (len > sizeof(u->hname) - u->hname_len) {
+		u->htoo_long = true;
+		return 0;
+	}
+	memcpy(u->hname + u->hname_len, at, len);
+	u->hname_len += len;
+	return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct uconn *u = p->data;
+
+	if (u->hsink == NULL)
+		return 0;
+	if (len > sizeof(u->hvalue) - u->hvalue_len) {
+		u->htoo_long = true;
+		return 0;
+	}
+	memcpy(u->hvalue + u->hvalue_len, at, len);
+	u->hvalue_len += len;
+	return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+	struct uconn *u = p->data;
+	int rc = 0;
+
+	if (u->hsink == NULL)
+		return 0;
+	if (!u->htoo_long && u->hsink(u->ctx, u->hname, u->hname_len, u->hvalue,
+				      u->hvalue_len) != 0) {
+		u->sink_failed = true;
+		rc = -1;
+	}
+	u->hname_len = u->hvalue_len = 0;
+	u->htoo_long = false;
+	return rc;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
 	struct uconn *u = p->data;
@@ -286,6 +341,9 @@ static void uc_settings_init(void)
 		return;
 	llhttp_settings_init(&uc_settings);
 	uc_settings.on_status_complete = on_status_code;
+	uc_settings.on_header_field = on_header_field;
+	uc_settings.on_header_value = on_header_value;
+	uc_settings.on_header_value_complete = on_header_value_complete;
 	uc_settings.on_headers_complete = on_headers_complete;
 	uc_settings.on_body = on_body;
 	uc_settings.on_message_complete = on_message_complete;
@@ -436,6 +494,7 @@ static void uc_finish(struct uconn *u, int error)
 			fresh->cb = u->cb;
 			fresh->ctx = u->ctx;
 			fresh->sink = u->sink;
+			fresh->hsink = u->hsink;
 			fresh->wbuf = u->wbuf;
 			fresh->wlen = u->wlen;
 			fresh->wcap = u->wcap;
@@ -698,6 +757,9 @@ int http_client_request(struct http_client *cl, const char *address,
 	u->ctx = ctx;
 	u->sink = req->on_body;
 	u->sink_failed = false;
+	u->hsink = req->on_header;
+	u->hname_len = u->hvalue_len = 0;
+	u->htoo_long = false;
 	u->deadline = now + req->timeout_ms;
 	u->started = now;
 	u->stalls = 0;
@@ -775,6 +837,11 @@ void http_client_free(struct http_client *cl)
 	}
 	/* Pools and the client stay allocated while requests may still reference
 	 * them; the process exits right after, so they are left to it. */
+}
+
+bool http_client_tls(void)
+{
+	return false;
 }
 
 const char *http_client_strerror(const struct http_client_result *res)

@@ -2,10 +2,12 @@
 #include "config.h"
 
 #include "base64.h"
+#include "http_client.h"
 #include "log.h"
 #include "toml.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <json.h>
@@ -43,6 +45,7 @@ _Static_assert(STRATEGY_LOAD == 0 && STRATEGY_ROUND_ROBIN == 1, "config_strategi
 
 static int config_norm_bind(const char *in, char *out, size_t outlen);
 static int config_norm_region(const char *in, char *out, size_t outlen);
+static int config_norm_url(const char *in, char *out, size_t outlen);
 static int config_norm_token(const char *in, char *out, size_t outlen);
 
 /* clang-format off */
@@ -159,6 +162,32 @@ const struct config_option config_options[] = {
 	  "Under load, how old an answer of /metrics or /v1/health a worker may serve again "
 	  "instead of rendering it; 0 renders every request.",
 	  CFG(t.obs_max_age_ms) },
+	{ "registry", "url", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "URL of an external registry's SFU list, http://host[:port]/path, polled with "
+	  "If-None-Match; empty for none.",
+	  CFG(t.registry_url), .normalise = config_norm_url },
+	{ "registry", "token", CONFIG_T_STRING, "", 0, 0, true,
+	  "Bearer token the registry requires (sent as Authorization: Bearer): printable ASCII "
+	  "without spaces; none when unset.",
+	  CFG(t.registry_token), .normalise = config_norm_token },
+	{ "registry", "poll_ms", CONFIG_T_INT, "5000", 100, 3600000, true,
+	  "How often the list is fetched when the registry sends no Cache-Control max-age.",
+	  CFG(t.registry_poll_ms) },
+	{ "registry", "min_poll_ms", CONFIG_T_INT, "1000", 100, 3600000, true,
+	  "Fetches are never closer than this, whatever max-age says.",
+	  CFG(t.registry_min_poll_ms) },
+	{ "registry", "timeout_ms", CONFIG_T_INT, "5000", 10, 600000, true,
+	  "Time limit of one fetch, connect and whole body included.",
+	  CFG(t.registry_timeout_ms) },
+	{ "registry", "max_sfus", CONFIG_T_INT, "1024", 1, CONFIG_SFUS_MAX, true,
+	  "A list of more SFUs than this is refused (the last good list stays).",
+	  CFG(t.registry_max_sfus) },
+	{ "registry", "max_bytes", CONFIG_T_INT, "1048576", 1024, 67108864, true,
+	  "A list whose body is larger than this is refused (the last good list stays).",
+	  CFG(t.registry_max_bytes) },
+	{ "registry", "stale_after_ms", CONFIG_T_INT, "60000", 1000, 86400000, true,
+	  "Without a good answer for this long the list in use is flagged stale (still used).",
+	  CFG(t.registry_stale_after_ms) },
 
 	{ CONFIG_SFU_SECTION, "address", CONFIG_T_STRING, "", 0, 0, true,
 	  "Base URL of a static SFU, http(s)://host[:port] without a path (required).",
@@ -623,7 +652,7 @@ static int config_sfu_dups(const struct config_ctx *c, const struct toml_table *
 	return rc;
 }
 
-static void config_sfus_free(struct config_sfu *sfus, size_t n)
+void config_sfus_free(struct config_sfu *sfus, size_t n)
 {
 	if (sfus == NULL)
 		return;
@@ -752,8 +781,17 @@ static void config_view_free(struct config_view *v)
 	free(v->vals);
 }
 
+/* Whether name is one of the NULL-terminated list (which may be NULL). */
+static bool config_listed(const char *const *names, const char *name)
+{
+	for (size_t i = 0; names != NULL && names[i] != NULL; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
 static int config_view_init(const struct config_ctx *c, size_t idx, struct json_object *obj,
-			    struct config_view *view)
+			    const char *const *extra, struct config_view *view)
 {
 	/* JSON objects and arrays only need a type for the "must be a string" message. */
 	static struct toml_table empty_table;
@@ -768,6 +806,8 @@ static int config_view_init(const struct config_ctx *c, size_t idx, struct json_
 		struct toml_value *tv = &view->vals[k];
 		char name[72];
 
+		if (config_listed(extra, jkey))
+			continue; /* the caller's to read */
 		switch (json_object_get_type(jval)) {
 		case json_type_null:
 			continue; /* like an absent optional field */
@@ -806,16 +846,59 @@ static int config_view_init(const struct config_ctx *c, size_t idx, struct json_
 	return 0;
 }
 
+int config_sfus_json(struct json_object *root, const char *what, const char *const *extra,
+		     struct config_sfu **list, size_t *n, char *err, size_t errlen)
+{
+	const struct config_ctx c = { err, errlen, what };
+	struct json_object *arr = NULL;
+	struct config_view *views = NULL;
+	const struct toml_table **tabs = NULL;
+	size_t count = 0;
+	int rc;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	if (!json_object_is_type(root, json_type_object) ||
+	    !json_object_object_get_ex(root, "sfu", &arr) ||
+	    !json_object_is_type(arr, json_type_array) ||
+	    json_object_object_length(root) != 1)
+		return config_fail(&c, 0, "expected {\"sfu\": [{\"address\": ..., \"key\": ...}]}");
+	count = json_object_array_length(arr);
+	views = calloc(count + 1, sizeof(*views));
+	tabs = calloc(count + 1, sizeof(*tabs));
+	if (views == NULL || tabs == NULL) {
+		rc = config_fail(&c, 0, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < count; i++) {
+		struct json_object *item = json_object_array_get_idx(arr, i);
+
+		if (!json_object_is_type(item, json_type_object)) {
+			rc = config_fail(&c, 0, "sfu[%zu] must be an object", i);
+			goto out;
+		}
+		rc = config_view_init(&c, i, item, extra, &views[i]);
+		if (rc < 0)
+			goto out;
+		tabs[i] = &views[i].tab;
+	}
+	rc = config_sfu_list(&c, tabs, count, list, n);
+out:
+	for (size_t i = 0; views != NULL && i < count; i++)
+		config_view_free(&views[i]);
+	free(views);
+	free(tabs);
+	return rc;
+}
+
 /* SFU_GATEWAY_NODES: {"sfu":[{"address":..,"region":..,"key":..}]}, the existing gateway's. */
 static int config_nodes(const char *json, struct config_sfu **list, size_t *n, char *err,
 			size_t errlen)
 {
 	const struct config_ctx c = { err, errlen, "SFU_GATEWAY_NODES" };
 	struct json_tokener *tok = NULL;
-	struct json_object *root = NULL, *arr = NULL;
-	struct config_view *views = NULL;
-	const struct toml_table **tabs = NULL;
-	size_t len = strlen(json), count = 0;
+	struct json_object *root = NULL;
+	size_t len = strlen(json);
 	int rc;
 
 	if (len >= INT_MAX) {
@@ -835,38 +918,8 @@ static int config_nodes(const char *json, struct config_sfu **list, size_t *n, c
 				 json_tokener_error_desc(json_tokener_get_error(tok)));
 		goto out;
 	}
-	if (!json_object_is_type(root, json_type_object) ||
-	    !json_object_object_get_ex(root, "sfu", &arr) ||
-	    !json_object_is_type(arr, json_type_array) ||
-	    json_object_object_length(root) != 1) {
-		rc = config_fail(&c, 0, "expected {\"sfu\": [{\"address\": ..., \"key\": ...}]}");
-		goto out;
-	}
-	count = json_object_array_length(arr);
-	views = calloc(count + 1, sizeof(*views));
-	tabs = calloc(count + 1, sizeof(*tabs));
-	if (views == NULL || tabs == NULL) {
-		rc = config_fail(&c, 0, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < count; i++) {
-		struct json_object *item = json_object_array_get_idx(arr, i);
-
-		if (!json_object_is_type(item, json_type_object)) {
-			rc = config_fail(&c, 0, "sfu[%zu] must be an object", i);
-			goto out;
-		}
-		rc = config_view_init(&c, i, item, &views[i]);
-		if (rc < 0)
-			goto out;
-		tabs[i] = &views[i].tab;
-	}
-	rc = config_sfu_list(&c, tabs, count, list, n);
+	rc = config_sfus_json(root, "SFU_GATEWAY_NODES", NULL, list, n, err, errlen);
 out:
-	for (size_t i = 0; views != NULL && i < count; i++)
-		config_view_free(&views[i]);
-	free(views);
-	free(tabs);
 	json_object_put(root);
 	if (tok != NULL)
 		json_tokener_free(tok);
@@ -1014,6 +1067,18 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 		log_warn("[registration] key is only %u bytes; use at least %d",
 			 cfg->t.registration_key_len, CONFIG_KEY_WARN_BYTES);
 	}
+	if (strncmp(cfg->t.registry_url, "https://", 8) == 0 && !http_client_tls())
+		return config_fail(&c, 0,
+				   "[registry] url: https is not supported yet: this build's HTTP "
+				   "client has no TLS (TLS support has not landed); use http://, "
+				   "for example through a local TLS-terminating proxy");
+	if (cfg->t.registry_url[0] != '\0' && cfg->t.registry_poll_ms < cfg->t.registry_min_poll_ms)
+		log_warn("[registry] poll_ms = %u is below min_poll_ms = %u: the list is fetched "
+			 "every %u ms",
+			 cfg->t.registry_poll_ms, cfg->t.registry_min_poll_ms,
+			 cfg->t.registry_min_poll_ms);
+	if (cfg->t.registry_token[0] != '\0' && cfg->t.registry_url[0] == '\0')
+		log_warn("[registry] token is set but [registry] url is empty: no registry is polled");
 	/* A hung SFU costs a whole attempt; with fewer than two attempts inside
 	 * the deadline, one hung SFU fails the request instead of failing over. */
 	if (cfg->t.max_retries > 1 && 2 * (uint64_t)cfg->t.retry_timeout_ms > cfg->t.deadline_ms)
@@ -1152,4 +1217,42 @@ static int config_norm_token(const char *in, char *out, size_t outlen)
 			return -EINVAL;
 	memcpy(out, in, n + 1);
 	return 0;
+}
+
+/*
+ * [registry] url: http(s)://host[:port][/path][?query], the origin normalised
+ * as SFU addresses are. No credentials in it (they would show in health and
+ * logs: [registry] token carries them), no fragment, nothing outside printable
+ * ASCII. "" turns the registry off.
+ */
+static int config_norm_url(const char *in, char *out, size_t outlen)
+{
+	const char *scheme_end = strstr(in, "://"), *rest;
+	char origin[ADDRESS_MAX];
+	size_t olen;
+	int n;
+
+	if (in[0] == '\0') {
+		if (outlen == 0)
+			return -EINVAL;
+		out[0] = '\0';
+		return 0;
+	}
+	for (const char *p = in; *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '#')
+			return -EINVAL;
+	if (scheme_end == NULL)
+		return -EINVAL;
+	rest = strpbrk(scheme_end + 3, "/?");
+	if (rest == NULL)
+		rest = scheme_end + 3 + strlen(scheme_end + 3);
+	olen = (size_t)(rest - in);
+	if (olen >= sizeof(origin) || memchr(in, '@', olen) != NULL)
+		return -EINVAL;
+	memcpy(origin, in, olen);
+	origin[olen] = '\0';
+	if (address_parse(origin, origin, sizeof(origin)) != 0)
+		return -EINVAL;
+	n = snprintf(out, outlen, "%s%s%s", origin, *rest == '/' ? "" : "/", rest);
+	return n < 0 || (size_t)n >= outlen ? -EINVAL : 0;
 }

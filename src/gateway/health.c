@@ -1,4 +1,4 @@
-/* GET /v1/health: the gateway's and every SFU's state as JSON, for people and dashboards. */
+/* GET /v1/health: the gateway's, the external registry's and every SFU's state as JSON, for people and dashboards. */
 #include "health.h"
 
 #include <errno.h>
@@ -11,12 +11,17 @@
 #include "clock.h"
 #include "keycheck.h"
 #include "obscache.h"
+#include "regstatus.h"
 #include "select.h"
 #include "strbuf.h"
 
 static const char *health_source(uint8_t source)
 {
-	return source == SFU_SOURCE_STATIC ? "static" : "registered";
+	switch (source) {
+	case SFU_SOURCE_STATIC: return "static";
+	case SFU_SOURCE_REGISTRY: return "registry";
+	default: return "registered";
+	}
 }
 
 /* The one word an operator reads first: why this SFU is (not) taking channels. */
@@ -122,6 +127,76 @@ static void health_add_sfu(struct strbuf *b, bool first, const struct registry_s
 	STRBUF_LIT(b, "}}");
 }
 
+/* A member whose value is the time since a CLOCK_MONOTONIC instant, null for never. */
+static void health_age(struct strbuf *b, const char *member, int64_t since_ms, int64_t now_ms)
+{
+	STRBUF_LIT(b, ",\"");
+	strbuf_puts(b, member);
+	STRBUF_LIT(b, "\":");
+	if (since_ms != 0)
+		strbuf_i64(b, now_ms - since_ms);
+	else
+		STRBUF_LIT(b, "null");
+}
+
+/* A member with a string value, null when empty. */
+static void health_str_or_null(struct strbuf *b, const char *member, const char *value)
+{
+	STRBUF_LIT(b, ",\"");
+	strbuf_puts(b, member);
+	STRBUF_LIT(b, "\":");
+	if (value[0] == '\0') {
+		STRBUF_LIT(b, "null");
+		return;
+	}
+	STRBUF_LIT(b, "\"");
+	strbuf_json(b, value);
+	STRBUF_LIT(b, "\"");
+}
+
+/* The external registry source: where it is, how it answers, its list. The
+ * token is never part of it, and the URL is shown without its query. */
+static void health_registry(struct strbuf *b, const struct regstatus *rs,
+			    const struct config_tunables *t, int64_t now_ms)
+{
+	struct regstatus_data d;
+	enum regstatus_state st;
+
+	if (regstatus_read(rs, &d) != 0) {
+		STRBUF_LIT(b, ",\"registry\":{\"state\":\"unknown\"}");
+		return;
+	}
+	st = regstatus_state(&d, now_ms, t->registry_stale_after_ms);
+	STRBUF_LIT(b, ",\"registry\":{\"state\":\"");
+	strbuf_puts(b, regstatus_state_name(st));
+	STRBUF_LIT(b, "\"");
+	if (st == REGSTATUS_OFF) {
+		STRBUF_LIT(b, "}");
+		return;
+	}
+	HEALTH_STR(b, "url", d.url);
+	if (st == REGSTATUS_STALE)
+		STRBUF_LIT(b, ",\"stale\":true");
+	else
+		STRBUF_LIT(b, ",\"stale\":false");
+	HEALTH_INT(b, "sfus", d.sfus);
+	HEALTH_INT(b, "ignored", d.ignored);
+	health_str_or_null(b, "etag", d.etag);
+	health_age(b, "listAgeMs", d.list_ms, now_ms);
+	health_age(b, "lastSuccessAgeMs", d.last_success_ms, now_ms);
+	health_str_or_null(b, "lastError", d.last_error);
+	health_age(b, "lastErrorAgeMs", d.last_error_ms, now_ms);
+	STRBUF_LIT(b, ",\"polls\":{\"ok\":");
+	strbuf_u64(b, atomic_load(&rs->polls[REGSTATUS_POLL_OK]));
+	HEALTH_INT(b, "notModified", atomic_load(&rs->polls[REGSTATUS_POLL_NOT_MODIFIED]));
+	HEALTH_INT(b, "failed", atomic_load(&rs->polls[REGSTATUS_POLL_FAILED]));
+	STRBUF_LIT(b, "}}");
+}
+
+/* Views of the set tried before health shows what it read anyway (a batch
+ * writer that died leaves the batch open until the master repairs it). */
+#define HEALTH_VIEW_TRIES 4
+
 /* The SFU array of a rendering, before the head that needs its verdict (kept between
  * renderings, like the answer itself). */
 static struct strbuf health_sfus;
@@ -131,19 +206,29 @@ static struct strbuf health_sfus;
 static int health_render(struct handler_ctx *x, struct strbuf *b)
 {
 	struct registry *r = &x->shm->registry;
-	uint32_t end = registry_scan_end(r);
 	int64_t now_ms = clock_ms();
-	bool usable = false, first = true;
+	bool usable = false;
 
-	strbuf_reset(&health_sfus);
-	for (uint32_t i = 0; i < end; i++) {
-		struct sfu_record rec;
+	/* Every SFU from one view of the set: a list being applied meanwhile
+	 * shows either whole or not at all. */
+	for (int tries = 0; tries < HEALTH_VIEW_TRIES; tries++) {
+		uint64_t batch = 0;
+		bool viewed = registry_view_begin(r, &batch) == 0, first = true;
+		uint32_t end = registry_scan_end(r);
 
-		if (registry_read(r, i, &rec) == 0 && rec.hot.in_use) {
-			health_add_sfu(&health_sfus, first, &r->slots[i], &rec, x->live, now_ms,
-				       &usable);
-			first = false;
+		strbuf_reset(&health_sfus);
+		usable = false;
+		for (uint32_t i = 0; i < end; i++) {
+			struct sfu_record rec;
+
+			if (registry_read(r, i, &rec) == 0 && rec.hot.in_use) {
+				health_add_sfu(&health_sfus, first, &r->slots[i], &rec, x->live,
+					       now_ms, &usable);
+				first = false;
+			}
 		}
+		if (viewed && registry_view_valid(r, batch))
+			break;
 	}
 	if (usable)
 		STRBUF_LIT(b, "{\"status\":\"ok\"");
@@ -152,6 +237,7 @@ static int health_render(struct handler_ctx *x, struct strbuf *b)
 	HEALTH_STR(b, "version", SFU_VERSION);
 	HEALTH_INT(b, "uptimeMs", clock_wall_ms() - x->shm->started_ms);
 	HEALTH_INT(b, "workers", atomic_load(&x->shm->n_workers));
+	health_registry(b, &x->shm->regstatus, x->live, now_ms);
 	STRBUF_LIT(b, ",\"sfus\":[");
 	strbuf_put(b, health_sfus.buf != NULL ? health_sfus.buf : "", health_sfus.len);
 	STRBUF_LIT(b, "]}");

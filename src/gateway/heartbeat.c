@@ -15,6 +15,7 @@
 #include "log.h"
 #include "region.h"
 #include "registry.h"
+#include "sfuload.h"
 #include "token.h"
 
 /* What a valid heartbeat body says. */
@@ -24,61 +25,8 @@ struct heartbeat {
 	char region[CONFIG_REGION_MAX];
 	uint8_t key[CONFIG_KEY_MAX];
 	size_t key_len;
-	uint32_t channels, sessions, max_sessions;
-	double cpu, memory;
+	struct sfu_hot load; /* channels, sessions, max_sessions, cpu, memory */
 };
-
-/* A non-negative integer field that fits 32 bits. */
-static int heartbeat_count(struct json_object *o, const char *name, bool required, uint32_t *out,
-			   char *err, size_t errlen)
-{
-	struct json_object *v;
-	int64_t n;
-
-	if (!json_object_object_get_ex(o, name, &v) || json_object_is_type(v, json_type_null)) {
-		if (!required)
-			return 0;
-		snprintf(err, errlen, "missing field '%s'", name);
-		return -EINVAL;
-	}
-	if (!json_object_is_type(v, json_type_int)) {
-		snprintf(err, errlen, "invalid field '%s': must be a non-negative integer", name);
-		return -EINVAL;
-	}
-	errno = 0;
-	n = json_object_get_int64(v);
-	if (n < 0 || n > UINT32_MAX || errno != 0) {
-		snprintf(err, errlen, "invalid field '%s': must be a non-negative integer", name);
-		return -EINVAL;
-	}
-	*out = (uint32_t)n;
-	return 0;
-}
-
-/* An optional number in [0, 1]; 0 when absent (the score then counts
- * sessions alone for this SFU, as for a probed one). */
-static int heartbeat_usage(struct json_object *o, const char *name, double *out, char *err,
-			   size_t errlen)
-{
-	struct json_object *v;
-	double d;
-
-	if (!json_object_object_get_ex(o, name, &v) || json_object_is_type(v, json_type_null)) {
-		*out = 0.0;
-		return 0;
-	}
-	if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double)) {
-		snprintf(err, errlen, "invalid field '%s': must be a number in [0, 1]", name);
-		return -EINVAL;
-	}
-	d = json_object_get_double(v);
-	if (!(d >= 0.0 && d <= 1.0)) { /* also rejects NaN */
-		snprintf(err, errlen, "invalid field '%s': must be a number in [0, 1]", name);
-		return -EINVAL;
-	}
-	*out = d;
-	return 0;
-}
 
 /* A string field: *out NULL when absent or null (an error only when required:
  * "missing field"), -EINVAL with "invalid field" when it is not a string. */
@@ -102,8 +50,8 @@ static int heartbeat_string(struct json_object *o, const char *name, bool requir
 	return 0;
 }
 
-/* What each field must be, for the error that names it. */
-#define HEARTBEAT_RULE_STATUS "must be \"up\" or \"down\""
+/* What each field must be, for the error that names it (the load fields'
+ * rules are sfuload.h's). */
 #define HEARTBEAT_RULE_ADDRESS "must be http(s)://host[:port] without path, query or credentials"
 #define HEARTBEAT_RULE_REGION "must match [a-z0-9-]{1,63}"
 #define HEARTBEAT_RULE_KEY "must be base64 of 1 to 128 bytes"
@@ -128,13 +76,8 @@ static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, c
 		snprintf(err, errlen, "body is not a JSON object");
 		goto out;
 	}
-	if (heartbeat_string(o, "status", true, &s, HEARTBEAT_RULE_STATUS, err, errlen) != 0)
+	if (sfuload_status(o, true, &hb->up, err, errlen) != 0)
 		goto out;
-	if (strcmp(s, "up") != 0 && strcmp(s, "down") != 0) {
-		snprintf(err, errlen, "invalid field 'status': %s", HEARTBEAT_RULE_STATUS);
-		goto out;
-	}
-	hb->up = strcmp(s, "up") == 0;
 	if (heartbeat_string(o, "address", true, &s, HEARTBEAT_RULE_ADDRESS, err, errlen) != 0)
 		goto out;
 	if (address_parse(s, hb->address, sizeof(hb->address)) != 0) {
@@ -162,14 +105,7 @@ static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, c
 		goto out;
 	}
 	hb->key_len = (size_t)rc;
-	rc = -EINVAL;
-	if (heartbeat_count(o, "channels", true, &hb->channels, err, errlen) != 0 ||
-	    heartbeat_count(o, "sessions", true, &hb->sessions, err, errlen) != 0 ||
-	    heartbeat_count(o, "maxSessions", false, &hb->max_sessions, err, errlen) != 0 ||
-	    heartbeat_usage(o, "cpuUsage", &hb->cpu, err, errlen) != 0 ||
-	    heartbeat_usage(o, "memoryUsage", &hb->memory, err, errlen) != 0)
-		goto out;
-	rc = 0;
+	rc = sfuload_parse(o, &hb->load, err, errlen);
 out:
 	json_object_put(o);
 	json_tokener_free(tok);
@@ -252,12 +188,19 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 		slot = -1;
 
 	if (!hb.up) {
-		if (slot >= 0 && cur.hot.source == SFU_SOURCE_STATIC) {
-			heartbeat_reject(x, c, 409, "a static SFU cannot sign off; remove it from the config");
+		if (slot >= 0 && !registry_may_remove(cur.hot.source, SFU_SOURCE_REGISTERED)) {
+			heartbeat_reject(x, c, 409, cur.hot.source == SFU_SOURCE_STATIC
+						    ? "a static SFU cannot sign off; remove it from the config"
+						    : "an SFU the registry lists cannot sign off; remove it "
+						      "from the registry");
 			return;
 		}
-		if (slot >= 0)
-			registry_remove_slot(&x->shm->registry, (uint32_t)slot, cur.hot.generation);
+		if (slot >= 0 &&
+		    registry_remove_slot(&x->shm->registry, (uint32_t)slot, cur.hot.generation,
+					 SFU_SOURCE_REGISTERED) == -EPERM) {
+			heartbeat_reject(x, c, 409, "the SFU is now listed by the config or the registry");
+			return;
+		}
 		metrics_add(x->metrics, M_HEARTBEATS_REMOVED, 1);
 		log_info("heartbeat: sfu=%s signed off", hb.address);
 		heartbeat_reply(c, "removed");
@@ -267,23 +210,27 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 	memset(&rec, 0, sizeof(rec));
 	rec.hot.source = SFU_SOURCE_REGISTERED;
 	rec.hot.has_load = 1;
-	rec.hot.sessions = hb.sessions;
-	rec.hot.channels = hb.channels;
-	rec.hot.max_sessions = hb.max_sessions;
-	rec.hot.cpu = hb.cpu;
-	rec.hot.memory = hb.memory;
+	rec.hot.sessions = hb.load.sessions;
+	rec.hot.channels = hb.load.channels;
+	rec.hot.max_sessions = hb.load.max_sessions;
+	rec.hot.cpu = hb.load.cpu;
+	rec.hot.memory = hb.load.memory;
 	rec.hot.last_report_ms = clock_ms();
 	memcpy(rec.cold.address, hb.address, sizeof(rec.cold.address));
 	memcpy(rec.cold.region, hb.region, sizeof(rec.cold.region));
 	memcpy(rec.cold.key, hb.key, hb.key_len);
 	rec.cold.key_len = (uint32_t)hb.key_len;
 	rec.hot.reported_by = SFU_REPORTER_HEARTBEAT;
-	if (slot >= 0 && cur.hot.source == SFU_SOURCE_STATIC) {
-		/* The config owns a static SFU's key and region; a heartbeat may
-		 * only report its load. */
+	if (slot >= 0 &&
+	    registry_right(cur.hot.source, SFU_SOURCE_REGISTERED) == REGISTRY_RIGHT_LOAD) {
+		/* The config or the registry list owns this SFU's key and region;
+		 * its heartbeat may only report its load. */
 		if (cur.cold.key_len != hb.key_len ||
 		    CRYPTO_memcmp(cur.cold.key, hb.key, hb.key_len) != 0) {
-			heartbeat_reject(x, c, 409, "the key of a static SFU cannot be changed");
+			heartbeat_reject(x, c, 409, cur.hot.source == SFU_SOURCE_STATIC
+						    ? "the key of a static SFU cannot be changed"
+						    : "the key of an SFU the registry lists cannot be "
+						      "changed");
 			return;
 		}
 		if (registry_update_load(&x->shm->registry, (uint32_t)slot, cur.hot.generation,
@@ -301,6 +248,10 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 	case -ENOSPC:
 		heartbeat_reject(x, c, 503, "registry full");
 		return;
+	case -EPERM:
+		/* Listed by the config or the registry since we looked. */
+		heartbeat_reject(x, c, 409, "the SFU is now listed by the config or the registry");
+		return;
 	default:
 		heartbeat_reject(x, c, 503, "registry busy");
 		return;
@@ -311,7 +262,7 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 		heartbeat_reply(c, "registered");
 	} else {
 		metrics_add(x->metrics, M_HEARTBEATS_UPDATED, 1);
-		log_debug("heartbeat: sfu=%s updated sessions=%u", hb.address, hb.sessions);
+		log_debug("heartbeat: sfu=%s updated sessions=%u", hb.address, hb.load.sessions);
 		heartbeat_reply(c, "updated");
 	}
 }

@@ -1,4 +1,4 @@
-/* Active probes: the reaper checks SFUs that send no heartbeats (GET /v1/noop, then /v1/stats). */
+/* Active probes: the reaper checks SFUs nobody reports for (GET /v1/noop, then /v1/stats). */
 #include "probe.h"
 
 #include <errno.h>
@@ -148,6 +148,28 @@ static void probe_send(struct probe_op *op)
 	}
 }
 
+/*
+ * Who is probed: SFUs the gateway keeps whatever they say, and whose load
+ * nobody else reports. Static SFUs, and SFUs of the external registry whose
+ * list gives no load, unless their own heartbeats are fresh (the SFU's word
+ * on its health). Registered SFUs are never probed: their heartbeats
+ * stopping expires them.
+ */
+static bool prober_wanted(const struct sfu_hot *h, const struct config_tunables *t, int64_t now_ms)
+{
+	if (h->reported_by == SFU_REPORTER_HEARTBEAT &&
+	    now_ms - h->last_report_ms <= (int64_t)t->stale_after_ms)
+		return false;
+	switch (h->source) {
+	case SFU_SOURCE_STATIC:
+		return true;
+	case SFU_SOURCE_REGISTRY:
+		return h->reported_by != SFU_REPORTER_REGISTRY;
+	default:
+		return false;
+	}
+}
+
 void prober_tick(struct prober *p, const struct config_tunables *t, int64_t now_ms)
 {
 	uint32_t end = registry_scan_end(p->r);
@@ -167,12 +189,14 @@ void prober_tick(struct prober *p, const struct config_tunables *t, int64_t now_
 			ps->generation = rec.hot.generation;
 			ps->next_ms = 0;
 		}
-		/* Heartbeats are the SFU's own word on its health: probe only those
-		 * that send none, or whose heartbeats stopped. */
-		if (rec.hot.reported_by == SFU_REPORTER_HEARTBEAT &&
-		    now_ms - rec.hot.last_report_ms <= (int64_t)t->stale_after_ms)
+		if (!prober_wanted(&rec.hot, t, now_ms)) {
+			/* Someone else reports now: an old probe verdict no longer holds. */
+			if (atomic_exchange(&p->r->slots[i].probe_down, 0) != 0)
+				atomic_fetch_add_explicit(&p->r->health_epoch, 1,
+							  memory_order_release);
 			continue;
-		if (rec.hot.source != SFU_SOURCE_STATIC || now_ms < ps->next_ms)
+		}
+		if (now_ms < ps->next_ms)
 			continue;
 		op = calloc(1, sizeof(*op));
 		if (op == NULL)

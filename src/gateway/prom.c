@@ -82,44 +82,117 @@ struct prom_sfu {
 	int key_mismatch;
 };
 
-/* Reads every SFU once; its labels go to lbl. Returns how many, or -ENOMEM. */
+/* Views of the set tried before the per-SFU families show what they read anyway
+ * (a batch writer that died leaves the batch open until the master repairs it). */
+#define PROM_VIEW_TRIES 4
+
+/* Reads every SFU once, all from one view of the set, so that a list applied
+ * meanwhile shows whole or not at all; their labels go to lbl. Returns how
+ * many, or -ENOMEM. */
 static int prom_read_sfus(const struct registry *reg, int64_t now_ms, struct prom_sfu **out,
 			  struct strbuf *lbl)
 {
-	uint32_t end = registry_scan_end(reg);
-	struct prom_sfu *s = calloc(end ? end : 1, sizeof(*s));
+	struct prom_sfu *s = NULL;
 	int n = 0;
 
-	if (s == NULL)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < end; i++) {
-		const struct registry_slot *sl = &reg->slots[i];
-		struct sfu_record rec;
-		struct prom_sfu *p = &s[n];
+	for (int tries = 0; tries < PROM_VIEW_TRIES; tries++) {
+		uint64_t batch = 0;
+		bool viewed = registry_view_begin(reg, &batch) == 0;
+		uint32_t end = registry_scan_end(reg);
 
-		if (registry_read(reg, i, &rec) != 0)
-			continue;
-		p->lbl_off = lbl->len;
-		STRBUF_LIT(lbl, "address=\"");
-		prom_label(lbl, rec.cold.address);
-		STRBUF_LIT(lbl, "\",region=\"");
-		prom_label(lbl, rec.cold.region);
-		STRBUF_LIT(lbl, "\"");
-		p->lbl_len = lbl->len - p->lbl_off;
-		p->sessions = rec.hot.sessions;
-		p->channels = rec.hot.channels;
-		p->cpu = rec.hot.cpu;
-		p->memory = rec.hot.memory;
-		p->age_ms = now_ms - rec.hot.last_report_ms;
-		p->assigned = atomic_load_explicit(&sl->assigned, memory_order_relaxed);
-		p->key_mismatch = atomic_load_explicit(&sl->key_check, memory_order_relaxed) ==
-				  SFU_KEY_MISMATCH;
-		p->ok = atomic_load_explicit(&sl->requests_ok, memory_order_relaxed);
-		p->failed = atomic_load_explicit(&sl->requests_failed, memory_order_relaxed);
-		n++;
+		free(s);
+		s = calloc(end ? end : 1, sizeof(*s));
+		if (s == NULL)
+			return -ENOMEM;
+		strbuf_reset(lbl);
+		n = 0;
+		for (uint32_t i = 0; i < end; i++) {
+			const struct registry_slot *sl = &reg->slots[i];
+			struct sfu_record rec;
+			struct prom_sfu *p = &s[n];
+
+			if (registry_read(reg, i, &rec) != 0)
+				continue;
+			p->lbl_off = lbl->len;
+			STRBUF_LIT(lbl, "address=\"");
+			prom_label(lbl, rec.cold.address);
+			STRBUF_LIT(lbl, "\",region=\"");
+			prom_label(lbl, rec.cold.region);
+			STRBUF_LIT(lbl, "\"");
+			p->lbl_len = lbl->len - p->lbl_off;
+			p->sessions = rec.hot.sessions;
+			p->channels = rec.hot.channels;
+			p->cpu = rec.hot.cpu;
+			p->memory = rec.hot.memory;
+			p->age_ms = now_ms - rec.hot.last_report_ms;
+			p->assigned = atomic_load_explicit(&sl->assigned, memory_order_relaxed);
+			p->key_mismatch = atomic_load_explicit(&sl->key_check,
+							       memory_order_relaxed) ==
+					  SFU_KEY_MISMATCH;
+			p->ok = atomic_load_explicit(&sl->requests_ok, memory_order_relaxed);
+			p->failed = atomic_load_explicit(&sl->requests_failed, memory_order_relaxed);
+			n++;
+		}
+		if (viewed && registry_view_valid(reg, batch))
+			break;
 	}
 	*out = s;
 	return n;
+}
+
+/* A gauge family of one series. */
+static void prom_gauge(struct strbuf *b, const char *name, const char *help, double v)
+{
+	prom_head(b, name, "gauge", help);
+	strbuf_printf(b, "sfu_gateway_%s %.17g\n", name, v);
+}
+
+/* The external registry source: its state as gauges, its fetches as counters.
+ * Ages are left out while there is nothing to be old (never succeeded, no list). */
+static void prom_regstatus(struct strbuf *b, const struct regstatus *rs, uint32_t stale_after_ms,
+			   int64_t now_ms)
+{
+	static const char *const results[] = { "ok", "not_modified", "failed" };
+	struct regstatus_data d;
+	enum regstatus_state st = REGSTATUS_OFF;
+
+	_Static_assert(sizeof(results) / sizeof(results[0]) == REGSTATUS_POLL__COUNT,
+		       "a label per poll result");
+	if (regstatus_read(rs, &d) == 0)
+		st = regstatus_state(&d, now_ms, stale_after_ms);
+	else
+		memset(&d, 0, sizeof(d));
+	prom_gauge(b, "registry_source_configured", "1 when an external registry is configured.",
+		   d.configured != 0);
+	prom_gauge(b, "registry_source_up",
+		   "1 when the last fetch of the external registry's list succeeded.",
+		   st == REGSTATUS_OK || (st == REGSTATUS_STALE && d.last_ok));
+	prom_gauge(b, "registry_source_stale",
+		   "1 when the list in use is older than [registry] stale_after_ms (still used).",
+		   st == REGSTATUS_STALE);
+	prom_gauge(b, "registry_source_sfus", "SFUs in the external registry's list in use.",
+		   d.sfus);
+	prom_gauge(b, "registry_source_ignored_sfus",
+		   "SFUs of the list ignored because the config holds their address.", d.ignored);
+	if (d.last_success_ms != 0)
+		prom_gauge(b, "registry_source_last_success_age_seconds",
+			   "Time since the last successful fetch (200 or 304).",
+			   (double)(now_ms - d.last_success_ms) / 1000.0);
+	if (d.list_ms != 0)
+		prom_gauge(b, "registry_source_list_age_seconds",
+			   "Time since the list in use arrived (its 200).",
+			   (double)(now_ms - d.list_ms) / 1000.0);
+	prom_gauge(b, "registry_source_last_apply_seconds",
+		   "Time the last 200 took to parse and apply.",
+		   (double)atomic_load(&rs->last_apply_us) / 1e6);
+	prom_gauge(b, "registry_source_last_batch_seconds",
+		   "How long the last list's batch held readers of the whole set off.",
+		   (double)atomic_load(&rs->last_window_us) / 1e6);
+	prom_head(b, "registry_source_polls_total", "counter",
+		  "Fetches of the external registry's list, by result.");
+	for (int i = 0; i < REGSTATUS_POLL__COUNT; i++)
+		strbuf_printf(b, "sfu_gateway_registry_source_polls_total{result=\"%s\"} %llu\n",
+			      results[i], (unsigned long long)atomic_load(&rs->polls[i]));
 }
 
 /* The per-SFU families, each family's lines together as the text format requires. */
@@ -175,6 +248,7 @@ static void prom_sfus(struct strbuf *b, const struct prom_sfu *s, int n, const s
 }
 
 int prom_render(const struct metrics *ms, const struct registry *reg,
+		const struct regstatus *rs, uint32_t stale_after_ms,
 		const char *const *route_names, size_t n_routes, unsigned n_workers, int64_t now_ms,
 		struct strbuf *b)
 {
@@ -291,6 +365,7 @@ int prom_render(const struct metrics *ms, const struct registry *reg,
 	strbuf_printf(b, "sfu_gateway_upstream_latency_seconds_count %llu\n",
 		      (unsigned long long)count);
 
+	prom_regstatus(b, rs, stale_after_ms, now_ms);
 	prom_head(b, "registry_sfus", "gauge", "SFUs in the registry.");
 	STRBUF_LIT(b, "sfu_gateway_registry_sfus ");
 	strbuf_u64(b, atomic_load(&reg->count));

@@ -1,4 +1,4 @@
-/* Reaper: a process with a timer that expires SFUs whose heartbeats went stale. */
+/* Reaper: the one process that polls: expires SFUs whose heartbeats went stale, probes, key checks, the external registry. */
 #include "reaper.h"
 
 #include <signal.h>
@@ -11,6 +11,7 @@
 #include "keycheck.h"
 #include "log.h"
 #include "probe.h"
+#include "regpoll.h"
 
 #define REAPER_PERIOD_MS 250 /* stale SFUs leave within a quarter second of their deadline */
 #define REAPER_BUDGET_US 2000 /* work per tick, so a huge registry never stalls the timer */
@@ -25,6 +26,7 @@ struct reaper {
 	uint32_t cursor;
 	struct prober *prober;
 	struct keycheck *keycheck;
+	struct regpoll *regpoll;
 };
 
 int reaper_sweep(struct registry *r, uint32_t *cursor, uint32_t stale_after_ms, int64_t now_ms,
@@ -46,12 +48,14 @@ int reaper_sweep(struct registry *r, uint32_t *cursor, uint32_t stale_after_ms, 
 		struct sfu_hot h;
 
 		*cursor = (i + 1 >= end) ? 0 : i + 1;
+		/* Only heartbeats' SFUs expire when heartbeats stop: the config and
+		 * the registry list hold theirs whatever heartbeats do. */
 		if (registry_read_hot(r, i, &h) == 0 && h.source == SFU_SOURCE_REGISTERED &&
 		    now_ms - h.last_report_ms > (int64_t)stale_after_ms) {
 			struct sfu_record rec;
 
 			if (registry_read(r, i, &rec) == 0 &&
-			    registry_remove_slot(r, i, h.generation) == 0) {
+			    registry_remove_slot(r, i, h.generation, SFU_SOURCE_REGISTERED) == 0) {
 				removed++;
 				log_info("reaper: expired sfu=%s region=%s age_ms=%lld",
 					 rec.cold.address, rec.cold.region,
@@ -70,8 +74,11 @@ static void reaper_on_tick(uv_timer_t *t)
 
 	int n;
 
-	if (shm_live_refresh(rp->shm, &rp->live, &rp->live_version) > 0)
+	if (shm_live_refresh(rp->shm, &rp->live, &rp->live_version) > 0) {
 		log_set_level((enum log_level)rp->live.log_level);
+		if (rp->regpoll != NULL)
+			regpoll_configure(rp->regpoll, &rp->live, clock_ms());
+	}
 	n = reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, clock_ms(),
 			 REAPER_BUDGET_US);
 	if (n > 0)
@@ -80,6 +87,8 @@ static void reaper_on_tick(uv_timer_t *t)
 		prober_tick(rp->prober, &rp->live, clock_ms());
 	if (rp->keycheck != NULL)
 		keycheck_tick(rp->keycheck, &rp->live, clock_ms());
+	if (rp->regpoll != NULL)
+		regpoll_tick(rp->regpoll, clock_ms());
 }
 
 static void reaper_on_signal(uv_signal_t *s, int signum)
@@ -113,6 +122,11 @@ int reaper_run(struct shm_layout *shm)
 		log_warn("reaper: prober_new() failed: static SFUs will not be probed");
 	if (keycheck_new(&rp->keycheck, &rp->loop, &shm->registry) != 0)
 		log_warn("reaper: keycheck_new() failed: SFU keys will not be checked");
+	/* One poller for the whole gateway: N workers, one request per period. */
+	if (regpoll_new(&rp->regpoll, &rp->loop, &shm->registry, &shm->regstatus) != 0)
+		log_error("reaper: regpoll_new() failed: the external registry will not be polled");
+	else
+		regpoll_configure(rp->regpoll, &rp->live, clock_ms());
 	uv_timer_init(&rp->loop, &rp->tick);
 	rp->tick.data = rp;
 	uv_timer_start(&rp->tick, reaper_on_tick, REAPER_PERIOD_MS, REAPER_PERIOD_MS);

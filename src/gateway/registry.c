@@ -2,10 +2,14 @@
 #include "registry.h"
 
 #include <errno.h>
-#include <unistd.h>
-#include <time.h>
+#include <openssl/crypto.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "region.h"
 
@@ -62,6 +66,7 @@ int registry_init(struct registry *r, uint32_t capacity)
 	atomic_store(&r->rr_counter, 0);
 	atomic_store(&r->repairs, 0);
 	atomic_store(&r->writing_slot, -1);
+	atomic_store(&r->batch_seq, 0);
 	for (uint32_t i = 0; i < capacity; i++)
 		atomic_store_explicit(&r->slots[i].seq, 0, memory_order_relaxed);
 	return 0;
@@ -164,6 +169,35 @@ static int registry_repair_slot_locked(struct registry *r, uint32_t i)
 	return 1;
 }
 
+/*
+ * A batch writer died inside its batch (batch_seq odd, and we hold the lock,
+ * so nobody else is in it): the set is part old list, part new. Neither is
+ * what the registry said, so every SFU the registry source holds goes, and the
+ * batch is closed; the restarted reaper fetches the whole list again. 1 when
+ * a batch was open, else 0.
+ */
+static int registry_close_dead_batch_locked(struct registry *r)
+{
+	uint32_t hw = registry_scan_end(r), dropped = 0;
+
+	if ((atomic_load_explicit(&r->batch_seq, memory_order_relaxed) & 1) == 0)
+		return 0;
+	for (uint32_t i = 0; i < hw; i++) {
+		struct sfu_hot h;
+
+		seqlock_copy_out(&h, r->slots[i].hot, SFU_HOT_WORDS);
+		if (h.in_use && h.source == SFU_SOURCE_REGISTRY) {
+			registry_free_locked(r, i);
+			dropped++;
+		}
+	}
+	seqlock_write_end(&r->batch_seq);
+	log_warn("registry: a batch was left half-applied by a dead writer; dropped the %u "
+		 "SFU(s) of the external registry until its list is fetched again",
+		 dropped);
+	return 1;
+}
+
 /* A dead writer may have died between changing a slot and adjusting count:
  * recompute it from the slots themselves. */
 static void registry_recount_locked(struct registry *r)
@@ -201,6 +235,7 @@ static int registry_lock(struct registry *r, int *repaired)
 			n = registry_repair_slot_locked(r, (uint32_t)ws);
 		atomic_store(&r->writing_slot, -1);
 		registry_recount_locked(r);
+		n += registry_close_dead_batch_locked(r);
 		registry_bump_epoch(r);
 		log_warn("registry: a writer died holding the write lock; %d slot(s) repaired", n);
 		err = pthread_mutex_consistent(&r->write_lock);
@@ -276,6 +311,10 @@ static int registry_upsert_locked(struct registry *r, const struct sfu_record *r
 	i = registry_find(r, next.cold.address);
 	if (i >= 0) {
 		registry_load_locked(r, (uint32_t)i, &cur);
+		/* The holder may have changed since the caller looked (a reload, a
+		 * list): checked again here, under the lock. */
+		if (registry_right(cur.hot.source, next.hot.source) != REGISTRY_RIGHT_ALL)
+			return -EPERM;
 		next.hot.generation = cur.hot.generation;
 		registry_store_locked(r, (uint32_t)i, &next);
 		/* A new key has not been checked against the SFU yet. */
@@ -333,7 +372,7 @@ int registry_remove(struct registry *r, const char *address)
 	return i >= 0 ? 0 : -ENOENT;
 }
 
-int registry_remove_slot(struct registry *r, uint32_t i, uint64_t gen)
+int registry_remove_slot(struct registry *r, uint32_t i, uint64_t gen, enum sfu_source remover)
 {
 	struct sfu_hot h;
 	int err;
@@ -344,10 +383,12 @@ int registry_remove_slot(struct registry *r, uint32_t i, uint64_t gen)
 	if (err)
 		return err;
 	seqlock_copy_out(&h, r->slots[i].hot, SFU_HOT_WORDS);
-	if (h.in_use && h.generation == gen)
-		registry_free_locked(r, i);
-	else
+	if (!h.in_use || h.generation != gen)
 		err = -ENOENT;
+	else if (!registry_may_remove(h.source, remover))
+		err = -EPERM;
+	else
+		registry_free_locked(r, i);
 	registry_unlock(r);
 	return err;
 }
@@ -378,7 +419,9 @@ static int registry_apply_static_locked(struct registry *r, const struct config_
 	if (i >= 0) {
 		registry_load_locked(r, (uint32_t)i, &rec);
 		if (rec.hot.source != SFU_SOURCE_STATIC)
-			log_info("registry: registered SFU %s is now static", c->address);
+			log_info("registry: %s SFU %s is now static",
+				 rec.hot.source == SFU_SOURCE_REGISTRY ? "registry" : "registered",
+				 c->address);
 	} else {
 		memset(&rec, 0, sizeof(rec));
 		memcpy(rec.cold.address, c->address, sizeof(rec.cold.address));
@@ -446,6 +489,7 @@ int registry_repair(struct registry *r)
 		n += registry_repair_slot_locked(r, i);
 	if (n)
 		registry_recount_locked(r);
+	n += registry_close_dead_batch_locked(r);
 	registry_unlock(r);
 	return n;
 }
@@ -569,4 +613,432 @@ int registry_update_load(struct registry *r, uint32_t i, uint64_t gen,
 	registry_bump_epoch(r);
 	registry_unlock(r);
 	return 0;
+}
+
+/* ---- the whole set: views, precedence and batches ---- */
+
+int registry_view_begin(const struct registry *r, uint64_t *seq)
+{
+	int64_t deadline = 0;
+
+	for (unsigned spins = 0;; spins++) {
+		uint64_t s = atomic_load_explicit(&r->batch_seq, memory_order_acquire);
+
+		if ((s & 1) == 0) {
+			*seq = s;
+			return 0;
+		}
+		/* A live batch ends within microseconds: spin a little, then give
+		 * the writer the CPU (it may share ours), up to the bound. */
+		if (spins < 256)
+			continue;
+		if (deadline == 0)
+			deadline = clock_us() + REGISTRY_VIEW_WAIT_US;
+		else if (clock_us() > deadline)
+			return -EAGAIN;
+		sched_yield();
+	}
+}
+
+bool registry_view_valid(const struct registry *r, uint64_t seq)
+{
+	return seqlock_read_valid(&r->batch_seq, seq);
+}
+
+uint64_t registry_batch_seq(const struct registry *r)
+{
+	return atomic_load_explicit(&r->batch_seq, memory_order_acquire);
+}
+
+enum registry_right registry_right(enum sfu_source holder, enum sfu_source writer)
+{
+	/* Config wins over everything; a source owns what it holds; nobody
+	 * holds a free slot. */
+	if (holder == SFU_SOURCE_NONE || holder == writer || writer == SFU_SOURCE_STATIC)
+		return REGISTRY_RIGHT_ALL;
+	switch (writer) {
+	case SFU_SOURCE_REGISTRY:
+		/* The list takes over a self-registered SFU, never a static one. */
+		return holder == SFU_SOURCE_STATIC ? REGISTRY_RIGHT_NONE : REGISTRY_RIGHT_ALL;
+	case SFU_SOURCE_REGISTERED:
+		/* An SFU's heartbeats are the freshest word on its load, but its
+		 * membership, key and region belong to whoever listed it. */
+		return REGISTRY_RIGHT_LOAD;
+	default:
+		return REGISTRY_RIGHT_NONE;
+	}
+}
+
+bool registry_may_remove(enum sfu_source holder, enum sfu_source remover)
+{
+	return holder == remover;
+}
+
+/*
+ * The batch writer's plan: an open-addressing index of the slots in use (and
+ * of the additions planned so far) by address hash, so that finding where
+ * each listed SFU goes costs O(1) instead of a scan of the registry.
+ */
+struct registry_index {
+	uint64_t *hash;
+	int64_t *ref; /* slot i as i, planned addition of recs[k] as -(k + 1); 0 hash = empty */
+	size_t mask;
+};
+
+static int registry_index_init(struct registry_index *x, size_t n)
+{
+	size_t size = 16;
+
+	while (size < 2 * n + 2)
+		size *= 2;
+	x->hash = calloc(size, sizeof(*x->hash));
+	x->ref = calloc(size, sizeof(*x->ref));
+	x->mask = size - 1;
+	return x->hash != NULL && x->ref != NULL ? 0 : -ENOMEM;
+}
+
+static void registry_index_free(struct registry_index *x)
+{
+	free(x->hash);
+	free(x->ref);
+}
+
+/* The entry holding address (hash h): its position, or where it would go. */
+static size_t registry_index_find(const struct registry *r, const struct registry_index *x,
+				  const struct sfu_record *recs, const char *address, uint64_t h,
+				  bool *found)
+{
+	size_t pos = h & x->mask;
+
+	for (;; pos = (pos + 1) & x->mask) {
+		char buf[CONFIG_ADDRESS_MAX] __attribute__((aligned(8)));
+		const char *other;
+
+		if (x->hash[pos] == 0) {
+			*found = false;
+			return pos;
+		}
+		if (x->hash[pos] != h)
+			continue;
+		if (x->ref[pos] >= 0) {
+			seqlock_copy_out(buf, r->slots[x->ref[pos]].cold, CONFIG_ADDRESS_MAX / 8);
+			buf[sizeof(buf) - 1] = '\0';
+			other = buf;
+		} else {
+			other = recs[-x->ref[pos] - 1].cold.address;
+		}
+		if (strcmp(other, address) == 0) {
+			*found = true;
+			return pos;
+		}
+	}
+}
+
+enum registry_step { STEP_ADD, STEP_UPDATE, STEP_SAME, STEP_IGNORE };
+
+/* What the list makes of slot cur's record (next), for an SFU the list may set. */
+static void registry_next_record(const struct sfu_record *cur, const struct sfu_record *in,
+				 int64_t now_ms, uint32_t heartbeat_fresh_ms, struct sfu_record *next,
+				 bool *load_from_list)
+{
+	bool fresh_heartbeat = cur->hot.reported_by == SFU_REPORTER_HEARTBEAT &&
+			       now_ms - cur->hot.last_report_ms <= (int64_t)heartbeat_fresh_ms;
+
+	*next = *cur;
+	next->hot.source = SFU_SOURCE_REGISTRY;
+	next->hot.max_sessions = in->hot.max_sessions;
+	memcpy(next->cold.region, in->cold.region, sizeof(next->cold.region));
+	memcpy(next->cold.key, in->cold.key, sizeof(next->cold.key));
+	next->cold.key_len = in->cold.key_len;
+	next->hot.region_hash = in->hot.region_hash;
+	next->hot.region_id = in->hot.region_id;
+	*load_from_list = false;
+	if (in->hot.has_load && !fresh_heartbeat) {
+		next->hot.has_load = 1;
+		next->hot.reported_by = SFU_REPORTER_REGISTRY;
+		next->hot.sessions = in->hot.sessions;
+		next->hot.channels = in->hot.channels;
+		next->hot.cpu = in->hot.cpu;
+		next->hot.memory = in->hot.memory;
+		/* Unchanged figures keep their time, so the slot is not rewritten
+		 * and the age says how long they have held. */
+		if (cur->hot.reported_by != SFU_REPORTER_REGISTRY || !cur->hot.has_load ||
+		    cur->hot.sessions != in->hot.sessions ||
+		    cur->hot.channels != in->hot.channels || cur->hot.cpu != in->hot.cpu ||
+		    cur->hot.memory != in->hot.memory) {
+			next->hot.last_report_ms = now_ms;
+			*load_from_list = true;
+		}
+	} else if (!in->hot.has_load && cur->hot.reported_by == SFU_REPORTER_REGISTRY) {
+		/* The list stopped giving load: figures nobody refreshes any more
+		 * must not steer selection (probes take over). */
+		next->hot.has_load = 0;
+		next->hot.reported_by = SFU_REPORTER_NONE;
+		next->hot.sessions = next->hot.channels = 0;
+		next->hot.cpu = next->hot.memory = 0.0;
+	}
+}
+
+/* The list's record as a slot would hold it (hashes, region id, clean key). */
+static int registry_prepare(const struct sfu_record *in, int64_t now_ms, struct sfu_record *out)
+{
+	if (!registry_record_valid(in))
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	memcpy(&out->cold, &in->cold, sizeof(out->cold));
+	memset(out->cold.key + out->cold.key_len, 0, sizeof(out->cold.key) - out->cold.key_len);
+	out->hot.in_use = 1;
+	out->hot.source = SFU_SOURCE_REGISTRY;
+	out->hot.address_hash = registry_hash(out->cold.address);
+	out->hot.region_hash = out->cold.region[0] ? registry_hash(out->cold.region) : 0;
+	out->hot.region_id = (uint8_t)region_lookup(out->cold.region, strlen(out->cold.region));
+	out->hot.max_sessions = in->hot.max_sessions;
+	out->hot.last_report_ms = now_ms;
+	if (in->hot.has_load) {
+		out->hot.has_load = 1;
+		out->hot.reported_by = SFU_REPORTER_REGISTRY;
+		out->hot.sessions = in->hot.sessions;
+		out->hot.channels = in->hot.channels;
+		out->hot.cpu = in->hot.cpu;
+		out->hot.memory = in->hot.memory;
+	}
+	return 0;
+}
+
+/* Everything the batch needs, decided under the lock before the batch opens. */
+#define REGISTRY_PLAN_RESET_ASSIGNED 1 /* the list's load replaces our estimate */
+#define REGISTRY_PLAN_NEW_KEY 2 /* the key changes: not checked against the SFU yet */
+struct registry_plan {
+	struct sfu_record *next; /* per listed SFU: the record to write */
+	uint8_t *step; /* per listed SFU: enum registry_step */
+	uint8_t *flags; /* per listed SFU: REGISTRY_PLAN_* */
+	int32_t *slot; /* per listed SFU: its slot (additions: -1 until placed) */
+	uint8_t *kept; /* per slot below high_water: listed again */
+	uint32_t *free_slots; /* free slots below high_water, then the removed ones */
+	uint32_t n_free;
+	uint32_t changes; /* slots the batch writes: nothing to do when 0 */
+};
+
+static void registry_plan_free(struct registry_plan *p, size_t n)
+{
+	if (p->next != NULL)
+		explicit_bzero(p->next, (n ? n : 1) * sizeof(*p->next)); /* keys */
+	free(p->next);
+	free(p->step);
+	free(p->flags);
+	free(p->slot);
+	free(p->kept);
+	free(p->free_slots);
+}
+
+static int registry_plan_locked(struct registry *r, const struct sfu_record *recs, size_t n,
+				int64_t now_ms, uint32_t heartbeat_fresh_ms,
+				struct registry_plan *p)
+{
+	uint32_t hw = registry_scan_end(r), adds = 0, removals = 0;
+	struct registry_index x = { NULL, NULL, 0 };
+	int rc;
+
+	p->next = calloc(n ? n : 1, sizeof(*p->next));
+	p->step = calloc(n ? n : 1, 1);
+	p->flags = calloc(n ? n : 1, 1);
+	p->slot = calloc(n ? n : 1, sizeof(*p->slot));
+	p->kept = calloc(hw ? hw : 1, 1);
+	p->free_slots = calloc((size_t)hw + 1, sizeof(*p->free_slots));
+	rc = registry_index_init(&x, (size_t)hw + n);
+	if (p->next == NULL || p->step == NULL || p->flags == NULL || p->slot == NULL ||
+	    p->kept == NULL || p->free_slots == NULL || rc != 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < hw; i++) {
+		struct sfu_hot h;
+		bool found;
+		size_t pos;
+
+		seqlock_copy_out(&h, r->slots[i].hot, SFU_HOT_WORDS);
+		if (!h.in_use) {
+			p->free_slots[p->n_free++] = i;
+			continue;
+		}
+		{
+			char buf[CONFIG_ADDRESS_MAX] __attribute__((aligned(8)));
+
+			seqlock_copy_out(buf, r->slots[i].cold, CONFIG_ADDRESS_MAX / 8);
+			buf[sizeof(buf) - 1] = '\0';
+			pos = registry_index_find(r, &x, recs, buf, h.address_hash, &found);
+		}
+		if (!found) {
+			x.hash[pos] = h.address_hash;
+			x.ref[pos] = i;
+		}
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct sfu_record cur;
+		bool found, load;
+		size_t pos;
+
+		rc = registry_prepare(&recs[k], now_ms, &p->next[k]);
+		if (rc != 0)
+			goto out;
+		pos = registry_index_find(r, &x, recs, p->next[k].cold.address,
+					  p->next[k].hot.address_hash, &found);
+		p->slot[k] = -1;
+		if (!found) {
+			x.hash[pos] = p->next[k].hot.address_hash;
+			x.ref[pos] = -(int64_t)k - 1;
+			p->step[k] = STEP_ADD;
+			adds++;
+			continue;
+		}
+		if (x.ref[pos] < 0) { /* listed twice */
+			rc = -EINVAL;
+			goto out;
+		}
+		p->slot[k] = (int32_t)x.ref[pos];
+		/* Marked even when ignored: a static SFU is not the list's to remove. */
+		p->kept[x.ref[pos]] = 1;
+		/* Entries that map to the same slot twice were caught above; mark
+		 * the slot's entry as taken by this listing. */
+		x.ref[pos] = -(int64_t)k - 1;
+		registry_load_locked(r, (uint32_t)p->slot[k], &cur);
+		if (registry_right(cur.hot.source, SFU_SOURCE_REGISTRY) != REGISTRY_RIGHT_ALL) {
+			p->step[k] = STEP_IGNORE;
+			continue;
+		}
+		{
+			struct sfu_record listed = p->next[k];
+
+			registry_next_record(&cur, &listed, now_ms, heartbeat_fresh_ms, &p->next[k],
+					     &load);
+			explicit_bzero(&listed, sizeof(listed));
+		}
+		if (load)
+			p->flags[k] |= REGISTRY_PLAN_RESET_ASSIGNED;
+		if (cur.cold.key_len != p->next[k].cold.key_len ||
+		    CRYPTO_memcmp(cur.cold.key, p->next[k].cold.key, sizeof(cur.cold.key)) != 0)
+			p->flags[k] |= REGISTRY_PLAN_NEW_KEY;
+		p->step[k] = memcmp(&cur, &p->next[k], sizeof(cur)) == 0 ? STEP_SAME : STEP_UPDATE;
+		p->changes += p->step[k] == STEP_UPDATE;
+		explicit_bzero(&cur, sizeof(cur));
+	}
+	for (uint32_t i = 0; i < hw; i++) {
+		struct sfu_hot h;
+
+		seqlock_copy_out(&h, r->slots[i].hot, SFU_HOT_WORDS);
+		if (h.in_use && !p->kept[i] && registry_may_remove(h.source, SFU_SOURCE_REGISTRY))
+			removals++;
+	}
+	/* All or nothing: additions go to free slots, removed ones, then new ones. */
+	if ((uint64_t)adds > (uint64_t)p->n_free + removals + (r->capacity - hw)) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	p->changes += adds + removals;
+	rc = 0;
+out:
+	registry_index_free(&x);
+	return rc;
+}
+
+/* The batch itself: only stores, in one odd window of batch_seq. */
+static void registry_batch_locked(struct registry *r, size_t n, struct registry_plan *p,
+				  struct registry_batch *out)
+{
+	uint32_t hw = registry_scan_end(r);
+	uint64_t gen = atomic_load(&r->epoch);
+	uint32_t next_free = 0;
+	int64_t t0 = clock_us();
+
+	seqlock_write_begin(&r->batch_seq);
+	for (uint32_t i = 0; i < hw; i++) {
+		static const struct sfu_record zero;
+		struct sfu_hot h;
+
+		if (p->kept[i])
+			continue;
+		seqlock_copy_out(&h, r->slots[i].hot, SFU_HOT_WORDS);
+		if (!h.in_use || !registry_may_remove(h.source, SFU_SOURCE_REGISTRY))
+			continue;
+		registry_store_locked(r, i, &zero);
+		atomic_fetch_sub(&r->count, 1);
+		p->free_slots[p->n_free++] = i;
+		out->removed++;
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct registry_slot *s;
+		uint32_t i;
+
+		switch (p->step[k]) {
+		case STEP_IGNORE:
+			out->ignored++;
+			continue;
+		case STEP_SAME:
+			out->unchanged++;
+			continue;
+		case STEP_UPDATE:
+			i = (uint32_t)p->slot[k];
+			s = &r->slots[i];
+			registry_store_locked(r, i, &p->next[k]);
+			if (p->flags[k] & REGISTRY_PLAN_NEW_KEY)
+				atomic_store(&s->key_check, SFU_KEY_UNCHECKED);
+			if (p->flags[k] & REGISTRY_PLAN_RESET_ASSIGNED)
+				atomic_store(&s->assigned, 0);
+			out->updated++;
+			continue;
+		case STEP_ADD:
+			break;
+		}
+		if (next_free < p->n_free) {
+			i = p->free_slots[next_free++];
+		} else {
+			i = registry_scan_end(r);
+			/* Raised before the slot is written, as registry_take_free_locked does. */
+			atomic_store_explicit(&r->high_water, i + 1, memory_order_release);
+		}
+		/* epoch only grows, so these were never any slot's generation. */
+		p->next[k].hot.generation = ++gen;
+		registry_reset_counters(&r->slots[i]);
+		registry_store_locked(r, i, &p->next[k]);
+		atomic_fetch_add(&r->count, 1);
+		out->added++;
+	}
+	/* One epoch step past every generation handed out, before the batch
+	 * closes: a reader that sees the batch closed sees the new epoch too. */
+	atomic_store_explicit(&r->epoch, gen + 1, memory_order_release);
+	seqlock_write_end(&r->batch_seq);
+	out->window_us = (uint32_t)(clock_us() - t0);
+}
+
+int registry_apply_source(struct registry *r, const struct sfu_record *recs, size_t n,
+			  int64_t now_ms, uint32_t heartbeat_fresh_ms, uint8_t *ignored,
+			  struct registry_batch *out)
+{
+	struct registry_plan p;
+	struct registry_batch st;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	memset(&st, 0, sizeof(st));
+	rc = registry_lock(r, NULL);
+	if (rc != 0)
+		return rc;
+	rc = registry_plan_locked(r, recs, n, now_ms, heartbeat_fresh_ms, &p);
+	if (rc == 0 && p.changes == 0) {
+		/* Nothing moves: no batch, so no reader retries or rebuilds. */
+		for (size_t k = 0; k < n; k++) {
+			st.ignored += p.step[k] == STEP_IGNORE;
+			st.unchanged += p.step[k] == STEP_SAME;
+		}
+	} else if (rc == 0) {
+		registry_batch_locked(r, n, &p, &st);
+	}
+	if (rc == 0 && ignored != NULL)
+		for (size_t k = 0; k < n; k++)
+			ignored[k] = p.step[k] == STEP_IGNORE;
+	registry_unlock(r);
+	registry_plan_free(&p, n);
+	if (out != NULL)
+		*out = st;
+	return rc;
 }

@@ -55,7 +55,8 @@ static void route_metrics(struct handler_ctx *x, struct http_conn *c,
 		for (size_t i = 0; i <= route_count; i++)
 			names[i] = route_name(i);
 		if (text == NULL ||
-		    prom_render(&x->shm->metrics, &x->shm->registry, names, route_count + 1,
+		    prom_render(&x->shm->metrics, &x->shm->registry, &x->shm->regstatus,
+				x->live->registry_stale_after_ms, names, route_count + 1,
 				atomic_load(&x->shm->n_workers), clock_ms(), text) != 0) {
 			obscache_abort(oc);
 			http_respond_error(c, 503, "out of memory", NULL);

@@ -63,6 +63,7 @@ struct select_snapshot {
 	bool fast; /* use the snapshot paths (false: always scan; tests compare) */
 	const struct registry *r;
 	uint64_t instance, epoch;
+	uint64_t batch; /* registry batch sequence the snapshot was built in (even) */
 	struct config_tunables t; /* the tunables the scores were computed with */
 	bool valid;
 	uint32_t n;
@@ -548,10 +549,15 @@ static bool select_snap_same_tunables(const struct config_tunables *a,
 static bool select_snap_build(struct select_snapshot *sn, const struct registry *r,
 			      const struct config_tunables *t)
 {
-	uint64_t epoch = atomic_load_explicit(&r->epoch, memory_order_acquire);
-	uint32_t end = registry_scan_end(r), n = 0, count[REGION_COUNT + 1] = { 0 };
+	uint64_t epoch, batch;
+	uint32_t end, n = 0, count[REGION_COUNT + 1] = { 0 };
 
 	sn->valid = false;
+	/* The whole set as one batch left it: no half-applied list. */
+	if (registry_view_begin(r, &batch) != 0)
+		return false;
+	epoch = atomic_load_explicit(&r->epoch, memory_order_acquire);
+	end = registry_scan_end(r);
 	if (end > SELECT_MAX_SLOTS)
 		return false;
 	for (uint32_t i = 0; i < end; i++) {
@@ -584,7 +590,8 @@ static bool select_snap_build(struct select_snapshot *sn, const struct registry 
 		count[e->region_id]++;
 		n++;
 	}
-	if (atomic_load_explicit(&r->epoch, memory_order_acquire) != epoch)
+	if (atomic_load_explicit(&r->epoch, memory_order_acquire) != epoch ||
+	    !registry_view_valid(r, batch))
 		return false;
 	qsort(sn->e, n, sizeof(sn->e[0]), select_snap_cmp);
 	sn->region_off[0] = 0;
@@ -604,6 +611,7 @@ static bool select_snap_build(struct select_snapshot *sn, const struct registry 
 	sn->r = r;
 	sn->instance = r->instance;
 	sn->epoch = epoch;
+	sn->batch = batch;
 	sn->t = *t;
 	sn->n = n;
 	sn->valid = true;
@@ -617,9 +625,22 @@ static bool select_snap_fresh(struct select_snapshot *sn, const struct registry 
 {
 	if (sn->valid && sn->r == r && sn->instance == r->instance &&
 	    sn->epoch == atomic_load_explicit(&r->epoch, memory_order_acquire) &&
-	    select_snap_same_tunables(&sn->t, t))
+	    sn->batch == registry_batch_seq(r) && select_snap_same_tunables(&sn->t, t))
 		return true;
 	return select_snap_build(sn, r, t);
+}
+
+/* The chosen entry's slot, read whole: still the SFU the snapshot holds, and
+ * no batch has changed the set since the snapshot was built (else the
+ * choice was made on a list that is no longer the registry's). */
+static bool select_snap_confirm(const struct select_snapshot *sn, struct registry *r,
+				uint32_t idx, struct select_choice *out)
+{
+	if (registry_read(r, sn->e[idx].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
+	    out->rec.hot.generation != sn->e[idx].generation || !registry_view_valid(r, sn->batch))
+		return false;
+	out->slot = sn->e[idx].slot;
+	return true;
 }
 
 /* Whether entry e's region string is exactly the unknown hint. */
@@ -745,11 +766,7 @@ static int select_fast(struct select_snapshot *sn, struct registry *r,
 			if (sn->e[f.ties[i]].slot == pick)
 				pick = f.ties[i];
 	}
-	if (registry_read(r, sn->e[pick].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
-	    out->rec.hot.generation != sn->e[pick].generation)
-		return 1;
-	out->slot = sn->e[pick].slot;
-	return 0;
+	return select_snap_confirm(sn, r, pick, out) ? 0 : 1;
 }
 
 /* Lists the usable entries in slot order, all and per region, with the
@@ -859,19 +876,66 @@ static int select_rr_fast(struct select_snapshot *sn, struct registry *r,
 							  : -ENOENT;
 	idx = list[atomic_fetch_add_explicit(&r->rr_counter, 1, memory_order_relaxed) % m];
 chosen:
-	if (registry_read(r, sn->e[idx].slot, &out->rec) != 0 || !out->rec.hot.in_use ||
-	    out->rec.hot.generation != sn->e[idx].generation)
-		return 1;
-	out->slot = sn->e[idx].slot;
-	return 0;
+	return select_snap_confirm(sn, r, idx, out) ? 0 : 1;
 }
+
+/*
+ * The scan and the choice over one view of the set. The scan read only hot
+ * parts; the chosen slot is now read whole. It can have been freed, reused or
+ * changed meanwhile, and a region hash can collide, so the full record is
+ * checked against the filter; on a mismatch the candidate's view is corrected
+ * and the choice is made again. Every round removes or corrects one
+ * candidate; the bound only guards against a writer changing the same slot
+ * forever.
+ */
+static int select_slow(struct select_state *st, struct registry *r, const uint32_t *exclude,
+		       size_t nexclude, int64_t now_ms, struct select_choice *out)
+{
+	uint32_t rounds;
+
+	select_scan(st, exclude, nexclude, now_ms);
+	for (rounds = 0; rounds <= 2 * st->n + 1; rounds++) {
+		struct select_cand *c;
+		int rc, region;
+		bool match;
+
+		select_choose_filter(st);
+		c = select_pick(st);
+		if (!c) {
+			if (st->overloaded > 0)
+				return -EBUSY;
+			if (st->unhealthy > 0)
+				return -EHOSTDOWN;
+			return st->torn ? -EAGAIN : -ENOENT;
+		}
+		rc = registry_read(r, c->slot, &out->rec);
+		if (rc == -EAGAIN)
+			st->torn++;
+		if (rc != 0 || !out->rec.hot.in_use) {
+			select_recount(st, c, 0, false, true);
+			continue;
+		}
+		region = out->rec.hot.region_id <= REGION_COUNT ? out->rec.hot.region_id : 0;
+		match = st->hint_string && select_region_equals(&out->rec, st->hint, st->hint_len);
+		if (region != c->region_id || match != (bool)c->hint_match) {
+			select_recount(st, c, region, match, false);
+			continue;
+		}
+		out->slot = c->slot;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+/* Views tried before a selection gives up: each failure means a whole batch
+ * was applied during one scan, which lists change far too rarely to repeat. */
+#define SELECT_VIEW_TRIES 8
 
 int select_best(struct select_snapshot *sn, struct registry *r, const struct config_tunables *t,
 		const struct select_query *q, const uint32_t *exclude, size_t nexclude,
 		int64_t now_ms, struct select_choice *out)
 {
 	struct select_state st = { .t = t, .r = r, .cands = sn->cands };
-	uint32_t rounds;
 	int fast = 1;
 
 	select_parse_hint(&st, q);
@@ -882,44 +946,19 @@ int select_best(struct select_snapshot *sn, struct registry *r, const struct con
 	}
 	if (fast != 1)
 		return fast;
-	select_scan(&st, exclude, nexclude, now_ms);
-	/*
-	 * The scan read only hot parts; the chosen slot is now read whole. It can
-	 * have been freed, reused or changed meanwhile, and a region hash can
-	 * collide, so the full record is checked against the filter; on a
-	 * mismatch the candidate's view is corrected and the choice is made again.
-	 * Every round removes or corrects one candidate; the bound only guards
-	 * against a writer changing the same slot forever.
-	 */
-	for (rounds = 0; rounds <= 2 * st.n + 1; rounds++) {
-		struct select_cand *c;
-		int rc, region;
-		bool match;
+	/* The whole choice, answer included, within one view of the set: a list
+	 * applied meanwhile would otherwise let the answer mix it with the last. */
+	for (int tries = 0; tries < SELECT_VIEW_TRIES; tries++) {
+		uint64_t batch;
+		int rc;
 
-		select_choose_filter(&st);
-		c = select_pick(&st);
-		if (!c) {
-			if (st.overloaded > 0)
-				return -EBUSY;
-			if (st.unhealthy > 0)
-				return -EHOSTDOWN;
-			return st.torn ? -EAGAIN : -ENOENT;
-		}
-		rc = registry_read(r, c->slot, &out->rec);
-		if (rc == -EAGAIN)
-			st.torn++;
-		if (rc != 0 || !out->rec.hot.in_use) {
-			select_recount(&st, c, 0, false, true);
-			continue;
-		}
-		region = out->rec.hot.region_id <= REGION_COUNT ? out->rec.hot.region_id : 0;
-		match = st.hint_string && select_region_equals(&out->rec, st.hint, st.hint_len);
-		if (region != c->region_id || match != (bool)c->hint_match) {
-			select_recount(&st, c, region, match, false);
-			continue;
-		}
-		out->slot = c->slot;
-		return 0;
+		if (registry_view_begin(r, &batch) != 0)
+			return -EAGAIN;
+		st = (struct select_state){ .t = t, .r = r, .cands = sn->cands };
+		select_parse_hint(&st, q);
+		rc = select_slow(&st, r, exclude, nexclude, now_ms, out);
+		if (registry_view_valid(r, batch))
+			return rc;
 	}
 	return -EAGAIN;
 }
@@ -942,13 +981,16 @@ int select_pinned(struct registry *r, const struct config_tunables *t, uint32_t 
 		  uint64_t generation, int64_t now_ms, struct select_choice *out)
 {
 	struct sfu_record rec;
+	uint64_t batch;
 
 	/* *out stays untouched unless the pin is good: callers fall back to it.
 	 * A repeat of a pinned issuer joins the channel already running there,
 	 * which adds no load a new call would: it is never refused for load,
-	 * only for health. */
-	if (slot >= registry_scan_end(r) || registry_read(r, slot, &rec) != 0 ||
-	    rec.hot.generation != generation)
+	 * only for health. The pinned SFU must still be in the set as a whole
+	 * batch left it. */
+	if (slot >= registry_scan_end(r) || registry_view_begin(r, &batch) != 0 ||
+	    registry_read(r, slot, &rec) != 0 || rec.hot.generation != generation ||
+	    !registry_view_valid(r, batch))
 		return -ENOENT;
 	switch (select_usable(&r->slots[slot], &rec.hot, t, now_ms)) {
 	case SELECT_USABLE:
