@@ -51,6 +51,7 @@ LIB_AGENT   := $(BUILD)/libagent.a
 GATEWAY := $(BUILD)/sfu-gateway
 AGENT   := $(BUILD)/sfu-gateway-agent
 MOCK    := $(BUILD)/mock-sfu
+MOCK_REG := $(BUILD)/mock-registry
 RUNNER  := $(BUILD)/tests/run
 INTEROP := $(BUILD)/tests/interop-run
 
@@ -60,7 +61,7 @@ TEST_ARGS ?=
 
 .PHONY: all check check-interop check-asan check-valgrind asan install uninstall clean demo bench deps
 
-all: $(GATEWAY) $(AGENT) $(MOCK)
+all: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -95,6 +96,9 @@ $(AGENT): $(BUILD)/obj/agent/agent_main.o $(LIB_AGENT) $(LIB_COMMON)
 $(MOCK): $(BUILD)/tests/mock_sfu.o $(LIB_GATEWAY) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(MOCK_REG): $(BUILD)/tests/mock_registry.o $(LIB_COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Microbenchmarks: plain programs linked against the libraries. bench-token
 # measures libjwt against our verifier, so it alone links libjwt.
 BENCH_BIN := $(BUILD)/bench-select $(BUILD)/bench-seqlock $(BUILD)/bench-token
@@ -110,9 +114,9 @@ $(INTEROP): $(INTEROP_OBJ) $(LIB_GATEWAY) $(LIB_AGENT) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CRIT_LIBS)
 
 # The whole suite: unit tests and integration tests against the real daemon.
-check: $(GATEWAY) $(AGENT) $(MOCK) $(RUNNER)
+check: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER)
 	SFU_GATEWAY_BIN=$(abspath $(GATEWAY)) MOCK_SFU_BIN=$(abspath $(MOCK)) \
-	  SFU_AGENT_BIN=$(abspath $(AGENT)) \
+	  MOCK_REGISTRY_BIN=$(abspath $(MOCK_REG)) SFU_AGENT_BIN=$(abspath $(AGENT)) \
 	  $(RUNNER) --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 # The gateway and the agent against the real odoo/sfu, prepared once per run in a scratch
@@ -131,9 +135,9 @@ check-asan:
 	  check
 
 # Same suite with the daemon and mocks under valgrind (tests read VALGRIND).
-check-valgrind: $(GATEWAY) $(AGENT) $(MOCK) $(RUNNER)
+check-valgrind: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER)
 	SFU_GATEWAY_BIN=$(abspath $(GATEWAY)) MOCK_SFU_BIN=$(abspath $(MOCK)) \
-	  SFU_AGENT_BIN=$(abspath $(AGENT)) \
+	  MOCK_REGISTRY_BIN=$(abspath $(MOCK_REG)) SFU_AGENT_BIN=$(abspath $(AGENT)) \
 	  SFU_TEST_VALGRIND=1 $(RUNNER) --jobs 1 $(TEST_ARGS)
 
 deps:

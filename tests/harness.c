@@ -220,6 +220,33 @@ struct harness_proc *harness_mock_start(const char *key_b64, const char *const *
 	return NULL;
 }
 
+struct harness_proc *harness_registry_start(const char *const *args)
+{
+	const char *bin = getenv("MOCK_REGISTRY_BIN");
+	const char *argv[64];
+	struct harness_proc *p = harness_track();
+	int n = 0;
+	char line[128];
+
+	if (bin == NULL)
+		bin = "build/mock-registry";
+	if (p == NULL)
+		return NULL;
+	argv[n++] = bin;
+	argv[n++] = "--port";
+	argv[n++] = "0";
+	argv[n++] = "--quiet";
+	for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	if (harness_spawn(p, argv, environ) < 0)
+		return NULL;
+	if (harness_read_line(p, line, sizeof(line), 5000) &&
+	    sscanf(line, "PORT %d", &p->port) == 1)
+		return p;
+	return NULL;
+}
+
 static char **harness_env(const char *const *env)
 {
 	static char *out[512];

@@ -36,6 +36,10 @@ const char *harness_write_file(const char *name, const char *text);
 /* Starts build/mock-sfu with the given extra args (NULL-terminated) and
  * waits for its "PORT n" line. key_b64 is its AUTH_KEY. */
 struct harness_proc *harness_mock_start(const char *key_b64, const char *const *args);
+/* Starts build/mock-registry (MOCK_REGISTRY_BIN), the external registry of the tests,
+ * with args (NULL-terminated, may be NULL; "--port N" picks the port) and waits for its
+ * "PORT n" line. */
+struct harness_proc *harness_registry_start(const char *const *args);
 /* Starts the gateway with env entries ("NAME=value", NULL-terminated; the
  * SFU_GATEWAY_* variables of the test process are cleared first) and args;
  * picks a port (--port) unless args has one; waits until GET /noop answers.
