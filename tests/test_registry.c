@@ -1,4 +1,4 @@
-/* Unit tests of the registry: insert, update, remove, find, generations, capacity, static sync. */
+/* Unit tests of the registry: insert, update, remove, find, generations, capacity, static sync, list batches. */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -483,5 +483,262 @@ Test(registry, find_scans_a_thousand_slots)
 	cr_expect_eq(registry_find(r, "http://10.0.9.9:8070"), -ENOENT);
 	rec = reg_record("http://10.0.9.9:8070", "", 1);
 	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -ENOSPC);
+	reg_unmap(r);
+}
+
+/* ---- the external registry's batches */
+
+/* A list entry as regdoc gives it: address, region, key (16 bytes of keybyte), and load
+ * when sessions >= 0. */
+static struct sfu_record reg_listed(const char *address, const char *region, uint8_t keybyte,
+				    int sessions)
+{
+	struct sfu_record rec;
+
+	memset(&rec, 0, sizeof(rec));
+	snprintf(rec.cold.address, sizeof(rec.cold.address), "%s", address);
+	snprintf(rec.cold.region, sizeof(rec.cold.region), "%s", region);
+	memset(rec.cold.key, keybyte, 16);
+	rec.cold.key_len = 16;
+	if (sessions >= 0) {
+		rec.hot.has_load = 1;
+		rec.hot.sessions = (uint32_t)sessions;
+		rec.hot.channels = 1;
+		rec.hot.cpu = 0.5;
+	}
+	return rec;
+}
+
+static struct sfu_record reg_get(struct registry *r, const char *address)
+{
+	struct sfu_record got;
+	int i = registry_find(r, address);
+
+	cr_assert_geq(i, 0, "%s is not in the registry", address);
+	cr_assert_eq(registry_read(r, (uint32_t)i, &got), 0);
+	return got;
+}
+
+Test(registry, precedence_table)
+{
+	/* The config wins everywhere; the list never over the config; heartbeats report load. */
+	cr_expect_eq(registry_right(SFU_SOURCE_NONE, SFU_SOURCE_REGISTERED), REGISTRY_RIGHT_ALL);
+	cr_expect_eq(registry_right(SFU_SOURCE_REGISTRY, SFU_SOURCE_STATIC), REGISTRY_RIGHT_ALL);
+	cr_expect_eq(registry_right(SFU_SOURCE_REGISTERED, SFU_SOURCE_STATIC), REGISTRY_RIGHT_ALL);
+	cr_expect_eq(registry_right(SFU_SOURCE_STATIC, SFU_SOURCE_REGISTRY), REGISTRY_RIGHT_NONE);
+	cr_expect_eq(registry_right(SFU_SOURCE_REGISTERED, SFU_SOURCE_REGISTRY), REGISTRY_RIGHT_ALL);
+	cr_expect_eq(registry_right(SFU_SOURCE_REGISTRY, SFU_SOURCE_REGISTRY), REGISTRY_RIGHT_ALL);
+	cr_expect_eq(registry_right(SFU_SOURCE_STATIC, SFU_SOURCE_REGISTERED), REGISTRY_RIGHT_LOAD);
+	cr_expect_eq(registry_right(SFU_SOURCE_REGISTRY, SFU_SOURCE_REGISTERED), REGISTRY_RIGHT_LOAD);
+	cr_expect(registry_may_remove(SFU_SOURCE_REGISTRY, SFU_SOURCE_REGISTRY));
+	cr_expect_not(registry_may_remove(SFU_SOURCE_REGISTRY, SFU_SOURCE_REGISTERED));
+	cr_expect_not(registry_may_remove(SFU_SOURCE_STATIC, SFU_SOURCE_REGISTRY));
+}
+
+Test(registry, apply_source_adds_updates_removes_and_skips_unchanged)
+{
+	struct registry *r = reg_map(8);
+	struct sfu_record list[3], got;
+	struct registry_batch b;
+	uint64_t gen_a, epoch, batch;
+
+	list[0] = reg_listed("http://a:1", "eu-west", 0x11, -1);
+	list[1] = reg_listed("http://b:1", "", 0x22, 7);
+	cr_assert_eq(registry_apply_source(r, list, 2, 1000, 30000, NULL, &b), 0);
+	cr_expect_eq(b.added, 2);
+	cr_expect_eq(atomic_load(&r->count), 2);
+	got = reg_get(r, "http://a:1");
+	cr_expect_eq(got.hot.source, SFU_SOURCE_REGISTRY);
+	cr_expect_eq(got.hot.has_load, 0);
+	cr_expect_eq(got.hot.region_id, region_lookup("eu-west", 7));
+	cr_expect_eq(got.cold.key[15], 0x11);
+	cr_expect_eq(got.cold.key[16], 0);
+	gen_a = got.hot.generation;
+	got = reg_get(r, "http://b:1");
+	cr_expect_eq(got.hot.has_load, 1);
+	cr_expect_eq(got.hot.reported_by, SFU_REPORTER_REGISTRY);
+	cr_expect_eq(got.hot.sessions, 7);
+	cr_expect_eq(got.hot.last_report_ms, 1000);
+	cr_expect_neq(got.hot.generation, gen_a);
+	cr_expect_gt(atomic_load(&r->epoch), got.hot.generation);
+
+	/* The same list: no write, no batch, no epoch step. */
+	epoch = atomic_load(&r->epoch);
+	batch = registry_batch_seq(r);
+	cr_assert_eq(registry_apply_source(r, list, 2, 2000, 30000, NULL, &b), 0);
+	cr_expect_eq(b.unchanged, 2);
+	cr_expect_eq(b.added + b.updated + b.removed, 0);
+	cr_expect_eq(atomic_load(&r->epoch), epoch);
+	cr_expect_eq(registry_batch_seq(r), batch);
+	cr_expect_eq(reg_get(r, "http://b:1").hot.last_report_ms, 1000,
+		     "unchanged figures keep their time");
+
+	/* a: new key (unchecked again), b: removed, c: added. */
+	atomic_store(&r->slots[registry_find(r, "http://a:1")].key_check, SFU_KEY_OK);
+	list[0] = reg_listed("http://a:1", "eu-west", 0x33, -1);
+	list[1] = reg_listed("http://c:1", "us-east", 0x44, 2);
+	cr_assert_eq(registry_apply_source(r, list, 2, 3000, 30000, NULL, &b), 0);
+	cr_expect_eq(b.updated, 1);
+	cr_expect_eq(b.removed, 1);
+	cr_expect_eq(b.added, 1);
+	cr_expect_eq(registry_batch_seq(r), batch + 2, "one batch");
+	cr_expect_eq(registry_find(r, "http://b:1"), -ENOENT);
+	got = reg_get(r, "http://a:1");
+	cr_expect_eq(got.hot.generation, gen_a, "an update keeps the slot's generation");
+	cr_expect_eq(got.cold.key[0], 0x33);
+	cr_expect_eq(atomic_load(&r->slots[registry_find(r, "http://a:1")].key_check),
+		     SFU_KEY_UNCHECKED);
+	cr_expect_eq(atomic_load(&r->count), 2);
+	cr_expect_eq(registry_scan_end(r), 2, "c took b's slot");
+
+	/* An empty list removes the registry's SFUs, only those. */
+	{
+		struct sfu_record hb = reg_record("http://hb:1", "", 3);
+
+		cr_assert_eq(registry_upsert(r, &hb, false, NULL, NULL), 0);
+	}
+	cr_assert_eq(registry_apply_source(r, NULL, 0, 4000, 30000, NULL, &b), 0);
+	cr_expect_eq(b.removed, 2);
+	cr_expect_eq(atomic_load(&r->count), 1);
+	cr_expect_geq(registry_find(r, "http://hb:1"), 0);
+	reg_unmap(r);
+}
+
+Test(registry, apply_source_respects_the_other_sources)
+{
+	struct registry *r = reg_map(8);
+	struct config_sfu st = reg_static("http://st:1", "eu-west", 0x55, 10);
+	struct sfu_record hb = reg_record("http://hb:1", "", 4), list[2], got;
+	struct registry_batch b;
+	uint8_t ignored[2];
+	uint64_t gen_hb;
+
+	cr_assert_eq(registry_sync_static(r, &st, 1, 100), 0);
+	hb.hot.reported_by = SFU_REPORTER_HEARTBEAT;
+	hb.hot.last_report_ms = 900;
+	cr_assert_eq(registry_upsert(r, &hb, false, NULL, NULL), 0);
+	gen_hb = reg_get(r, "http://hb:1").hot.generation;
+
+	list[0] = reg_listed("http://st:1", "us-east", 0x66, 50);
+	list[1] = reg_listed("http://hb:1", "ap-south", 0x77, 99);
+	cr_assert_eq(registry_apply_source(r, list, 2, 1000, 30000, ignored, &b), 0);
+	cr_expect_eq(b.ignored, 1);
+	cr_expect_eq(ignored[0], 1);
+	cr_expect_eq(ignored[1], 0);
+	got = reg_get(r, "http://st:1");
+	cr_expect_eq(got.hot.source, SFU_SOURCE_STATIC, "the config's entry wins");
+	cr_expect_str_eq(got.cold.region, "eu-west");
+	cr_expect_eq(got.cold.key[0], 0x55);
+	cr_expect_eq(got.hot.has_load, 0);
+	got = reg_get(r, "http://hb:1");
+	cr_expect_eq(got.hot.source, SFU_SOURCE_REGISTRY, "the list takes a registered SFU over");
+	cr_expect_eq(got.hot.generation, gen_hb);
+	cr_expect_str_eq(got.cold.region, "ap-south");
+	cr_expect_eq(got.cold.key[0], 0x77);
+	cr_expect_eq(got.hot.sessions, 4, "a fresh heartbeat's load beats the list's");
+	cr_expect_eq(got.hot.reported_by, SFU_REPORTER_HEARTBEAT);
+
+	/* The heartbeat goes stale: the list's load is taken. */
+	cr_assert_eq(registry_apply_source(r, list, 2, 900 + 30001, 30000, NULL, &b), 0);
+	got = reg_get(r, "http://hb:1");
+	cr_expect_eq(got.hot.sessions, 99);
+	cr_expect_eq(got.hot.reported_by, SFU_REPORTER_REGISTRY);
+
+	/* The list stops giving load: the old figures go (probes take over). */
+	list[1].hot.has_load = 0;
+	cr_assert_eq(registry_apply_source(r, list, 2, 40000, 30000, NULL, &b), 0);
+	got = reg_get(r, "http://hb:1");
+	cr_expect_eq(got.hot.has_load, 0);
+	cr_expect_eq(got.hot.reported_by, SFU_REPORTER_NONE);
+
+	/* A heartbeat may not take it back, nor sign it off; the list removes it. */
+	hb.hot.reported_by = SFU_REPORTER_HEARTBEAT;
+	cr_expect_eq(registry_upsert(r, &hb, false, NULL, NULL), -EPERM);
+	cr_expect_eq(registry_remove_slot(r, (uint32_t)registry_find(r, "http://hb:1"),
+					  gen_hb, SFU_SOURCE_REGISTERED),
+		     -EPERM);
+	cr_assert_eq(registry_apply_source(r, list, 1, 50000, 30000, NULL, &b), 0);
+	cr_expect_eq(b.removed, 1);
+	cr_expect_eq(registry_find(r, "http://hb:1"), -ENOENT);
+	cr_expect_geq(registry_find(r, "http://st:1"), 0, "the list never removes a static SFU");
+
+	/* The config takes a registry SFU over, and the list's entry is then ignored. */
+	list[0] = reg_listed("http://reg:1", "", 0x12, -1);
+	cr_assert_eq(registry_apply_source(r, list, 1, 60000, 30000, NULL, &b), 0);
+	st = reg_static("http://reg:1", "", 0x13, 0);
+	cr_assert_eq(registry_sync_static(r, &st, 1, 61000), 0);
+	got = reg_get(r, "http://reg:1");
+	cr_expect_eq(got.hot.source, SFU_SOURCE_STATIC);
+	cr_expect_eq(got.cold.key[0], 0x13);
+	cr_assert_eq(registry_apply_source(r, list, 1, 62000, 30000, NULL, &b), 0);
+	cr_expect_eq(b.ignored, 1);
+	cr_expect_eq(reg_get(r, "http://reg:1").cold.key[0], 0x13);
+	reg_unmap(r);
+}
+
+Test(registry, apply_source_is_all_or_nothing)
+{
+	struct registry *r = reg_map(3);
+	struct sfu_record list[4], hb = reg_record("http://hb:1", "", 1);
+	struct registry_batch b;
+	uint64_t batch;
+
+	cr_assert_eq(registry_upsert(r, &hb, false, NULL, NULL), 0);
+	list[0] = reg_listed("http://a:1", "", 1, -1);
+	list[1] = reg_listed("http://b:1", "", 2, -1);
+	cr_assert_eq(registry_apply_source(r, list, 2, 100, 30000, NULL, &b), 0);
+	batch = registry_batch_seq(r);
+	/* Three new ones where one is removed: 2 + 1 free... one too many. */
+	list[0] = reg_listed("http://c:1", "", 3, -1);
+	list[1] = reg_listed("http://d:1", "", 4, -1);
+	list[2] = reg_listed("http://e:1", "", 5, -1);
+	list[3] = reg_listed("http://a:1", "", 1, -1);
+	cr_expect_eq(registry_apply_source(r, list, 4, 200, 30000, NULL, &b), -ENOSPC);
+	cr_expect_eq(registry_batch_seq(r), batch, "nothing applied");
+	cr_expect_geq(registry_find(r, "http://b:1"), 0);
+	cr_expect_eq(registry_find(r, "http://c:1"), -ENOENT);
+	/* Replacing both fits: removals make room in the same batch. */
+	cr_expect_eq(registry_apply_source(r, list, 2, 300, 30000, NULL, &b), 0);
+	cr_expect_eq(b.added, 2);
+	cr_expect_eq(b.removed, 2);
+	cr_expect_eq(atomic_load(&r->count), 3);
+
+	/* A duplicate address or an invalid record: refused whole. */
+	batch = registry_batch_seq(r);
+	list[0] = reg_listed("http://x:1", "", 1, -1);
+	list[1] = reg_listed("http://x:1", "", 2, -1);
+	cr_expect_eq(registry_apply_source(r, list, 2, 400, 30000, NULL, &b), -EINVAL);
+	list[1] = reg_listed("", "", 2, -1);
+	cr_expect_eq(registry_apply_source(r, list, 2, 400, 30000, NULL, &b), -EINVAL);
+	cr_expect_eq(registry_batch_seq(r), batch);
+	cr_expect_geq(registry_find(r, "http://c:1"), 0);
+	reg_unmap(r);
+}
+
+Test(registry, a_batch_left_open_is_closed_by_the_repair, .timeout = 10)
+{
+	struct registry *r = reg_map(8);
+	struct sfu_record list[2], hb = reg_record("http://hb:1", "", 1);
+	uint64_t seq;
+
+	cr_assert_eq(registry_upsert(r, &hb, false, NULL, NULL), 0);
+	list[0] = reg_listed("http://a:1", "", 1, -1);
+	list[1] = reg_listed("http://b:1", "", 2, -1);
+	cr_assert_eq(registry_apply_source(r, list, 2, 100, 30000, NULL, NULL), 0);
+	cr_assert_eq(registry_view_begin(r, &seq), 0);
+	cr_assert(registry_view_valid(r, seq));
+	/* A batch writer dies inside its batch. */
+	seqlock_write_begin(&r->batch_seq);
+	cr_expect_not(registry_view_valid(r, seq));
+	cr_expect_eq(registry_view_begin(r, &seq), -EAGAIN, "readers give up, bounded");
+	cr_expect_eq(registry_repair(r), 1);
+	cr_expect_eq(registry_view_begin(r, &seq), 0);
+	cr_expect_eq(registry_find(r, "http://a:1"), -ENOENT, "a half-applied list is dropped");
+	cr_expect_eq(registry_find(r, "http://b:1"), -ENOENT);
+	cr_expect_geq(registry_find(r, "http://hb:1"), 0, "other sources stay");
+	cr_expect_eq(atomic_load(&r->count), 1);
+	/* The next list is applied as usual. */
+	cr_assert_eq(registry_apply_source(r, list, 2, 200, 30000, NULL, NULL), 0);
+	cr_expect_eq(atomic_load(&r->count), 3);
 	reg_unmap(r);
 }

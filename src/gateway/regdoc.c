@@ -9,14 +9,15 @@
 #include <string.h>
 
 #include "config.h"
+#include "jscan.h"
 #include "sfuload.h"
 
 /* Entry members read here; config_sfus_json checks the rest. */
 static const char *const regdoc_extra[] = { "status",   "channels",    "sessions",
 					    "maxSessions", "cpuUsage", "memoryUsage", NULL };
 
-/* The document as json-c objects: strict JSON, valid UTF-8, nothing after it
- * but white space. NULL with err on failure. */
+/* The document as json-c objects: one RFC 8259 object, valid UTF-8, nothing
+ * after it but white space. NULL with err on failure. */
 static struct json_object *regdoc_json(const char *body, size_t len, char *err, size_t errlen)
 {
 	struct json_tokener *tok;
@@ -27,6 +28,11 @@ static struct json_object *regdoc_json(const char *body, size_t len, char *err, 
 		snprintf(err, errlen, "the list is too large to parse");
 		return NULL;
 	}
+	/* json-c's strict mode still takes single quotes; RFC 8259 first. */
+	if (jscan_object(body, len, NULL, NULL) != 0) {
+		snprintf(err, errlen, "invalid JSON: not one JSON object (RFC 8259)");
+		return NULL;
+	}
 	tok = json_tokener_new();
 	if (tok == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -35,11 +41,8 @@ static struct json_object *regdoc_json(const char *body, size_t len, char *err, 
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	root = json_tokener_parse_ex(tok, body, (int)len);
 	if (root == NULL) {
-		enum json_tokener_error e = json_tokener_get_error(tok);
-
 		snprintf(err, errlen, "invalid JSON: %s",
-			 e == json_tokener_continue ? "the document ends early"
-						    : json_tokener_error_desc(e));
+			 json_tokener_error_desc(json_tokener_get_error(tok)));
 		json_tokener_free(tok);
 		return NULL;
 	}
