@@ -91,6 +91,7 @@ static struct {
 
 static struct {
 	uint64_t requests, ok, not_modified, faulted, unauthorized, control;
+	uint64_t delayed_sent; /* delayed answers written so far */
 	char last_inm[MR_HDR_MAX];
 	int has_last_inm;
 	int last_authorized;
@@ -213,6 +214,7 @@ static void mr_on_delay(uv_timer_t *t)
 	if (c->pending != NULL) {
 		mr_send_raw(c, c->pending, c->pending_len, !c->keep_alive);
 		c->pending = NULL;
+		mr_stats.delayed_sent++;
 	}
 }
 
@@ -360,10 +362,12 @@ static void mr_control(struct mr_conn *c, const char *path, const char *query)
 		int n = snprintf(buf, sizeof(buf),
 				 "{\"requests\":%" PRIu64 ",\"ok\":%" PRIu64
 				 ",\"not_modified\":%" PRIu64 ",\"faulted\":%" PRIu64
-				 ",\"unauthorized\":%" PRIu64 ",\"version\":%" PRIu64
+				 ",\"unauthorized\":%" PRIu64 ",\"delayed_sent\":%" PRIu64
+				 ",\"version\":%" PRIu64
 				 ",\"last_authorized\":%s,\"last_if_none_match\":",
 				 mr_stats.requests, mr_stats.ok, mr_stats.not_modified,
-				 mr_stats.faulted, mr_stats.unauthorized, mr_state.version,
+				 mr_stats.faulted, mr_stats.unauthorized, mr_stats.delayed_sent,
+				 mr_state.version,
 				 mr_stats.last_authorized ? "true" : "false");
 
 		/* ETags here are ours ("v<n>") or echoes of them: quotes escaped only. */

@@ -793,7 +793,7 @@ Test(regsource, reload_switches_sources_under_load, .fini = harness_cleanup, .ti
 	char etag1[64], etag2[64], toml[4096], r2_url[128];
 	struct json_object *root;
 	struct rs_load *l;
-	int64_t r1_requests, deadline;
+	int64_t r1_requests, m1_requests, deadline;
 	uint64_t ok_at_switch;
 
 	e[0] = rs_entry(m1->port, RS_K1, NULL);
@@ -811,10 +811,20 @@ Test(regsource, reload_switches_sources_under_load, .fini = harness_cleanup, .ti
 	args[4] = NULL;
 	gw = harness_gateway_up((const char *const[]){ "SFU_GATEWAY_KEY=" RS_GW_KEY, NULL }, args);
 	rs_wait_etag(gw, etag1);
+	/* The old source answers late and always in full (no ETag), and the URL changes
+	 * just after it got a request: its answer comes after the switch, and must not be
+	 * applied. The new one answers late too: the old list serves until it does. */
+	harness_mock_post(r1, "/mock/etag?on=0", 200);
+	harness_mock_post(r1, "/mock/fault?mode=delay&ms=1500", 200);
+	harness_mock_post(r2, "/mock/fault?mode=delay&ms=300", 200);
 
 	l = rs_load_start(gw->port);
 	rs_load_wait(l, 50);
 	harness_write_file("switch.toml", rs_toml(r2->port, NULL));
+	r1_requests = rs_reg_stat(r1, "requests");
+	deadline = harness_now_ms() + RS_WAIT_MS;
+	while (rs_reg_stat(r1, "requests") == r1_requests && harness_now_ms() < deadline)
+		poll(NULL, 0, 2);
 	rs_reload(gw);
 	rs_wait_etag(gw, etag2);
 	ok_at_switch = atomic_load(&l->ok);
@@ -824,11 +834,23 @@ Test(regsource, reload_switches_sources_under_load, .fini = harness_cleanup, .ti
 	cr_assert_null(rs_sfu(root, harness_url(m1->port)), "the old source's SFU stayed");
 	cr_assert_not_null(rs_sfu(root, harness_url(m2->port)));
 	json_object_put(root);
-	/* The new source's SFU serves; the old source is polled no more. */
+	/* From now on the old source's SFU gets nothing, though its late answer comes. */
 	rs_load_wait(l, ok_at_switch + 50);
+	m1_requests = harness_mock_int(m1, "/mock/stats", "channel_requests");
 	r1_requests = rs_reg_stat(r1, "requests");
-	rs_load_wait(l, atomic_load(&l->ok) + 50);
+	deadline = harness_now_ms() + RS_WAIT_MS;
+	while (rs_reg_stat(r1, "delayed_sent") < rs_reg_stat(r1, "faulted") &&
+	       harness_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	cr_assert_eq(rs_reg_stat(r1, "delayed_sent"), rs_reg_stat(r1, "faulted"));
+	rs_load_wait(l, atomic_load(&l->ok) + 300);
 	rs_load_stop(l);
+	cr_assert_eq(harness_mock_int(m1, "/mock/stats", "channel_requests"), m1_requests,
+		     "the old source's late answer was applied: its SFU served again");
+	root = rs_health(gw);
+	cr_assert_null(rs_sfu(root, harness_url(m1->port)));
+	cr_assert_not_null(rs_sfu(root, harness_url(m2->port)));
+	json_object_put(root);
 	cr_assert_eq(atomic_load(&l->failed), 0, "%llu requests failed around the reload "
 		     "(last status %d) of %llu",
 		     (unsigned long long)atomic_load(&l->failed), atomic_load(&l->last_status),
@@ -986,7 +1008,7 @@ Test(regsource, token_is_sent_and_never_shown, .fini = harness_cleanup, .timeout
 	free(r);
 }
 
-Test(regsource, wrong_token_fails_and_keeps_the_list, .fini = harness_cleanup, .timeout = 60)
+Test(regsource, wrong_token_fails_and_is_not_shown, .fini = harness_cleanup, .timeout = 60)
 {
 	static const char *const args[] = { "--token", RS_TOKEN, NULL };
 	struct harness_proc *m1 = rs_mock(RS_K1), *reg = rs_registry(args), *gw;
@@ -1054,4 +1076,59 @@ Test(regsource, metrics_are_promtool_clean, .fini = harness_cleanup, .timeout = 
 		cr_assert_fail("promtool check metrics failed: %s", out);
 	}
 	free(r);
+}
+
+/* ---- probes: for listed SFUs the list gives no load for */
+
+/* Waits until the SFU at address shows state in health. */
+static void rs_wait_sfu_state(const struct harness_proc *gw, const char *address, const char *state)
+{
+	int64_t deadline = harness_now_ms() + RS_WAIT_MS;
+	char last[1024] = "absent";
+
+	while (harness_now_ms() < deadline) {
+		struct json_object *root = rs_health(gw), *s = rs_sfu(root, address);
+		bool done = s != NULL && rs_str(s, "state") != NULL &&
+			    strcmp(rs_str(s, "state"), state) == 0;
+
+		if (s != NULL)
+			snprintf(last, sizeof(last), "%s", json_object_to_json_string(s));
+		json_object_put(root);
+		if (done)
+			return;
+		poll(NULL, 0, 20);
+	}
+	cr_assert_fail("%s never reached state %s; last: %s", address, state, last);
+}
+
+Test(regsource, listed_sfus_are_probed_when_the_list_gives_no_load, .fini = harness_cleanup,
+     .timeout = 60)
+{
+	struct harness_proc *reg = rs_registry(NULL), *gw;
+	char dead1[64], dead2[64], e1[512], e2[512], doc[1200], etag[64];
+	struct json_object *root;
+
+	snprintf(dead1, sizeof(dead1), "%s", harness_url(harness_free_port()));
+	snprintf(dead2, sizeof(dead2), "%s", harness_url(harness_free_port()));
+	snprintf(e1, sizeof(e1), "{\"address\":\"%s\",\"key\":\"%s\"}", dead1, RS_K1);
+	snprintf(e2, sizeof(e2),
+		 "{\"address\":\"%s\",\"key\":\"%s\",\"channels\":0,\"sessions\":0}", dead2,
+		 RS_K1);
+	snprintf(doc, sizeof(doc), "{\"sfu\":[%s,%s]}", e1, e2);
+	snprintf(etag, sizeof(etag), "%s", rs_set_doc(reg, doc));
+	gw = rs_gateway(reg, "[probe]\ninterval_ms = 200\ntimeout_ms = 200\n", 1);
+	rs_wait_etag(gw, etag);
+	/* Without load in the list: probed, found down. */
+	rs_wait_sfu_state(gw, dead1, "down");
+	/* With load in the list: the list is its word, no probe. */
+	root = rs_health(gw);
+	cr_assert_str_eq(rs_str(rs_sfu(root, dead2), "state"), "up");
+	json_object_put(root);
+	/* The list starts giving dead1's load: the old probe verdict no longer holds. */
+	snprintf(e1, sizeof(e1), "{\"address\":\"%s\",\"key\":\"%s\",\"channels\":1,\"sessions\":2}",
+		 dead1, RS_K1);
+	snprintf(doc, sizeof(doc), "{\"sfu\":[%s,%s]}", e1, e2);
+	snprintf(etag, sizeof(etag), "%s", rs_set_doc(reg, doc));
+	rs_wait_etag(gw, etag);
+	rs_wait_sfu_state(gw, dead1, "up");
 }
