@@ -147,7 +147,7 @@ demo: $(GATEWAY) $(MOCK)
 	scripts/demo.sh
 
 # Every benchmark, loopback only and bounded; each also runs on its own (see README).
-bench: $(GATEWAY) $(MOCK) $(BENCH_BIN)
+bench: $(GATEWAY) $(MOCK) $(MOCK_REG) $(BENCH_BIN)
 	$(BUILD)/bench-seqlock
 	$(BUILD)/bench-select all
 	$(BUILD)/bench-token
@@ -155,6 +155,7 @@ bench: $(GATEWAY) $(MOCK) $(BENCH_BIN)
 	bench/observe.sh
 	bench/accept.sh
 	bench/bench_heartbeat.sh
+	bench/registry.sh
 	bench/compare.sh
 
 # Installs the daemon, its manual pages, the init script and the example config.
