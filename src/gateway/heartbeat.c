@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <json.h>
-#include <math.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>

@@ -17,7 +17,6 @@
 #define REGPOLL_BODY_START 16384
 
 struct regpoll {
-	uv_loop_t *loop;
 	uv_timer_t timer;
 	struct registry *r;
 	struct regstatus *status;
@@ -546,7 +545,6 @@ int regpoll_new(struct regpoll **out, uv_loop_t *loop, struct registry *r,
 		free(p);
 		return rc;
 	}
-	p->loop = loop;
 	p->r = r;
 	p->status = status;
 	p->logged = REGSTATUS_OFF;
