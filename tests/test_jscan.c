@@ -127,6 +127,30 @@ Test(jscan, strings_decode)
 	cr_expect_eq(jscan_string(&s.last, out, sizeof(out)), 3);
 }
 
+/* An escaped string needs exactly the room its decoded bytes and the NUL take,
+ * as the same string written plainly does. */
+Test(jscan, escaped_strings_fit_exactly)
+{
+	const char *t = "{\"a\":\"HS\\u00325\\u0036\"}";
+	struct jscan_t_seen s = { 0 };
+	char out[8];
+
+	cr_assert_eq(jscan_object(t, strlen(t), jscan_t_collect, &s), 0);
+	cr_assert_eq(jscan_string(&s.last, out, 6), 5);
+	cr_expect_str_eq(out, "HS256");
+	cr_expect_eq(jscan_string(&s.last, out, 5), -ENOSPC);
+	/* Two, three and four byte code points: exactly their size. */
+	t = "{\"a\":\"\\u00e9\\u20ac\\ud83d\\ude00\"}";
+	cr_assert_eq(jscan_object(t, strlen(t), jscan_t_collect, &s), 0);
+	{
+		char big[10];
+
+		cr_assert_eq(jscan_string(&s.last, big, 10), 9);
+		cr_expect_str_eq(big, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+		cr_expect_eq(jscan_string(&s.last, big, 9), -ENOSPC);
+	}
+}
+
 Test(jscan, numbers)
 {
 	static const struct {

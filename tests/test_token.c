@@ -151,6 +151,41 @@ Test(token, alg_must_be_exactly_hs256)
 	}
 }
 
+/* The header is JSON: "alg" written with escapes is the same string, so a token whose
+ * alg decodes to HS256 is an HS256 token (JSON.parse reads it so), and one whose alg
+ * decodes to anything else is refused however it is spelled. */
+Test(token, alg_is_compared_decoded)
+{
+	static const char *const hs256[] = {
+		"{\"alg\":\"HS\\u00325\\u0036\"}",
+		"{\"alg\":\"\\u0048\\u0053\\u0032\\u0035\\u0036\",\"typ\":\"JWT\"}",
+		"{\"\\u0061lg\":\"HS25\\u0036\"}",
+		"{\"alg\":\"HS\\u0032\\u0035\\u0036\"}",
+	};
+	static const char *const other[] = {
+		"{\"alg\":\"HS\\u00325\\u0036\\u0020\"}", /* "HS256 " */
+		"{\"alg\":\"HS\\u00325\\u0036\\u0000\"}", /* "HS256\0" */
+		"{\"alg\":\"\\u0068s256\"}", /* "hs256" */
+		"{\"alg\":\"HS\\u00325\\u0037\"}", /* "HS257" */
+		"{\"alg\":\"HS\\u00335\\u0036\\u0035\\u0036\"}", /* "HS35656" */
+		"{\"alg\":\"\\u00e9HS256\"}",
+	};
+	char claims[512], tok[TT_BUF];
+	size_t n;
+
+	tt_odoo_claims(claims, sizeof(claims), TT_NOW + 30, NULL);
+	for (size_t i = 0; i < sizeof(hs256) / sizeof(hs256[0]); i++) {
+		n = tt_make(tok, hs256[i], claims);
+		cr_assert_eq(token_verify(tok, n, tt_key, TT_KEY_LEN, TT_NOW, true, NULL),
+			     TOKEN_OK, "header %s", hs256[i]);
+	}
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		n = tt_make(tok, other[i], claims);
+		cr_assert_eq(token_verify(tok, n, tt_key, TT_KEY_LEN, TT_NOW, true, NULL),
+			     TOKEN_BAD_ALG, "header %s", other[i]);
+	}
+}
+
 Test(token, hs512_with_the_same_key_is_refused)
 {
 	char claims[512], tok[TT_BUF];

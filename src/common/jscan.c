@@ -265,7 +265,9 @@ static ssize_t jscan_decode(const char *in, size_t len, char *out, size_t outcap
 			break;
 		default: cp = (uint8_t)in[i]; break; /* " \ / */
 		}
-		if (o + 5 >= outcap)
+		/* Exactly the bytes this code point takes, plus the final NUL: a
+		 * short field such as a token's "alg" must fit escaped as it fits plain. */
+		if (o + (cp < 0x80 ? 1u : cp < 0x800 ? 2u : cp < 0x10000 ? 3u : 4u) >= outcap)
 			return -ENOSPC;
 		if (cp < 0x80) {
 			out[o++] = (char)cp;
