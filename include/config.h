@@ -54,6 +54,8 @@ struct config_tunables {
 	uint32_t open_ms;
 	uint32_t probe_interval_ms;
 	uint32_t probe_timeout_ms;
+	uint32_t probe_fall; /* consecutive failed probes that mark an SFU down */
+	uint32_t probe_rise; /* consecutive passed probes that bring it back */
 	uint32_t affinity_ttl_ms;
 	uint32_t log_level; /* enum log_level: every process applies a reload */
 	uint32_t max_connections; /* per worker; 0 = acceptor_default_cap() */

@@ -146,10 +146,11 @@ Test(config, option_table_is_complete_and_sane)
 		"failover.deadline_ms", "circuit_breaker.failure_threshold",
 		"circuit_breaker.open_ms",
 		"overload.max_load_score", "overload.max_cpu", "overload.max_memory",
-		"probe.interval_ms", "probe.timeout_ms", "affinity.ttl_ms",
-		"observability.allow", "observability.token", "observability.max_age_ms", "registry.url",
-		"registry.token", "registry.poll_ms", "registry.min_poll_ms", "registry.timeout_ms",
-		"registry.max_sfus", "registry.max_bytes", "registry.stale_after_ms", "sfu.address",
+		"probe.interval_ms", "probe.timeout_ms", "probe.fall", "probe.rise",
+		"affinity.ttl_ms", "observability.allow", "observability.token",
+		"observability.max_age_ms", "registry.url", "registry.token", "registry.poll_ms",
+		"registry.min_poll_ms", "registry.timeout_ms", "registry.max_sfus",
+		"registry.max_bytes", "registry.stale_after_ms", "sfu.address",
 		"sfu.region", "sfu.key", "sfu.max_sessions",
 	};
 	/* bind, port and workers change on reload by replacing workers; these
@@ -233,6 +234,8 @@ Test(config, defaults)
 	cr_assert_float_eq(c.t.max_memory, 0.95, 1e-12);
 	cr_assert_eq(c.t.probe_interval_ms, 5000);
 	cr_assert_eq(c.t.probe_timeout_ms, 2000);
+	cr_assert_eq(c.t.probe_fall, 3, "HAProxy's default");
+	cr_assert_eq(c.t.probe_rise, 2, "HAProxy's default");
 	cr_assert_eq(c.t.affinity_ttl_ms, 60000);
 	cr_assert_eq(c.n_sfus, 0);
 	cr_assert_null(c.sfus);
@@ -285,7 +288,7 @@ Test(config, full_file)
 			"connect_timeout_ms = 60000\ndeadline_ms = 2999\n"
 			"[circuit_breaker]\nfailure_threshold = 1\nopen_ms = 100\n"
 			"[overload]\nmax_load_score = 0\nmax_cpu = 1\nmax_memory = 0.5\n"
-			"[probe]\ninterval_ms = 100\ntimeout_ms = 10\n"
+			"[probe]\ninterval_ms = 100\ntimeout_ms = 10\nfall = 100\nrise = 1\n"
 			"[affinity]\nttl_ms = 0\n"
 			"[[sfu]]\n"
 			"key = \"" KEY_STD "\"\n"
@@ -334,6 +337,8 @@ Test(config, full_file)
 	cr_assert_float_eq(c.t.max_memory, 0.5, 1e-12);
 	cr_assert_eq(c.t.probe_interval_ms, 100);
 	cr_assert_eq(c.t.probe_timeout_ms, 10);
+	cr_assert_eq(c.t.probe_fall, 100);
+	cr_assert_eq(c.t.probe_rise, 1);
 	cr_assert_eq(c.t.affinity_ttl_ms, 0);
 	cr_assert_eq(c.n_sfus, 2);
 	cr_assert_str_eq(c.sfus[0].address, "http://sfu1.example.com:8070");

@@ -757,6 +757,106 @@ Test(probe, dead_sfu_out_and_back, .fini = harness_cleanup, .timeout = 60)
 	cr_assert_eq(fo_mock_stat(a, "channel_requests"), 1);
 }
 
+#define FO_PROBES(result) "sfu_gateway_probes_total{result=\"" result "\"}"
+
+/* Polls until the probe counter series is exactly want, then returns the SFU's state as
+ * it is after that probe: read between two reads of the counter that both say want (the
+ * probes are far enough apart for that), so no later probe can have changed it. */
+static const char *fo_state_after_probe(const struct harness_proc *gw, int port,
+					const char *series, double want)
+{
+	int64_t deadline = harness_now_ms() + 8000;
+	static char state[32];
+	double v = -1;
+
+	while (harness_now_ms() < deadline) {
+		v = harness_metric(gw->port, series);
+		cr_assert_leq(v, want, "%s went past %g to %g: probes too close together", series,
+			      want, v);
+		if (v == want) {
+			snprintf(state, sizeof(state), "%s", fo_state(gw, port));
+			v = harness_metric(gw->port, series);
+			cr_assert_eq(v, want, "another probe ran while the state was read");
+			return state;
+		}
+		poll(NULL, 0, 10);
+	}
+	cr_assert_fail("%s = %g, want %g", series, v, want);
+	return "";
+}
+
+/* How many times needle occurs in text. */
+static int fo_count(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* Hysteresis with HAProxy's defaults (fall 3, rise 2): two failed probes in a row leave a
+ * static SFU up, the third takes it out; then one passed probe leaves it out, the second
+ * brings it back. The log says each change once, the down with its cause. */
+Test(probe, fall_and_rise, .fini = harness_cleanup, .timeout = 60)
+{
+	struct harness_proc *m = fo_mock(NULL), *gw;
+	int port = m->port;
+	double failed0, ok0;
+	char down_line[128], up_line[128];
+	const char *log;
+
+	gw = fo_gateway(fo_toml("[probe]\ninterval_ms = 700\ntimeout_ms = 300\n", &port, 1), 1);
+	fo_wait_metric(gw, FO_PROBES("ok"), 1);
+	cr_assert_str_eq(fo_state(gw, port), "up");
+	failed0 = harness_metric(gw->port, FO_PROBES("failed"));
+	cr_assert_eq(failed0, 0);
+
+	/* Every probe fails from now on (noop answers 500). */
+	fo_mock_fault(m, "status=500&all=1");
+	cr_assert_str_eq(fo_state_after_probe(gw, port, FO_PROBES("failed"), 1), "up",
+			 "one failed probe took the SFU out");
+	cr_assert_str_eq(fo_state_after_probe(gw, port, FO_PROBES("failed"), 2), "up",
+			 "two failed probes took the SFU out");
+	cr_assert_str_eq(fo_state_after_probe(gw, port, FO_PROBES("failed"), 3), "down",
+			 "three failed probes left the SFU in");
+
+	/* Healed: probes pass again. */
+	fo_mock_fault(m, "mode=ok&all=0");
+	ok0 = harness_metric(gw->port, FO_PROBES("ok"));
+	cr_assert_str_eq(fo_state_after_probe(gw, port, FO_PROBES("ok"), ok0 + 1), "down",
+			 "one passed probe brought the SFU back");
+	cr_assert_str_eq(fo_state_after_probe(gw, port, FO_PROBES("ok"), ok0 + 2), "up",
+			 "two passed probes left the SFU out");
+
+	snprintf(down_line, sizeof(down_line), "probe: sfu=%s is down", harness_url(port));
+	snprintf(up_line, sizeof(up_line), "probe: sfu=%s is back up", harness_url(port));
+	log = harness_log(gw);
+	cr_assert_eq(fo_count(log, down_line), 1, "down lines:\n%s", log);
+	cr_assert_eq(fo_count(log, up_line), 1, "up lines:\n%s", log);
+	cr_assert_not_null(strstr(log, "is down after 3 failed probes in a row: GET /v1/noop "
+				       "answered 500"),
+			   "the down line names the count and the cause:\n%s", log);
+	cr_assert_not_null(strstr(log, "is back up after 2 passed probes in a row"), "%s", log);
+}
+
+/* fall = rise = 1 is the old, immediate behaviour: one failure out, one success back. */
+Test(probe, fall_and_rise_of_one, .fini = harness_cleanup, .timeout = 60)
+{
+	struct harness_proc *m = fo_mock(NULL), *gw;
+	int port = m->port;
+	double ok0;
+
+	gw = fo_gateway(fo_toml("[probe]\ninterval_ms = 700\ntimeout_ms = 300\nfall = 1\n"
+				"rise = 1\n", &port, 1), 1);
+	fo_wait_metric(gw, FO_PROBES("ok"), 1);
+	fo_mock_fault(m, "status=500&all=1");
+	cr_assert_str_eq(fo_state_after_probe(gw, port, FO_PROBES("failed"), 1), "down");
+	fo_mock_fault(m, "mode=ok&all=0");
+	ok0 = harness_metric(gw->port, FO_PROBES("ok"));
+	cr_assert_str_eq(fo_state_after_probe(gw, port, FO_PROBES("ok"), ok0 + 1), "up");
+}
+
 Test(probe, closed_port_never_used, .fini = harness_cleanup, .timeout = 40)
 {
 	struct harness_proc *b = fo_mock(NULL), *gw;

@@ -142,6 +142,10 @@ const struct config_option config_options[] = {
 	  CFG(t.probe_interval_ms) },
 	{ "probe", "timeout_ms", CONFIG_T_INT, "2000", 10, 60000, true,
 	  "Time limit of one probe.", CFG(t.probe_timeout_ms) },
+	{ "probe", "fall", CONFIG_T_INT, "3", 1, 100, true,
+	  "Consecutive failed probes that mark an SFU down.", CFG(t.probe_fall) },
+	{ "probe", "rise", CONFIG_T_INT, "2", 1, 100, true,
+	  "Consecutive passed probes that bring a down SFU back.", CFG(t.probe_rise) },
 
 	{ "affinity", "ttl_ms", CONFIG_T_INT, "60000", 0, 86400000, true,
 	  "How long repeats from one client and issuer go to the same SFU; 0 turns it off.",

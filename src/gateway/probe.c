@@ -14,8 +14,12 @@
 
 /*
  * One probe per SFU at a time: noop first (is it alive?), then stats (how
- * loaded?). A failure of either step marks the SFU down for selection; a
- * probe where both pass brings it back. A probe never closes an open circuit breaker: only a real
+ * loaded?). A probe fails when either step does and passes when both do.
+ * With hysteresis, as HAProxy's fall and rise: [probe] fall failures in a row
+ * mark the SFU down for selection, [probe] rise passes in a row bring it back,
+ * so that one lost probe (a packet, a GC pause of the SFU) does not take a
+ * healthy SFU out, and one lucky probe does not put a flapping one back.
+ * A probe never closes an open circuit breaker: only a real
  * channel request proves the SFU can create channels (Envoy users found
  * health checks un-ejecting hosts that still failed real traffic).
  */
@@ -23,6 +27,10 @@ struct probe_state {
 	uint64_t generation; /* of the slot when last probed */
 	int64_t next_ms; /* when the next probe of this slot is due */
 	bool in_flight;
+	/* Probes in a row that failed / passed; one resets the other. Local to
+	 * the reaper (the only prober): a respawned reaper counts afresh from the
+	 * verdict that shared memory kept (probe_down). */
+	uint32_t fails, passes;
 };
 
 struct prober {
@@ -47,19 +55,54 @@ struct probe_op {
 
 static void probe_send(struct probe_op *op);
 
-/* The probe's verdict; why names the failed step and its cause. */
-static void probe_mark(struct probe_op *op, bool up, const char *why)
+/*
+ * Counts one probe's result and changes the SFU's verdict when the run of
+ * results reaches fall (down) or rise (up); why names the failed step and its
+ * cause. The log says down or up once per change, with the cause of the last
+ * failure.
+ */
+static void probe_mark(struct probe_op *op, bool passed, const char *why)
 {
-	struct registry_slot *sl = &op->p->r->slots[op->slot];
-	uint32_t was_down = atomic_exchange(&sl->probe_down, up ? 0 : 1);
+	struct prober *p = op->p;
+	struct registry_slot *sl = &p->r->slots[op->slot];
+	struct probe_state *ps = &p->st[op->slot];
+	uint32_t fall = p->t.probe_fall ? p->t.probe_fall : 1;
+	uint32_t rise = p->t.probe_rise ? p->t.probe_rise : 1;
+	struct sfu_hot h;
+	bool down;
 
-	metrics_add(op->p->m, up ? M_PROBES_OK : M_PROBES_FAILED, 1);
-	if ((was_down != 0) == up)
-		atomic_fetch_add_explicit(&op->p->r->health_epoch, 1, memory_order_release);
-	if (up && was_down)
-		log_info("probe: sfu=%s is back up", op->address);
-	else if (!up && !was_down)
-		log_warn("probe: sfu=%s is down: %s", op->address, why);
+	/* The slot was freed or given to another SFU while this probe ran: the
+	 * result is not the new occupant's. */
+	if (registry_read_hot(p->r, op->slot, &h) != 0 || h.generation != op->generation) {
+		metrics_add(p->m, passed ? M_PROBES_OK : M_PROBES_FAILED, 1);
+		return;
+	}
+	down = atomic_load(&sl->probe_down) != 0;
+	if (passed) {
+		ps->fails = 0;
+		if (ps->passes < UINT32_MAX)
+			ps->passes++;
+	} else {
+		ps->passes = 0;
+		if (ps->fails < UINT32_MAX)
+			ps->fails++;
+	}
+	if (!down && !passed && ps->fails >= fall) {
+		atomic_store(&sl->probe_down, 1);
+		atomic_fetch_add_explicit(&p->r->health_epoch, 1, memory_order_release);
+		log_warn("probe: sfu=%s is down after %u failed probes in a row: %s", op->address,
+			 ps->fails, why);
+	} else if (down && passed && ps->passes >= rise) {
+		atomic_store(&sl->probe_down, 0);
+		atomic_fetch_add_explicit(&p->r->health_epoch, 1, memory_order_release);
+		log_info("probe: sfu=%s is back up after %u passed probes in a row", op->address,
+			 ps->passes);
+	} else if (!passed) {
+		log_debug("probe: sfu=%s failed (%u in a row, %s): %s", op->address, ps->fails,
+			  down ? "down" : "still up", why);
+	}
+	/* Counted once the verdict is in: whoever sees the count sees its effect. */
+	metrics_add(p->m, passed ? M_PROBES_OK : M_PROBES_FAILED, 1);
 }
 
 /* Why a probe step failed, for the log line. */
@@ -188,6 +231,7 @@ void prober_tick(struct prober *p, const struct config_tunables *t, int64_t now_
 			/* A new occupant: probe it now. */
 			ps->generation = rec.hot.generation;
 			ps->next_ms = 0;
+			ps->fails = ps->passes = 0;
 		}
 		if (!prober_wanted(&rec.hot, t, now_ms)) {
 			/* Someone else reports now: an old probe verdict no longer holds. */
