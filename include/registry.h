@@ -67,6 +67,11 @@ struct sfu_cold {
 	uint8_t key[CONFIG_KEY_MAX];
 	uint32_t key_len;
 	uint32_t pad;
+	/* The "seq" of the last heartbeat accepted for this address, 0 for none:
+	 * a heartbeat must carry a larger one (replays fail). Read and written by
+	 * registry writers only, under write_lock; kept in a tombstone when the
+	 * slot is freed, and taken back when the address gets a slot again. */
+	uint64_t hb_seq;
 };
 
 struct sfu_record {
@@ -117,7 +122,27 @@ _Static_assert(offsetof(struct registry_slot, assigned) / 64 ==
 	       "selection's per-SFU reads must share one cache line");
 
 /*
- * The registry header, followed by capacity slots. Lives in shared memory;
+ * What the registry remembers of an SFU that left (signed off, expired,
+ * removed from the config) for as long as a captured heartbeat of it could
+ * still be replayed: the last heartbeat seq accepted for its address.
+ * Read and written by registry writers only, under write_lock; at_ms is the
+ * CLOCK_MONOTONIC ms of the write, which picks the entry to reuse when all
+ * are taken (the oldest).
+ */
+struct registry_tomb {
+	uint64_t address_hash; /* registry_hash(address), 0 = free entry */
+	uint64_t seq;
+	int64_t at_ms;
+	char address[CONFIG_ADDRESS_MAX];
+};
+/* How long a tombstone is worth keeping: at least as long as a heartbeat token
+ * can be replayed (heartbeat.c asserts it), with room to spare. Reusing a
+ * younger one, when capacity SFUs left within this time, is logged. */
+#define REGISTRY_TOMB_KEEP_MS 300000
+
+/*
+ * The registry header, followed by capacity slots, then capacity tombstones
+ * (registry_tombs()). Lives in shared memory;
  * every field's writer and readers:
  *  capacity      master at init; read by all.
  *  high_water    writers (under write_lock) raise it; readers scan [0, high_water).
@@ -133,6 +158,8 @@ _Static_assert(offsetof(struct registry_slot, assigned) / 64 ==
  *                by a dead writer is always the one writing_slot names; the
  *                repair frees it (its data is half old, half new) with a zeroed
  *                record written as the rest of the dead writer's section.
+ *  writing_tomb  the tombstone a writer is changing, -1 when none (under
+ *                write_lock); the repair clears it, forgetting that one seq.
  *  batch_seq     the registry-wide batch sequence, a seqlock word over the whole
  *                set of slots. Writer: registry_apply_source (the reaper applying
  *                the external registry's list, under write_lock) makes it odd
@@ -174,7 +201,7 @@ struct registry {
 	_Atomic uint64_t repairs; /* slots repaired after a writer died */
 	pthread_mutex_t write_lock;
 	_Atomic int32_t writing_slot;
-	uint32_t pad2;
+	_Atomic int32_t writing_tomb;
 	seqlock_word batch_seq;
 	struct registry_slot slots[] __attribute__((aligned(64)));
 };
@@ -182,7 +209,7 @@ struct registry {
 /* How long a reader waits for a batch to end before it gives up (-EAGAIN). */
 #define REGISTRY_VIEW_WAIT_US 50000
 
-/* Bytes needed for a registry of capacity slots. */
+/* Bytes needed for a registry of capacity slots (and as many tombstones). */
 size_t registry_size(uint32_t capacity);
 /* Initialises a zeroed block of registry_size(capacity) bytes in shared memory.
  * 0 or -errno (pthread_mutexattr_* failures). */
@@ -196,8 +223,12 @@ uint64_t registry_hash(const char *s);
  * hot.region_hash, hot.region_id and hot.generation, which the registry sets.
  * On update of an existing slot, the generation is kept; when reset_assigned,
  * slot.assigned is set to 0 (a fresh load report replaces our estimate).
+ * A heartbeat sets rec->cold.hb_seq to its seq (not 0): it must then be above the
+ * last seq accepted for that address, in its slot or in a tombstone, else
+ * -ESTALE and nothing changes. With hb_seq 0 nothing is checked and the seq
+ * remembered for the address is kept.
  * *slot_out (may be NULL) gets the slot index, *created whether it was new.
- * Returns 0, -ENOSPC when full, -EAGAIN if the lock could not be repaired,
+ * Returns 0, -ESTALE, -ENOSPC when full, -EAGAIN if the lock could not be repaired,
  * -EINVAL for an empty or unterminated address/region or key_len > CONFIG_KEY_MAX.
  */
 int registry_upsert(struct registry *r, const struct sfu_record *rec, bool reset_assigned,
@@ -206,9 +237,21 @@ int registry_upsert(struct registry *r, const struct sfu_record *rec, bool reset
  * channels, cpu, memory, last_report_ms, and max_sessions when non-zero in
  * load) if it still holds generation gen: address, key, region and source
  * stay as their owner set them, whatever a concurrent reload did.
- * 0, -ENOENT (freed or reused), -EAGAIN (lock not recoverable). */
+ * hb_seq is a heartbeat's seq (checked and remembered as by registry_upsert),
+ * 0 for a probe. 0, -ESTALE, -ENOENT (freed or reused), -EAGAIN (lock not
+ * recoverable). */
 int registry_update_load(struct registry *r, uint32_t i, uint64_t gen,
-			 const struct sfu_hot *load, bool reset_assigned);
+			 const struct sfu_hot *load, bool reset_assigned, uint64_t hb_seq);
+/*
+ * A heartbeat's sign-off: hb_seq (not 0) must be above the last seq accepted for
+ * the address (else -ESTALE); it is remembered in a tombstone whether or not the
+ * address had a slot, so that the SFU's earlier heartbeats cannot register it
+ * again. An SFU its heartbeats may not remove (registry_may_remove: a static
+ * one, or one the external registry lists) stays (-EPERM, nothing changes).
+ * 0 (removed), -ENOENT (no such SFU; its seq is remembered), -ESTALE, -EPERM,
+ * -EINVAL, -EAGAIN.
+ */
+int registry_signoff(struct registry *r, const char *address, uint64_t hb_seq);
 /* Removes the SFU with that address. 0 or -ENOENT (or -EAGAIN as above). */
 int registry_remove(struct registry *r, const char *address);
 /* Removes slot i if it still holds generation gen and registry_may_remove

@@ -11,6 +11,10 @@
 #define TOKEN_MAX_LEN 8192
 #define TOKEN_ISS_MAX 1024
 #define TOKEN_ADDRESS_MAX 256
+/* Room for a "sha256" claim: base64url of 32 bytes is 43 characters. */
+#define TOKEN_SHA256_MAX 64
+/* The largest "seq" read: JavaScript's largest safe integer, 2^53 - 1. */
+#define TOKEN_SEQ_MAX UINT64_C(9007199254740991)
 
 enum token_status {
 	TOKEN_OK = 0,
@@ -33,6 +37,13 @@ struct token {
 	char iss[TOKEN_ISS_MAX]; /* "" when absent; only checked when require_iss */
 	size_t iss_len;
 	char address[TOKEN_ADDRESS_MAX]; /* "address" claim when a string, else "" */
+	/* A heartbeat's binding to its body and its place in the SFU's sequence. They
+	 * are reported, never checked here: only heartbeat.c requires them. */
+	bool has_sha256; /* a "sha256" member is present (whatever its type) */
+	char sha256[TOKEN_SHA256_MAX]; /* its string when it fits and holds no NUL, else "" */
+	bool has_seq; /* a "seq" member is present (whatever its type) */
+	bool seq_valid; /* it is a whole number 1..TOKEN_SEQ_MAX written in plain digits */
+	uint64_t seq; /* its value when seq_valid, else 0 */
 };
 
 /*
@@ -49,7 +60,8 @@ struct token {
  * When require_iss, a missing, empty or non-string iss gives TOKEN_NO_ISS (after every
  * other check passed). An iss longer than TOKEN_ISS_MAX - 1 bytes is truncated
  * (iss_len is the truncated length); "address" is left "" when it is not a string,
- * does not fit in TOKEN_ADDRESS_MAX - 1 bytes or holds a NUL.
+ * does not fit in TOKEN_ADDRESS_MAX - 1 bytes or holds a NUL; "sha256" and "seq"
+ * are reported as struct token describes, for heartbeats.
  * key_len must be > 0 (an empty key is refused: TOKEN_BAD_SIGNATURE).
  * Returns an enum token_status; *out (may be NULL) is filled on TOKEN_OK and TOKEN_NO_ISS.
  * Allocates only inside json-c; keyed HMAC contexts are cached per process.

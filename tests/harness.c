@@ -907,12 +907,39 @@ int harness_served_by(struct harness_proc *const *mocks, int n, const char *body
 	return -1;
 }
 
-const char *harness_sfu_token(const char *address, const char *key_b64)
+uint64_t harness_next_seq(void)
+{
+	static uint64_t last;
+	struct timespec ts;
+	uint64_t ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	last = ms > last ? ms : last + 1;
+	return last;
+}
+
+const char *harness_body_sha256(const char *body)
+{
+	static char out[64];
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	cr_assert(EVP_Digest(body, strlen(body), digest, &n, EVP_sha256(), NULL) == 1);
+	harness_b64(digest, n, false, out);
+	return out;
+}
+
+const char *harness_sfu_token(const char *address, const char *key_b64, const char *body)
 {
 	char claims[1024];
+	long long now = (long long)time(NULL);
 
-	snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", address,
-		 (long long)time(NULL) + 60);
+	snprintf(claims, sizeof(claims),
+		 "{\"address\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"sha256\":\"%s\","
+		 "\"seq\":%llu}",
+		 address, now, now + 60, harness_body_sha256(body),
+		 (unsigned long long)harness_next_seq());
 	return harness_token("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, key_b64);
 }
 
@@ -925,7 +952,7 @@ struct harness_resp *harness_heartbeat(int port, const char *address, const char
 
 	cr_assert_not_null(r);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
-		 harness_sfu_token(address, key_b64));
+		 harness_sfu_token(address, key_b64, body));
 	rc = harness_post(port, "/v1/sfu", auth, body, r);
 	cr_assert_eq(rc, 0, "POST /v1/sfu failed: %d", rc);
 	return r;

@@ -121,11 +121,15 @@ int harness_served_by(struct harness_proc *const *mocks, int n, const char *body
  * Two static buffers, so that two tokens can be alive at once. */
 const char *harness_token_ex(const char *header_json, const char *claims_json,
 			     const char *key_b64, const struct evp_md_st *md, bool std);
-/* An SFU's heartbeat bearer token: HS256 with key_b64, claims {address, exp now+60}.
- * Static buffer. */
-const char *harness_sfu_token(const char *address, const char *key_b64);
-/* POST /v1/sfu with body, authorized by harness_sfu_token(address, key_b64), as an SFU
- * sends its heartbeat; the exchange must succeed. Heap response: free it. */
+/* A heartbeat seq: ms since the epoch, or one more than the last one returned. */
+uint64_t harness_next_seq(void);
+/* base64url (unpadded) of SHA-256 over body's bytes (NUL excluded). Static buffer. */
+const char *harness_body_sha256(const char *body);
+/* An SFU's heartbeat bearer token in wire format v2: HS256 with key_b64, claims
+ * {address, iat now, exp now+60, sha256 of body, seq harness_next_seq()}. Static buffer. */
+const char *harness_sfu_token(const char *address, const char *key_b64, const char *body);
+/* POST /v1/sfu with body, authorized by harness_sfu_token(address, key_b64, body), as an
+ * SFU sends its heartbeat; the exchange must succeed. Heap response: free it. */
 struct harness_resp *harness_heartbeat(int port, const char *address, const char *key_b64,
 				       const char *body);
 /* GET path (a /v1/channel URL) with an Odoo token for iss signed with key_b64 and extra

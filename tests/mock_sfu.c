@@ -38,6 +38,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <uv.h>
 
 /* Node's default max header size is 16 KiB; the SFU answers 431 above it. */
@@ -2069,29 +2070,20 @@ static void mock_hb_on_timeout(uv_timer_t *t)
 	mock_hb_finish(t->data, -ETIMEDOUT);
 }
 
-/* The request: a Bearer JWT (HS256, registration key) whose address claim matches the
- * body, and the heartbeat JSON of POST /v1/sfu. */
+/* The request: the heartbeat JSON of POST /v1/sfu, and a Bearer JWT (HS256, registration
+ * key) in heartbeat wire format v2: its address claim matches the body, its sha256 claim
+ * names the body's exact bytes and its seq grows with every heartbeat (ms since the
+ * epoch, or one more than the last). */
 static void mock_hb_build(struct mock_hb_req *q)
 {
 	static const char jwt_header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+	static uint64_t last_seq;
 	struct mock_buf claims = { 0 }, jwt = { 0 }, body = { 0 };
-	unsigned char mac[32];
+	unsigned char mac[32], digest[SHA256_DIGEST_LENGTH];
 	char enc[1024 * 2];
-	long now = (long)time(NULL);
-
-	mock_buf_str(&claims, "{\"address\":");
-	mock_buf_json(&claims, mock_cfg.advertise, strlen(mock_cfg.advertise));
-	mock_buf_printf(&claims, ",\"exp\":%ld,\"iat\":%ld}", now + 60, now);
-	mock_b64url_encode((const unsigned char *)jwt_header, sizeof(jwt_header) - 1, enc);
-	mock_buf_str(&jwt, enc);
-	mock_buf_str(&jwt, ".");
-	mock_b64url_encode((const unsigned char *)claims.p, claims.len, enc);
-	mock_buf_str(&jwt, enc);
-	if (mock_hmac(mock_reg_mac, jwt.p, jwt.len, mac) < 0)
-		fatal("HMAC failed");
-	mock_b64url_encode(mac, sizeof(mac), enc);
-	mock_buf_str(&jwt, ".");
-	mock_buf_str(&jwt, enc);
+	struct timespec ts;
+	uint64_t wall_ms;
+	long now;
 
 	mock_buf_printf(&body, "{\"status\":\"%s\",\"address\":", q->down ? "down" : "up");
 	mock_buf_json(&body, mock_cfg.advertise, strlen(mock_cfg.advertise));
@@ -2107,6 +2099,28 @@ static void mock_hb_build(struct mock_hb_req *q)
 	if (mock_cfg.max_sessions >= 0)
 		mock_buf_printf(&body, ",\"maxSessions\":%ld", mock_cfg.max_sessions);
 	mock_buf_str(&body, "}");
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (long)ts.tv_sec;
+	wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	last_seq = wall_ms > last_seq ? wall_ms : last_seq + 1;
+	if (SHA256((const unsigned char *)body.p, body.len, digest) == NULL)
+		fatal("SHA256 failed");
+	mock_buf_str(&claims, "{\"address\":");
+	mock_buf_json(&claims, mock_cfg.advertise, strlen(mock_cfg.advertise));
+	mock_b64url_encode(digest, sizeof(digest), enc);
+	mock_buf_printf(&claims, ",\"exp\":%ld,\"iat\":%ld,\"sha256\":\"%s\",\"seq\":%" PRIu64 "}",
+			now + 60, now, enc, last_seq);
+	mock_b64url_encode((const unsigned char *)jwt_header, sizeof(jwt_header) - 1, enc);
+	mock_buf_str(&jwt, enc);
+	mock_buf_str(&jwt, ".");
+	mock_b64url_encode((const unsigned char *)claims.p, claims.len, enc);
+	mock_buf_str(&jwt, enc);
+	if (mock_hmac(mock_reg_mac, jwt.p, jwt.len, mac) < 0)
+		fatal("HMAC failed");
+	mock_b64url_encode(mac, sizeof(mac), enc);
+	mock_buf_str(&jwt, ".");
+	mock_buf_str(&jwt, enc);
 
 	mock_buf_printf(&q->out, "POST %s/v1/sfu HTTP/1.1\r\nHost: %s\r\n"
 			"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"

@@ -211,11 +211,11 @@ static int ob_heartbeat(const struct harness_proc *gw, const char *reg_key, cons
 	int status;
 
 	cr_assert_not_null(r);
-	tok = harness_sfu_token(address, reg_key);
+	snprintf(body, sizeof(body), "{\"address\":\"%s\",%s}", address, members);
+	tok = harness_sfu_token(address, reg_key, body);
 	if (tok_out != NULL)
 		snprintf(tok_out, tok_len, "%s", tok);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", tok);
-	snprintf(body, sizeof(body), "{\"address\":\"%s\",%s}", address, members);
 	cr_assert_eq(harness_post(gw->port, "/v1/sfu", auth, body, r), 0);
 	status = r->status;
 	free(r);

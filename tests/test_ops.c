@@ -647,18 +647,16 @@ Test(ops, init_script_without_start_stop_daemon, .timeout = 90)
 static void ops_heartbeat(int port, const char *address, const char *sfu_key)
 {
 	struct harness_resp *r = calloc(1, sizeof(*r));
-	char claims[512], auth[4096], body[1024];
+	char auth[4096], body[1024];
 
 	cr_assert_not_null(r);
-	snprintf(claims, sizeof(claims), "{\"address\": \"%s\", \"exp\": %lld}", address,
-		 (long long)time(NULL) + 60);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
-		 harness_token("{\"alg\": \"HS256\", \"typ\": \"JWT\"}", claims, OPS_REG_KEY));
 	snprintf(body, sizeof(body),
 		 "{\"status\": \"up\", \"address\": \"%s\", \"region\": \"eu-west\", "
 		 "\"key\": \"%s\", \"channels\": 1, \"sessions\": 2, \"cpuUsage\": 0.1, "
 		 "\"memoryUsage\": 0.2}",
 		 address, sfu_key);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
+		 harness_sfu_token(address, OPS_REG_KEY, body));
 	cr_assert_eq(harness_post(port, "/v1/sfu", auth, body, r), 0);
 	cr_assert_eq(r->status, 200, "heartbeat of %s: %d %s", address, r->status, r->body);
 	free(r);
@@ -818,10 +816,6 @@ Test(ops, no_keys_or_tokens_in_logs, .timeout = 60)
 	/* Heartbeats: new, updated (logged at debug), refused. */
 	ops_heartbeat(gw->port, "http://10.9.2.1:8070", OPS_HB_KEY);
 	ops_heartbeat(gw->port, "http://10.9.2.1:8070", OPS_HB_KEY);
-	snprintf(claims, sizeof(claims), "{\"address\": \"%s\", \"exp\": %lld}", addr,
-		 (long long)time(NULL) + 60);
-	snprintf(hb_tok, sizeof(hb_tok), "%s", harness_token(hdr, claims, OPS_REG_KEY));
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", hb_tok);
 	{
 		char body[1024];
 
@@ -831,6 +825,8 @@ Test(ops, no_keys_or_tokens_in_logs, .timeout = 60)
 			 "\"key\": \"%s\", \"channels\": 0, \"sessions\": 0, \"cpuUsage\": 0, "
 			 "\"memoryUsage\": 0}",
 			 addr, OPS_HB_KEY);
+		snprintf(hb_tok, sizeof(hb_tok), "%s", harness_sfu_token(addr, OPS_REG_KEY, body));
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", hb_tok);
 		cr_assert_eq(harness_post(gw->port, "/v1/sfu", auth, body, r), 0);
 		cr_assert_eq(r->status, 409, "%d %s", r->status, r->body);
 	}

@@ -46,20 +46,56 @@ static const char *reg_key_of(size_t n, char ch)
 	return out;
 }
 
-/* A heartbeat bearer token: HS256 with key, address claim, exp now+exp_rel when
- * with_exp. Copied into one of four rotating buffers. */
-static const char *reg_token(const char *address, bool with_exp, long exp_rel, const char *key)
+/* Marks a claim left out of reg_claims_token. */
+#define REG_NONE INT64_MIN
+
+/*
+ * A heartbeat bearer token signed with key, with exactly the claims given: address,
+ * iat and exp relative to now (REG_NONE: absent), sha256 (NULL: absent; "@B" for the
+ * hash of body) and seq as JSON text (NULL: absent). Four rotating buffers.
+ */
+static const char *reg_claims_token(const char *key, const char *address, int64_t iat_rel,
+				    int64_t exp_rel, const char *sha256, const char *body,
+				    const char *seq)
 {
 	static char toks[4][4096];
 	static int next;
 	char claims[1024], *out = toks[next++ % 4];
+	long long now = (long long)time(NULL);
+	size_t o;
 
-	if (with_exp)
-		snprintf(claims, sizeof(claims), "{\"address\":\"%s\",\"exp\":%lld}", address,
-			 (long long)time(NULL) + exp_rel);
-	else
-		snprintf(claims, sizeof(claims), "{\"address\":\"%s\"}", address);
+	o = (size_t)snprintf(claims, sizeof(claims), "{\"address\":\"%s\"", address);
+	if (iat_rel != REG_NONE)
+		o += (size_t)snprintf(claims + o, sizeof(claims) - o, ",\"iat\":%lld",
+				      now + (long long)iat_rel);
+	if (exp_rel != REG_NONE)
+		o += (size_t)snprintf(claims + o, sizeof(claims) - o, ",\"exp\":%lld",
+				      now + (long long)exp_rel);
+	if (sha256 != NULL)
+		o += (size_t)snprintf(claims + o, sizeof(claims) - o, ",\"sha256\":\"%s\"",
+				      strcmp(sha256, "@B") == 0 ? harness_body_sha256(body) : sha256);
+	if (seq != NULL)
+		o += (size_t)snprintf(claims + o, sizeof(claims) - o, ",\"seq\":%s", seq);
+	snprintf(claims + o, sizeof(claims) - o, "}");
 	snprintf(out, sizeof(toks[0]), "%s", harness_token(REG_JWT_HEADER, claims, key));
+	return out;
+}
+
+/* A good v2 token for body with an exact seq (decimal text). Rotating buffers. */
+static const char *reg_seq_token(const char *address, const char *body, const char *seq)
+{
+	return reg_claims_token(REG_GW_KEY, address, 0, 60, "@B", body, seq);
+}
+
+/* A good v2 token for body, signed with the gateway key (harness_sfu_token's). Rotating
+ * buffers, so that a test can keep one to replay it. */
+static const char *reg_token(const char *address, const char *body)
+{
+	static char toks[4][4096];
+	static int next;
+	char *out = toks[next++ % 4];
+
+	snprintf(out, sizeof(toks[0]), "%s", harness_sfu_token(address, REG_GW_KEY, body));
 	return out;
 }
 
@@ -96,6 +132,15 @@ static struct harness_resp *reg_post_auth(int port, const char *auth_line, const
 	rc = harness_post(port, "/v1/sfu", auth_line, body, r);
 	cr_assert_eq(rc, 0, "POST /v1/sfu failed: %d", rc);
 	return r;
+}
+
+/* POST /v1/sfu with "Authorization: Bearer token". Heap response. */
+static struct harness_resp *reg_post_bearer(int port, const char *token, const char *body)
+{
+	char auth[4200];
+
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n", token);
+	return reg_post_auth(port, auth, body);
 }
 
 /* Asserts the status and that the JSON error names needle; frees r. */
@@ -175,8 +220,7 @@ Test(register, auth_failures, .fini = harness_cleanup, .timeout = 30)
 	char auth[4200];
 
 	reg_expect_error(reg_post_auth(gw->port, NULL, body), 401, NULL, "no token");
-	snprintf(auth, sizeof(auth), "Authorization: Basic %s\r\n",
-		 reg_token(REG_FAKE, true, 60, REG_GW_KEY));
+	snprintf(auth, sizeof(auth), "Authorization: Basic %s\r\n", reg_token(REG_FAKE, body));
 	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, NULL, "scheme Basic");
 	snprintf(auth, sizeof(auth), "Authorization: Bearer\r\n");
 	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, NULL, "Bearer, no token");
@@ -184,12 +228,16 @@ Test(register, auth_failures, .fini = harness_cleanup, .timeout = 30)
 			 "wrong key");
 	reg_expect_error(harness_heartbeat(gw->port, "http://10.9.9.8:8070", REG_GW_KEY, body), 403,
 			 NULL, "token for another address");
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
-		 reg_token(REG_FAKE, true, -3600, REG_GW_KEY));
-	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, NULL, "expired");
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s\r\n",
-		 reg_token(REG_FAKE, false, 0, REG_GW_KEY));
-	reg_expect_error(reg_post_auth(gw->port, auth, body), 401, "exp", "no exp");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, -3600, -3540, "@B",
+							  body, "7"),
+					 body),
+			 401, NULL, "expired");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 0, REG_NONE, "@B",
+							  body, "8"),
+					 body),
+			 401, "exp", "no exp");
 	cr_assert_eq(reg_sfus(gw->port), 0, "a rejected heartbeat registered an SFU");
 	cr_assert_eq(harness_metric(gw->port, REG_HEARTBEATS("rejected")), 7);
 
@@ -199,6 +247,240 @@ Test(register, auth_failures, .fini = harness_cleanup, .timeout = 30)
 	/* The address claim is compared normalised, as the body's address is. */
 	reg_expect_reply(harness_heartbeat(gw->port, "HTTP://10.9.9.9:8070/", REG_GW_KEY, body),
 			 "updated", "claim spelled differently");
+}
+
+/* Authentication comes first: without a good token, a body says nothing (401, never the
+ * field-level 400 that would teach an unauthenticated caller the body's rules); with one,
+ * the body is validated (400) before its address is compared with the token's (403). */
+Test(register, authenticates_before_reading_the_body, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	const char *bad = "{\"status\":\"sideways\"}";
+
+	reg_expect_error(reg_post_auth(gw->port, NULL, "{}"), 401, "authorization", "{} no token");
+	reg_expect_error(reg_post_auth(gw->port, NULL, bad), 401, NULL, "bad body, no token");
+	reg_expect_error(reg_post_auth(gw->port, NULL, "not json"), 401, NULL, "not JSON, no token");
+	reg_expect_error(harness_heartbeat(gw->port, REG_FAKE, REG_OTHER_KEY, "{}"), 401, NULL,
+			 "{} wrong key");
+	/* A good token for the very bytes sent: now the body is judged. */
+	reg_expect_error(harness_heartbeat(gw->port, REG_FAKE, REG_GW_KEY, "{}"), 400,
+			 "missing field 'status'", "{} good token");
+	/* A valid body naming another SFU than the token: 403 after validation. */
+	reg_expect_error(harness_heartbeat(gw->port, "http://10.9.9.8:8070", REG_GW_KEY,
+					   reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 1)),
+			 403, "address", "other address");
+	/* An invalid body with a token for another address is still a 400. */
+	reg_expect_error(harness_heartbeat(gw->port, "http://10.9.9.8:8070", REG_GW_KEY, bad), 400,
+			 "'status'", "bad body, other address");
+	cr_assert_eq(reg_sfus(gw->port), 0);
+}
+
+/* ---- heartbeat wire format v2: tokens bound to the body, replays refused */
+
+/* A token of the old format ({address, exp}, no body hash, no seq) is refused with a
+ * reason that says what is missing, whatever the body. */
+Test(register, old_format_token_refused, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	const char *body = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 3);
+
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, REG_NONE, 60, NULL,
+							  NULL, NULL),
+					 body),
+			 401, "v2", "address and exp only");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 0, 60, NULL, NULL,
+							  NULL),
+					 body),
+			 401, "sha256 and seq claims are required", "address, iat and exp");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 0, 60, "@B", body,
+							  NULL),
+					 body),
+			 401, "seq", "no seq");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 0, 60, NULL, NULL,
+							  "5"),
+					 body),
+			 401, "sha256", "no sha256");
+	cr_assert_eq(reg_sfus(gw->port), 0);
+	cr_assert_eq(harness_metric(gw->port, REG_HEARTBEATS("rejected")), 4);
+	cr_assert(strstr(harness_log(gw), "not a v2 heartbeat token") != NULL,
+		  "the refusal is not logged:\n%s", harness_log(gw));
+}
+
+/* A captured token only carries the body it was made for: the same token with another
+ * body (another key, another region, even one more space) is refused. */
+Test(register, token_is_bound_to_its_body, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	const char *body = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 3);
+	const char *tok = reg_token(REG_FAKE, body);
+	char spaced[1024];
+
+	reg_expect_error(reg_post_bearer(gw->port, tok, reg_up(REG_FAKE, "eu-west", REG_OTHER_KEY, 3)),
+			 401, "sha256", "another key");
+	reg_expect_error(reg_post_bearer(gw->port, tok, reg_up(REG_FAKE, "us-east", REG_SFU_KEY, 3)),
+			 401, "sha256", "another region");
+	snprintf(spaced, sizeof(spaced), "%s ", body);
+	reg_expect_error(reg_post_bearer(gw->port, tok, spaced), 401, "sha256", "a space more");
+	reg_expect_error(reg_post_bearer(gw->port, tok, reg_down(REG_FAKE)), 401, "sha256",
+			 "a sign-off");
+	/* A hash of the right length but of other bytes, and one that is no hash at all. */
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 0, 60,
+							  harness_body_sha256(spaced), NULL, "9"),
+					 body),
+			 401, "sha256", "hash of other bytes");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 0, 60, "x", NULL, "9"),
+					 body),
+			 401, "sha256", "not a hash");
+	cr_assert_eq(reg_sfus(gw->port), 0);
+	/* The token with its own body is fine. */
+	reg_expect_reply(reg_post_bearer(gw->port, tok, body), "registered", "its own body");
+}
+
+/* The heart of it: a heartbeat captured on the wire cannot register the SFU again after
+ * its sign-off, nor after the reaper expired it, nor be played twice while it is live. */
+Test(register, replay_after_signoff_refused, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	char up[1024], down[512], up_tok[4096], down_tok[4096];
+
+	snprintf(up, sizeof(up), "%s", reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 3));
+	snprintf(down, sizeof(down), "%s", reg_down(REG_FAKE));
+	snprintf(up_tok, sizeof(up_tok), "%s", reg_token(REG_FAKE, up));
+	reg_expect_reply(reg_post_bearer(gw->port, up_tok, up), "registered", "first heartbeat");
+	reg_expect_error(reg_post_bearer(gw->port, up_tok, up), 401, "replayed", "played twice");
+	snprintf(down_tok, sizeof(down_tok), "%s", reg_token(REG_FAKE, down));
+	reg_expect_reply(reg_post_bearer(gw->port, down_tok, down), "removed", "sign-off");
+	cr_assert_eq(reg_sfus(gw->port), 0);
+
+	/* The captured heartbeat, within its token's lifetime: refused, nothing registered. */
+	reg_expect_error(reg_post_bearer(gw->port, up_tok, up), 401, "replayed", "replay after sign-off");
+	reg_expect_error(reg_post_bearer(gw->port, down_tok, down), 401, "replayed",
+			 "sign-off replayed");
+	cr_assert_eq(reg_sfus(gw->port), 0, "a replayed heartbeat registered the SFU again");
+	cr_assert_eq(harness_metric(gw->port, REG_HEARTBEATS("registered")), 1);
+
+	/* The SFU itself comes back with a fresh heartbeat. */
+	reg_beat(gw->port, REG_FAKE, up, "registered");
+}
+
+Test(register, replay_after_expiry_refused, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw;
+	char toml[128], up[1024], tok[4096];
+
+	snprintf(toml, sizeof(toml), "[registration]\nstale_after_ms = %d\n", REG_STALE_MS);
+	gw = reg_gateway(toml, NULL);
+	snprintf(up, sizeof(up), "%s", reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 3));
+	snprintf(tok, sizeof(tok), "%s", reg_token(REG_FAKE, up));
+	reg_expect_reply(reg_post_bearer(gw->port, tok, up), "registered", "first heartbeat");
+	cr_assert(reg_wait_sfus(gw->port, 0, REG_STALE_MS + REG_REAPER_MS + 3000),
+		  "the SFU did not expire");
+	reg_expect_error(reg_post_bearer(gw->port, tok, up), 401, "replayed", "replay after expiry");
+	cr_assert_eq(reg_sfus(gw->port), 0, "a replayed heartbeat brought back an expired SFU");
+	reg_beat(gw->port, REG_FAKE, up, "registered");
+}
+
+/* seq must grow for each address, registered or static; each address counts on its own;
+ * a seq that is not a positive integer in plain digits, or that is ahead of the clock, is
+ * refused. */
+Test(register, seq_must_increase, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *mock = harness_mock_start(REG_SFU_KEY, NULL);
+	const char *b = "http://10.9.9.10:8070";
+	struct harness_proc *gw;
+	const char *addr, *up;
+	char toml[512], far[32];
+
+	cr_assert_not_null(mock);
+	addr = harness_url(mock->port);
+	snprintf(toml, sizeof(toml), "[[sfu]]\naddress = \"%s\"\nkey = \"%s\"\n", addr,
+		 REG_SFU_KEY);
+	gw = reg_gateway(toml, NULL);
+
+	up = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 1);
+	reg_expect_reply(reg_post_bearer(gw->port, reg_seq_token(REG_FAKE, up, "1000"), up),
+			 "registered", "seq 1000");
+	up = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 2);
+	reg_expect_error(reg_post_bearer(gw->port, reg_seq_token(REG_FAKE, up, "1000"), up), 401,
+			 "replayed", "seq 1000 again, fresh body");
+	reg_expect_error(reg_post_bearer(gw->port, reg_seq_token(REG_FAKE, up, "999"), up), 401,
+			 "replayed", "seq 999");
+	reg_expect_reply(reg_post_bearer(gw->port, reg_seq_token(REG_FAKE, up, "1001"), up),
+			 "updated", "seq 1001");
+	/* Another address has its own sequence. */
+	up = reg_up(b, "eu-west", REG_SFU_KEY, 1);
+	reg_expect_reply(reg_post_bearer(gw->port, reg_seq_token(b, up, "5"), up), "registered",
+			 "another address, seq 5");
+	/* A static SFU's load reports are held to the same rule. */
+	up = reg_up(addr, "eu-west", REG_SFU_KEY, 4);
+	reg_expect_reply(reg_post_bearer(gw->port, reg_seq_token(addr, up, "70"), up), "updated",
+			 "static, seq 70");
+	reg_expect_error(reg_post_bearer(gw->port, reg_seq_token(addr, up, "70"), up), 401,
+			 "replayed", "static, seq 70 again");
+	/* Not a positive integer in plain digits. */
+	up = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 3);
+	{
+		static const char *const bad[] = { "\"2000\"", "2000.5", "-2000", "0", "2e3",
+						   "null", "[2000]", "9007199254740992" };
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			reg_expect_error(reg_post_bearer(gw->port, reg_seq_token(REG_FAKE, up, bad[i]),
+							 up),
+					 401, "seq", bad[i]);
+	}
+	/* ms since the epoch a day ahead: it would lock the SFU out until then. */
+	snprintf(far, sizeof(far), "%llu",
+		 (unsigned long long)harness_next_seq() + 86400ULL * 1000);
+	reg_expect_error(reg_post_bearer(gw->port, reg_seq_token(REG_FAKE, up, far), up), 401,
+			 "ahead", "seq a day ahead");
+	reg_expect_reply(reg_post_bearer(gw->port, reg_seq_token(REG_FAKE, up, "1002"), up),
+			 "updated", "seq 1002");
+}
+
+/* iat within a minute of now either way, exp at most two minutes after iat. */
+Test(register, token_time_window, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	const char *up = reg_up(REG_FAKE, "eu-west", REG_SFU_KEY, 1);
+
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, REG_NONE, 60, "@B",
+							  up, "11"),
+					 up),
+			 401, "iat", "no iat");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, -90, 30, "@B", up,
+							  "12"),
+					 up),
+			 401, "too old", "iat 90 s ago");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 90, 120, "@B", up,
+							  "13"),
+					 up),
+			 401, NULL, "iat 90 s ahead");
+	reg_expect_error(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 0, 3600, "@B", up,
+							  "14"),
+					 up),
+			 401, "lifetime", "an hour's lifetime");
+	cr_assert_eq(reg_sfus(gw->port), 0);
+	/* Both ends of the window are fine. */
+	reg_expect_reply(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, -50, 70, "@B", up,
+							  "15"),
+					 up),
+			 "registered", "iat 50 s ago, 120 s lifetime");
+	reg_expect_reply(reg_post_bearer(gw->port,
+					 reg_claims_token(REG_GW_KEY, REG_FAKE, 50, 60, "@B", up,
+							  "16"),
+					 up),
+			 "updated", "iat 50 s ahead");
 }
 
 /* ---- validation */

@@ -68,11 +68,12 @@ Test(registry, hash_is_fnv1a_and_never_zero)
 	cr_expect_neq(registry_hash("http://10.0.0.1:8070"), registry_hash("http://10.0.0.1:8071"));
 }
 
-Test(registry, size_covers_the_slots)
+Test(registry, size_covers_the_slots_and_tombstones)
 {
 	cr_expect_eq(registry_size(0), sizeof(struct registry));
-	cr_expect_eq(registry_size(10),
-		     sizeof(struct registry) + 10 * sizeof(struct registry_slot));
+	cr_expect_eq(registry_size(10), sizeof(struct registry) +
+						10 * sizeof(struct registry_slot) +
+						10 * sizeof(struct registry_tomb));
 	cr_expect_eq(sizeof(struct registry_slot) % 64, 0);
 }
 

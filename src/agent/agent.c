@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <json.h>
+#include <openssl/sha.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -15,6 +16,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "base64.h"
+#include "clock.h"
 #include "config.h"
 #include "http_client.h"
 #include "log.h"
@@ -189,6 +192,7 @@ struct agent {
 	bool stopping;
 	size_t downs_pending;
 	size_t requests_in_flight; /* every request, for the final drain */
+	uint64_t last_seq; /* the seq claim of the last token signed */
 };
 
 /*
@@ -591,18 +595,35 @@ static void agent_on_beat(const struct http_client_result *res, void *ctx)
 	}
 }
 
-/* The token: HS256 with the registration key, naming the SFU it speaks for. */
-static int agent_token(const struct agent *a, char *out, size_t outlen)
+/*
+ * The token (heartbeat wire format v2, see sfu-gateway(8)): HS256 with the
+ * registration key, naming the SFU it speaks for, bound to the exact body bytes
+ * sent by their SHA-256, with a seq that only grows (ms since the epoch, or one
+ * more than the last when the clock did not move), so the gateways refuse an
+ * altered or replayed heartbeat.
+ */
+static int agent_token(struct agent *a, const char *body, size_t body_len, char *out,
+		       size_t outlen)
 {
 	struct json_object *c = json_object_new_object();
-	time_t now = time(NULL);
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	char sha[BASE64URL_ENCODED_LEN(SHA256_DIGEST_LENGTH) + 1];
+	int64_t wall = clock_wall_ms(), now = wall / 1000;
 	ssize_t n;
 
 	if (c == NULL)
 		return -ENOMEM;
+	if (SHA256((const unsigned char *)body, body_len, digest) == NULL ||
+	    base64url_encode(digest, sizeof(digest), sha, sizeof(sha)) < 0) {
+		json_object_put(c);
+		return -EIO;
+	}
+	a->last_seq = (uint64_t)wall > a->last_seq ? (uint64_t)wall : a->last_seq + 1;
 	json_object_object_add(c, "address", json_object_new_string(a->cfg.address));
-	json_object_object_add(c, "iat", json_object_new_int64((int64_t)now));
-	json_object_object_add(c, "exp", json_object_new_int64((int64_t)now + AGENT_TOKEN_TTL_S));
+	json_object_object_add(c, "iat", json_object_new_int64(now));
+	json_object_object_add(c, "exp", json_object_new_int64(now + AGENT_TOKEN_TTL_S));
+	json_object_object_add(c, "sha256", json_object_new_string(sha));
+	json_object_object_add(c, "seq", json_object_new_int64((int64_t)a->last_seq));
 	n = token_sign(json_object_to_json_string_ext(c, JSON_C_TO_STRING_PLAIN |
 							    JSON_C_TO_STRING_NOSLASHESCAPE),
 		       a->cfg.registration_key, a->cfg.registration_key_len, out, outlen);
@@ -647,14 +668,15 @@ static void agent_send(struct agent_gateway *gw, bool down)
 
 	if (body == NULL || rq == NULL)
 		goto fail;
-	rc = agent_token(a, token, sizeof(token));
+	/* The body's exact bytes first: the token names their hash. */
+	text = json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN |
+							       JSON_C_TO_STRING_NOSLASHESCAPE,
+						 &len);
+	rc = text != NULL ? agent_token(a, text, len, token, sizeof(token)) : -ENOMEM;
 	if (rc != 0)
 		goto fail;
 	hl = snprintf(headers, sizeof(headers),
 		      "Authorization: Bearer %s\r\nContent-Type: application/json\r\n", token);
-	text = json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN |
-							       JSON_C_TO_STRING_NOSLASHESCAPE,
-						 &len);
 	rq->gw = gw;
 	rq->down = down;
 	req.method = "POST";

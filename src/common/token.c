@@ -164,8 +164,8 @@ int token_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size
  * segment, which outlives the check.
  */
 struct token_fields {
-	struct jscan_member alg, exp, nbf, iat, iss, address;
-	bool has_alg, has_exp, has_nbf, has_iat, has_iss, has_address;
+	struct jscan_member alg, exp, nbf, iat, iss, address, sha256, seq;
+	bool has_alg, has_exp, has_nbf, has_iat, has_iss, has_address, has_sha256, has_seq;
 };
 
 static int token_collect(const struct jscan_member *m, void *ctx)
@@ -184,6 +184,8 @@ static int token_collect(const struct jscan_member *m, void *ctx)
 	TOKEN_FIELD(iat)
 	TOKEN_FIELD(iss)
 	TOKEN_FIELD(address)
+	TOKEN_FIELD(sha256)
+	TOKEN_FIELD(seq)
 #undef TOKEN_FIELD
 	return 0;
 }
@@ -236,6 +238,44 @@ static int token_check_times(const struct token_fields *f, int64_t now, struct t
 }
 
 /*
+ * A heartbeat's "seq": a whole number written in plain digits (no sign, fraction or
+ * exponent), 1 to TOKEN_SEQ_MAX, so that every sender's number reads the same here
+ * as in JavaScript. 0, or -EINVAL.
+ */
+static int token_seq_claim(const struct jscan_member *m, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (m->type != JSCAN_NUMBER || m->val_len == 0 || m->val_len > 16)
+		return -EINVAL;
+	for (size_t i = 0; i < m->val_len; i++) {
+		if (m->val[i] < '0' || m->val[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(m->val[i] - '0');
+	}
+	if (v == 0 || v > TOKEN_SEQ_MAX)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* The heartbeat claims "sha256" and "seq", as struct token describes them. */
+static void token_heartbeat_claims(const struct token_fields *f, struct token *out)
+{
+	char tmp[TOKEN_SHA256_MAX];
+	ssize_t n;
+
+	out->has_sha256 = f->has_sha256;
+	if (f->has_sha256 && f->sha256.type == JSCAN_STRING) {
+		n = jscan_string(&f->sha256, tmp, sizeof(tmp));
+		if (n >= 0 && memchr(tmp, '\0', (size_t)n) == NULL)
+			memcpy(out->sha256, tmp, (size_t)n + 1);
+	}
+	out->has_seq = f->has_seq;
+	out->seq_valid = f->has_seq && token_seq_claim(&f->seq, &out->seq) == 0;
+}
+
+/*
  * Everything after a good signature: the claims must decode to a JSON object, the
  * times must be numbers that pass, then iss (truncated to TOKEN_ISS_MAX - 1 bytes:
  * the SFU accepts any length, and iss only keys affinity, where two issuers sharing
@@ -281,6 +321,7 @@ static int token_check_claims(const char *seg, size_t seg_len, int64_t now, bool
 		if (n >= 0 && memchr(tmp, '\0', (size_t)n) == NULL)
 			memcpy(out->address, tmp, (size_t)n + 1);
 	}
+	token_heartbeat_claims(&f, out);
 	return TOKEN_OK;
 }
 
@@ -337,6 +378,9 @@ int token_verify(const char *tok, size_t len, const uint8_t *key, size_t key_len
 	out->iss[0] = '\0';
 	out->iss_len = 0;
 	out->address[0] = '\0';
+	out->has_sha256 = out->has_seq = out->seq_valid = false;
+	out->sha256[0] = '\0';
+	out->seq = 0;
 	if (tok == NULL || len == 0)
 		return TOKEN_MALFORMED;
 

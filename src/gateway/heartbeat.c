@@ -4,18 +4,36 @@
 #include <errno.h>
 #include <json.h>
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include "base64.h"
 #include "clock.h"
 #include "log.h"
 #include "region.h"
 #include "registry.h"
 #include "sfuload.h"
 #include "token.h"
+
+/*
+ * The heartbeat token (wire format v2, documented in sfu-gateway(8)): HS256 with
+ * the registration key, claims address, iat, exp, sha256 and seq. A token is
+ * accepted from HEARTBEAT_IAT_WINDOW_S before its iat to that long after it, and
+ * while exp has not passed; exp may be at most HEARTBEAT_LIFETIME_MAX_S after
+ * iat. So a captured token is good for at most twice the window, and the
+ * registry remembers each address's last seq longer than that, after the SFU
+ * left too.
+ */
+#define HEARTBEAT_IAT_WINDOW_S 60
+#define HEARTBEAT_LIFETIME_MAX_S 120
+_Static_assert(REGISTRY_TOMB_KEEP_MS >= 2 * HEARTBEAT_IAT_WINDOW_S * 1000,
+	       "the registry must remember a seq as long as a token can be replayed");
+/* base64url without padding of a SHA-256 digest. */
+#define HEARTBEAT_SHA256_CHARS BASE64URL_ENCODED_LEN(SHA256_DIGEST_LENGTH)
 
 /* What a valid heartbeat body says. */
 struct heartbeat {
@@ -125,14 +143,42 @@ static void heartbeat_reply(struct http_conn *c, const char *status)
 	http_respond_json(c, 200, body, (size_t)n);
 }
 
-/* Checks the Bearer token: HS256 with the registration key, exp required,
- * and an address claim naming the SFU the body speaks for. */
+/* A refused token: logged with the peer and the reason (never the token). */
+static int heartbeat_bad_token(const struct http_request *req, const char *reason,
+			       const char **why, const char *reply)
+{
+	log_info_limited("heartbeat: rejected tokens", "heartbeat: rejected token from %s: %s",
+			 req->peer, reason);
+	*why = reply;
+	return 401;
+}
+
+/* Whether the token's sha256 claim is base64url(SHA-256(body)), in constant time. */
+static bool heartbeat_body_matches(const struct token *t, const struct http_request *req)
+{
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	char want[HEARTBEAT_SHA256_CHARS + 1];
+
+	if (strlen(t->sha256) != HEARTBEAT_SHA256_CHARS ||
+	    SHA256((const unsigned char *)req->body, req->body_len, digest) == NULL ||
+	    base64url_encode(digest, sizeof(digest), want, sizeof(want)) !=
+		    (ssize_t)HEARTBEAT_SHA256_CHARS)
+		return false;
+	return CRYPTO_memcmp(want, t->sha256, HEARTBEAT_SHA256_CHARS) == 0;
+}
+
+/*
+ * Authenticates the request before its body is read: a Bearer token, HS256 with
+ * the registration key, in wire format v2: iat within the window, exp at most
+ * the lifetime after it, seq a positive integer not ahead of our clock, and
+ * sha256 naming the exact body bytes. The address claim and the seq are checked
+ * later, against the parsed body and the registry. 0 or 401 with *why.
+ */
 static int heartbeat_auth(struct handler_ctx *x, const struct http_request *req,
-			  const struct heartbeat *hb, const char **why)
+			  struct token *t, const char **why)
 {
 	const struct http_header *h = http_request_header(req, "Authorization");
-	struct token t;
-	char claim[CONFIG_ADDRESS_MAX];
+	int64_t now = time(NULL);
 	int rc;
 
 	if (h == NULL || h->value_len < 8 || strncasecmp(h->value, "Bearer ", 7) != 0) {
@@ -140,32 +186,58 @@ static int heartbeat_auth(struct handler_ctx *x, const struct http_request *req,
 		return 401;
 	}
 	rc = token_verify(h->value + 7, h->value_len - 7, x->live->registration_key,
-			  x->live->registration_key_len, time(NULL), false, &t);
-	if (rc != TOKEN_OK) {
-		log_info_limited("heartbeat: rejected tokens", "heartbeat: rejected token from %s: %s",
-				 req->peer, token_status_str(rc));
-		*why = "invalid token";
-		return 401;
-	}
-	if (!t.has_exp) {
-		*why = "token has no exp claim";
-		return 401;
-	}
-	if (t.address[0] == '\0' || address_parse(t.address, claim, sizeof(claim)) != 0 ||
-	    strcmp(claim, hb->address) != 0) {
-		*why = "token address claim does not match the body's address";
-		return 403;
-	}
+			  x->live->registration_key_len, now, false, t);
+	if (rc != TOKEN_OK)
+		return heartbeat_bad_token(req, token_status_str(rc), why, "invalid token");
+	if (!t->has_sha256 || !t->has_seq)
+		return heartbeat_bad_token(
+			req, "not a v2 heartbeat token (no sha256 or seq claim)", why,
+			"not a v2 heartbeat token: the sha256 and seq claims are required "
+			"(see 'Heartbeat wire format' in sfu-gateway(8))");
+	if (!t->has_iat)
+		return heartbeat_bad_token(req, "no iat claim", why, "token has no iat claim");
+	if (!t->has_exp)
+		return heartbeat_bad_token(req, "no exp claim", why, "token has no exp claim");
+	/* token_verify refused an iat too far ahead and an exp gone by. */
+	if (t->iat < now - HEARTBEAT_IAT_WINDOW_S)
+		return heartbeat_bad_token(req, "iat too old", why,
+					   "token too old: iat more than 60 s ago");
+	if (t->exp < t->iat || t->exp - t->iat > HEARTBEAT_LIFETIME_MAX_S)
+		return heartbeat_bad_token(req, "exp - iat out of bounds", why,
+					   "token lifetime exp - iat must be 0 to 120 s");
+	if (!t->seq_valid)
+		return heartbeat_bad_token(req, "seq is not a positive integer", why,
+					   "seq claim must be a positive integer");
+	/* seq counts ms since the epoch: one far ahead would lock the SFU out. */
+	if (t->seq > (uint64_t)(now + HEARTBEAT_IAT_WINDOW_S) * 1000)
+		return heartbeat_bad_token(req, "seq ahead of the clock", why,
+					   "seq claim is ahead of the gateway's clock (ms since "
+					   "the epoch)");
+	if (!heartbeat_body_matches(t, req))
+		return heartbeat_bad_token(req, "sha256 does not match the body", why,
+					   "token sha256 claim does not match the body");
 	return 0;
 }
+
+/* The token speaks for the SFU the body names (compared normalised). */
+static bool heartbeat_claim_matches(const struct token *t, const struct heartbeat *hb)
+{
+	char claim[CONFIG_ADDRESS_MAX];
+
+	return t->address[0] != '\0' && address_parse(t->address, claim, sizeof(claim)) == 0 &&
+	       strcmp(claim, hb->address) == 0;
+}
+
+#define HEARTBEAT_REPLAY "replayed heartbeat: seq is not above the last one accepted for this address"
 
 void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req)
 {
 	struct heartbeat hb;
 	struct sfu_record rec, cur;
+	struct token t;
 	char err[160];
 	const char *why;
-	int status, slot;
+	int status, slot, rc;
 	bool created = false;
 
 	/* An empty allow-list allows any address. */
@@ -173,13 +245,19 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 		heartbeat_reject(x, c, 403, "address not allowed");
 		return;
 	}
+	/* Who is asking first, what they say next: a request without a good token
+	 * learns nothing about the body's rules. */
+	status = heartbeat_auth(x, req, &t, &why);
+	if (status != 0) {
+		heartbeat_reject(x, c, status, why);
+		return;
+	}
 	if (heartbeat_parse(req->body, req->body_len, &hb, err, sizeof(err)) != 0) {
 		heartbeat_reject(x, c, 400, err);
 		return;
 	}
-	status = heartbeat_auth(x, req, &hb, &why);
-	if (status != 0) {
-		heartbeat_reject(x, c, status, why);
+	if (!heartbeat_claim_matches(&t, &hb)) {
+		heartbeat_reject(x, c, 403, "token address claim does not match the body's address");
 		return;
 	}
 	slot = registry_find(&x->shm->registry, hb.address);
@@ -194,10 +272,17 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 						      "from the registry");
 			return;
 		}
-		if (slot >= 0 &&
-		    registry_remove_slot(&x->shm->registry, (uint32_t)slot, cur.hot.generation,
-					 SFU_SOURCE_REGISTERED) == -EPERM) {
+		rc = registry_signoff(&x->shm->registry, hb.address, t.seq);
+		if (rc == -ESTALE) {
+			heartbeat_reject(x, c, 401, HEARTBEAT_REPLAY);
+			return;
+		}
+		if (rc == -EPERM) {
 			heartbeat_reject(x, c, 409, "the SFU is now listed by the config or the registry");
+			return;
+		}
+		if (rc != 0 && rc != -ENOENT) {
+			heartbeat_reject(x, c, 503, "registry busy");
 			return;
 		}
 		metrics_add(x->metrics, M_HEARTBEATS_REMOVED, 1);
@@ -219,6 +304,7 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 	memcpy(rec.cold.region, hb.region, sizeof(rec.cold.region));
 	memcpy(rec.cold.key, hb.key, hb.key_len);
 	rec.cold.key_len = (uint32_t)hb.key_len;
+	rec.cold.hb_seq = t.seq;
 	rec.hot.reported_by = SFU_REPORTER_HEARTBEAT;
 	if (slot >= 0 &&
 	    registry_right(cur.hot.source, SFU_SOURCE_REGISTERED) == REGISTRY_RIGHT_LOAD) {
@@ -232,8 +318,13 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 						      "changed");
 			return;
 		}
-		if (registry_update_load(&x->shm->registry, (uint32_t)slot, cur.hot.generation,
-					 &rec.hot, true) != 0) {
+		rc = registry_update_load(&x->shm->registry, (uint32_t)slot, cur.hot.generation,
+					  &rec.hot, true, t.seq);
+		if (rc == -ESTALE) {
+			heartbeat_reject(x, c, 401, HEARTBEAT_REPLAY);
+			return;
+		}
+		if (rc != 0) {
 			heartbeat_reject(x, c, 503, "registry busy");
 			return;
 		}
@@ -244,6 +335,9 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 	switch (registry_upsert(&x->shm->registry, &rec, true, NULL, &created)) {
 	case 0:
 		break;
+	case -ESTALE:
+		heartbeat_reject(x, c, 401, HEARTBEAT_REPLAY);
+		return;
 	case -ENOSPC:
 		heartbeat_reject(x, c, 503, "registry full");
 		return;

@@ -162,7 +162,7 @@ static void probe_on_response(const struct http_client_result *res, void *ctx)
 	load.has_load = 1;
 	load.reported_by = SFU_REPORTER_PROBE;
 	load.last_report_ms = clock_ms();
-	registry_update_load(p->r, op->slot, op->generation, &load, true);
+	registry_update_load(p->r, op->slot, op->generation, &load, true, 0);
 	probe_mark(op, true, NULL);
 	probe_finish(op);
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,9 +25,19 @@ _Static_assert(REGISTRY_FIND_WORDS <= SFU_HOT_WORDS, "find words within the hot 
 _Static_assert(offsetof(struct sfu_cold, address) == 0, "address must open the cold part");
 _Static_assert(CONFIG_ADDRESS_MAX % 8 == 0, "address must be whole words");
 
+_Static_assert(sizeof(struct registry_slot) % _Alignof(struct registry_tomb) == 0,
+	       "the tombstones after the slots must be aligned");
+
 size_t registry_size(uint32_t capacity)
 {
-	return sizeof(struct registry) + (size_t)capacity * sizeof(struct registry_slot);
+	return sizeof(struct registry) + (size_t)capacity * sizeof(struct registry_slot) +
+	       (size_t)capacity * sizeof(struct registry_tomb);
+}
+
+/* The tombstones: capacity of them, right after the slots. */
+static struct registry_tomb *registry_tombs(struct registry *r)
+{
+	return (struct registry_tomb *)(void *)&r->slots[r->capacity];
 }
 
 int registry_init(struct registry *r, uint32_t capacity)
@@ -67,8 +78,10 @@ int registry_init(struct registry *r, uint32_t capacity)
 	atomic_store(&r->repairs, 0);
 	atomic_store(&r->writing_slot, -1);
 	atomic_store(&r->batch_seq, 0);
+	atomic_store(&r->writing_tomb, -1);
 	for (uint32_t i = 0; i < capacity; i++)
 		atomic_store_explicit(&r->slots[i].seq, 0, memory_order_relaxed);
+	/* The block is zeroed: every tombstone starts free. */
 	return 0;
 }
 
@@ -130,11 +143,106 @@ static void registry_bump_epoch(struct registry *r)
 	atomic_fetch_add_explicit(&r->epoch, 1, memory_order_release);
 }
 
-/* Frees slot i: a zeroed record (in_use 0) written in a proper section. */
-static void registry_free_locked(struct registry *r, uint32_t i)
+/* ---- tombstones: the heartbeat seq of SFUs that left (writers only) ---- */
+
+/* The tombstone of address (hash h), or -1. */
+static int registry_tomb_find_locked(struct registry *r, const char *address, uint64_t h)
+{
+	struct registry_tomb *t = registry_tombs(r);
+
+	for (uint32_t i = 0; i < r->capacity; i++)
+		if (t[i].address_hash == h && strncmp(t[i].address, address, CONFIG_ADDRESS_MAX) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The last heartbeat seq remembered for an address that has no slot, 0 if none. */
+static uint64_t registry_tomb_seq_locked(struct registry *r, const char *address)
+{
+	int i = registry_tomb_find_locked(r, address, registry_hash(address));
+
+	return i >= 0 ? registry_tombs(r)[i].seq : 0;
+}
+
+/* Writes tombstone i; writing_tomb names it meanwhile, so that a writer dying
+ * here leaves an entry the next locker knows to clear. */
+static void registry_tomb_store_locked(struct registry *r, uint32_t i,
+				       const struct registry_tomb *t)
+{
+	atomic_store(&r->writing_tomb, (int32_t)i);
+	registry_tombs(r)[i] = *t;
+	atomic_store(&r->writing_tomb, -1);
+}
+
+static void registry_tomb_clear_locked(struct registry *r, const char *address)
+{
+	static const struct registry_tomb zero;
+	int i = registry_tomb_find_locked(r, address, registry_hash(address));
+
+	if (i >= 0)
+		registry_tomb_store_locked(r, (uint32_t)i, &zero);
+}
+
+/*
+ * Remembers seq for address: in its own tombstone, else a free one, else the
+ * oldest (logged when it was younger than REGISTRY_TOMB_KEEP_MS: a captured
+ * heartbeat of the SFU it named could then register that SFU again while its
+ * token lives; only capacity SFUs leaving within that time do it).
+ */
+static void registry_tomb_put_locked(struct registry *r, const char *address, uint64_t seq)
+{
+	struct registry_tomb *t = registry_tombs(r), next = { .seq = seq };
+	uint64_t h = registry_hash(address);
+	int64_t now = clock_ms();
+	int at = registry_tomb_find_locked(r, address, h);
+
+	for (uint32_t i = 0; at < 0 && i < r->capacity; i++)
+		if (t[i].address_hash == 0)
+			at = (int)i;
+	if (at < 0) {
+		at = 0;
+		for (uint32_t i = 1; i < r->capacity; i++)
+			if (t[i].at_ms < t[at].at_ms)
+				at = (int)i;
+		if (now - t[at].at_ms < REGISTRY_TOMB_KEEP_MS)
+			log_warn("registry: %u SFUs left within %d s; forgot the heartbeat seq of "
+				 "%s early",
+				 r->capacity, REGISTRY_TOMB_KEEP_MS / 1000, t[at].address);
+	}
+	next.address_hash = h;
+	next.at_ms = now;
+	snprintf(next.address, sizeof(next.address), "%s", address);
+	registry_tomb_store_locked(r, (uint32_t)at, &next);
+}
+
+/* Before slot i is freed: its address's heartbeat seq goes to a tombstone, seq
+ * when not 0 (a sign-off's), else the slot's own, if it ever had one. */
+static void registry_tomb_slot_seq_locked(struct registry *r, uint32_t i, uint64_t seq)
+{
+	struct sfu_record cur;
+
+	registry_load_locked(r, i, &cur);
+	if (seq == 0)
+		seq = cur.cold.hb_seq;
+	if (seq != 0) {
+		cur.cold.address[sizeof(cur.cold.address) - 1] = '\0';
+		registry_tomb_put_locked(r, cur.cold.address, seq);
+	}
+	explicit_bzero(&cur, sizeof(cur));
+}
+
+static void registry_tomb_slot_locked(struct registry *r, uint32_t i)
+{
+	registry_tomb_slot_seq_locked(r, i, 0);
+}
+
+/* Frees slot i: a zeroed record (in_use 0) written in a proper section, once the
+ * heartbeat seq is in a tombstone (see registry_tomb_slot_seq_locked). */
+static void registry_free_locked(struct registry *r, uint32_t i, uint64_t seq)
 {
 	static const struct sfu_record zero;
 
+	registry_tomb_slot_seq_locked(r, i, seq);
 	registry_store_locked(r, i, &zero);
 	atomic_fetch_sub(&r->count, 1);
 	registry_bump_epoch(r);
@@ -187,7 +295,7 @@ static int registry_close_dead_batch_locked(struct registry *r)
 
 		seqlock_copy_out(&h, r->slots[i].hot, SFU_HOT_WORDS);
 		if (h.in_use && h.source == SFU_SOURCE_REGISTRY) {
-			registry_free_locked(r, i);
+			registry_free_locked(r, i, 0);
 			dropped++;
 		}
 	}
@@ -234,6 +342,11 @@ static int registry_lock(struct registry *r, int *repaired)
 		if (ws >= 0 && (uint32_t)ws < r->capacity)
 			n = registry_repair_slot_locked(r, (uint32_t)ws);
 		atomic_store(&r->writing_slot, -1);
+		/* A half-written tombstone is dropped: one SFU's seq is forgotten. */
+		ws = atomic_load(&r->writing_tomb);
+		if (ws >= 0 && (uint32_t)ws < r->capacity)
+			memset(&registry_tombs(r)[ws], 0, sizeof(struct registry_tomb));
+		atomic_store(&r->writing_tomb, -1);
 		registry_recount_locked(r);
 		n += registry_close_dead_batch_locked(r);
 		registry_bump_epoch(r);
@@ -291,11 +404,17 @@ static int registry_take_free_locked(struct registry *r)
 	return (int)hw;
 }
 
+/*
+ * heartbeat: rec->cold.hb_seq is a heartbeat's seq, which must be above the one
+ * remembered for the address (-ESTALE). Otherwise the remembered seq is kept,
+ * whatever rec says.
+ */
 static int registry_upsert_locked(struct registry *r, const struct sfu_record *rec,
-				  bool reset_assigned, uint32_t *slot_out, bool *created)
+				  bool reset_assigned, uint32_t *slot_out, bool *created,
+				  bool heartbeat)
 {
 	struct sfu_record cur, next = *rec;
-	uint64_t epoch;
+	uint64_t epoch, known;
 	int i;
 
 	if (!registry_record_valid(rec))
@@ -315,6 +434,10 @@ static int registry_upsert_locked(struct registry *r, const struct sfu_record *r
 		 * list): checked again here, under the lock. */
 		if (registry_right(cur.hot.source, next.hot.source) != REGISTRY_RIGHT_ALL)
 			return -EPERM;
+		if (heartbeat && next.cold.hb_seq <= cur.cold.hb_seq)
+			return -ESTALE;
+		if (!heartbeat)
+			next.cold.hb_seq = cur.cold.hb_seq;
 		next.hot.generation = cur.hot.generation;
 		registry_store_locked(r, (uint32_t)i, &next);
 		/* A new key has not been checked against the SFU yet. */
@@ -327,9 +450,18 @@ static int registry_upsert_locked(struct registry *r, const struct sfu_record *r
 		if (created)
 			*created = false;
 	} else {
+		/* What the address left behind: a replayed heartbeat must not bring it
+		 * back, and a new slot carries the seq on. */
+		known = registry_tomb_seq_locked(r, next.cold.address);
+		if (heartbeat && next.cold.hb_seq <= known)
+			return -ESTALE;
+		if (!heartbeat)
+			next.cold.hb_seq = known;
 		i = registry_take_free_locked(r);
 		if (i < 0)
 			return i;
+		if (known != 0)
+			registry_tomb_clear_locked(r, next.cold.address);
 		/* epoch only grows, so its next value was never any slot's
 		 * generation: a reaper holding an old one cannot match. */
 		epoch = atomic_load(&r->epoch) + 1;
@@ -353,7 +485,8 @@ int registry_upsert(struct registry *r, const struct sfu_record *rec, bool reset
 
 	if (err)
 		return err;
-	err = registry_upsert_locked(r, rec, reset_assigned, slot_out, created);
+	err = registry_upsert_locked(r, rec, reset_assigned, slot_out, created,
+				     rec->cold.hb_seq != 0);
 	registry_unlock(r);
 	return err;
 }
@@ -367,9 +500,39 @@ int registry_remove(struct registry *r, const char *address)
 		return err;
 	i = registry_find(r, address);
 	if (i >= 0)
-		registry_free_locked(r, (uint32_t)i);
+		registry_free_locked(r, (uint32_t)i, 0);
 	registry_unlock(r);
 	return i >= 0 ? 0 : -ENOENT;
+}
+
+int registry_signoff(struct registry *r, const char *address, uint64_t hb_seq)
+{
+	size_t len = address ? strnlen(address, CONFIG_ADDRESS_MAX) : 0;
+	struct sfu_record cur;
+	int err, i;
+
+	if (len == 0 || len >= CONFIG_ADDRESS_MAX || hb_seq == 0)
+		return -EINVAL;
+	err = registry_lock(r, NULL);
+	if (err)
+		return err;
+	i = registry_find(r, address);
+	if (i >= 0) {
+		registry_load_locked(r, (uint32_t)i, &cur);
+		if (hb_seq <= cur.cold.hb_seq)
+			err = -ESTALE;
+		else if (!registry_may_remove(cur.hot.source, SFU_SOURCE_REGISTERED))
+			err = -EPERM;
+		else
+			registry_free_locked(r, (uint32_t)i, hb_seq);
+	} else if (hb_seq <= registry_tomb_seq_locked(r, address)) {
+		err = -ESTALE;
+	} else {
+		registry_tomb_put_locked(r, address, hb_seq);
+		err = -ENOENT;
+	}
+	registry_unlock(r);
+	return err;
 }
 
 int registry_remove_slot(struct registry *r, uint32_t i, uint64_t gen, enum sfu_source remover)
@@ -388,7 +551,7 @@ int registry_remove_slot(struct registry *r, uint32_t i, uint64_t gen, enum sfu_
 	else if (!registry_may_remove(h.source, remover))
 		err = -EPERM;
 	else
-		registry_free_locked(r, i);
+		registry_free_locked(r, i, 0);
 	registry_unlock(r);
 	return err;
 }
@@ -434,7 +597,7 @@ static int registry_apply_static_locked(struct registry *r, const struct config_
 	memset(rec.cold.key, 0, sizeof(rec.cold.key));
 	memcpy(rec.cold.key, c->key, c->key_len);
 	rec.cold.key_len = (uint32_t)c->key_len;
-	return registry_upsert_locked(r, &rec, false, NULL, NULL);
+	return registry_upsert_locked(r, &rec, false, NULL, NULL, false);
 }
 
 int registry_sync_static(struct registry *r, const struct config_sfu *sfus, size_t n,
@@ -457,7 +620,7 @@ int registry_sync_static(struct registry *r, const struct config_sfu *sfus, size
 		    !registry_listed(sfus, n, rec.cold.address)) {
 			log_info("registry: static SFU %s removed from the config",
 				 rec.cold.address);
-			registry_free_locked(r, i);
+			registry_free_locked(r, i, 0);
 		}
 	}
 	for (size_t k = 0; k < n; k++) {
@@ -581,7 +744,7 @@ int registry_read_hot(const struct registry *r, uint32_t i, struct sfu_hot *out)
 }
 
 int registry_update_load(struct registry *r, uint32_t i, uint64_t gen,
-			 const struct sfu_hot *load, bool reset_assigned)
+			 const struct sfu_hot *load, bool reset_assigned, uint64_t hb_seq)
 {
 	struct sfu_record cur;
 	int err;
@@ -596,6 +759,12 @@ int registry_update_load(struct registry *r, uint32_t i, uint64_t gen,
 		registry_unlock(r);
 		return -ENOENT;
 	}
+	if (hb_seq != 0 && hb_seq <= cur.cold.hb_seq) {
+		registry_unlock(r);
+		return -ESTALE;
+	}
+	if (hb_seq != 0)
+		cur.cold.hb_seq = hb_seq;
 	/* Only the load fields move; address, key, region and source stay what
 	 * the writer that owns them (config or the SFU's own registration) set. */
 	cur.hot.has_load = load->has_load;
@@ -885,6 +1054,8 @@ static int registry_plan_locked(struct registry *r, const struct sfu_record *rec
 					  p->next[k].hot.address_hash, &found);
 		p->slot[k] = -1;
 		if (!found) {
+			/* A listed SFU that had left carries on the seq it left behind. */
+			p->next[k].cold.hb_seq = registry_tomb_seq_locked(r, p->next[k].cold.address);
 			x.hash[pos] = p->next[k].hot.address_hash;
 			x.ref[pos] = -(int64_t)k - 1;
 			p->step[k] = STEP_ADD;
@@ -913,6 +1084,8 @@ static int registry_plan_locked(struct registry *r, const struct sfu_record *rec
 					     &load);
 			explicit_bzero(&listed, sizeof(listed));
 		}
+		/* The SFU's own heartbeats keep their sequence under the list. */
+		p->next[k].cold.hb_seq = cur.cold.hb_seq;
 		if (load)
 			p->flags[k] |= REGISTRY_PLAN_RESET_ASSIGNED;
 		if (cur.cold.key_len != p->next[k].cold.key_len ||
@@ -960,6 +1133,7 @@ static void registry_batch_locked(struct registry *r, size_t n, struct registry_
 		seqlock_copy_out(&h, r->slots[i].hot, SFU_HOT_WORDS);
 		if (!h.in_use || !registry_may_remove(h.source, SFU_SOURCE_REGISTRY))
 			continue;
+		registry_tomb_slot_locked(r, i);
 		registry_store_locked(r, i, &zero);
 		atomic_fetch_sub(&r->count, 1);
 		p->free_slots[p->n_free++] = i;
