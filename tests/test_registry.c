@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -741,5 +742,178 @@ Test(registry, a_batch_left_open_is_closed_by_the_repair, .timeout = 10)
 	/* The next list is applied as usual. */
 	cr_assert_eq(registry_apply_source(r, list, 2, 200, 30000, NULL, NULL), 0);
 	cr_expect_eq(atomic_load(&r->count), 3);
+	reg_unmap(r);
+}
+
+/* ---- heartbeat seqs: replays refused, remembered after the SFU left */
+
+static struct sfu_record reg_beat_rec(const char *address, uint64_t seq)
+{
+	struct sfu_record rec = reg_record(address, "eu-west", 1);
+
+	rec.cold.hb_seq = seq;
+	return rec;
+}
+
+Test(registry, heartbeat_seq_must_grow)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record a = reg_beat_rec("http://a:1", 10), got;
+	struct sfu_hot load = { .has_load = 1, .sessions = 5 };
+	bool created = false;
+	uint32_t slot;
+
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, &created), 0);
+	cr_expect(created);
+	cr_expect_eq(registry_upsert(r, &a, false, NULL, NULL), -ESTALE, "the same seq twice");
+	a.cold.hb_seq = 9;
+	cr_expect_eq(registry_upsert(r, &a, false, NULL, NULL), -ESTALE, "a smaller seq");
+	a.cold.hb_seq = 11;
+	a.hot.sessions = 7;
+	cr_assert_eq(registry_upsert(r, &a, false, NULL, &created), 0);
+	cr_expect_not(created);
+	cr_assert_eq(registry_read(r, slot, &got), 0);
+	cr_expect_eq(got.cold.hb_seq, 11);
+	cr_expect_eq(got.hot.sessions, 7);
+	/* A write that is no heartbeat (seq 0) keeps the remembered seq. */
+	a.cold.hb_seq = 0;
+	cr_assert_eq(registry_upsert(r, &a, false, NULL, NULL), 0);
+	cr_assert_eq(registry_read(r, slot, &got), 0);
+	cr_expect_eq(got.cold.hb_seq, 11);
+	/* Load-only updates: a probe's (seq 0) passes, a heartbeat's must grow. */
+	cr_expect_eq(registry_update_load(r, slot, got.hot.generation, &load, false, 0), 0);
+	cr_expect_eq(registry_update_load(r, slot, got.hot.generation, &load, false, 11), -ESTALE);
+	cr_expect_eq(registry_update_load(r, slot, got.hot.generation, &load, false, 12), 0);
+	cr_assert_eq(registry_read(r, slot, &got), 0);
+	cr_expect_eq(got.cold.hb_seq, 12);
+	reg_unmap(r);
+}
+
+Test(registry, seq_outlives_the_slot)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record a = reg_beat_rec("http://a:1", 100), got;
+	uint32_t slot;
+
+	/* Signed off with seq 200: a heartbeat up to 200 cannot bring it back. */
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
+	cr_expect_eq(registry_signoff(r, "http://a:1", 100), -ESTALE, "a sign-off replayed");
+	cr_assert_eq(registry_signoff(r, "http://a:1", 200), 0);
+	cr_expect_eq(registry_find(r, "http://a:1"), -ENOENT);
+	cr_expect_eq(registry_signoff(r, "http://a:1", 200), -ESTALE, "the same sign-off twice");
+	a.cold.hb_seq = 150;
+	cr_expect_eq(registry_upsert(r, &a, false, NULL, NULL), -ESTALE, "replay after sign-off");
+	cr_expect_eq(atomic_load(&r->count), 0);
+	a.cold.hb_seq = 201;
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
+	cr_assert_eq(registry_read(r, slot, &got), 0);
+	cr_expect_eq(got.cold.hb_seq, 201);
+
+	/* Expired by the reaper (remove_slot): its own seq is kept. */
+	cr_assert_eq(registry_remove_slot(r, slot, got.hot.generation, SFU_SOURCE_REGISTERED), 0);
+	cr_expect_eq(registry_upsert(r, &a, false, NULL, NULL), -ESTALE, "replay after expiry");
+	a.cold.hb_seq = 202;
+	cr_assert_eq(registry_upsert(r, &a, false, &slot, NULL), 0);
+
+	/* A sign-off of an address never seen is remembered too. */
+	cr_expect_eq(registry_signoff(r, "http://b:1", 50), -ENOENT);
+	cr_expect_eq(registry_signoff(r, "http://b:1", 50), -ESTALE);
+	a = reg_beat_rec("http://b:1", 40);
+	cr_expect_eq(registry_upsert(r, &a, false, NULL, NULL), -ESTALE);
+	cr_expect_eq(registry_signoff(r, "http://b:1", 0), -EINVAL);
+	reg_unmap(r);
+}
+
+Test(registry, static_sfus_keep_their_seq_and_refuse_signoff)
+{
+	struct registry *r = reg_map(4);
+	struct config_sfu s = reg_static("http://s:1", "eu-west", 0x11, 0);
+	struct sfu_record got;
+	struct sfu_hot load = { .has_load = 1 };
+	int slot;
+
+	/* An address that left with seq 300 and comes back static carries it on. */
+	cr_expect_eq(registry_signoff(r, "http://s:1", 300), -ENOENT);
+	cr_assert_eq(registry_sync_static(r, &s, 1, 0), 0);
+	slot = registry_find(r, "http://s:1");
+	cr_assert_geq(slot, 0);
+	cr_assert_eq(registry_read(r, (uint32_t)slot, &got), 0);
+	cr_expect_eq(got.cold.hb_seq, 300);
+	cr_expect_eq(registry_update_load(r, (uint32_t)slot, got.hot.generation, &load, false, 300),
+		     -ESTALE);
+	cr_expect_eq(registry_update_load(r, (uint32_t)slot, got.hot.generation, &load, false, 301),
+		     0);
+	/* A reload keeps it; a static SFU does not sign off. */
+	cr_assert_eq(registry_sync_static(r, &s, 1, 0), 0);
+	cr_assert_eq(registry_read(r, (uint32_t)slot, &got), 0);
+	cr_expect_eq(got.cold.hb_seq, 301);
+	cr_expect_eq(registry_signoff(r, "http://s:1", 302), -EPERM);
+	cr_expect_eq(registry_find(r, "http://s:1"), slot);
+	cr_expect_eq(registry_signoff(r, "http://s:1", 301), -ESTALE);
+	/* Removed from the config: the seq goes to a tombstone. */
+	cr_assert_eq(registry_sync_static(r, NULL, 0, 0), 0);
+	got = reg_beat_rec("http://s:1", 301);
+	cr_expect_eq(registry_upsert(r, &got, false, NULL, NULL), -ESTALE);
+	got.cold.hb_seq = 302;
+	cr_expect_eq(registry_upsert(r, &got, false, NULL, NULL), 0);
+	reg_unmap(r);
+}
+
+/* capacity tombstones; when all are taken the oldest is reused. */
+Test(registry, tombstones_are_bounded_oldest_reused)
+{
+	struct registry *r = reg_map(2);
+	struct sfu_record rec;
+
+	cr_expect_eq(registry_signoff(r, "http://a:1", 10), -ENOENT);
+	poll(NULL, 0, 2); /* distinct write times */
+	cr_expect_eq(registry_signoff(r, "http://b:1", 10), -ENOENT);
+	poll(NULL, 0, 2);
+	/* A third address takes a's tombstone: a's seq is forgotten, b's is not. */
+	cr_expect_eq(registry_signoff(r, "http://c:1", 10), -ENOENT);
+	rec = reg_beat_rec("http://b:1", 10);
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -ESTALE);
+	rec = reg_beat_rec("http://c:1", 10);
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -ESTALE);
+	rec = reg_beat_rec("http://a:1", 10);
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), 0);
+	rec = reg_beat_rec("http://b:1", 11);
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), 0, "b's slot");
+	/* b's tombstone went with its new slot, c's is still there. */
+	rec = reg_beat_rec("http://c:1", 10);
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -ESTALE);
+	reg_unmap(r);
+}
+
+/* An SFU the external registry lists may send heartbeats too (load only): their seq is
+ * kept across list updates, and remembered when the list drops the SFU. */
+Test(registry, listed_sfus_keep_their_heartbeat_seq)
+{
+	struct registry *r = reg_map(4);
+	struct sfu_record list[1], got;
+	struct sfu_hot load = { .has_load = 1, .sessions = 3 };
+	int slot;
+
+	list[0] = reg_listed("http://a:1", "eu-west", 1, -1);
+	cr_assert_eq(registry_apply_source(r, list, 1, 100, 30000, NULL, NULL), 0);
+	slot = registry_find(r, "http://a:1");
+	cr_assert_geq(slot, 0);
+	cr_assert_eq(registry_read(r, (uint32_t)slot, &got), 0);
+	cr_expect_eq(registry_update_load(r, (uint32_t)slot, got.hot.generation, &load, false, 50),
+		     0);
+	list[0] = reg_listed("http://a:1", "eu-central", 1, -1);
+	cr_assert_eq(registry_apply_source(r, list, 1, 200, 30000, NULL, NULL), 0);
+	cr_assert_eq(registry_read(r, (uint32_t)slot, &got), 0);
+	cr_expect_str_eq(got.cold.region, "eu-central");
+	cr_expect_eq(got.cold.hb_seq, 50, "a list update kept the seq");
+	cr_expect_eq(registry_update_load(r, (uint32_t)slot, got.hot.generation, &load, false, 50),
+		     -ESTALE);
+	/* Dropped by the list: a replayed heartbeat cannot register it. */
+	cr_assert_eq(registry_apply_source(r, list, 0, 300, 30000, NULL, NULL), 0);
+	cr_expect_eq(registry_find(r, "http://a:1"), -ENOENT);
+	got = reg_beat_rec("http://a:1", 50);
+	cr_expect_eq(registry_upsert(r, &got, false, NULL, NULL), -ESTALE);
+	got.cold.hb_seq = 51;
+	cr_expect_eq(registry_upsert(r, &got, false, NULL, NULL), 0);
 	reg_unmap(r);
 }

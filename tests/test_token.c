@@ -858,3 +858,60 @@ Test(token, random_mutations, .timeout = 30)
 	/* Most mutations must be refused; a handful of equivalent spellings may pass. */
 	cr_assert_lt(ok_count, 2000, "%d mutations accepted", ok_count);
 }
+
+/* The heartbeat claims are reported as they are, for heartbeat.c to judge; they never
+ * change a token's verdict. */
+Test(token, heartbeat_claims_are_reported)
+{
+	static const struct {
+		const char *seq;
+		bool valid;
+		uint64_t value;
+	} seqs[] = {
+		{ "1", true, 1 },
+		{ "1764250000123", true, UINT64_C(1764250000123) },
+		{ "9007199254740991", true, UINT64_C(9007199254740991) },
+		{ "9007199254740992", false, 0 },
+		{ "99999999999999999999", false, 0 },
+		{ "0", false, 0 },
+		{ "-5", false, 0 },
+		{ "1.5", false, 0 },
+		{ "1e3", false, 0 },
+		{ "\"5\"", false, 0 },
+		{ "null", false, 0 },
+		{ "[5]", false, 0 },
+	};
+	const char *sha = "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU";
+	char claims[512];
+	struct token t;
+
+	cr_assert_eq(tt_claims_status("{\"address\": \"http://a:1\"}", false, &t), TOKEN_OK);
+	cr_expect_not(t.has_sha256);
+	cr_expect_not(t.has_seq);
+	cr_expect_not(t.seq_valid);
+	cr_expect_str_eq(t.sha256, "");
+	for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+		snprintf(claims, sizeof(claims), "{\"sha256\": \"%s\", \"seq\": %s}", sha,
+			 seqs[i].seq);
+		memset(&t, 0x5a, sizeof(t));
+		cr_assert_eq(tt_claims_status(claims, false, &t), TOKEN_OK, "%s", claims);
+		cr_expect(t.has_sha256);
+		cr_expect_str_eq(t.sha256, sha);
+		cr_expect(t.has_seq, "%s", claims);
+		cr_expect_eq(t.seq_valid, seqs[i].valid, "%s", claims);
+		cr_expect_eq(t.seq, seqs[i].value, "%s", claims);
+	}
+	/* A sha256 that is no string, too long, or holds a NUL reads "", but present. */
+	cr_assert_eq(tt_claims_status("{\"sha256\": 5}", false, &t), TOKEN_OK);
+	cr_expect(t.has_sha256);
+	cr_expect_str_eq(t.sha256, "");
+	snprintf(claims, sizeof(claims), "{\"sha256\": \"%s%s\"}", sha, sha);
+	cr_assert_eq(tt_claims_status(claims, false, &t), TOKEN_OK);
+	cr_expect(t.has_sha256);
+	cr_expect_str_eq(t.sha256, "");
+	cr_assert_eq(tt_claims_status("{\"sha256\": \"a\\u0000b\"}", false, &t), TOKEN_OK);
+	cr_expect_str_eq(t.sha256, "");
+	/* Escapes are decoded. */
+	cr_assert_eq(tt_claims_status("{\"sha256\": \"\\u0041b\"}", false, &t), TOKEN_OK);
+	cr_expect_str_eq(t.sha256, "Ab");
+}
