@@ -15,7 +15,7 @@
 #define CONFIG_ADDRESS_MAX ADDRESS_MAX /* "http://host:port", NUL included */
 #define CONFIG_REGION_MAX 64 /* [a-z0-9-]{1,63} for registered SFUs */
 #define CONFIG_KEY_MAX BASE64_KEY_MAX /* decoded key bytes */
-#define CONFIG_ALLOW_MAX 64 /* CIDR entries in [registration] allow and [observability] allow */
+#define CONFIG_ALLOW_MAX 64 /* CIDR entries in each of the config's CIDR lists */
 #define CONFIG_OBS_TOKEN_MAX 256 /* [observability] token, NUL included */
 #define CONFIG_URL_MAX 512 /* [registry] url, NUL included */
 #define CONFIG_REGISTRY_TOKEN_MAX 512 /* [registry] token, NUL included */
@@ -60,9 +60,12 @@ struct config_tunables {
 	uint32_t log_level; /* enum log_level: every process applies a reload */
 	uint32_t max_connections; /* per worker; 0 = acceptor_default_cap() */
 	uint32_t n_allow;
+	uint32_t n_sfu_networks;
 	double w_sessions, w_cpu, w_memory, w_distance;
 	double max_load_score, max_cpu, max_memory;
 	struct cidr allow[CONFIG_ALLOW_MAX];
+	/* [registration] sfu_networks: where registered SFUs may be (addrpolicy.h). */
+	struct cidr sfu_networks[CONFIG_ALLOW_MAX];
 	/* [observability]: who may read /metrics and /v1/health, and how stale a
 	 * worker may answer them under load. */
 	struct cidr obs_allow[CONFIG_ALLOW_MAX];

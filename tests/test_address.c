@@ -25,6 +25,14 @@ Test(address, parse_and_normalise)
 		{ "http://a-b.c-d.e:65535", "http://a-b.c-d.e:65535" },
 		{ "http://localhost:08070", "http://localhost:8070" },
 		{ "http://1.2.3.4", "http://1.2.3.4" },
+		/* IPv4-mapped IPv6 is the IPv4 address it maps. */
+		{ "http://[::ffff:127.0.0.1]:8070", "http://127.0.0.1:8070" },
+		{ "http://[::FFFF:7f00:1]", "http://127.0.0.1" },
+		{ "https://[0:0:0:0:0:ffff:a00:1]:443", "https://10.0.0.1" },
+		/* Names that merely contain digits or hex-looking labels. */
+		{ "http://0x7f.example.com", "http://0x7f.example.com" },
+		{ "http://sfu.0xg", "http://sfu.0xg" },
+		{ "http://1e100.net", "http://1e100.net" },
 	};
 	static const char *const bad[] = {
 		"", "http://", "http:///", "http://:8070", "ftp://a", "http:/a", "a:8070", "//a",
@@ -36,6 +44,13 @@ Test(address, parse_and_normalise)
 		"http://a-.com", "http://a..com", "http://.a", "http://a.", "http://999.1.1.1",
 		"http://1.2.3", "http://123", "http://\xc3\xa9.com", "http://a\\b", "http://a%20b",
 		"http://a;b", "https//a",
+		/* The other spellings of an IPv4 address: each would alias a dotted one. */
+		"http://0x7f.0.0.1:8070", "http://0x7F.0.0.1", "http://0x7f000001",
+		"http://2130706433:8070", "http://0177.0.0.1", "http://017700000001",
+		"http://127.1", "http://127.0.1", "http://127.000.0.1", "http://0x7f.1",
+		"http://1.2.3.4.5", "http://08.0.0.1",
+		/* A name ending in a number is read as an IPv4 address by URL parsers. */
+		"http://sfu.123", "http://sfu.0x1f", "http://a.0x",
 	};
 	char out[ADDRESS_MAX], host[300];
 

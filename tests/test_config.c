@@ -139,7 +139,8 @@ Test(config, option_table_is_complete_and_sane)
 		"gateway.bind", "gateway.port", "gateway.key", "gateway.workers",
 		"gateway.trust_proxy", "gateway.max_sfus", "gateway.pid_file", "gateway.user",
 		"gateway.log_level", "gateway.log_file", "gateway.shutdown_timeout_ms",
-		"gateway.max_connections", "registration.key", "registration.stale_after_ms", "registration.allow",
+		"gateway.max_connections", "registration.key", "registration.stale_after_ms",
+		"registration.allow", "registration.sfu_networks",
 		"balancing.strategy", "balancing.max_sessions", "balancing.weights.sessions",
 		"balancing.weights.cpu", "balancing.weights.memory", "balancing.weights.distance",
 		"failover.max_retries", "failover.retry_timeout_ms", "failover.connect_timeout_ms",
@@ -296,7 +297,7 @@ Test(config, full_file)
 			"region = \"eu-west\"\n"
 			"max_sessions = 50\n"
 			"[[sfu]]\n"
-			"address = \"https://[::1]\"\n"
+			"address = \"http://[::1]:80\"\n"
 			"key = \"" KEY_A "\"\n");
 	cr_assert_str_eq(c.bind, "::1");
 	cr_assert_eq(c.port, 9000);
@@ -346,7 +347,7 @@ Test(config, full_file)
 	cr_assert_eq(c.sfus[0].key_len, 32);
 	cr_assert_eq(c.sfus[0].key[1], 0xff);
 	cr_assert_eq(c.sfus[0].max_sessions, 50);
-	cr_assert_str_eq(c.sfus[1].address, "https://[::1]");
+	cr_assert_str_eq(c.sfus[1].address, "http://[::1]");
 	cr_assert_str_eq(c.sfus[1].region, "");
 	cr_assert_eq(c.sfus[1].max_sessions, 0);
 	config_free(&c);
@@ -462,7 +463,7 @@ Test(config, nodes_replace_the_file_lists)
 		  "[[sfu]]\naddress = \"http://secret:1\"\nkey = \"" KEY_A "\"\n");
 	setenv("SFU_GATEWAY_NODES",
 	       "{\"sfu\": [{\"address\": \"http://10.0.0.1:8070\", \"region\": \"eu-west\", "
-	       "\"key\": \"" KEY_URL "\"}, {\"address\": \"https://n2\", \"region\": null, "
+	       "\"key\": \"" KEY_URL "\"}, {\"address\": \"http://n2\", \"region\": null, "
 	       "\"key\": \"" KEY_SHORT "\", \"max_sessions\": 9}]}",
 	       1);
 	cfg_assert_ok(&c, &cli);
@@ -471,7 +472,7 @@ Test(config, nodes_replace_the_file_lists)
 	cr_assert_str_eq(c.sfus[0].region, "eu-west");
 	cr_assert_eq(c.sfus[0].key_len, 32);
 	cr_assert_eq(c.sfus[0].key[0], 0xfb);
-	cr_assert_str_eq(c.sfus[1].address, "https://n2");
+	cr_assert_str_eq(c.sfus[1].address, "http://n2");
 	cr_assert_str_eq(c.sfus[1].region, "");
 	cr_assert_eq(c.sfus[1].key_len, 16);
 	cr_assert_eq(c.sfus[1].max_sessions, 9);
@@ -524,7 +525,7 @@ Test(config, nodes_errors)
 		  "SFU_GATEWAY_NODES: sfu[0]: 'address' contains a NUL byte" },
 		{ "{\"sfu\": [{\"address\": \"ftp://a\", \"key\": \"" KEY_A "\"}]}",
 		  "SFU_GATEWAY_NODES: sfu[0]: address is invalid: Base URL of a static SFU, "
-		  "http(s)://host[:port] without a path (required)." },
+		  "http://host[:port] without a path (required)." },
 		{ "{\"sfu\": [{\"address\": \"http://a:1\", \"key\": \"" KEY_A "\"}, "
 		  "{\"address\": \"HTTP://A:1/\", \"key\": \"" KEY_A "\"}]}",
 		  "SFU_GATEWAY_NODES: sfu[1] (http://a:1): duplicate address (same as sfu[0])" },
@@ -570,7 +571,7 @@ Test(config, sfu_errors_name_index_and_address)
 		       "cfg.toml:4: sfu[0] (http://a:1): unknown key 'weight' in [[sfu]]");
 	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a/x\"\nkey = \"" KEY_A "\"\n",
 		       "cfg.toml:2: sfu[0]: address is invalid: Base URL of a static SFU, "
-		       "http(s)://host[:port] without a path (required).");
+		       "http://host[:port] without a path (required).");
 	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\nregion = "
 		       "\"0123456789012345678901234567890123456789012345678901234567890123\"\n",
 		       "cfg.toml:4: sfu[0] (http://a:1): region is invalid: Region of the SFU, "
@@ -583,6 +584,19 @@ Test(config, sfu_errors_name_index_and_address)
 		       "[[sfu]]\naddress = \"http://b\"\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://a/\"\nkey = \"" KEY_A "\"\n",
 		       "cfg.toml:7: sfu[2] (http://a): duplicate address (same as sfu[0])");
+	/* An https SFU: the gateway could not talk to it. */
+	cfg_assert_fails_file("[[sfu]]\naddress = \"https://a\"\nkey = \"" KEY_A "\"\n",
+		       "cfg.toml:2: sfu[0]: address: https is not supported yet (the gateway has no "
+		       "TLS client): give the SFU's http:// address");
+	/* An IPv4 address spelt another way than dotted decimal. */
+	cfg_assert_fails_file("[[sfu]]\naddress = \"http://0x7f.0.0.1:8070\"\nkey = \"" KEY_A "\"\n",
+		       "cfg.toml:2: sfu[0]: address is invalid: Base URL of a static SFU, "
+		       "http://host[:port] without a path (required).");
+	/* The same SFU written as an IPv4-mapped IPv6 address is a duplicate. */
+	cfg_assert_fails_file("[[sfu]]\naddress = \"http://127.0.0.1:8070\"\nkey = \"" KEY_A "\"\n"
+		       "[[sfu]]\naddress = \"http://[::ffff:127.0.0.1]:8070\"\nkey = \"" KEY_A "\"\n",
+		       "cfg.toml:4: sfu[1] (http://127.0.0.1:8070): duplicate address (same as "
+		       "sfu[0])");
 	cfg_assert_fails_file("[sfu]\naddress = \"http://a:1\"\n",
 		       "cfg.toml:1: SFUs are an array of tables: write [[sfu]]");
 	cfg_assert_fails_file("sfu = [1]\n", "cfg.toml:1: sfu must be an array of tables ([[sfu]])");
@@ -1250,4 +1264,25 @@ Test(config, registry_token_is_one_header_value_and_never_echoed)
 			      "cfg.toml:2: [registry] token is invalid: Bearer token the registry "
 			      "requires (sent as Authorization: Bearer): printable ASCII without "
 			      "spaces; none when unset.");
+}
+
+Test(config, registration_sfu_networks)
+{
+	struct config c;
+
+	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
+	cfg_ok_file(&c, "[registration]\nsfu_networks = [\"10.0.0.0/8\", \"fd00::/8\", "
+			"\"169.254.0.0/16\"]\n");
+	cr_assert_eq(c.t.n_sfu_networks, 3);
+	cr_assert_eq(c.t.sfu_networks[0].family, AF_INET);
+	cr_assert_eq(c.t.sfu_networks[0].prefix, 8);
+	cr_assert_eq(c.t.sfu_networks[1].family, AF_INET6);
+	cr_assert_eq(c.t.n_allow, 0, "allow is another list");
+	config_free(&c);
+	cfg_assert_fails_file("[registration]\nsfu_networks = [\"10.0.0.0/33\"]\n",
+			      "cfg.toml:2: [registration] sfu_networks[0] is not a CIDR string "
+			      "such as \"10.0.0.0/8\"");
+	cfg_assert_fails_file("[registration]\nsfu_networks = [\"sfu.example.com\"]\n",
+			      "cfg.toml:2: [registration] sfu_networks[0] is not a CIDR string "
+			      "such as \"10.0.0.0/8\"");
 }

@@ -987,3 +987,113 @@ Test(register, registration_key, .fini = harness_cleanup, .timeout = 30)
 	free(r);
 	cr_assert(reg_mock_bool(mock, "/mock/last", "verified"));
 }
+
+/* ---- which addresses may register */
+
+/* Heartbeat of an "up" for address, signed for it; asserts the status and that the error
+ * names needle (NULL: any). */
+static void reg_expect_address(int port, const char *address, int status, const char *needle)
+{
+	char what[300];
+
+	snprintf(what, sizeof(what), "address %s", address);
+	if (status == 200)
+		reg_expect_reply(harness_heartbeat(port, address, REG_GW_KEY,
+						   reg_up(address, "eu-west", REG_SFU_KEY, 1)),
+				 "registered", what);
+	else
+		reg_expect_error(harness_heartbeat(port, address, REG_GW_KEY,
+						   reg_up(address, "eu-west", REG_SFU_KEY, 1)),
+				 status, needle, what);
+}
+
+/* By default: no link-local, metadata, unspecified or localhost address, no https, no odd
+ * spelling of an IPv4 address; other IP addresses and DNS names register. */
+Test(register, address_policy_default, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw = reg_gateway(NULL, NULL);
+	static const char *const refused[] = {
+		"http://169.254.169.254",	"http://169.254.169.254:80",
+		"http://metadata.google.internal", "http://metadata.google.internal:8070",
+		"http://169.254.10.10:8070",	"http://[fe80::1]:8070",
+		"http://[fd00:ec2::254]",	"http://100.100.100.200",
+		"http://localhost:8070",	"http://0.0.0.0:8070",
+		"http://[::]:8070",		"http://224.0.0.1:8070",
+	};
+	static const char *const invalid[] = {
+		"http://0x7f.0.0.1:8070", "http://2130706433:8070", "http://0177.0.0.1:8070",
+		"http://127.1:8070",	  "http://0x7f000001:8070",
+	};
+
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		reg_expect_address(gw->port, refused[i], 403, "address not allowed for an SFU");
+	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
+		reg_expect_address(gw->port, invalid[i], 400, "'address'");
+	reg_expect_address(gw->port, "https://sfu.example.com", 400, "https is not supported");
+	reg_expect_address(gw->port, "https://10.9.9.9:8443", 400, "https is not supported");
+	cr_assert_eq(reg_sfus(gw->port), 0, "a refused address was registered");
+	cr_assert(strstr(harness_log(gw), "refused sfu=http://169.254.169.254") != NULL,
+		  "no log line for the refusal:\n%s", harness_log(gw));
+
+	reg_expect_address(gw->port, REG_FAKE, 200, NULL);
+	reg_expect_address(gw->port, "http://sfu1.example.com:8070", 200, NULL);
+	reg_expect_address(gw->port, "http://[fd00::9]:8070", 200, NULL);
+	cr_assert_eq(reg_sfus(gw->port), 3);
+	/* A sign-off is heard from any address: it only removes. */
+	reg_beat(gw->port, "http://169.254.10.10:8070", reg_down("http://169.254.10.10:8070"),
+		 "removed");
+}
+
+/* With sfu_networks, only IP addresses inside them; metadata endpoints never. */
+Test(register, address_policy_networks, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *gw =
+		reg_gateway("[registration]\nsfu_networks = [\"10.0.0.0/8\", \"169.254.0.0/16\"]\n",
+			    NULL);
+
+	reg_expect_address(gw->port, "http://10.9.9.9:8070", 200, NULL);
+	reg_expect_address(gw->port, "http://169.254.10.10:8070", 200, NULL);
+	reg_expect_address(gw->port, "http://169.254.169.254", 403, "metadata");
+	reg_expect_address(gw->port, "http://192.168.1.1:8070", 403, "sfu_networks");
+	reg_expect_address(gw->port, "http://127.0.0.1:8070", 403, "sfu_networks");
+	reg_expect_address(gw->port, "http://sfu1.example.com:8070", 403, "DNS name");
+	reg_expect_address(gw->port, "http://[::ffff:192.168.1.1]:8070", 403, "sfu_networks");
+	cr_assert_eq(reg_sfus(gw->port), 2);
+}
+
+/* Another spelling of a static SFU's address is that SFU: an IPv4-mapped IPv6 address
+ * reaches the static entry (its key cannot change), and hex or decimal spellings are
+ * refused, so no second registration can shadow the static SFU with another key. */
+Test(register, static_sfu_cannot_be_aliased, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *mock = harness_mock_start(REG_SFU_KEY, NULL);
+	struct harness_proc *gw;
+	char toml[512], alias[4][96];
+	struct harness_resp *r;
+
+	cr_assert_not_null(mock);
+	snprintf(toml, sizeof(toml), "[[sfu]]\naddress = \"%s\"\nkey = \"%s\"\n",
+		 harness_url(mock->port), REG_SFU_KEY);
+	gw = reg_gateway(toml, NULL);
+	snprintf(alias[0], sizeof(alias[0]), "http://[::ffff:127.0.0.1]:%d", mock->port);
+	snprintf(alias[1], sizeof(alias[1]), "http://0x7f.0.0.1:%d", mock->port);
+	snprintf(alias[2], sizeof(alias[2]), "http://2130706433:%d", mock->port);
+	snprintf(alias[3], sizeof(alias[3]), "http://0177.0.0.1:%d", mock->port);
+	reg_expect_error(harness_heartbeat(gw->port, alias[0], REG_GW_KEY,
+					   reg_up(alias[0], "eu-west", REG_OTHER_KEY, 1)),
+			 409, "static", "mapped IPv6, another key");
+	for (int i = 1; i < 4; i++)
+		reg_expect_error(harness_heartbeat(gw->port, alias[i], REG_GW_KEY,
+						   reg_up(alias[i], "eu-west", REG_OTHER_KEY, 1)),
+				 400, "'address'", alias[i]);
+	cr_assert_eq(reg_sfus(gw->port), 1, "an alias got a slot of its own");
+	/* The mapped spelling with the configured key is the static SFU reporting load. */
+	reg_expect_reply(harness_heartbeat(gw->port, alias[0], REG_GW_KEY,
+					   reg_up(alias[0], "eu-west", REG_SFU_KEY, 1)),
+			 "updated", "mapped IPv6, the static SFU's key");
+	cr_assert_eq(reg_sfus(gw->port), 1);
+	r = reg_channel(gw->port);
+	cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
+	free(r);
+	cr_assert(reg_mock_bool(mock, "/mock/last", "verified"), "the static key was changed");
+}

@@ -60,8 +60,8 @@ static const char agent_usage[] =
 	"                              (env SFU_GATEWAY_PING_INTERVAL; default 10000)\n"
 	"  -r, --region REGION         the SFU's region, [a-z0-9-]{1,63} (env SFU_REGION;\n"
 	"                              required)\n"
-	"  -a, --address URL           the SFU as clients and the gateway reach it,\n"
-	"                              http(s)://host[:port] (env SFU_ADDRESS; required)\n"
+	"  -a, --address URL           the SFU as the gateways reach it, http://host[:port]\n"
+	"                              (env SFU_ADDRESS; required)\n"
 	"  -u, --sfu-url URL           where the agent polls the SFU, http://host[:port]\n"
 	"                              (env SFU_URL; default: the address)\n"
 	"  -k, --auth-key BASE64       the SFU's AUTH_KEY, sent in the heartbeat\n"
@@ -336,14 +336,18 @@ static int agent_config_build(struct agent_config *cfg, const char *const val[AG
 	snprintf(cfg->region, sizeof(cfg->region), "%s", val[AGENT_S_REGION]);
 	if (address_parse(val[AGENT_S_ADDRESS], cfg->address, sizeof(cfg->address)) != 0)
 		return agent_config_error(1, src[AGENT_S_ADDRESS],
-					  "'%s' is not http(s)://host[:port] (no path, query or "
+					  "'%s' is not http://host[:port] (no path, query or "
 					  "credentials)",
 					  val[AGENT_S_ADDRESS]);
+	/* The gateways send channel requests to this address, and they have no TLS
+	 * client yet: they refuse an https address, so refuse it here, at once. */
+	if (strncmp(cfg->address, "https://", 8) == 0)
+		return agent_config_error(1, src[AGENT_S_ADDRESS],
+					  "'%s': https is not supported yet (the gateways have no "
+					  "TLS client); give the http:// address the gateways "
+					  "reach the SFU at",
+					  val[AGENT_S_ADDRESS]);
 	sfu_url = val[AGENT_S_SFU_URL];
-	if (sfu_url == NULL && strncmp(cfg->address, "https://", 8) == 0)
-		return agent_config_error(2, NULL,
-					  "SFU_ADDRESS is https: give SFU_URL (or --sfu-url), an "
-					  "http:// address where the agent can poll the SFU");
 	rc = agent_parse_http_url(sfu_url ? src[AGENT_S_SFU_URL] : src[AGENT_S_ADDRESS],
 				  sfu_url ? sfu_url : cfg->address, cfg->sfu_url,
 				  sizeof(cfg->sfu_url));

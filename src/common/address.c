@@ -10,12 +10,36 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-/* A DNS name (letters, digits, '-', '_' in dot-separated labels) or a dotted IPv4. */
+/* Whether a label reads as a number to a URL parser (WHATWG's "ends in a number"):
+ * decimal digits, or "0x" and hex digits. */
+static bool address_label_numeric(const char *l, size_t n)
+{
+	size_t i = 0;
+	bool hex = n >= 2 && l[0] == '0' && l[1] == 'x';
+
+	if (hex)
+		i = 2;
+	for (; i < n; i++)
+		if (!(l[i] >= '0' && l[i] <= '9') &&
+		    !(hex && ((l[i] >= 'a' && l[i] <= 'f'))))
+			return false;
+	return true;
+}
+
+/*
+ * A DNS name (letters, digits, '-', '_' in dot-separated labels) or a dotted IPv4
+ * in its one canonical form. The other ways libc and browsers read as an IPv4
+ * address (0x7f.0.0.1, 0177.0.0.1, 2130706433, 127.1) are refused rather than
+ * taken for names: the resolver would connect them to the address they alias,
+ * and an SFU could then register under a second name for a static SFU's address,
+ * or slip past a network allow-list.
+ */
 static bool address_host_ok(const char *h)
 {
 	size_t label = 0;
 	bool numeric = true;
 	struct in_addr a4;
+	const char *last = h;
 
 	for (const char *p = h;; p++) {
 		if (*p == '.' || *p == '\0') {
@@ -24,6 +48,7 @@ static bool address_host_ok(const char *h)
 			if (*p == '\0')
 				break;
 			label = 0;
+			last = p + 1;
 			continue;
 		}
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
@@ -34,7 +59,9 @@ static bool address_host_ok(const char *h)
 		label++;
 	}
 	/* All digits and dots must be a real IPv4 address, not "999.1" or "1.2.3". */
-	return !numeric || inet_pton(AF_INET, h, &a4) == 1;
+	if (numeric)
+		return inet_pton(AF_INET, h, &a4) == 1;
+	return inet_aton(h, &a4) == 0 && !address_label_numeric(last, strlen(last));
 }
 
 int address_parse(const char *in, char *out, size_t outlen)
@@ -67,10 +94,19 @@ int address_parse(const char *in, char *out, size_t outlen)
 			return -EINVAL;
 		memcpy(canon, p + 1, n);
 		canon[n] = '\0';
-		if (inet_pton(AF_INET6, canon, &a6) != 1 ||
-		    inet_ntop(AF_INET6, &a6, canon, sizeof(canon)) == NULL)
+		if (inet_pton(AF_INET6, canon, &a6) != 1)
 			return -EINVAL;
-		snprintf(host, sizeof(host), "[%s]", canon);
+		/* An IPv4-mapped address ([::ffff:10.0.0.1]) is that IPv4 address, and
+		 * is written so: one SFU, one name. */
+		if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+			if (inet_ntop(AF_INET, &a6.s6_addr[12], canon, sizeof(canon)) == NULL)
+				return -EINVAL;
+			snprintf(host, sizeof(host), "%s", canon);
+		} else {
+			if (inet_ntop(AF_INET6, &a6, canon, sizeof(canon)) == NULL)
+				return -EINVAL;
+			snprintf(host, sizeof(host), "[%s]", canon);
+		}
 		p = close + 1;
 	} else {
 		start = p;

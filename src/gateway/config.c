@@ -47,6 +47,7 @@ static int config_norm_bind(const char *in, char *out, size_t outlen);
 static int config_norm_region(const char *in, char *out, size_t outlen);
 static int config_norm_url(const char *in, char *out, size_t outlen);
 static int config_norm_token(const char *in, char *out, size_t outlen);
+static int config_norm_sfu_address(const char *in, char *out, size_t outlen);
 
 /* clang-format off */
 const struct config_option config_options[] = {
@@ -93,6 +94,10 @@ const struct config_option config_options[] = {
 	{ "registration", "allow", CONFIG_T_CIDR_LIST, "[]", 0, CONFIG_ALLOW_MAX, true,
 	  "Networks (CIDR strings) allowed to self-register; empty allows any address.",
 	  CFG(t.allow), CFG_LEN(t.n_allow) },
+	{ "registration", "sfu_networks", CONFIG_T_CIDR_LIST, "[]", 0, CONFIG_ALLOW_MAX, true,
+	  "Networks (CIDR strings) a registered SFU's address must be in, which then must be an "
+	  "IP address; empty allows any address but link-local and cloud metadata ones.",
+	  CFG(t.sfu_networks), CFG_LEN(t.n_sfu_networks) },
 
 	{ "balancing", "strategy", CONFIG_T_ENUM, "\"load\"", 0, 0, true,
 	  "\"load\" picks the least loaded SFU, \"round-robin\" rotates among healthy ones.",
@@ -194,8 +199,8 @@ const struct config_option config_options[] = {
 	  CFG(t.registry_stale_after_ms) },
 
 	{ CONFIG_SFU_SECTION, "address", CONFIG_T_STRING, "", 0, 0, true,
-	  "Base URL of a static SFU, http(s)://host[:port] without a path (required).",
-	  SFU(address), .normalise = address_parse },
+	  "Base URL of a static SFU, http://host[:port] without a path (required).",
+	  SFU(address), .normalise = config_norm_sfu_address },
 	{ CONFIG_SFU_SECTION, "region", CONFIG_T_STRING, "\"\"", 0, 0, true,
 	  "Region of the SFU, e.g. \"eu-west\"; any text up to 63 bytes.",
 	  SFU(region), .normalise = config_norm_region },
@@ -440,7 +445,13 @@ static int config_apply_value(const struct config_ctx *c, const struct config_op
 		if (v->type != TOML_STRING)
 			break;
 		if (o->normalise != NULL) {
-			if (o->size > sizeof(tmp) || o->normalise(v->u.s, tmp, o->size) < 0)
+			n = o->size > sizeof(tmp) ? -EINVAL : o->normalise(v->u.s, tmp, o->size);
+			if (n == -EPROTONOSUPPORT)
+				return config_fail(c, v->line,
+						   "%s: https is not supported yet (the gateway has "
+						   "no TLS client): give the SFU's http:// address",
+						   label);
+			if (n < 0)
 				return config_fail(c, v->line, "%s is invalid: %s", label, o->help);
 			memcpy(field, tmp, strlen(tmp) + 1);
 			return 0;
@@ -1193,6 +1204,17 @@ static int config_norm_bind(const char *in, char *out, size_t outlen)
 		return -EINVAL;
 	memcpy(out, buf, n + 1);
 	return 0;
+}
+
+/* A static SFU's address: one the gateway can talk to, so http:// only until it has a TLS
+ * client (an https SFU would fail every request). -EPROTONOSUPPORT for https. */
+static int config_norm_sfu_address(const char *in, char *out, size_t outlen)
+{
+	int rc = address_parse(in, out, outlen);
+
+	if (rc == 0 && strncmp(out, "https://", 8) == 0)
+		return -EPROTONOSUPPORT;
+	return rc;
 }
 
 /* Static SFU regions are free text, as in the existing gateway, but must fit one log line. */

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "addrpolicy.h"
 #include "base64.h"
 #include "clock.h"
 #include "log.h"
@@ -69,7 +70,10 @@ static int heartbeat_string(struct json_object *o, const char *name, bool requir
 
 /* What each field must be, for the error that names it (the load fields'
  * rules are sfuload.h's). */
-#define HEARTBEAT_RULE_ADDRESS "must be http(s)://host[:port] without path, query or credentials"
+#define HEARTBEAT_RULE_ADDRESS "must be http://host[:port] without path, query or credentials"
+#define HEARTBEAT_RULE_HTTPS                                                              \
+	"https is not supported yet (the gateway has no TLS client): give the SFU's http:// " \
+	"address"
 #define HEARTBEAT_RULE_REGION "must match [a-z0-9-]{1,63}"
 #define HEARTBEAT_RULE_KEY "must be base64 of 1 to 128 bytes"
 
@@ -99,6 +103,11 @@ static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, c
 		goto out;
 	if (address_parse(s, hb->address, sizeof(hb->address)) != 0) {
 		snprintf(err, errlen, "invalid field 'address': %s", HEARTBEAT_RULE_ADDRESS);
+		goto out;
+	}
+	/* An address the gateway cannot talk to would fail every request sent there. */
+	if (strncmp(hb->address, "https://", 8) == 0) {
+		snprintf(err, errlen, "invalid field 'address': %s", HEARTBEAT_RULE_HTTPS);
 		goto out;
 	}
 	if (!hb->up) {
@@ -235,7 +244,7 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 	struct heartbeat hb;
 	struct sfu_record rec, cur;
 	struct token t;
-	char err[160];
+	char err[300];
 	const char *why;
 	int status, slot, rc;
 	bool created = false;
@@ -259,6 +268,17 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 	if (!heartbeat_claim_matches(&t, &hb)) {
 		heartbeat_reject(x, c, 403, "token address claim does not match the body's address");
 		return;
+	}
+	/* Where the gateway may be sent. A sign-off is always heard: it only removes. */
+	if (hb.up) {
+		char reason[240];
+
+		if (addrpolicy_check(x->live, hb.address, reason, sizeof(reason)) != 0) {
+			log_info("heartbeat: refused sfu=%s: %s", hb.address, reason);
+			snprintf(err, sizeof(err), "address not allowed for an SFU: %s", reason);
+			heartbeat_reject(x, c, 403, err);
+			return;
+		}
 	}
 	slot = registry_find(&x->shm->registry, hb.address);
 	if (slot >= 0 && registry_read(&x->shm->registry, (uint32_t)slot, &cur) != 0)
