@@ -193,6 +193,7 @@ static struct {
 	double cpu;
 	double memory;
 	long max_sessions;
+	int stats_trailing; /* /v1/stats answers its array followed by junk */
 	const char *hb_url;
 	unsigned hb_interval_ms;
 	int hb_enabled;
@@ -1014,6 +1015,8 @@ static void mock_route_stats(struct mock_conn *c)
 				ch && !ch->webrtc ? "false" : "true");
 	}
 	mock_buf_str(b, "]");
+	if (mock_cfg.stats_trailing)
+		mock_buf_str(b, " {\"more\":1}");
 	mock_respond_json(c, 200, b);
 }
 
@@ -1295,11 +1298,12 @@ static void mock_fault_state(struct mock_buf *b)
 {
 	mock_buf_printf(b, "{\"mode\":\"%s\",\"status\":%d,\"delay_ms\":%u,\"count\":%ld,"
 			"\"all\":%s,\"sessions\":%" PRIu64 ",\"cpu\":%g,\"memory\":%g,"
-			"\"max_sessions\":%ld,\"heartbeat\":%s}",
+			"\"max_sessions\":%ld,\"heartbeat\":%s,\"trailing\":%s}",
 			mock_mode_names[mock_cfg.mode], mock_cfg.fail_status, mock_cfg.delay_ms,
 			mock_cfg.fault_count, mock_cfg.fault_all ? "true" : "false",
 			mock_cfg.sessions, mock_cfg.cpu, mock_cfg.memory, mock_cfg.max_sessions,
-			mock_cfg.hb_enabled ? "true" : "false");
+			mock_cfg.hb_enabled ? "true" : "false",
+			mock_cfg.stats_trailing ? "true" : "false");
 }
 
 static void mock_route_fault_get(struct mock_conn *c, const char *q, size_t qlen)
@@ -1312,13 +1316,15 @@ static void mock_route_fault_get(struct mock_conn *c, const char *q, size_t qlen
 }
 
 /* POST /mock/fault?mode=..&status=N&delay_ms=N&count=N&all=0|1&sessions=N&cpu=F&memory=F
- * &max_sessions=N&heartbeat=on|off.  Everything is checked before anything changes.
+ * &max_sessions=N&heartbeat=on|off&trailing=0|1 (junk after the /v1/stats array).
+ * Everything is checked before anything changes.
  * status= or delay_ms= alone also select their mode. */
 static void mock_route_fault(struct mock_conn *c, const char *q, size_t qlen)
 {
 	long mode = -1, status = mock_cfg.fail_status, delay = mock_cfg.delay_ms;
 	long count = -2, all = mock_cfg.fault_all, sessions = (long)mock_cfg.sessions;
 	long max_sessions = mock_cfg.max_sessions, hb = mock_cfg.hb_enabled;
+	long trailing = mock_cfg.stats_trailing;
 	double cpu = mock_cfg.cpu, memory = mock_cfg.memory;
 	const char *v, *bad = NULL;
 	size_t vlen, i;
@@ -1348,6 +1354,9 @@ static void mock_route_fault(struct mock_conn *c, const char *q, size_t qlen)
 		bad = "count";
 	if (mock_query_get(q, qlen, "all", &v, &vlen) && mock_parse_long(v, vlen, 0, 1, &all) < 0)
 		bad = "all";
+	if (mock_query_get(q, qlen, "trailing", &v, &vlen) &&
+	    mock_parse_long(v, vlen, 0, 1, &trailing) < 0)
+		bad = "trailing";
 	if (mock_query_get(q, qlen, "sessions", &v, &vlen) &&
 	    mock_parse_long(v, vlen, 0, LONG_MAX, &sessions) < 0)
 		bad = "sessions";
@@ -1389,6 +1398,7 @@ static void mock_route_fault(struct mock_conn *c, const char *q, size_t qlen)
 	mock_cfg.cpu = cpu;
 	mock_cfg.memory = memory;
 	mock_cfg.hb_enabled = (int)hb;
+	mock_cfg.stats_trailing = (int)trailing;
 	mock_route_fault_get(c, q, qlen);
 }
 
@@ -2248,7 +2258,7 @@ static void mock_usage(FILE *f)
 		"  --quiet  --verbose  --help\n"
 		"control: POST /mock/fault?mode=ok|status|delay|hang|reset|garbage|garbage-bytes\n"
 		"  &status=N&delay_ms=N&count=N&all=0|1&sessions=N&cpu=F&memory=F&max_sessions=N\n"
-		"  &heartbeat=on|off; GET /mock/fault, /mock/stats, /mock/last;\n"
+		"  &heartbeat=on|off&trailing=0|1; GET /mock/fault, /mock/stats, /mock/last;\n"
 		"  POST /mock/reset-stats, /mock/clear-channels, /mock/heartbeat?status=up|down\n");
 }
 

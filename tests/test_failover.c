@@ -857,6 +857,48 @@ Test(probe, fall_and_rise_of_one, .fini = harness_cleanup, .timeout = 60)
 	cr_assert_str_eq(fo_state_after_probe(gw, port, FO_PROBES("ok"), ok0 + 1), "up");
 }
 
+/* What a probe reads from /v1/stats, through the real processes: session counts past 32
+ * bits saturate instead of wrapping (one count of 2^32 + 5 would read 5, two of 2^32 - 1
+ * would sum to 2^32 - 2), and an answer with anything after its array is no stats answer:
+ * the probe fails and says so. */
+Test(probe, stats_saturate_and_refuse_trailing_junk, .fini = harness_cleanup, .timeout = 60)
+{
+	struct harness_proc *m = fo_mock(NULL), *gw;
+	int port = m->port;
+	const char *log;
+
+	gw = fo_gateway(fo_toml("[probe]\ninterval_ms = 200\ntimeout_ms = 500\nfall = 1\n", &port,
+				1),
+			1);
+	fo_mock_fault(m, "sessions=4294967301");
+	fo_wait_sessions(gw, port, 4294967295LL);
+	/* Two channels sharing the sessions: each count fits, their sum does not. */
+	for (int i = 0; i < 2; i++) {
+		char iss[64];
+		struct harness_resp *r;
+
+		snprintf(iss, sizeof(iss), "https://odoo.example.com/sat%d", i);
+		r = harness_channel(m->port, "/v1/channel", iss, FO_SFU_KEY, NULL);
+		cr_assert_eq(r->status, 200, "channel on the mock: %d %s", r->status, r->body);
+		free(r);
+	}
+	fo_mock_fault(m, "sessions=7");
+	fo_wait_sessions(gw, port, 7);
+	fo_mock_fault(m, "sessions=8589934590");
+	fo_wait_sessions(gw, port, 4294967295LL);
+	cr_assert_str_eq(fo_state(gw, port), "up");
+
+	/* Junk after the array. */
+	fo_mock_fault(m, "trailing=1");
+	cr_assert(fo_wait_state(gw, port, "down", 5000), "state %s", fo_state(gw, port));
+	log = harness_log(gw);
+	cr_assert_not_null(strstr(log, "GET /v1/stats: the answer is not a stats array"), "%s",
+			   log);
+	fo_mock_fault(m, "trailing=0&sessions=3");
+	cr_assert(fo_wait_state(gw, port, "up", 5000), "state %s", fo_state(gw, port));
+	fo_wait_sessions(gw, port, 3);
+}
+
 Test(probe, closed_port_never_used, .fini = harness_cleanup, .timeout = 40)
 {
 	struct harness_proc *b = fo_mock(NULL), *gw;
