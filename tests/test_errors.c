@@ -274,8 +274,7 @@ Test(error_bodies, every_error_answer_is_json, .fini = harness_cleanup, .timeout
 			"GET /v1/channel HTTP/2.0\r\nHost: x\r\n\r\n",
 			"GET /noop HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
 			"GET /noop HTTP/1.1\r\nHost: x\r\nBad Header: \"\r\n\r\n",
-			"POST /v1/sfu HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-			"zz\r\n\r\n",
+			"POST /v1/sfu HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
 		};
 
 		for (size_t i = 0; i < sizeof(raws) / sizeof(raws[0]); i++) {
