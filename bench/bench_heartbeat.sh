@@ -25,55 +25,85 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Tokens and bodies, one per SFU: the address claim must match the body's address,
-# so each SFU needs its own token. Written as a wrk Lua script with the table inside.
+# Bodies, one per SFU, and a wrk Lua script that signs every request afresh: heartbeat
+# tokens (wire format v2, sfu-gateway(8)) carry the body's SHA-256 and a seq that must grow
+# per SFU, so a replayed token is refused. The script signs with OpenSSL's HMAC through
+# LuaJIT's FFI (wrk links libcrypto); each wrk thread owns every nth SFU and counts its
+# seqs, and an SFU comes round again only after nsfus / threads requests of its thread.
+# A real SFU sends one heartbeat at a time; here a worker that stalls while the other one
+# serves a whole round can see an older heartbeat of an SFU after a newer one: the gateway
+# refuses it as a replay, which shows as a handful of non-2xx (about 1 in 10^4 at 2 workers).
 python3 - "$GW_KEY" "$SFU_KEY" "$nsfus" "$tmp" <<'EOF'
-import base64, hashlib, hmac, json, random, sys, time
+import base64, hashlib, json, random, sys
 gw_key, sfu_key, n, tmp = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-key = base64.b64decode(gw_key)
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-exp = int(time.time()) + 3600
 rnd = random.Random(1)
 regions = ["eu-west", "eu-central", "us-east", "ap-southeast", "sa-east"]
 rows = []
 for i in range(n):
     addr = "http://10.%d.%d.%d:8070" % ((i >> 16) & 255, (i >> 8) & 255, i & 255)
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = b64(json.dumps({"address": addr, "exp": exp}, separators=(",", ":")).encode())
-    sig = b64(hmac.new(key, (head + "." + claims).encode(), hashlib.sha256).digest())
     body = json.dumps({"status": "up", "address": addr, "region": regions[i % 5],
                        "key": sfu_key, "channels": rnd.randint(0, 20),
                        "sessions": rnd.randint(0, 80), "cpuUsage": round(rnd.random(), 3),
                        "memoryUsage": round(rnd.random(), 3), "maxSessions": 100},
                       separators=(",", ":"))
-    rows.append((addr, "Bearer %s.%s.%s" % (head, claims, sig), body))
+    rows.append((addr, body, b64(hashlib.sha256(body.encode()).digest())))
 with open(tmp + "/rows.tsv", "w") as f:
     for r in rows:
         f.write("\t".join(r) + "\n")
-lua = lambda s: '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+lua = lambda s: '"' + "".join("\\%03d" % ord(c) if ord(c) < 32 or ord(c) > 126 or c in '"\\'
+                              else c for c in s) + '"'
 with open(tmp + "/hb.lua", "w") as f:
+    f.write("local key = %s\n" % lua(base64.b64decode(gw_key).decode("latin-1")))
     f.write("local hb = {\n")
-    for addr, auth, body in rows:
-        f.write("{%s,%s},\n" % (lua(auth), lua(body)))
+    for addr, body, sha in rows:
+        f.write("{%s,%s,%s},\n" % (lua(addr), lua(body), lua(sha)))
     f.write("}\n")
     f.write("""
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct evp_md_st EVP_MD;
+const EVP_MD *EVP_sha256(void);
+unsigned char *HMAC(const EVP_MD *md, const void *key, int key_len, const unsigned char *d,
+                    size_t n, unsigned char *out, unsigned int *out_len);
+int EVP_EncodeBlock(unsigned char *t, const unsigned char *f, int n);
+]]
+local crypto = ffi.load("crypto")
+local mac = ffi.new("unsigned char[32]")
+local mac_len = ffi.new("unsigned int[1]")
+local enc = ffi.new("unsigned char[4096]")
+local url = { ["+"] = "-", ["/"] = "_", ["="] = "" }
+local function b64url(s, len)
+  local m = crypto.EVP_EncodeBlock(enc, s, len)
+  return (ffi.string(enc, m):gsub("[+/=]", url))
+end
+local header = b64url('{"alg":"HS256","typ":"JWT"}', 27)
 local n = #hb
-local i = 0
-local id = 0
+-- id (1-based) and nthreads are globals each thread's setup sets in its own Lua state.
 local threads = {}
+local i, base, sent = 0, 0, {}
 function setup(thread)
-  thread:set("id", id)
-  id = id + 1
   table.insert(threads, thread)
+  thread:set("id", #threads)
+  for _, t in ipairs(threads) do t:set("nthreads", #threads) end
 end
 function init(args)
-  -- threads start at different points of the cycle
-  i = (id * 7919) % n
+  i = id - nthreads
+  base = os.time() * 1000
 end
 function request()
-  i = i % n + 1
-  return wrk.format("POST", "/v1/sfu", { ["Authorization"] = hb[i][1],
-    ["Content-Type"] = "application/json" }, hb[i][2])
+  i = i + nthreads
+  if i > n then i = id end
+  local row = hb[i]
+  local now = os.time()
+  sent[i] = (sent[i] or 0) + 1
+  local claims = string.format('{"address":"%s","iat":%d,"exp":%d,"sha256":"%s","seq":%d}',
+    row[1], now, now + 60, row[3], base + sent[i])
+  local signed = header .. "." .. b64url(claims, #claims)
+  crypto.HMAC(crypto.EVP_sha256(), key, #key, signed, #signed, mac, mac_len)
+  local token = signed .. "." .. b64url(mac, 32)
+  return wrk.format("POST", "/v1/sfu", { ["Authorization"] = "Bearer " .. token,
+    ["Content-Type"] = "application/json" }, row[2])
 end
 """)
 EOF
@@ -104,12 +134,21 @@ start_gw() { # $1 = workers; sets $port (not a subshell: $pids must keep the pid
 
 # Registers every SFU with one keep-alive connection; fails unless all say "registered".
 register_all() { # $1 = port
-  python3 - "$1" "$tmp/rows.tsv" <<'EOF'
-import http.client, sys, time
+  python3 - "$1" "$tmp/rows.tsv" "$GW_KEY" <<'EOF'
+import base64, hashlib, hmac, http.client, json, sys, time
 port, rows = int(sys.argv[1]), [l.rstrip("\n").split("\t") for l in open(sys.argv[2])]
+key = base64.b64decode(sys.argv[3])
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(b'{"alg":"HS256","typ":"JWT"}')
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
 t0 = time.monotonic()
-for addr, auth, body in rows:
+for addr, body, sha in rows:
+    now = int(time.time())
+    # seq 1: every seq of the load runs (ms since the epoch) is above it.
+    claims = b64(json.dumps({"address": addr, "iat": now, "exp": now + 60, "sha256": sha,
+                             "seq": 1}, separators=(",", ":")).encode())
+    sig = b64(hmac.new(key, (head + "." + claims).encode(), hashlib.sha256).digest())
+    auth = "Bearer %s.%s.%s" % (head, claims, sig)
     c.request("POST", "/v1/sfu", body, {"Authorization": auth, "Content-Type": "application/json"})
     r = c.getresponse()
     got = r.read()

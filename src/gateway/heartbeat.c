@@ -239,6 +239,16 @@ static bool heartbeat_claim_matches(const struct token *t, const struct heartbea
 
 #define HEARTBEAT_REPLAY "replayed heartbeat: seq is not above the last one accepted for this address"
 
+/* A replay (or heartbeats of one SFU overtaking each other): refused and logged, without
+ * the token. */
+static void heartbeat_replayed(struct handler_ctx *x, struct http_conn *c,
+			       const struct http_request *req, const char *address, uint64_t seq)
+{
+	log_info("heartbeat: refused sfu=%s from %s: seq %llu is not above the last accepted",
+		 address, req->peer, (unsigned long long)seq);
+	heartbeat_reject(x, c, 401, HEARTBEAT_REPLAY);
+}
+
 void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req)
 {
 	struct heartbeat hb;
@@ -294,7 +304,7 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 		}
 		rc = registry_signoff(&x->shm->registry, hb.address, t.seq);
 		if (rc == -ESTALE) {
-			heartbeat_reject(x, c, 401, HEARTBEAT_REPLAY);
+			heartbeat_replayed(x, c, req, hb.address, t.seq);
 			return;
 		}
 		if (rc == -EPERM) {
@@ -341,7 +351,7 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 		rc = registry_update_load(&x->shm->registry, (uint32_t)slot, cur.hot.generation,
 					  &rec.hot, true, t.seq);
 		if (rc == -ESTALE) {
-			heartbeat_reject(x, c, 401, HEARTBEAT_REPLAY);
+			heartbeat_replayed(x, c, req, hb.address, t.seq);
 			return;
 		}
 		if (rc != 0) {
@@ -356,7 +366,7 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 	case 0:
 		break;
 	case -ESTALE:
-		heartbeat_reject(x, c, 401, HEARTBEAT_REPLAY);
+		heartbeat_replayed(x, c, req, hb.address, t.seq);
 		return;
 	case -ENOSPC:
 		heartbeat_reject(x, c, 503, "registry full");
