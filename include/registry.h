@@ -160,6 +160,8 @@ struct registry_tomb {
  *                record written as the rest of the dead writer's section.
  *  writing_tomb  the tombstone a writer is changing, -1 when none (under
  *                write_lock); the repair clears it, forgetting that one seq.
+ *  tombs_used    tombstones in use (writers, under write_lock; nobody else reads
+ *                it): while it is 0, nothing needs to search them.
  *  batch_seq     the registry-wide batch sequence, a seqlock word over the whole
  *                set of slots. Writer: registry_apply_source (the reaper applying
  *                the external registry's list, under write_lock) makes it odd
@@ -202,6 +204,8 @@ struct registry {
 	pthread_mutex_t write_lock;
 	_Atomic int32_t writing_slot;
 	_Atomic int32_t writing_tomb;
+	uint32_t tombs_used;
+	uint32_t pad2;
 	seqlock_word batch_seq;
 	struct registry_slot slots[] __attribute__((aligned(64)));
 };

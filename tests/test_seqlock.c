@@ -551,3 +551,50 @@ Test(registry_death, unrecoverable_lock_gives_eagain_and_reads_go_on, .timeout =
 	cr_expect_eq(registry_read_hot(r, 0, &hot), 0);
 	cr_expect_eq(registry_find(r, "http://10.0.0.1:2"), 1);
 }
+
+/* A writer that dies while writing a tombstone (the heartbeat seq of an SFU that left)
+ * leaves it half-written: the next writer drops that one, forgetting one seq, and keeps
+ * the others. */
+Test(registry_death, half_written_tombstone_is_dropped, .timeout = 30)
+{
+	struct registry *r = sq_registry(4);
+	struct registry_tomb *tombs = (struct registry_tomb *)(void *)&r->slots[r->capacity];
+	struct sfu_record rec;
+	int fds[2];
+	char c = 0;
+	pid_t pid;
+
+	cr_assert_eq(registry_signoff(r, "http://10.0.0.1:1", 10), -ENOENT);
+	cr_assert_eq(registry_signoff(r, "http://10.0.0.1:2", 10), -ENOENT);
+	cr_assert_eq(r->tombs_used, 2);
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		close(fds[0]);
+		if (pthread_mutex_lock(&r->write_lock) != 0)
+			_exit(1);
+		atomic_store(&r->writing_tomb, 0);
+		memset(&tombs[0], 0x5c, sizeof(tombs[0]) / 2);
+		if (write(fds[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(fds[1]);
+	cr_assert_eq(read(fds[0], &c, 1), 1);
+	close(fds[0]);
+	kill(pid, SIGKILL);
+	cr_assert_neq(sq_wait(pid, 10000), -1);
+
+	/* The next writer repairs: the first address's seq is gone, the second's is kept. */
+	sq_record(&rec, 1, 1);
+	rec.cold.hb_seq = 5;
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), 0);
+	cr_expect_eq(tombs[0].address_hash, 0);
+	cr_expect_eq(atomic_load(&r->writing_tomb), -1);
+	sq_record(&rec, 2, 1);
+	rec.cold.hb_seq = 5;
+	cr_expect_eq(registry_upsert(r, &rec, false, NULL, NULL), -ESTALE);
+	cr_expect_eq(r->tombs_used, 1);
+}

@@ -79,6 +79,7 @@ int registry_init(struct registry *r, uint32_t capacity)
 	atomic_store(&r->writing_slot, -1);
 	atomic_store(&r->batch_seq, 0);
 	atomic_store(&r->writing_tomb, -1);
+	r->tombs_used = 0;
 	for (uint32_t i = 0; i < capacity; i++)
 		atomic_store_explicit(&r->slots[i].seq, 0, memory_order_relaxed);
 	/* The block is zeroed: every tombstone starts free. */
@@ -150,6 +151,9 @@ static int registry_tomb_find_locked(struct registry *r, const char *address, ui
 {
 	struct registry_tomb *t = registry_tombs(r);
 
+	/* A start or reload adding thousands of static SFUs searches nothing. */
+	if (r->tombs_used == 0)
+		return -1;
 	for (uint32_t i = 0; i < r->capacity; i++)
 		if (t[i].address_hash == h && strncmp(t[i].address, address, CONFIG_ADDRESS_MAX) == 0)
 			return (int)i;
@@ -169,9 +173,25 @@ static uint64_t registry_tomb_seq_locked(struct registry *r, const char *address
 static void registry_tomb_store_locked(struct registry *r, uint32_t i,
 				       const struct registry_tomb *t)
 {
+	struct registry_tomb *slot = &registry_tombs(r)[i];
+
+	if (slot->address_hash == 0 && t->address_hash != 0)
+		r->tombs_used++;
+	else if (slot->address_hash != 0 && t->address_hash == 0)
+		r->tombs_used--;
 	atomic_store(&r->writing_tomb, (int32_t)i);
-	registry_tombs(r)[i] = *t;
+	*slot = *t;
 	atomic_store(&r->writing_tomb, -1);
+}
+
+/* After a writer died: tombs_used counted again from the tombstones themselves. */
+static void registry_tomb_recount_locked(struct registry *r)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < r->capacity; i++)
+		n += registry_tombs(r)[i].address_hash != 0;
+	r->tombs_used = n;
 }
 
 static void registry_tomb_clear_locked(struct registry *r, const char *address)
@@ -347,6 +367,7 @@ static int registry_lock(struct registry *r, int *repaired)
 		if (ws >= 0 && (uint32_t)ws < r->capacity)
 			memset(&registry_tombs(r)[ws], 0, sizeof(struct registry_tomb));
 		atomic_store(&r->writing_tomb, -1);
+		registry_tomb_recount_locked(r);
 		registry_recount_locked(r);
 		n += registry_close_dead_batch_locked(r);
 		registry_bump_epoch(r);
