@@ -237,16 +237,17 @@ static bool heartbeat_claim_matches(const struct token *t, const struct heartbea
 	       strcmp(claim, hb->address) == 0;
 }
 
-#define HEARTBEAT_REPLAY "replayed heartbeat: seq is not above the last one accepted for this address"
-
 /* A replay (or heartbeats of one SFU overtaking each other): refused and logged, without
- * the token. */
+ * the token; whoever captured one can send it often, so the line is rate-limited. */
 static void heartbeat_replayed(struct handler_ctx *x, struct http_conn *c,
 			       const struct http_request *req, const char *address, uint64_t seq)
 {
-	log_info("heartbeat: refused sfu=%s from %s: seq %llu is not above the last accepted",
-		 address, req->peer, (unsigned long long)seq);
-	heartbeat_reject(x, c, 401, HEARTBEAT_REPLAY);
+	log_info_limited("heartbeat: replayed heartbeats",
+			 "heartbeat: refused sfu=%s from %s: seq %llu is not above the last accepted",
+			 address, req->peer, (unsigned long long)seq);
+	heartbeat_reject(x, c, 401,
+			 "replayed heartbeat: seq is not above the last one accepted for this "
+			 "address");
 }
 
 void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req)
@@ -284,7 +285,8 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 		char reason[240];
 
 		if (addrpolicy_check(x->live, hb.address, reason, sizeof(reason)) != 0) {
-			log_info("heartbeat: refused sfu=%s: %s", hb.address, reason);
+			log_info_limited("heartbeat: refused addresses", "heartbeat: refused sfu=%s: %s",
+					 hb.address, reason);
 			snprintf(err, sizeof(err), "address not allowed for an SFU: %s", reason);
 			heartbeat_reject(x, c, 403, err);
 			return;
