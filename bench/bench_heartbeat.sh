@@ -32,7 +32,7 @@ trap cleanup EXIT INT TERM
 # seqs, and an SFU comes round again only after nsfus / threads requests of its thread.
 # A real SFU sends one heartbeat at a time; here a worker that stalls while the other one
 # serves a whole round can see an older heartbeat of an SFU after a newer one: the gateway
-# refuses it as a replay, which shows as a handful of non-2xx (about 1 in 10^4 at 2 workers).
+# refuses it as a replay, which shows as a few non-2xx at 2 workers (about 1 in 10^4).
 python3 - "$GW_KEY" "$SFU_KEY" "$nsfus" "$tmp" <<'EOF'
 import base64, hashlib, json, random, sys
 gw_key, sfu_key, n, tmp = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -79,15 +79,17 @@ local function b64url(s, len)
 end
 local header = b64url('{"alg":"HS256","typ":"JWT"}', 27)
 local n = #hb
--- id (1-based) and nthreads are globals each thread's setup sets in its own Lua state.
-local threads = {}
-local i, base, sent = 0, 0, {}
+-- id (1-based) is a global setup sets in each thread's own Lua state before the thread
+-- starts; the thread count comes as the script's argument (a thread may start before
+-- the next one is set up, so setup cannot tell it).
+local count = 0
+local i, base, sent, nthreads = 0, 0, {}, 1
 function setup(thread)
-  table.insert(threads, thread)
-  thread:set("id", #threads)
-  for _, t in ipairs(threads) do t:set("nthreads", #threads) end
+  count = count + 1
+  thread:set("id", count)
 end
 function init(args)
+  nthreads = tonumber(args[1])
   i = id - nthreads
   base = os.time() * 1000
 end
@@ -165,7 +167,7 @@ metric() { # $1 = port, $2 = series
 
 run() { # $1 = name, $2 = port
   wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$tmp/hb.lua" "http://127.0.0.1:$2/v1/sfu" \
-    > "$tmp/wrk.out" 2>&1 || true
+    -- 2 > "$tmp/wrk.out" 2>&1 || true
   awk -v name="$1" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     /Requests\/sec/ { rps = $2 }
