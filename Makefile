@@ -96,6 +96,17 @@ $(AGENT): $(BUILD)/obj/agent/agent_main.o $(LIB_AGENT) $(LIB_COMMON)
 $(MOCK): $(BUILD)/tests/mock_sfu.o $(LIB_GATEWAY) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The gateway as a binary with another shared-memory layout version would be,
+# for the upgrade test that must see it refuse the handover: only shm.c reads
+# the version, so only it is built again.
+LAYOUT_BIN := $(BUILD)/tests/sfu-gateway-layout99
+$(BUILD)/tests/shm-layout99.o: src/gateway/shm.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSHM_LAYOUT_VERSION=99 $(CFLAGS) -c -o $@ $<
+
+$(LAYOUT_BIN): $(BUILD)/obj/gateway/main.o $(BUILD)/tests/shm-layout99.o $(LIB_GATEWAY) $(LIB_COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(MOCK_REG): $(BUILD)/tests/mock_registry.o $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -114,10 +125,10 @@ $(INTEROP): $(INTEROP_OBJ) $(LIB_GATEWAY) $(LIB_AGENT) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CRIT_LIBS)
 
 # The whole suite: unit tests and integration tests against the real daemon.
-check: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER)
+check: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER) $(LAYOUT_BIN)
 	SFU_GATEWAY_BIN=$(abspath $(GATEWAY)) MOCK_SFU_BIN=$(abspath $(MOCK)) \
 	  MOCK_REGISTRY_BIN=$(abspath $(MOCK_REG)) SFU_AGENT_BIN=$(abspath $(AGENT)) \
-	  $(RUNNER) --jobs $(TEST_JOBS) $(TEST_ARGS)
+	  SFU_LAYOUT99_BIN=$(abspath $(LAYOUT_BIN)) $(RUNNER) --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 # The gateway and the agent against the real odoo/sfu, prepared once per run in a scratch
 # folder (scripts/check-interop.sh; it says so and succeeds when Node.js or the peer is
@@ -135,9 +146,10 @@ check-asan:
 	  check
 
 # Same suite with the daemon and mocks under valgrind (tests read VALGRIND).
-check-valgrind: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER)
+check-valgrind: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER) $(LAYOUT_BIN)
 	SFU_GATEWAY_BIN=$(abspath $(GATEWAY)) MOCK_SFU_BIN=$(abspath $(MOCK)) \
 	  MOCK_REGISTRY_BIN=$(abspath $(MOCK_REG)) SFU_AGENT_BIN=$(abspath $(AGENT)) \
+	  SFU_LAYOUT99_BIN=$(abspath $(LAYOUT_BIN)) \
 	  SFU_TEST_VALGRIND=1 $(RUNNER) --jobs 1 $(TEST_ARGS)
 
 deps:

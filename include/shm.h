@@ -19,9 +19,13 @@
 #define SHM_MAGIC 0x31555346574753ULL /* "SGWFSU1" */
 /* Bump on any change of struct shm_layout or of what it contains: a binary
  * upgrade (upgrade.h) hands the segment to a new binary, which refuses a
- * version other than its own rather than misread it. tests/test_lease.c
- * holds a fingerprint of the layout and fails when it moves alone. */
+ * version other than its own rather than misread it. tests/test_upgrade.c
+ * holds a fingerprint of the layout and fails when it moves alone. magic,
+ * layout_version, capacity and size stay the first fields in every version,
+ * so that any version can read another's. */
+#ifndef SHM_LAYOUT_VERSION /* the Makefile builds a test binary with another */
 #define SHM_LAYOUT_VERSION 3
+#endif
 
 #define SHM_TUNABLE_WORDS (sizeof(struct config_tunables) / 8)
 _Static_assert(sizeof(struct config_tunables) % 8 == 0, "tunables must be whole words");

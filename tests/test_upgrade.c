@@ -20,7 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json.h>
+
 #include "harness.h"
+#include "instance.h"
 #include "lease.h"
 #include "shm.h"
 #include "upgrade.h"
@@ -199,4 +202,522 @@ Test(shm_adopt, layout_fingerprint_matches_its_version)
 				     fp);
 	cr_assert_eq(known[sizeof(known) / sizeof(known[0]) - 1].version, SHM_LAYOUT_VERSION,
 		     "SHM_LAYOUT_VERSION %u has no fingerprint here (%llu)", SHM_LAYOUT_VERSION, fp);
+}
+
+/* ---- the gateway, upgraded while it serves */
+
+/* New masters of an upgrade: children of the old one, so the harness does not
+ * know them; orphaned to this test (a subreaper), which stops them. */
+static pid_t up_masters[4];
+static int up_n_masters;
+static pid_t up_loaders[UP_LOADERS];
+
+static void up_fini(void)
+{
+	for (int i = 0; i < UP_LOADERS; i++)
+		if (up_loaders[i] > 0) {
+			kill(up_loaders[i], SIGKILL);
+			waitpid(up_loaders[i], NULL, 0);
+			up_loaders[i] = 0;
+		}
+	for (int i = 0; i < up_n_masters; i++)
+		if (up_masters[i] > 0 && kill(up_masters[i], SIGTERM) == 0 &&
+		    harness_wait_exit(up_masters[i], 15000) < 0) {
+			kill(up_masters[i], SIGKILL);
+			waitpid(up_masters[i], NULL, 0);
+		}
+	up_n_masters = 0;
+	harness_cleanup();
+}
+
+TestSuite(upgrade, .fini = up_fini);
+
+static void up_track(pid_t pid)
+{
+	if (up_n_masters < (int)(sizeof(up_masters) / sizeof(up_masters[0])))
+		up_masters[up_n_masters++] = pid;
+}
+
+/* Copies a file to dst (mode 0755) through a temporary name and a rename, as
+ * a package manager replaces a binary: the running one keeps its old file. */
+static void up_install(const char *src, const char *dst)
+{
+	char tmp[PATH_MAX + 8], buf[65536];
+	int in = open(src, O_RDONLY | O_CLOEXEC), out;
+	ssize_t n;
+
+	cr_assert_geq(in, 0, "open %s: %s", src, strerror(errno));
+	snprintf(tmp, sizeof(tmp), "%s.new", dst);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	cr_assert_geq(out, 0, "create %s: %s", tmp, strerror(errno));
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		cr_assert_eq(write(out, buf, (size_t)n), n);
+	close(in);
+	cr_assert_eq(fchmod(out, 0755), 0);
+	cr_assert_eq(close(out), 0);
+	cr_assert_eq(rename(tmp, dst), 0, "rename to %s: %s", dst, strerror(errno));
+}
+
+/* Replaces dst with a shell script (a binary that fails in its own way). */
+static void up_install_script(const char *dst, const char *body)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text), "#!/bin/sh\n%s\n", body);
+	up_install(harness_write_file("script.sh", text), dst);
+}
+
+/* The binary under test and the layout-99 build, as absolute paths. */
+static const char *up_bin(const char *var, const char *fallback)
+{
+	static char path[2][PATH_MAX];
+	static int k;
+	const char *bin = getenv(var);
+	char *out = path[k++ % 2];
+
+	if (realpath(bin != NULL ? bin : fallback, out) == NULL)
+		cr_assert_fail("%s not found (%s)", var, bin != NULL ? bin : fallback);
+	return out;
+}
+
+struct up_env {
+	char bin[PATH_MAX]; /* the copy the gateway runs from, replaced by the tests */
+	char pid_file[PATH_MAX];
+	struct harness_proc *gw;
+	pid_t master;
+};
+
+/* Starts the gateway from a copy of the binary under test in the tmpdir. */
+static void up_start(struct up_env *e, const char *toml)
+{
+	static const char *const env[] = { "SFU_GATEWAY_KEY=" UP_GW_KEY, NULL };
+	const char *args[] = { "--workers", "2", "--pid-file", e->pid_file, "--config",
+			       harness_write_file("up.toml", toml), NULL };
+	const char *saved = getenv("SFU_GATEWAY_BIN");
+	char keep[PATH_MAX];
+
+	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	snprintf(e->bin, sizeof(e->bin), "%s/sfu-gateway", harness_tmpdir());
+	snprintf(e->pid_file, sizeof(e->pid_file), "%s/gw.pid", harness_tmpdir());
+	up_install(up_bin("SFU_GATEWAY_BIN", "build/sfu-gateway"), e->bin);
+	/* The harness starts SFU_GATEWAY_BIN: the copy, this once. */
+	snprintf(keep, sizeof(keep), "%s", saved != NULL ? saved : "");
+	setenv("SFU_GATEWAY_BIN", e->bin, 1);
+	e->gw = harness_gateway_up(env, args);
+	if (keep[0] != '\0')
+		setenv("SFU_GATEWAY_BIN", keep, 1);
+	e->master = e->gw->pid;
+}
+
+static int up_read_pid(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	int pid = 0;
+
+	if (f != NULL) {
+		if (fscanf(f, "%d", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	return pid;
+}
+
+/* Polls the gateway's log (both masters write to it) for needle. */
+static bool up_log_has(const struct up_env *e, const char *needle, int timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+
+	do {
+		if (strstr(harness_log(e->gw), needle) != NULL)
+			return true;
+		poll(NULL, 0, 20);
+	} while (harness_now_ms() < deadline);
+	return false;
+}
+
+/* A heartbeat of mock m with this CPU usage. */
+static void up_beat(const struct up_env *e, const struct harness_proc *m, double cpu)
+{
+	const char *addr = harness_url(m->port);
+	char body[1024];
+	struct harness_resp *r;
+
+	snprintf(body, sizeof(body),
+		 "{\"status\":\"up\",\"address\":\"%s\",\"region\":\"eu-west\",\"key\":\"%s\","
+		 "\"channels\":0,\"sessions\":0,\"cpuUsage\":%.2f,\"memoryUsage\":0.1}",
+		 addr, UP_SFU_KEY, cpu);
+	r = harness_heartbeat(e->gw->port, addr, UP_GW_KEY, body);
+	cr_assert_eq(r->status, 200, "heartbeat: %d %s", r->status, r->body);
+	free(r);
+}
+
+/* Which of the mocks served a channel request for iss (it must succeed). */
+static int up_served(const struct up_env *e, struct harness_proc *const *mocks, int n,
+		     const char *iss)
+{
+	struct harness_resp *r =
+		harness_channel(e->gw->port, "/v1/channel?webRTC=false", iss, UP_GW_KEY, NULL);
+	int who;
+
+	cr_assert_eq(r->status, 200, "channel for %s: %d %s\n%s", iss, r->status, r->body,
+		     harness_log(e->gw));
+	who = harness_served_by(mocks, n, r->body);
+	free(r);
+	return who;
+}
+
+/* The circuit state /v1/health shows for the mock ("" when the SFU is absent). */
+static const char *up_circuit(const struct up_env *e, const struct harness_proc *m)
+{
+	static char out[32];
+	struct json_object *s = harness_health_sfu(e->gw->port, harness_url(m->port), NULL), *cb;
+
+	out[0] = '\0';
+	if (s != NULL && json_object_object_get_ex(s, "circuit", &cb) &&
+	    json_object_object_get_ex(cb, "state", &cb))
+		snprintf(out, sizeof(out), "%s", json_object_get_string(cb));
+	json_object_put(s);
+	return out;
+}
+
+/* The CPU usage /v1/health shows for the mock. */
+static double up_cpu(const struct up_env *e, const struct harness_proc *m)
+{
+	struct json_object *s = harness_health_sfu(e->gw->port, harness_url(m->port), NULL), *v;
+	double cpu;
+
+	cr_assert_not_null(s, "%s is not in /v1/health", harness_url(m->port));
+	cr_assert(json_object_object_get_ex(s, "cpuUsage", &v));
+	cpu = json_object_get_double(v);
+	json_object_put(s);
+	return cpu;
+}
+
+/* One request on a new connection, without any assertion (a loader runs it):
+ * the answer's status, or -1 when none came. */
+static int up_one(int port, const char *req, size_t len)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { 5, 0 };
+	char buf[8192];
+	size_t got = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), status = -1;
+
+	if (fd < 0)
+		return -1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    write(fd, req, len) != (ssize_t)len) {
+		close(fd);
+		return -1;
+	}
+	while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+		status = -1;
+	close(fd);
+	return status;
+}
+
+/*
+ * A loader process: channel requests one after another, each on a new
+ * connection as Odoo sends them, until its stop pipe closes or
+ * UP_LOAD_MAX_MS. Writes "<ok> <failed>" on out and exits.
+ */
+static void up_loader(int port, const char *token, int stop_fd, int out_fd)
+{
+	char req[8192], line[64];
+	int len = snprintf(req, sizeof(req),
+			   "GET /v1/channel?webRTC=false HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+			   "Authorization: jwt %s\r\nConnection: close\r\n\r\n",
+			   token);
+	int64_t end = harness_now_ms() + UP_LOAD_MAX_MS;
+	long ok = 0, failed = 0;
+
+	while (harness_now_ms() < end && ok + failed < 200000) {
+		struct pollfd pf = { stop_fd, POLLIN, 0 };
+
+		if (poll(&pf, 1, 0) > 0)
+			break;
+		if (up_one(port, req, (size_t)len) == 200)
+			ok++;
+		else
+			failed++;
+	}
+	len = snprintf(line, sizeof(line), "%ld %ld\n", ok, failed);
+	if (write(out_fd, line, (size_t)len) != len)
+		_exit(2);
+	_exit(0);
+}
+
+/* Starts the loaders; *stop_fd ends them when closed, *out_fd gives their counts. */
+static void up_load_start(int port, int *stop_fd, int *out_fd)
+{
+	int stop[2], out[2];
+	char token[4096];
+
+	snprintf(token, sizeof(token), "%s", harness_odoo_token("load-iss", UP_GW_KEY));
+	cr_assert_eq(pipe(stop), 0);
+	cr_assert_eq(pipe(out), 0);
+	for (int i = 0; i < UP_LOADERS; i++) {
+		pid_t pid = fork();
+
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			close(stop[1]);
+			close(out[0]);
+			up_loader(port, token, stop[0], out[1]);
+		}
+		up_loaders[i] = pid;
+	}
+	close(stop[0]);
+	close(out[1]);
+	*stop_fd = stop[1];
+	*out_fd = out[0];
+}
+
+static void up_load_stop(int stop_fd, int out_fd, long *ok, long *failed)
+{
+	char buf[1024];
+	size_t got = 0;
+	ssize_t n;
+	char *p;
+
+	close(stop_fd);
+	for (int i = 0; i < UP_LOADERS; i++) {
+		cr_assert_geq(harness_wait_exit(up_loaders[i], UP_LOAD_MAX_MS + 10000), 0);
+		up_loaders[i] = 0;
+	}
+	while (got < sizeof(buf) - 1 && (n = read(out_fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(out_fd);
+	*ok = *failed = 0;
+	p = buf;
+	for (int i = 0; i < UP_LOADERS; i++) {
+		long a, b;
+		int used;
+
+		cr_assert_eq(sscanf(p, "%ld %ld\n%n", &a, &b, &used), 2, "loader output: %s", buf);
+		*ok += a;
+		*failed += b;
+		p += used;
+	}
+}
+
+/* Waits until the mocks together answered at least want more channels than base. */
+static void up_wait_served(struct harness_proc *const *mocks, int n, int64_t base, int64_t want)
+{
+	int64_t deadline = harness_now_ms() + 15000, sum = 0;
+
+	while (harness_now_ms() < deadline) {
+		sum = 0;
+		for (int i = 0; i < n; i++)
+			sum += harness_mock_int(mocks[i], "/mock/stats", "channel_requests");
+		if (sum >= base + want)
+			return;
+		poll(NULL, 0, 20);
+	}
+	cr_assert_fail("the load did not reach the mocks: %lld of %lld more channels",
+		       (long long)(sum - base), (long long)want);
+}
+
+static int64_t up_channels(struct harness_proc *const *mocks, int n)
+{
+	int64_t sum = 0;
+
+	for (int i = 0; i < n; i++)
+		sum += harness_mock_int(mocks[i], "/mock/stats", "channel_requests");
+	return sum;
+}
+
+/* USR2, then waits until the old master has exited and the pid file names a
+ * new one, which is returned. */
+static pid_t up_upgrade(struct up_env *e)
+{
+	pid_t old = e->master, now;
+	int rc;
+
+	cr_assert_eq(kill(old, SIGUSR2), 0);
+	rc = harness_wait_exit(old, 30000);
+	cr_assert_eq(rc, 0, "the old master did not hand over and exit 0 (%d):\n%s", rc,
+		     harness_log(e->gw));
+	if (e->gw->pid == old)
+		e->gw->pid = 0;
+	now = (pid_t)up_read_pid(e->pid_file);
+	cr_assert(now > 1 && now != old, "the pid file names %d, not a new master:\n%s", (int)now,
+		  harness_log(e->gw));
+	up_track(now);
+	cr_assert(up_log_has(e, "the upgrade is complete", 5000), "%s", harness_log(e->gw));
+	e->master = now;
+	return now;
+}
+
+/* Stops the (new) master and checks it leaves neither pid file nor lock. */
+static void up_stop(struct up_env *e)
+{
+	char lock[512], err[256];
+
+	cr_assert_eq(kill(e->master, SIGTERM), 0);
+	cr_assert_eq(harness_wait_exit(e->master, 20000), 0, "%s", harness_log(e->gw));
+	for (int i = 0; i < up_n_masters; i++)
+		if (up_masters[i] == e->master)
+			up_masters[i] = 0;
+	cr_assert_neq(access(e->pid_file, F_OK), 0, "the pid file stayed");
+	cr_assert_eq(instance_lock_path((uint16_t)e->gw->port, lock, sizeof(lock), err,
+				       sizeof(err)),
+		     0);
+	cr_assert_neq(access(lock, F_OK), 0, "the instance lock stayed: %s", lock);
+}
+
+Test(upgrade, under_load_nothing_is_lost, .timeout = 120)
+{
+	struct up_env e;
+	struct harness_proc *m[3];
+	int stop_fd, out_fd, pinned, fresh, other;
+	long ok, failed;
+	int64_t before;
+	double hits, served;
+	pid_t first;
+
+	for (int i = 0; i < 3; i++) {
+		static const char *const fail[] = { "--fail-status", "500", NULL };
+
+		m[i] = harness_mock_start(UP_SFU_KEY, i == 2 ? fail : NULL);
+		cr_assert_not_null(m[i]);
+	}
+	up_start(&e, "[circuit_breaker]\nfailure_threshold = 1\nopen_ms = 600000\n"
+		     "[registration]\nstale_after_ms = 600000\n");
+	first = e.master;
+	/* Registered SFUs only: the new binary's config knows none of them. The
+	 * failing one looks idlest, so the first request tries it and opens its
+	 * circuit. */
+	up_beat(&e, m[0], 0.5);
+	up_beat(&e, m[1], 0.5);
+	up_beat(&e, m[2], 0.0);
+	cr_assert_lt(up_served(&e, m, 3, "circuit-iss"), 2);
+	cr_assert_str_eq(up_circuit(&e, m[2]), "open");
+	/* A pin: then its SFU looks busy, and a new issuer goes to the other one. */
+	pinned = up_served(&e, m, 2, "pinned-iss");
+	other = 1 - pinned;
+	up_beat(&e, m[pinned], 0.9);
+	up_beat(&e, m[other], 0.1);
+	cr_assert_eq(up_served(&e, m, 2, "fresh-iss-1"), other);
+	cr_assert_eq(up_served(&e, m, 2, "pinned-iss"), pinned, "the pin holds before");
+	hits = harness_metric(e.gw->port, "sfu_gateway_affinity_hits_total");
+	served = harness_metric(e.gw->port,
+				"sfu_gateway_requests_total{route=\"/v1/channel\",status=\"200\"}");
+	cr_assert_geq(hits, 1);
+
+	before = up_channels(m, 2);
+	up_load_start(e.gw->port, &stop_fd, &out_fd);
+	up_wait_served(m, 2, before, 50);
+	up_upgrade(&e);
+	/* Only the new master's workers are left: make them serve some load too. */
+	up_wait_served(m, 2, up_channels(m, 2), 50);
+	up_load_stop(stop_fd, out_fd, &ok, &failed);
+	cr_assert_eq(failed, 0, "%ld of %ld requests failed during the upgrade\n%s", failed,
+		     ok + failed, harness_log(e.gw));
+	cr_assert_geq(ok, 100);
+	cr_log_info("upgrade under load: %ld requests, %ld failed", ok + failed, failed);
+	cr_assert_neq(e.master, first);
+
+	/* What the segment held is the new binary's now, before any heartbeat. */
+	cr_assert_str_eq(up_circuit(&e, m[2]), "open", "the open circuit was kept");
+	cr_assert_str_eq(up_circuit(&e, m[pinned]), "closed");
+	cr_assert_eq(up_served(&e, m, 2, "pinned-iss"), pinned, "the affinity pin was kept");
+	/* The loads they reported (the load's channels have since counted on
+	 * the idler one, which may now rank below: no choice is asserted). */
+	cr_assert_float_eq(up_cpu(&e, m[pinned]), 0.9, 1e-9, "registered loads were kept");
+	cr_assert_float_eq(up_cpu(&e, m[other]), 0.1, 1e-9, "registered loads were kept");
+	fresh = up_served(&e, m, 2, "fresh-iss-2");
+	cr_assert(fresh == 0 || fresh == 1);
+	cr_assert_gt(harness_metric(e.gw->port, "sfu_gateway_affinity_hits_total"), hits,
+		     "counters were kept");
+	cr_assert_geq(harness_metric(e.gw->port, "sfu_gateway_requests_total{route=\"/v1/channel\","
+						 "status=\"200\"}"),
+		      served + (double)ok, "counters were kept");
+	cr_assert_eq(harness_mock_int(m[2], "/mock/stats", "channel_requests"), 1,
+		     "the SFU with the open circuit got nothing but the first request");
+	cr_assert_not_null(strstr(harness_log(e.gw), "reaper: working"), "%s", harness_log(e.gw));
+	up_stop(&e);
+}
+
+Test(upgrade, a_binary_that_fails_leaves_the_old_master_serving, .timeout = 90)
+{
+	struct up_env e;
+	struct harness_proc *m[1];
+	char needle[256];
+	int pid;
+
+	m[0] = harness_mock_start(UP_SFU_KEY, NULL);
+	cr_assert_not_null(m[0]);
+	up_start(&e, "[gateway]\nupgrade_timeout_ms = 1500\n");
+	up_beat(&e, m[0], 0.2);
+
+	/* A binary that exits at start. */
+	up_install_script(e.bin, "echo 'simulated start failure' >&2\nexit 1");
+	cr_assert_eq(kill(e.master, SIGUSR2), 0);
+	cr_assert(up_log_has(&e, "exited with 1 before it served; still serving with this one",
+			     10000),
+		  "%s", harness_log(e.gw));
+	cr_assert(up_log_has(&e, "simulated start failure", 1000));
+	cr_assert_eq(up_read_pid(e.pid_file), e.master, "the pid file still names the old master");
+	cr_assert_eq(waitpid(e.master, NULL, WNOHANG), 0, "the old master runs");
+	cr_assert_eq(up_served(&e, m, 1, "after-failure"), 0);
+
+	/* A binary that never serves: stopped after upgrade_timeout_ms. */
+	up_install_script(e.bin, "exec sleep 60");
+	cr_assert_eq(kill(e.master, SIGUSR2), 0);
+	cr_assert(up_log_has(&e, "did not serve within 1500 ms; stopping it; still serving", 10000),
+		  "%s", harness_log(e.gw));
+	pid = 0;
+	{
+		const char *hit = strstr(harness_log(e.gw), "the stopped new binary (pid ");
+
+		cr_assert(up_log_has(&e, "the stopped new binary (pid ", 5000));
+		hit = strstr(harness_log(e.gw), "the stopped new binary (pid ");
+		cr_assert_eq(sscanf(hit, "the stopped new binary (pid %d)", &pid), 1);
+		snprintf(needle, sizeof(needle), "(pid %d) was killed by signal 9", pid);
+		cr_assert_not_null(strstr(hit, needle), "%s", hit);
+	}
+	cr_assert_eq(up_read_pid(e.pid_file), e.master);
+	cr_assert_eq(up_served(&e, m, 1, "after-timeout"), 0);
+
+	/* The real binary back: the upgrade goes through. */
+	up_install(up_bin("SFU_GATEWAY_BIN", "build/sfu-gateway"), e.bin);
+	up_upgrade(&e);
+	cr_assert_eq(up_served(&e, m, 1, "after-upgrade"), 0);
+	up_stop(&e);
+}
+
+Test(upgrade, an_incompatible_layout_is_refused_cleanly, .timeout = 60)
+{
+	struct up_env e;
+	struct harness_proc *m[1];
+	char needle[256];
+
+	m[0] = harness_mock_start(UP_SFU_KEY, NULL);
+	cr_assert_not_null(m[0]);
+	up_start(&e, "# defaults\n");
+	up_beat(&e, m[0], 0.2);
+	up_install(up_bin("SFU_LAYOUT99_BIN", "build/tests/sfu-gateway-layout99"), e.bin);
+	cr_assert_eq(kill(e.master, SIGUSR2), 0);
+	snprintf(needle, sizeof(needle),
+		 ": master: upgrade refused: the running gateway's shared memory has layout "
+		 "version %d; this binary reads version 99 only; still serving with this one",
+		 SHM_LAYOUT_VERSION);
+	cr_assert(up_log_has(&e, needle, 10000), "%s", harness_log(e.gw));
+	cr_assert(up_log_has(&e, "exited with 1 before it served", 5000), "%s", harness_log(e.gw));
+	cr_assert_eq(up_read_pid(e.pid_file), e.master);
+	/* The registered SFU is still there and nothing was misread. */
+	cr_assert_eq(up_served(&e, m, 1, "after-refusal"), 0);
+	cr_assert_eq(kill(e.master, SIGTERM), 0);
+	cr_assert_eq(harness_wait_exit(e.master, 20000), 0);
+	e.gw->pid = 0;
+	cr_assert_neq(access(e.pid_file, F_OK), 0, "the pid file stayed");
 }
