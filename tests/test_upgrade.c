@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,18 +288,27 @@ struct up_env {
 	pid_t master;
 };
 
-/* Starts the gateway from a copy of the binary under test in the tmpdir. */
-static void up_start(struct up_env *e, const char *toml)
+/* Starts the gateway from a copy of the binary under test in the tmpdir, with
+ * the pid file in pid_dir (NULL: the tmpdir) and user (NULL: none). */
+static void up_start_as(struct up_env *e, const char *toml, const char *pid_dir,
+			const char *user)
 {
 	static const char *const env[] = { "SFU_GATEWAY_KEY=" UP_GW_KEY, NULL };
 	const char *args[] = { "--workers", "2", "--pid-file", e->pid_file, "--config",
-			       harness_write_file("up.toml", toml), NULL };
+			       harness_write_file("up.toml", toml), NULL, NULL, NULL };
 	const char *saved = getenv("SFU_GATEWAY_BIN");
 	char keep[PATH_MAX];
 
+	if (user != NULL) {
+		args[6] = "--user";
+		args[7] = user;
+	}
+	/* A new binary that runs as the user reads the config and the binary again. */
+	cr_assert_eq(chmod(args[5], 0644), 0);
 	cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	snprintf(e->bin, sizeof(e->bin), "%s/sfu-gateway", harness_tmpdir());
-	snprintf(e->pid_file, sizeof(e->pid_file), "%s/gw.pid", harness_tmpdir());
+	snprintf(e->pid_file, sizeof(e->pid_file), "%s/gw.pid",
+		 pid_dir != NULL ? pid_dir : harness_tmpdir());
 	up_install(up_bin("SFU_GATEWAY_BIN", "build/sfu-gateway"), e->bin);
 	/* The harness starts SFU_GATEWAY_BIN: the copy, this once. */
 	snprintf(keep, sizeof(keep), "%s", saved != NULL ? saved : "");
@@ -307,6 +317,11 @@ static void up_start(struct up_env *e, const char *toml)
 	if (keep[0] != '\0')
 		setenv("SFU_GATEWAY_BIN", keep, 1);
 	e->master = e->gw->pid;
+}
+
+static void up_start(struct up_env *e, const char *toml)
+{
+	up_start_as(e, toml, NULL, NULL);
 }
 
 static int up_read_pid(const char *path)
@@ -720,4 +735,47 @@ Test(upgrade, an_incompatible_layout_is_refused_cleanly, .timeout = 60)
 	cr_assert_eq(harness_wait_exit(e.master, 20000), 0);
 	e.gw->pid = 0;
 	cr_assert_neq(access(e.pid_file, F_OK), 0, "the pid file stayed");
+}
+
+/*
+ * After --user the master cannot write the pid file's directory: the pid file
+ * is rewritten through the inherited descriptor, and the keeper, still root,
+ * removes it and the lock when the new master stops. As another user than
+ * root the same runs without --user.
+ */
+Test(upgrade, after_switching_user_the_files_still_hand_over, .timeout = 60)
+{
+	struct up_env e;
+	struct harness_proc *m[1];
+	struct passwd *nobody = getpwnam("nobody");
+	bool as_nobody = geteuid() == 0 && nobody != NULL;
+	char run[PATH_MAX], status[64];
+
+	/* The user must reach the binary and the config in the tmpdir. */
+	cr_assert_eq(chmod(harness_tmpdir(), 0755), 0);
+	snprintf(run, sizeof(run), "%s/run", harness_tmpdir());
+	cr_assert_eq(mkdir(run, 0755), 0);
+	m[0] = harness_mock_start(UP_SFU_KEY, NULL);
+	cr_assert_not_null(m[0]);
+	up_start_as(&e, "# defaults\n", run, as_nobody ? "nobody" : NULL);
+	up_beat(&e, m[0], 0.2);
+	up_upgrade(&e);
+	if (as_nobody) {
+		FILE *f;
+		char line[256];
+		unsigned uid = 0;
+
+		snprintf(status, sizeof(status), "/proc/%d/status", (int)e.master);
+		f = fopen(status, "r");
+		cr_assert_not_null(f);
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "Uid: %u", &uid) == 1)
+				break;
+		fclose(f);
+		cr_assert_eq(uid, nobody->pw_uid, "the new master runs as nobody");
+	}
+	cr_assert_eq(up_read_pid(e.pid_file), e.master);
+	cr_assert_eq(up_served(&e, m, 1, "as-user"), 0);
+	/* Removed by the keeper (root) at the new master's stop: see up_stop. */
+	up_stop(&e);
 }
