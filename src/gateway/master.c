@@ -101,6 +101,7 @@ struct master {
 	int upgrade_rd;
 	int64_t upgrade_deadline_ms;
 	bool upgrade_killed; /* it missed the deadline and was killed */
+	bool upgrade_wanted; /* USR2 came before the workers all served */
 	bool handed_over; /* the new master serves: drain, exit, touch nothing shared */
 	pid_t handed_to;
 
@@ -919,9 +920,12 @@ static void master_upgrade(struct master *m)
 		return;
 	}
 	if (!m->ready) {
-		log_warn("master: SIGUSR2 ignored: the workers are not all serving yet");
+		/* Right after a start: the sockets go on once every worker took its own. */
+		log_info("master: SIGUSR2: the upgrade starts once every worker serves");
+		m->upgrade_wanted = true;
 		return;
 	}
+	m->upgrade_wanted = false;
 	/* Retiring sockets would go on to the new master with no worker of its
 	 * own to drain them: let them drain here first. */
 	if (m->n_children > m->n_workers) {
@@ -1243,6 +1247,8 @@ static void master_became_ready(struct master *m)
 	rc = notify_send(msg);
 	if (rc != 0)
 		log_warn("master: notify of READY=1 failed: %s", strerror(-rc));
+	if (m->upgrade_wanted)
+		master_upgrade(m);
 }
 
 /* Reads the indexes workers wrote on the serving pipe (worker.h). */
