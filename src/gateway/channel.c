@@ -292,9 +292,10 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	struct metrics_proc *m = x->metrics;
 	int64_t now = clock_ms();
 	bool ok2xx = res->error == 0 && res->status >= 200 && res->status < 300;
+	int64_t took_us = clock_us() - (int64_t)cr->sent_us;
 
-	metrics_latency(m, (uint64_t)clock_us() - cr->sent_us);
-	cr->upstream_us += clock_us() - (int64_t)cr->sent_us;
+	metrics_latency(m, (uint64_t)took_us);
+	cr->upstream_us += took_us;
 	if (ok2xx && channel_body_valid(res->body, res->body_len)) {
 		circuit_success(&slot->cb, &x->shm->registry.health_epoch, m);
 		affinity_record(&x->shm->affinity, cr->affinity, cr->slot, cr->generation, now,

@@ -103,7 +103,7 @@ struct master {
 	bool upgrade_killed; /* it missed the deadline and was killed */
 	bool upgrade_wanted; /* USR2 came before the workers all served */
 	bool handed_over; /* the new master serves: drain, exit, touch nothing shared */
-	pid_t handed_to;
+	pid_t handed_to; /* the new master it handed over to, for the last line */
 
 	/* As the new master: the old one until it has exited, and the worker
 	 * set and address our config asks for, applied once it has (the
