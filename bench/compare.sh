@@ -5,8 +5,9 @@
 # contenders at 64 and 256 connections. Prints medians and ratios, writes raw numbers and a chart.
 # Usage: bench/compare.sh [DURATION_S] [ROUNDS]    (defaults 5 3; env BUILD=dir of the binaries)
 # BASE_BUILD=dir adds base-1w and base-2w, the gateway built there (say, from an older commit),
-# so a change is measured against its predecessor in the same interleaved run; CONTENDERS
-# limits the run to some of the names.
+# so a change is measured against its predecessor in the same interleaved run; ACCESS_LOG=1
+# adds access-1w and access-2w, the gateway writing its access log ([log] access) to a file;
+# CONTENDERS limits the run to some of the names.
 set -eu
 cd "$(dirname "$0")/.."
 dur=${1:-5}
@@ -16,6 +17,9 @@ contenders=${CONTENDERS:-"sfu-direct gateway-1w gateway-2w haproxy-1t haproxy-2t
 if [ -n "${BASE_BUILD:-}" ]; then
   [ -x "$BASE_BUILD/sfu-gateway" ] || { echo "compare: no $BASE_BUILD/sfu-gateway" >&2; exit 2; }
   case " $contenders " in *" base-"*) ;; *) contenders="$contenders base-1w base-2w" ;; esac
+fi
+if [ "${ACCESS_LOG:-0}" = 1 ]; then
+  case " $contenders " in *" access-"*) ;; *) contenders="$contenders access-1w access-2w" ;; esac
 fi
 case "$dur$rounds" in
   *[!0-9]*) echo "usage: $0 [DURATION_S] [ROUNDS]" >&2; exit 2 ;;
@@ -58,6 +62,21 @@ if [ -n "${BASE_BUILD:-}" ]; then
   bench_gw_bin=
 fi
 
+# (bench/lib.sh's functions use n: the loop's own variable must be another.)
+for aw in 1 2; do
+  case " $contenders " in
+  *" access-${aw}w "*)
+    printf '[log]\naccess = "%s"\n' "$tmp/access-${aw}w.log" > "$tmp/access-${aw}w.toml"
+    # shellcheck disable=SC2034 # read by bench/lib.sh's bench_launch_gw
+    bench_gw_config=$tmp/access-${aw}w.toml
+    bench_start_gw "$aw" "$GW_KEY" "$nodes" "access-${aw}w"
+    ports="$ports access-${aw}w=$bench_port"
+    # shellcheck disable=SC2034
+    bench_gw_config=
+    ;;
+  esac
+done
+
 launch_haproxy() { # $1 = threads, $2 = name
   sed -e "s/@NBTHREAD@/$1/" -e "s/@PORT@/$bench_port/" -e "s/@UP1@/$up1/" -e "s/@UP2@/$up2/" \
     bench/haproxy.cfg.in > "$tmp/$2.cfg"
@@ -99,8 +118,10 @@ for i in $(seq 1 "$ncalls"); do
 done
 
 port_of() { for np in $ports; do [ "${np%%=*}" != "$1" ] || echo "${np#*=}"; done; }
-token_of() { case "$1" in gateway-*|base-*) echo "$tok_gw" ;; *) echo "$tok_sfu" ;; esac; }
-tokens_of() { case "$1" in gateway-*|base-*) echo "$tmp/tokens.gw" ;; *) echo "$tmp/tokens.sfu" ;; esac; }
+token_of() { case "$1" in gateway-*|base-*|access-*) echo "$tok_gw" ;; *) echo "$tok_sfu" ;; esac; }
+tokens_of() {
+  case "$1" in gateway-*|base-*|access-*) echo "$tmp/tokens.gw" ;; *) echo "$tmp/tokens.sfu" ;; esac
+}
 
 for c in $contenders; do
   bench_check_channel "$c" "$(port_of "$c")" "$(token_of "$c")"
@@ -164,6 +185,11 @@ table() {
     "$tmp/summary"
 }
 table
+for aw in 1 2; do
+  if [ -f "$tmp/access-${aw}w.log" ]; then
+    echo "compare: access-${aw}w wrote $(wc -l < "$tmp/access-${aw}w.log") access log lines" >&2
+  fi
+done
 
 mkdir -p bench/results
 out=bench/results/compare-$stamp

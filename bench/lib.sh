@@ -110,7 +110,7 @@ bench_start_gw() { # $1 = workers, $2 = gateway key, $3 = SFU_GATEWAY_NODES json
 
 bench_launch_gw() { # the arguments of bench_start_gw
   SFU_GATEWAY_KEY=$2 SFU_GATEWAY_NODES=$3 "${bench_gw_bin:-$BUILD/sfu-gateway}" --bind 127.0.0.1 \
-    --port "$bench_port" --workers "$1" --config /dev/null --log-level warn \
+    --port "$bench_port" --workers "$1" --config "${bench_gw_config:-/dev/null}" --log-level warn \
     >> "$bench_tmp/$4.log" 2>&1 &
 }
 

@@ -2,19 +2,19 @@
 #ifndef SFU_CHILD_H
 #define SFU_CHILD_H
 
+#include <sys/types.h>
 #include <uv.h>
-
-#include "shm.h"
 
 /*
  * Right after fork(): names the process's role in its log lines, asks the
  * kernel for SIGTERM when the master dies (a child without its master would
- * serve a registry nobody maintains), checks that the master did not die
- * before that request took effect, ignores SIGHUP (only the master reloads)
+ * serve a registry nobody maintains), checks that the master (master: its
+ * pid, taken before fork()) did not die before that request took effect,
+ * ignores SIGHUP (only the master reloads)
  * and restores SIGCHLD. Returns 0, or -ESRCH when the master is gone.
  * Signals stay blocked, as the master left them, until child_signals.
  */
-int child_start(struct shm_layout *shm, const char *role);
+int child_start(pid_t master, const char *role);
 
 /* The signals every child handles on its own loop, in this order. */
 enum { CHILD_SIGTERM, CHILD_SIGINT, CHILD_SIGQUIT, CHILD_SIGUSR1, CHILD_NSIGNALS };

@@ -95,6 +95,8 @@ struct config {
 	char pid_file[PATH_MAX]; /* "" = none */
 	char user[64]; /* "" = do not drop privileges */
 	char log_file[PATH_MAX]; /* "" = stderr */
+	char access_log[PATH_MAX]; /* [log] access, "" = none */
+	uint32_t upgrade_timeout_ms;
 	bool use_syslog;
 	bool daemonize;
 

@@ -11,6 +11,18 @@
 struct select_snapshot;
 
 /*
+ * What a handler that forwarded the request tells the access log about the
+ * response it is about to send: set right before http_respond* (whose
+ * response hook reads it during that call) and cleared right after, so it
+ * never outlives the one response it describes.
+ */
+struct handler_upstream {
+	const char *sfu; /* the SFU that answered or was tried last; NULL: none */
+	unsigned attempts;
+	int64_t upstream_us; /* waiting on SFUs, all attempts together */
+};
+
+/*
  * The narrow view of a worker that handlers work with. The worker owns it
  * (it outlives every request) and refreshes live from shared memory before
  * each dispatch, so a handler and the callbacks of its upstream requests
@@ -22,6 +34,7 @@ struct handler_ctx {
 	struct metrics_proc *metrics; /* this process's block in shared memory */
 	struct http_client *client; /* to the SFUs */
 	struct select_snapshot *snap; /* this worker's selection snapshot */
+	struct handler_upstream upstream; /* see struct handler_upstream */
 };
 
 typedef void (*handler_fn)(struct handler_ctx *ctx, struct http_conn *c,

@@ -19,8 +19,13 @@
  * without --user does (LSB: "dead with a pid file"). It reads nothing else
  * and touches no other file. detach: point stdin, stdout and stderr at
  * /dev/null (--daemon). Never returns.
+ * A binary upgrade (upgrade.h) hands the pipe to the new master, which
+ * writes KEEPER_MASTER followed by its pid (an int32_t, in one write) once
+ * it has taken over: the pid file then names it, and only a file naming the
+ * current master is removed.
  */
 #define KEEPER_BYE 'x'
+#define KEEPER_MASTER 'm'
 void keeper_run(int fd, struct lockfile *pid_file, struct lockfile *lock, pid_t master,
 		bool detach) __attribute__((noreturn));
 

@@ -30,6 +30,14 @@ struct lockfile {
  */
 int lockfile_acquire(struct lockfile *lf, const char *path, mode_t mode, bool writable,
 		     pid_t *holder);
+/*
+ * Takes over a lock file whose descriptor fd a running master handed on (a
+ * binary upgrade, upgrade.h): the flock() belongs to the open file, which
+ * both masters now share, so the lock is never free in between. Its path
+ * comes from /proc/self/fd, and must still name the same file. 0, or -ENOENT
+ * when the file was removed or replaced meanwhile, or -errno.
+ */
+int lockfile_adopt(struct lockfile *lf, int fd);
 /* Replaces the contents with "<pid>\n" (the pid file). 0 or -errno. */
 int lockfile_write_pid(struct lockfile *lf, pid_t pid);
 /* True while path still names the file we created (and, when pid > 0, holds pid). */

@@ -3,12 +3,15 @@
 #define SFU_REAPER_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "shm.h"
 
-/* Entry point of the reaper process, called right after fork(). */
-int reaper_run(struct shm_layout *shm);
+/* Entry point of the reaper process, called right after fork(); master is the
+ * forking master's pid (child_start). The reaper works only while it holds
+ * the segment's reaper lease (lease.h). */
+int reaper_run(struct shm_layout *shm, pid_t master);
 
 /*
  * One sweep step (Redis activeExpireCycle style): examines slots from *cursor

@@ -9,6 +9,7 @@
 
 #include "affinity.h"
 #include "budget.h"
+#include "lease.h"
 #include "config.h"
 #include "metrics.h"
 #include "registry.h"
@@ -16,7 +17,15 @@
 #include "seqlock.h"
 
 #define SHM_MAGIC 0x31555346574753ULL /* "SGWFSU1" */
-#define SHM_LAYOUT_VERSION 2
+/* Bump on any change of struct shm_layout or of what it contains: a binary
+ * upgrade (upgrade.h) hands the segment to a new binary, which refuses a
+ * version other than its own rather than misread it. tests/test_upgrade.c
+ * holds a fingerprint of the layout and fails when it moves alone. magic,
+ * layout_version, capacity and size stay the first fields in every version,
+ * so that any version can read another's. */
+#ifndef SHM_LAYOUT_VERSION /* the Makefile builds a test binary with another */
+#define SHM_LAYOUT_VERSION 3
+#endif
 
 #define SHM_TUNABLE_WORDS (sizeof(struct config_tunables) / 8)
 _Static_assert(sizeof(struct config_tunables) % 8 == 0, "tunables must be whole words");
@@ -34,12 +43,15 @@ struct shm_live {
 /*
  * The segment. Field writers / readers:
  *  magic, layout_version, size, capacity: master at creation; all read.
- *  master_pid: master at creation; a child compares it with its parent to
- *              see that the master did not die before it started.
- *  n_workers:  master, at start and when a reload resizes the set; health
- *              and metrics read it.
- *  started_ms: master (CLOCK_REALTIME ms); health reads it.
+ *  n_workers:  master, at start and when a reload resizes the set (after a
+ *              binary upgrade, the new master); health and metrics read it.
+ *  started_ms: master at creation (CLOCK_REALTIME ms); health reads it. A
+ *              binary upgrade keeps it: the uptime is the segment's.
  *  budget:     the retry budget; every worker earns and spends (see budget.h).
+ *  reaper_lease: which reaper sweeps, probes and polls (lease.h). While a
+ *              binary upgrade runs two masters, each has a reaper and only
+ *              the holder works. Reapers take, renew and release it; a master
+ *              releases it for a reaper of its own that died.
  *  live:       see struct shm_live.
  *  metrics:    see metrics.h (each process writes its own block).
  *  affinity:   see affinity.h (every worker reads and writes it).
@@ -52,10 +64,11 @@ struct shm_layout {
 	uint32_t layout_version;
 	uint32_t capacity;
 	uint64_t size;
-	_Atomic int32_t master_pid;
 	_Atomic uint32_t n_workers; /* master: size of the active worker set */
+	uint32_t pad;
 	int64_t started_ms;
 	struct budget budget;
+	struct lease reaper_lease;
 	struct shm_live live;
 	struct metrics metrics;
 	struct affinity_table affinity;
@@ -82,6 +95,15 @@ struct shm_segment {
  * shared. 0 or -errno.
  */
 int shm_create(struct shm_segment *seg, uint32_t capacity);
+/*
+ * New master of a binary upgrade: maps the segment the old master handed on
+ * as descriptor fd (upgrade.h), after checking that it is one: a regular
+ * shared-memory file with SHM_MAGIC, this binary's SHM_LAYOUT_VERSION, and
+ * the size its capacity implies. Nothing is written. Returns 0; or -EPROTO
+ * (another layout version), -EINVAL (not a segment of ours, or a size that
+ * does not match) or -errno, with the reason in err.
+ */
+int shm_adopt(struct shm_segment *seg, int fd, char *err, size_t errlen);
 /* Unmaps and closes the descriptor. */
 void shm_destroy(struct shm_segment *seg);
 

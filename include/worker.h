@@ -24,6 +24,7 @@ struct worker {
 	uv_timer_t stop_timer;
 	uv_timer_t linger_timer;
 	uv_timer_t log_timer; /* writes the summaries of rate-limited log lines */
+	uv_timer_t access_timer; /* writes the access log's buffer (accesslog.h) */
 	struct metrics_proc *metrics; /* this worker's block in shared memory */
 	struct handler_ctx hctx; /* what handlers see of this worker */
 	uint32_t shutdown_timeout_ms;
@@ -31,8 +32,11 @@ struct worker {
 	bool stopping;
 };
 
-/* Entry point of a worker process, called right after fork(). Never returns
- * to the master's code: the caller _exit()s with the returned code. */
-int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const struct config *cfg);
+/* Entry point of a worker process, called right after fork(); master is the
+ * forking master's pid (child_start). Once it accepts connections on
+ * listen_fd it writes its index on serving_fd (-1: none) and closes it.
+ * Never returns to the master's code: the caller _exit()s with the code. */
+int worker_run(struct shm_layout *shm, pid_t master, int listen_fd, unsigned index,
+	       const struct config *cfg, int serving_fd);
 
 #endif

@@ -53,6 +53,7 @@ struct channel_req {
 	uint32_t slot;
 	uint64_t generation;
 	uint64_t sent_us;
+	int64_t upstream_us; /* waiting on SFUs so far, for the access log */
 	char address[CONFIG_ADDRESS_MAX];
 	struct select_query q;
 	char *region, *country, *target, *xff; /* point into buf */
@@ -203,9 +204,21 @@ static struct channel_req *channel_alloc(size_t strings)
 	return cr;
 }
 
+/* Tells the access log, for the response about to be sent, which SFU the
+ * request went to (handler.h). channel_done clears it. */
+static void channel_note(struct channel_req *cr)
+{
+	struct handler_upstream *u = &cr->x->upstream;
+
+	u->sfu = cr->attempts > 0 ? cr->address : NULL;
+	u->attempts = cr->attempts;
+	u->upstream_us = cr->upstream_us;
+}
+
 /* Releases the request (its answer was sent). */
 static void channel_done(struct channel_req *cr)
 {
+	memset(&cr->x->upstream, 0, sizeof(cr->x->upstream));
 	if (cr->small && channel_n_free < CHANNEL_FREE_MAX)
 		channel_free_list[channel_n_free++] = cr;
 	else
@@ -221,6 +234,7 @@ static void channel_fail(struct channel_req *cr)
 {
 	struct http_conn *c = cr->c;
 
+	channel_note(cr);
 	if (cr->attempts >= 2) {
 		http_respond_error(c, 503, "no SFU could create the channel", NULL);
 	} else {
@@ -278,8 +292,10 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	struct metrics_proc *m = x->metrics;
 	int64_t now = clock_ms();
 	bool ok2xx = res->error == 0 && res->status >= 200 && res->status < 300;
+	int64_t took_us = clock_us() - (int64_t)cr->sent_us;
 
-	metrics_latency(m, (uint64_t)clock_us() - cr->sent_us);
+	metrics_latency(m, (uint64_t)took_us);
+	cr->upstream_us += took_us;
 	if (ok2xx && channel_body_valid(res->body, res->body_len)) {
 		circuit_success(&slot->cb, &x->shm->registry.health_epoch, m);
 		affinity_record(&x->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
@@ -293,6 +309,7 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		}
 		if (cr->maybe_orphans > 0)
 			metrics_add(m, M_ORPHAN_CHANNELS, cr->maybe_orphans);
+		channel_note(cr);
 		http_respond_json(cr->c, res->status, res->body, res->body_len);
 		channel_done(cr);
 		return;
@@ -307,6 +324,7 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		channel_unassign(x, cr);
 		log_info_limited("channel: SFU statuses relayed",
 				 "channel: sfu=%s status=%d relayed", cr->address, res->status);
+		channel_note(cr);
 		http_respond(cr->c, res->status, NULL, NULL, NULL, 0);
 		channel_done(cr);
 		return;
@@ -439,6 +457,7 @@ static void channel_attempt(struct channel_req *cr)
 			channel_fail(cr);
 			return;
 		}
+		channel_note(cr);
 		switch (rc) {
 		case -EBUSY:
 			metrics_add(x->metrics, M_OVERLOAD_REJECTED, 1);
@@ -475,6 +494,7 @@ static void channel_attempt(struct channel_req *cr)
 	sl = token_resign(cr->tok, cr->signed_len, choice.rec.cold.key, choice.rec.cold.key_len,
 			  headers + hn, sizeof(headers) - (size_t)hn);
 	if (sl < 0) {
+		channel_note(cr);
 		http_respond_error(cr->c, 431, "request headers too large", NULL);
 		channel_done(cr);
 		return;

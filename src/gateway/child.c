@@ -3,19 +3,18 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include "log.h"
 
-int child_start(struct shm_layout *shm, const char *role)
+int child_start(pid_t master, const char *role)
 {
 	log_set_role(role);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	/* The master may have died between fork() and prctl(): then no signal
 	 * would ever come, so look. */
-	if (getppid() != (pid_t)atomic_load(&shm->master_pid))
+	if (getppid() != master)
 		return -ESRCH;
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);

@@ -84,6 +84,14 @@ const struct config_option config_options[] = {
 	  "Open client connections per worker; at the cap a worker stops accepting until "
 	  "one closes. 0 = half of the open-file limit, less 64.",
 	  CFG(t.max_connections) },
+	{ "gateway", "upgrade_timeout_ms", CONFIG_T_INT, "10000", 100, 600000, true,
+	  "How long a binary upgrade (SIGUSR2) waits for the new binary to serve before "
+	  "it stops it and keeps the running one.",
+	  CFG(upgrade_timeout_ms) },
+
+	{ "log", "access", CONFIG_T_STRING, "\"\"", 0, 0, false,
+	  "File to append one JSON line per request to; empty for no access log.",
+	  CFG(access_log) },
 
 	{ "registration", "key", CONFIG_T_KEY, "", 1, CONFIG_KEY_MAX, true,
 	  "Base64 key that signs SFU self-registrations; defaults to [gateway] key.",
@@ -1052,7 +1060,8 @@ void config_usage(FILE *out)
 	fprintf(out, "  %-30s %s\n", "SFU_GATEWAY_NODES",
 		"JSON {\"sfu\":[{\"address\",\"region\",\"key\"}]}, replaces the files' SFUs");
 	fputs("\nPrecedence: command line > environment > secrets file > config file > defaults.\n"
-	      "Signals: HUP reload, TERM/INT graceful stop, QUIT immediate stop, USR1 reopen logs.\n",
+	      "Signals: HUP reload, TERM/INT graceful stop, QUIT immediate stop, USR1 reopen logs,\n"
+	      "USR2 binary upgrade (start the binary on disk, hand it the port and the registry).\n",
 	      out);
 }
 

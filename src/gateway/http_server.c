@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 /*
@@ -143,6 +144,7 @@ static int on_message_begin(llhttp_t *p)
 	struct http_conn *c = p->data;
 
 	c->in_message = true;
+	c->req.start_us = clock_us();
 	/* The request clock starts at its first byte and is never pushed back by
 	 * later bytes, so a client trickling one byte at a time still times out. */
 	c->deadline = uv_now(c->srv->loop) + c->srv->limits.request_timeout_ms;
@@ -344,6 +346,7 @@ static void conn_reset_request(struct http_conn *c)
 	c->req.target_len = c->req.path_len = c->req.query_len = 0;
 	c->req.n_headers = 0;
 	c->req.method = -1;
+	c->req.start_us = 0;
 }
 
 static void conn_build_request(struct http_conn *c)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -50,12 +51,23 @@ void keeper_run(int fd, struct lockfile *pid_file, struct lockfile *lock, pid_t 
 				close(nul);
 		}
 	}
-	do
-		n = read(fd, &c, 1);
-	while (n < 0 && errno == EINTR);
-	if (n == 1 && c == KEEPER_BYE) {
-		keeper_remove(pid_file, master);
-		keeper_remove(lock, 0);
+	for (;;) {
+		int32_t pid;
+
+		do
+			n = read(fd, &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1)
+			break;
+		if (c == KEEPER_BYE) {
+			keeper_remove(pid_file, master);
+			keeper_remove(lock, 0);
+			break;
+		}
+		/* The five bytes of this message were written at once. */
+		if (c == KEEPER_MASTER && read(fd, &pid, sizeof(pid)) == (ssize_t)sizeof(pid) &&
+		    pid > 1)
+			master = (pid_t)pid;
 	}
 	_exit(0);
 }

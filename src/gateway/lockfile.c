@@ -159,6 +159,31 @@ int lockfile_acquire(struct lockfile *lf, const char *path, mode_t mode, bool wr
 	return -EAGAIN;
 }
 
+int lockfile_adopt(struct lockfile *lf, int fd)
+{
+	char link[64];
+	struct stat st, now;
+	ssize_t n;
+
+	memset(lf, 0, sizeof(*lf));
+	lf->fd = -1;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, lf->path, sizeof(lf->path) - 1);
+	if (n <= 0 || (size_t)n >= sizeof(lf->path) - 1)
+		return n < 0 ? -errno : -ENAMETOOLONG;
+	lf->path[n] = '\0';
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	/* A removed file reads "path (deleted)": then lstat finds another or none. */
+	if (!S_ISREG(st.st_mode) || lstat(lf->path, &now) != 0 || now.st_dev != st.st_dev ||
+	    now.st_ino != st.st_ino)
+		return -ENOENT;
+	lf->fd = fd;
+	lf->dev = st.st_dev;
+	lf->ino = st.st_ino;
+	return 0;
+}
+
 int lockfile_write_pid(struct lockfile *lf, pid_t pid)
 {
 	char buf[32];

@@ -1,6 +1,7 @@
 /* sfu-gateway entry point: command line, --help/--version/--check-config, then the master. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "master.h"
 #include "runas.h"
 #include "safefile.h"
+#include "upgrade.h"
 
 /*
  * --daemon: closes every descriptor above stderr that the caller left open
@@ -77,9 +79,20 @@ int main(int argc, char **argv)
 	static struct config_cli cli;
 	char err[512];
 	int rc, ready_fd = -1;
+	bool upgrading;
 	enum log_level lvl;
 
 	log_set_role("main");
+	/* Before anything opens a descriptor or touches argv: a binary upgrade
+	 * execs this same path with this same argv (upgrade.h). */
+	upgrade_init(argv);
+	rc = upgrade_read_env(err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "sfu-gateway: %s\n", err);
+		upgrade_refuse("%s", err);
+		return 1;
+	}
+	upgrading = rc == 1;
 	if (config_cli_parse(argc, argv, &cli) != 0) {
 		fputs("Try 'sfu-gateway --help'.\n", stderr);
 		return 2;
@@ -92,13 +105,16 @@ int main(int argc, char **argv)
 		printf("sfu-gateway %s\n", SFU_VERSION);
 		return 0;
 	}
-	if (cli.daemonize)
+	/* A new binary of an upgrade keeps what the old master handed it, and is
+	 * already detached: its parent is that master. */
+	if (cli.daemonize && !upgrading)
 		main_close_inherited();
 	if (cli.log_level != NULL && log_level_parse(cli.log_level, &lvl) == 0)
 		log_set_level(lvl);
 	rc = config_load(&cfg, &cli, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "sfu-gateway: %s\n", err);
+		upgrade_refuse("%s", err);
 		return 1;
 	}
 	if (cli.check_config) {
@@ -118,6 +134,8 @@ int main(int argc, char **argv)
 		if (rc != 0) {
 			fprintf(stderr, "sfu-gateway: cannot switch to user %s: %s\n", cfg.user,
 				rc == -ENOENT ? "no such user" : strerror(-rc));
+			upgrade_refuse("cannot switch to user %s: %s", cfg.user,
+				       rc == -ENOENT ? "no such user" : strerror(-rc));
 			return 1;
 		}
 		log_set_owner(uid);
@@ -126,9 +144,10 @@ int main(int argc, char **argv)
 	if (rc != 0) {
 		fprintf(stderr, "sfu-gateway: cannot open log file %s: %s\n", cfg.log_file,
 			safefile_strerror(rc));
+		upgrade_refuse("cannot open log file %s: %s", cfg.log_file, safefile_strerror(rc));
 		return 1;
 	}
-	if (cfg.daemonize) {
+	if (cfg.daemonize && !upgrading) {
 		ready_fd = main_daemonize();
 		if (ready_fd < 0)
 			fatal("main: daemonize failed: %s", strerror(-ready_fd));

@@ -9,6 +9,7 @@
 #include "child.h"
 #include "clock.h"
 #include "keycheck.h"
+#include "lease.h"
 #include "log.h"
 #include "probe.h"
 #include "regpoll.h"
@@ -27,6 +28,9 @@ struct reaper {
 	struct prober *prober;
 	struct keycheck *keycheck;
 	struct regpoll *regpoll;
+	int32_t pid;
+	bool holding; /* holds the reaper lease (lease.h): may work */
+	bool told_standby; /* said once that another reaper holds it */
 };
 
 int reaper_sweep(struct registry *r, uint32_t *cursor, uint32_t stale_after_ms, int64_t now_ms,
@@ -68,6 +72,29 @@ int reaper_sweep(struct registry *r, uint32_t *cursor, uint32_t stale_after_ms, 
 	return removed;
 }
 
+/*
+ * One reaper works at a time: while a binary upgrade runs two masters on one
+ * segment, the new master's reaper stands by until the old one has left
+ * (it releases the lease when stopped) or stalled for LEASE_TTL_MS. True when
+ * this one may work this tick.
+ */
+static bool reaper_lease_tick(struct reaper *rp)
+{
+	bool held = lease_hold(&rp->shm->reaper_lease, rp->pid, clock_ms(), LEASE_TTL_MS);
+
+	if (held && !rp->holding)
+		log_info("reaper: working (holds the reaper lease)");
+	else if (!held && rp->holding)
+		log_warn("reaper: reaper pid=%d took the lease over; standing by",
+			 (int)lease_holder(&rp->shm->reaper_lease));
+	else if (!held && !rp->told_standby)
+		log_info("reaper: standing by while reaper pid=%d works",
+			 (int)lease_holder(&rp->shm->reaper_lease));
+	rp->told_standby = rp->told_standby || !held;
+	rp->holding = held;
+	return held;
+}
+
 static void reaper_on_tick(uv_timer_t *t)
 {
 	struct reaper *rp = t->data;
@@ -79,6 +106,8 @@ static void reaper_on_tick(uv_timer_t *t)
 		if (rp->regpoll != NULL)
 			regpoll_configure(rp->regpoll, &rp->live, clock_ms());
 	}
+	if (!reaper_lease_tick(rp))
+		return;
 	n = reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, clock_ms(),
 			 REAPER_BUDGET_US);
 	if (n > 0)
@@ -93,25 +122,30 @@ static void reaper_on_tick(uv_timer_t *t)
 
 static void reaper_on_signal(uv_signal_t *s, int signum)
 {
-	(void)s;
+	struct reaper *rp = s->data;
+
 	if (signum == SIGUSR1) {
 		log_reopen();
 		return;
 	}
 	/* libuv runs this callback from the loop, never inside a registry write,
-	 * and the reaper has nothing to flush: probes in flight are abandoned. */
+	 * and the reaper has nothing to flush: probes in flight are abandoned.
+	 * The lease goes at once, so the other master's reaper of a binary
+	 * upgrade takes over at its next tick. */
+	lease_release(&rp->shm->reaper_lease, rp->pid);
 	_exit(0);
 }
 
-int reaper_run(struct shm_layout *shm)
+int reaper_run(struct shm_layout *shm, pid_t master)
 {
 	static struct reaper rpk;
 	struct reaper *rp = &rpk;
 
-	if (child_start(shm, "reaper") != 0)
+	if (child_start(master, "reaper") != 0)
 		return 1;
 	memset(rp, 0, sizeof(*rp));
 	rp->shm = shm;
+	rp->pid = (int32_t)getpid();
 	shm_live_refresh(shm, &rp->live, &rp->live_version);
 	if (uv_loop_init(&rp->loop) != 0) {
 		log_error("reaper: uv_loop_init() failed");

@@ -90,10 +90,84 @@ int shm_create(struct shm_segment *seg, uint32_t capacity)
 		close(fd);
 		return rc;
 	}
-	atomic_store(&l->master_pid, (int32_t)getpid());
 	seg->fd = fd;
 	seg->layout = l;
 	seg->size = size;
+	return 0;
+}
+
+/* The first fields of a segment, as shm_adopt reads them before mapping it. */
+struct shm_head {
+	uint64_t magic;
+	uint32_t layout_version;
+	uint32_t capacity;
+	uint64_t size;
+};
+_Static_assert(offsetof(struct shm_layout, magic) == offsetof(struct shm_head, magic) &&
+		       offsetof(struct shm_layout, layout_version) ==
+			       offsetof(struct shm_head, layout_version) &&
+		       offsetof(struct shm_layout, capacity) == offsetof(struct shm_head, capacity) &&
+		       offsetof(struct shm_layout, size) == offsetof(struct shm_head, size),
+	       "struct shm_head must be the start of struct shm_layout");
+
+int shm_adopt(struct shm_segment *seg, int fd, char *err, size_t errlen)
+{
+	struct stat st;
+	struct shm_head head;
+	struct shm_layout *l;
+	uint32_t reg_capacity = 0;
+	size_t want;
+	int rc;
+
+	memset(seg, 0, sizeof(*seg));
+	seg->fd = -1;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		snprintf(err, errlen, "fstat() of descriptor %d failed: %s", fd, strerror(-rc));
+		return rc;
+	}
+	/* pread() copies the header without mapping anything that could turn out
+	 * shorter than it claims. */
+	if (!S_ISREG(st.st_mode) || (size_t)st.st_size < offsetof(struct shm_layout, registry) ||
+	    pread(fd, &head, sizeof(head), 0) != (ssize_t)sizeof(head)) {
+		snprintf(err, errlen, "descriptor %d is not a shared-memory segment of sfu-gateway",
+			 fd);
+		return -EINVAL;
+	}
+	if (head.magic != SHM_MAGIC) {
+		snprintf(err, errlen,
+			 "descriptor %d is not a shared-memory segment of sfu-gateway (bad magic)",
+			 fd);
+		return -EINVAL;
+	}
+	if (head.layout_version != SHM_LAYOUT_VERSION) {
+		snprintf(err, errlen,
+			 "the running gateway's shared memory has layout version %u; this binary "
+			 "reads version %u only",
+			 head.layout_version, (unsigned)SHM_LAYOUT_VERSION);
+		return -EPROTO;
+	}
+	want = offsetof(struct shm_layout, registry) + registry_size(head.capacity);
+	if (head.capacity == 0 || head.size != want || (uint64_t)st.st_size != head.size ||
+	    pread(fd, &reg_capacity, sizeof(reg_capacity),
+		  (off_t)(offsetof(struct shm_layout, registry) +
+			  offsetof(struct registry, capacity))) != (ssize_t)sizeof(reg_capacity) ||
+	    reg_capacity != head.capacity) {
+		snprintf(err, errlen,
+			 "the running gateway's shared memory is %lld bytes for %u SFUs, not the "
+			 "%zu bytes this binary expects",
+			 (long long)st.st_size, head.capacity, want);
+		return -EINVAL;
+	}
+	l = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (l == MAP_FAILED) {
+		rc = -errno;
+		snprintf(err, errlen, "mmap() of the shared memory failed: %s", strerror(-rc));
+		return rc;
+	}
+	seg->fd = fd;
+	seg->layout = l;
+	seg->size = want;
 	return 0;
 }
 

@@ -1,12 +1,15 @@
 /* Worker: one libuv loop, created after fork, serving the HTTP API lock-free against the registry. */
 #include "worker.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "child.h"
+#include "clock.h"
 #include "log.h"
 #include "route.h"
 #include "select.h"
@@ -65,6 +68,25 @@ static void worker_on_response(void *ctx, const struct http_request *req, int st
 	struct worker *w = ctx;
 
 	metrics_request(w->metrics, route_index(req), status);
+	if (accesslog_enabled()) {
+		const struct handler_upstream *u = &w->hctx.upstream;
+		struct accesslog_entry e = {
+			.wall_ms = clock_wall_ms(),
+			.client = req->peer,
+			.method = req->method,
+			.target = req->target,
+			.target_len = req->target_len,
+			.status = status,
+			.sfu = u->sfu,
+			.attempts = u->attempts,
+			.upstream_us = u->upstream_us,
+			.total_us = req->start_us > 0 ? clock_us() - req->start_us : 0,
+		};
+
+		accesslog_write(&e);
+	}
+	/* The note described this response only (handler.h). */
+	memset(&w->hctx.upstream, 0, sizeof(w->hctx.upstream));
 }
 
 static void worker_handle(struct http_conn *c, const struct http_request *req, void *ctx)
@@ -80,9 +102,19 @@ static void worker_handle(struct http_conn *c, const struct http_request *req, v
  * the last to finish, and the process keeps no state that needs flushing. */
 static void worker_finish(struct worker *w)
 {
-	/* Counts of rate-limited log lines must not die with the worker. */
+	/* Counts of rate-limited log lines must not die with the worker, nor
+	 * the access log's buffered lines. */
 	log_limit_flush(1);
+	accesslog_flush();
 	uv_stop(&w->loop);
+}
+
+/* Writes the access log's buffered lines: a quiet worker's lines reach the
+ * file within ACCESSLOG_FLUSH_MS, a busy worker's when its buffer fills. */
+static void worker_on_access_tick(uv_timer_t *t)
+{
+	(void)t;
+	accesslog_flush();
 }
 
 /* Sums up the log lines a flood had rate-limited once it stopped (log.h). */
@@ -123,10 +155,13 @@ static void worker_on_signal(uv_signal_t *s, int signum)
 	if (signum == SIGUSR1) {
 		if (log_reopen() != 0)
 			log_warn("worker: log_reopen() failed");
+		if (accesslog_reopen() != 0)
+			log_warn("worker: accesslog_reopen() failed");
 		return;
 	}
 	if (signum == SIGQUIT) {
-		/* Immediate stop: no draining. */
+		/* Immediate stop: no draining; what the access log holds is one write. */
+		accesslog_flush();
 		_exit(0);
 	}
 	if (w->stopping)
@@ -137,14 +172,33 @@ static void worker_on_signal(uv_signal_t *s, int signum)
 	uv_timer_start(&w->linger_timer, worker_on_linger_done, WORKER_LINGER_MS, 0);
 }
 
-int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const struct config *cfg)
+/* Tells the master this worker accepts connections (its readiness, notify.h):
+ * its index, in one write, on the pipe the master gave it. */
+static void worker_say_serving(int fd, unsigned index)
+{
+	uint32_t v = index;
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	do
+		n = write(fd, &v, sizeof(v));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(v))
+		log_warn("worker: write() to the master's readiness pipe failed: %s",
+			 n < 0 ? strerror(errno) : "short write");
+	close(fd);
+}
+
+int worker_run(struct shm_layout *shm, pid_t master, int listen_fd, unsigned index,
+	       const struct config *cfg, int serving_fd)
 {
 	static struct worker wk;
 	struct worker *w = &wk;
 	struct http_limits lim = { WORKER_REQUEST_TIMEOUT_MS, WORKER_IDLE_TIMEOUT_MS };
 	int rc;
 
-	if (child_start(shm, "worker") != 0)
+	if (child_start(master, "worker") != 0)
 		return 1;
 	memset(w, 0, sizeof(*w));
 	w->shm = shm;
@@ -179,6 +233,12 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	uv_timer_start(&w->log_timer, worker_on_log_tick, LOG_LIMIT_WINDOW_MS, LOG_LIMIT_WINDOW_MS);
 	/* It must not keep the loop alive on its own. */
 	uv_unref((uv_handle_t *)&w->log_timer);
+	uv_timer_init(&w->loop, &w->access_timer);
+	if (accesslog_enabled()) {
+		uv_timer_start(&w->access_timer, worker_on_access_tick, ACCESSLOG_FLUSH_MS,
+			       ACCESSLOG_FLUSH_MS);
+		uv_unref((uv_handle_t *)&w->access_timer);
+	}
 	rc = child_signals(&w->loop, w->sigs, worker_on_signal, w);
 	if (rc != 0) {
 		log_error("worker: uv_signal_start() failed: %s", uv_strerror(rc));
@@ -195,6 +255,7 @@ int worker_run(struct shm_layout *shm, int listen_fd, unsigned index, const stru
 	w->server.acceptor.pause_ctx = w;
 	w->server.acceptor.max_conns = worker_max_connections(w);
 	log_debug("worker: %u serving", index);
+	worker_say_serving(serving_fd, index);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	return 0;
 }
