@@ -15,17 +15,6 @@
 #include "registry.h"
 #include "token.h"
 
-/* What a valid heartbeat body says. */
-struct heartbeat {
-	bool up;
-	char address[CONFIG_ADDRESS_MAX];
-	char region[CONFIG_REGION_MAX];
-	uint8_t key[CONFIG_KEY_MAX];
-	size_t key_len;
-	uint32_t channels, sessions, max_sessions;
-	double cpu, memory;
-};
-
 bool heartbeat_allowed(const struct config_cidr *allow, size_t n, const char *ip)
 {
 	struct config_cidr peer;
@@ -120,9 +109,8 @@ static const char *heartbeat_string(struct json_object *o, const char *name)
 	return json_object_get_string(v);
 }
 
-/* Parses and validates the body; err names the offending field. */
-static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, char *err,
-			   size_t errlen)
+int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, char *err,
+		    size_t errlen)
 {
 	struct json_tokener *tok = json_tokener_new();
 	struct json_object *o = NULL;
