@@ -123,6 +123,12 @@ FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) \
 FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_ARGS ?=
 
+ifneq ($(filter fuzz fuzz-smoke,$(MAKECMDGOALS)),)
+ifeq ($(shell command -v $(FUZZ_CC) 2>/dev/null),)
+$(error $(FUZZ_CC) not found: make fuzz needs clang and libclang-rt-14-dev (scripts/deps.sh test))
+endif
+endif
+
 fuzz: $(FUZZ_BIN)
 
 $(FUZZ_BUILD)/obj/%.o: src/%.c

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs the whole test suite on a fresh Debian 12 machine: installs what it needs, builds, tests.
+# Runs the whole test suite on a fresh Debian 12 machine: installs what it needs, builds, tests,
+# then runs every libFuzzer target briefly on its seed corpus (make fuzz-smoke, about 30 s).
 # Usage: scripts/test.sh [--asan]
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,3 +13,5 @@ else
   make -j"$jobs" all
   make -j"$jobs" check
 fi
+make -j"$jobs" fuzz
+make fuzz-smoke
