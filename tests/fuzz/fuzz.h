@@ -21,4 +21,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 		}                                                                     \
 	} while (0)
 
+/* Whether c may appear in a one-line message: no line break, no other control
+ * character (a log reader's terminal must not be steered); a tab may, as TOML
+ * allows it in quoted keys, which messages quote. */
+static inline int fuzz_one_line_char(char c)
+{
+	return c == '\t' || ((unsigned char)c >= 0x20 && c != 0x7f);
+}
+
 #endif

@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(memcmp(&cfg, &before, sizeof(cfg)) == 0);
 		FUZZ_CHECK(err[0] != '\0');
 		for (const char *p = err; *p != '\0'; p++)
-			FUZZ_CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+			FUZZ_CHECK(fuzz_one_line_char(*p));
 		FUZZ_CHECK(!fuzz_err_quotes_key((const char *)data, size, err));
 		return 0;
 	}

@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(rc == -EINVAL);
 		FUZZ_CHECK(err[0] != '\0' && memchr(err, '\0', sizeof(err)) != NULL);
 		for (const char *p = err; *p != '\0'; p++)
-			FUZZ_CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+			FUZZ_CHECK(fuzz_one_line_char(*p));
 		free(body);
 		return 0;
 	}
