@@ -1,6 +1,6 @@
 # sfu-gateway: one GNU Makefile. Targets: all check install uninstall clean demo bench,
-# plus sanitizer (check-asan) and valgrind (check-valgrind) variants and the suite against
-# the real odoo/sfu (check-interop).
+# plus sanitizer (check-asan) and valgrind (check-valgrind) variants, the suite against
+# the real odoo/sfu (check-interop) and libFuzzer targets (fuzz, fuzz-smoke).
 
 CC      ?= cc
 BUILD   ?= build
@@ -59,7 +59,8 @@ INTEROP := $(BUILD)/tests/interop-run
 TEST_JOBS ?= 2
 TEST_ARGS ?=
 
-.PHONY: deb all check check-interop check-asan check-valgrind asan install uninstall clean demo bench deps
+.PHONY: deb all check check-interop check-asan check-valgrind asan install uninstall clean demo bench deps \
+        fuzz fuzz-smoke
 
 all: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG)
 
@@ -154,6 +155,65 @@ check-valgrind: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER) $(LAYOUT_BIN)
 
 deps:
 	scripts/deps.sh test
+
+# libFuzzer targets, built with clang into their own directory so that the
+# normal build (any CC) is untouched. Everything they link is instrumented,
+# llhttp included, so coverage follows the parser into the generated code.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-strict-aliasing $(WARN) $(PKG_CFLAGS) $(FUZZ_SAN) \
+                -fsanitize=fuzzer-no-link
+FUZZ_TARGETS := token toml config heartbeat jscan stats http
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_LIB     := $(FUZZ_BUILD)/libsfugw.a
+FUZZ_LIB_OBJ := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(COMMON_SRC) $(GATEWAY_SRC)) \
+                $(LLHTTP_OBJ:$(BUILD)/llhttp/%=$(FUZZ_BUILD)/llhttp/%)
+# fuzz-smoke: seconds per target (7 targets); new inputs go to a scratch
+# directory, never into the seed corpora under tests/fuzz/corpus.
+FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_ARGS ?=
+
+ifneq ($(filter fuzz fuzz-smoke,$(MAKECMDGOALS)),)
+ifeq ($(shell command -v $(FUZZ_CC) 2>/dev/null),)
+$(error $(FUZZ_CC) not found: make fuzz needs clang and libclang-rt-14-dev (scripts/deps.sh test))
+endif
+endif
+
+fuzz: $(FUZZ_BIN)
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(LLHTTP_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/tests/%.o: tests/fuzz/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) -Itests/fuzz $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz_%.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# Each target on its seed corpus for a few seconds; any crash, leak, timeout or
+# sanitizer report fails (libFuzzer exits non-zero).
+fuzz-smoke: $(FUZZ_BIN)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  out=$(FUZZ_BUILD)/smoke/$$t; rm -rf $$out; mkdir -p $$out/new $$out/artifacts; \
+	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  echo "fuzz-smoke: $$t ($(FUZZ_SMOKE_SECONDS) s)"; \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SMOKE_SECONDS) -timeout=10 \
+	    -print_final_stats=1 $$dict -artifact_prefix=$$out/artifacts/ $(FUZZ_ARGS) \
+	    $$out/new tests/fuzz/corpus/$$t > $$out/log 2>&1 \
+	    || { tail -n 60 $$out/log; echo "fuzz-smoke: $$t failed (log: $$out/log)"; exit 1; }; \
+	  grep -E '^#[0-9]+.*DONE' $$out/log | tr '\n' ' '; echo; \
+	done
 
 demo: $(GATEWAY) $(MOCK)
 	scripts/demo.sh

@@ -2,7 +2,8 @@
 # Runs the whole test suite on a fresh Debian 12 machine: installs what it needs, builds, tests.
 # After the main suite comes the interop suite against the real odoo/sfu (make check-interop),
 # then the check that the odoo/sfu patches of etc/odoo-sfu still apply, type-check and pass
-# their jest suites (scripts/odoo-sfu-patch-check.sh).
+# their jest suites (scripts/odoo-sfu-patch-check.sh), and every libFuzzer target
+# briefly on its seed corpus (make fuzz-smoke, about 30 s).
 # Usage: scripts/test.sh [--asan]
 set -eu
 cd "$(dirname "$0")/.."
@@ -17,3 +18,5 @@ else
   make -j"$jobs" check-interop
   scripts/odoo-sfu-patch-check.sh
 fi
+make -j"$jobs" fuzz
+make fuzz-smoke

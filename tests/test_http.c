@@ -543,6 +543,23 @@ Test(http, malformed, .fini = harness_cleanup, .timeout = 30)
 	http_assert_no_worker_died(p);
 }
 
+/* A header line starting with ':' has an empty name, which llhttp 8 lets
+ * through (found by tests/fuzz/fuzz_http): it is a malformed request. */
+Test(http, empty_header_name, .fini = harness_cleanup, .timeout = 30)
+{
+	static const char *const bad[] = {
+		"GET /noop HTTP/1.1\r\n: x\r\nHost: x\r\n\r\n",
+		"GET /noop HTTP/1.1\r\nHost: x\r\n:\r\n\r\n",
+		"GET /noop HTTP/1.1\n:\r\n\n", /* the fuzzer's own, minimised */
+	};
+	struct harness_proc *p = http_gateway();
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		http_expect_fail(p->port, bad[i], strlen(bad[i]), 400, (int)i);
+	http_assert_prompt_noop(p->port);
+	http_assert_no_worker_died(p);
+}
+
 Test(http, versions, .fini = harness_cleanup, .timeout = 30)
 {
 	/* Only HTTP/1.x is spoken. A request line without a version is HTTP/0.9,

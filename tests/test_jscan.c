@@ -174,6 +174,99 @@ Test(jscan, numbers)
 	cr_expect_eq(jscan_int64(&s.last, &v), -EINVAL, "a string is not a number");
 }
 
+/* Builds {"n":<prefix><zeros x count><suffix>} in a heap buffer. */
+static char *jscan_t_long_number(const char *prefix, size_t zeros, const char *suffix)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix);
+	char *t = malloc(6 + pl + zeros + sl + 2);
+
+	cr_assert_not_null(t);
+	memcpy(t, "{\"n\":", 5);
+	memcpy(t + 5, prefix, pl);
+	memset(t + 5 + pl, '0', zeros);
+	memcpy(t + 5 + pl + zeros, suffix, sl);
+	memcpy(t + 5 + pl + zeros + sl, "}", 2);
+	return t;
+}
+
+/* Numbers too long for jscan_double's buffer (found by tests/fuzz/fuzz_jscan):
+ * they were read as +-HUGE_VAL by their sign alone, so 0.000...1 was infinite
+ * and an exp claim written that way never expired. strtod on the whole text
+ * is the reference. */
+Test(jscan, long_numbers_keep_their_value)
+{
+	static const struct {
+		const char *prefix;
+		size_t zeros;
+		const char *suffix;
+		int64_t want;
+	} cases[] = {
+		{ "0.", 600, "1", 0 },
+		{ "-0.", 600, "5", 0 },
+		{ "1", 520, "e-520", 1 },
+		{ "1700000030.", 700, "", 1700000030 },
+		{ "-1699999999", 0, ".99", -1699999999 },
+		{ "0.", 2000, "", 0 },
+		{ "-", 0, "0", 0 },
+		{ "12345678901234567890", 600, "E-610", 1234567890 },
+		{ "9", 600, "", INT64_MAX },
+		{ "-9", 600, "", INT64_MIN },
+		{ "1", 0, "e-99999999999999999999999", 0 },
+		{ "0.", 700, "1e999999999999999999999", INT64_MAX },
+	};
+	struct jscan_t_seen s = { 0 };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *t = jscan_t_long_number(cases[i].prefix, cases[i].zeros, cases[i].suffix);
+		char *num;
+		double d, want;
+		int64_t v;
+
+		s.n = 0;
+		cr_assert_eq(jscan_object(t, strlen(t), jscan_t_collect, &s), 0, "case %zu", i);
+		num = strndup(s.last.val, s.last.val_len);
+		want = strtod(num, NULL);
+		cr_assert_eq(jscan_double(&s.last, &d), 0);
+		cr_expect_eq(d, want, "case %zu (%zu chars): %g, strtod says %g", i,
+			     s.last.val_len, d, want);
+		cr_assert_eq(jscan_int64(&s.last, &v), 0);
+		cr_expect_eq(v, cases[i].want, "case %zu gave %lld", i, (long long)v);
+		free(num);
+		free(t);
+	}
+}
+
+/* Many significant digits: the value strtod gives for the whole text, digit
+ * strings from a fixed pseudo-random sequence. */
+Test(jscan, long_numbers_many_digits)
+{
+	unsigned r = 777;
+
+	for (int round = 0; round < 200; round++) {
+		size_t digits = 400 + (size_t)(r % 1200);
+		char *t = malloc(digits + 64), *num;
+		struct jscan_t_seen s = { 0 };
+		size_t n = 0;
+		double d;
+
+		cr_assert_not_null(t);
+		n += (size_t)sprintf(t, "{\"n\":%s", round & 1 ? "-" : "");
+		for (size_t i = 0; i < digits; i++) {
+			r = r * 1103515245u + 12345u;
+			t[n++] = (char)('0' + (i == 0 ? 1 + (r >> 16) % 9 : (r >> 16) % 10));
+			if (i == (size_t)round % 50)
+				t[n++] = '.';
+		}
+		n += (size_t)sprintf(t + n, "e%d}", (int)(r % 800) - 400 - (int)digits);
+		cr_assert_eq(jscan_object(t, n, jscan_t_collect, &s), 0);
+		num = strndup(s.last.val, s.last.val_len);
+		cr_assert_eq(jscan_double(&s.last, &d), 0);
+		cr_expect_eq(d, strtod(num, NULL), "round %d: %.17g for %.40s...", round, d, num);
+		free(num);
+		free(t);
+	}
+}
+
 /* Random bytes and random cuts of valid documents never crash or overread
  * (ASan watches the exact-size heap copies). */
 Test(jscan, random_input_is_safe, .timeout = 20)

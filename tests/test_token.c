@@ -308,6 +308,28 @@ Test(token, time_claims)
 	cr_assert_not(t.has_exp);
 }
 
+/* A time claim longer than jscan's number buffer keeps its value (found by
+ * tests/fuzz/fuzz_jscan): 0.000...1 used to read as infinity, a token that
+ * never expired where JSON.parse, and so the SFU, sees an expired one. */
+Test(token, long_number_claims)
+{
+	char claims[2048];
+	struct token t;
+	int n;
+
+	n = snprintf(claims, sizeof(claims), "{\"iss\": \"i\", \"exp\": 0.%0600d1}", 0);
+	cr_assert_lt(n, (int)sizeof(claims));
+	cr_assert_eq(tt_claims_status(claims, true, NULL), TOKEN_EXPIRED);
+	snprintf(claims, sizeof(claims), "{\"iss\": \"i\", \"exp\": 1699999999.%0600d}", 0);
+	cr_assert_eq(tt_claims_status(claims, true, NULL), TOKEN_EXPIRED);
+	snprintf(claims, sizeof(claims), "{\"iss\": \"i\", \"exp\": 1700000030.%0600d}", 0);
+	cr_assert_eq(tt_claims_status(claims, true, &t), TOKEN_OK);
+	cr_assert_eq(t.exp, TT_NOW + 30);
+	snprintf(claims, sizeof(claims), "{\"iss\": \"i\", \"nbf\": -0.%0600d1}", 0);
+	cr_assert_eq(tt_claims_status(claims, true, &t), TOKEN_OK);
+	cr_assert_eq(t.nbf, 0);
+}
+
 Test(token, iss_rules)
 {
 	char claims[4096], iss[2001];

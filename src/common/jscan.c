@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,6 +317,75 @@ ssize_t jscan_string(const struct jscan_member *m, char *out, size_t outcap)
 	return jscan_decode(m->val, m->val_len, out, outcap);
 }
 
+/* Significant digits kept when a number is rewritten to fit jscan_double's buffer. */
+#define JSCAN_NUM_DIGITS 480
+/* Exponents are clamped here: far past any double, far below int64 overflow. */
+#define JSCAN_EXP_CLAMP INT64_C(1000000000000000)
+
+/*
+ * Writes a validated JSON number that is too long for jscan_double's buffer
+ * as an equal one that fits: "[-]<digits>e<exponent>", with the leading zeros
+ * and the decimal point folded into the exponent. Past JSCAN_NUM_DIGITS
+ * significant digits the rest is dropped and a final 1 stands for any nonzero
+ * digit among them, so strtod rounds as it would on the whole text; only below
+ * about 1e-180, where a point halfway between two doubles can have more
+ * significant digits than that, could it in theory round differently.
+ */
+static void jscan_number_compact(const char *v, size_t len, char *buf, size_t cap)
+{
+	const char *p = v, *end = v + len;
+	size_t n = 0, kept = 0;
+	int64_t scale = 0, exp10 = 0;
+	bool sticky = false, neg_exp = false;
+
+	if (p < end && *p == '-')
+		buf[n++] = *p++;
+	for (; p < end && (*p == '.' || (*p >= '0' && *p <= '9')); p++) {
+		if (*p == '.') {
+			for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+				if (kept == 0 && *p == '0') {
+					scale--;
+				} else if (kept < JSCAN_NUM_DIGITS) {
+					buf[n++] = *p;
+					kept++;
+					scale--;
+				} else if (*p != '0') {
+					sticky = true;
+				}
+			}
+			break;
+		}
+		if (kept == 0 && *p == '0')
+			continue;
+		if (kept < JSCAN_NUM_DIGITS) {
+			buf[n++] = *p;
+			kept++;
+		} else {
+			scale++;
+			sticky = sticky || *p != '0';
+		}
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			neg_exp = *p++ == '-';
+		for (; p < end; p++)
+			if (exp10 < JSCAN_EXP_CLAMP)
+				exp10 = exp10 * 10 + (*p - '0');
+	}
+	if (kept == 0) {
+		buf[n++] = '0';
+		buf[n] = '\0';
+		return;
+	}
+	if (sticky) {
+		buf[n++] = '1';
+		scale--;
+	}
+	scale += neg_exp ? -exp10 : exp10;
+	snprintf(buf + n, cap - n, "e%lld", (long long)scale);
+}
+
 int jscan_double(const struct jscan_member *m, double *out)
 {
 	char buf[512];
@@ -323,9 +393,10 @@ int jscan_double(const struct jscan_member *m, double *out)
 	if (m->type != JSCAN_NUMBER)
 		return -EINVAL;
 	if (m->val_len >= sizeof(buf)) {
-		/* Hundreds of digits: only the sign and the order of magnitude matter
-		 * to the callers, and strtod needs a terminated copy. */
-		*out = m->val[0] == '-' ? -HUGE_VAL : HUGE_VAL;
+		/* strtod needs a terminated copy; hundreds of digits are rewritten
+		 * to an equal number that fits rather than allocated for. */
+		jscan_number_compact(m->val, m->val_len, buf, sizeof(buf));
+		*out = strtod(buf, NULL);
 		return 0;
 	}
 	memcpy(buf, m->val, m->val_len);

@@ -36,16 +36,6 @@ _Static_assert(REGISTRY_TOMB_KEEP_MS >= 2 * HEARTBEAT_IAT_WINDOW_S * 1000,
 /* base64url without padding of a SHA-256 digest. */
 #define HEARTBEAT_SHA256_CHARS BASE64URL_ENCODED_LEN(SHA256_DIGEST_LENGTH)
 
-/* What a valid heartbeat body says. */
-struct heartbeat {
-	bool up;
-	char address[CONFIG_ADDRESS_MAX];
-	char region[CONFIG_REGION_MAX];
-	uint8_t key[CONFIG_KEY_MAX];
-	size_t key_len;
-	struct sfu_hot load; /* channels, sessions, max_sessions, cpu, memory */
-};
-
 /* A string field: *out NULL when absent or null (an error only when required:
  * "missing field"), -EINVAL with "invalid field" when it is not a string. */
 static int heartbeat_string(struct json_object *o, const char *name, bool required,
@@ -78,8 +68,8 @@ static int heartbeat_string(struct json_object *o, const char *name, bool requir
 #define HEARTBEAT_RULE_KEY "must be base64 of 1 to 128 bytes"
 
 /* Parses and validates the body; err names the offending field. */
-static int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, char *err,
-			   size_t errlen)
+int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, char *err,
+		    size_t errlen)
 {
 	struct json_tokener *tok = json_tokener_new();
 	struct json_object *o = NULL;

@@ -194,9 +194,14 @@ static int on_header_field_complete(llhttp_t *p)
 	struct http_conn *c = p->data;
 	struct hdr_span *h = &c->hdr[c->n_hdr];
 
-	if (c->hdr_state != HDR_FIELD) /* cannot happen: llhttp rejects empty names */
+	if (c->hdr_state != HDR_FIELD)
 		return -1;
 	h->name_len = (uint32_t)(c->head_len - h->name_off);
+	/* A name is one or more token characters, but llhttp 8 passes a line
+	 * starting with ':' as an empty one: refuse it (400) rather than hand
+	 * the handler a header that a proxy in front may have read otherwise. */
+	if (h->name_len == 0)
+		return -1;
 	c->hdr_state = HDR_NONE;
 	return conn_head_terminate(c) ? 0 : -1;
 }
