@@ -214,18 +214,16 @@ Test(package, logrotate_reopens_the_live_gateways_logs, .fini = harness_cleanup,
 		poll(NULL, 0, 100);
 	}
 	{
-		char hb_auth[4096], body[512], claims[256];
+		char body[512];
+		struct harness_resp *hb;
 
-		snprintf(claims, sizeof(claims), "{\"address\": \"http://10.7.0.1:8070\", \"exp\": %lld}",
-			 (long long)time(NULL) + 60);
-		snprintf(hb_auth, sizeof(hb_auth), "Authorization: Bearer %s\r\n",
-			 harness_token("{\"alg\": \"HS256\", \"typ\": \"JWT\"}", claims, PK_REG_KEY));
 		snprintf(body, sizeof(body),
 			 "{\"status\": \"up\", \"address\": \"http://10.7.0.1:8070\", \"key\": \"%s\", "
 			 "\"channels\": 0, \"sessions\": 0, \"cpuUsage\": 0.1, \"memoryUsage\": 0.1}",
 			 PK_SFU_KEY);
-		cr_assert_eq(harness_post(gw->port, "/v1/sfu", hb_auth, body, r), 0);
-		cr_assert_eq(r->status, 200, "%d %s", r->status, r->body);
+		hb = harness_heartbeat(gw->port, "http://10.7.0.1:8070", PK_REG_KEY, body);
+		cr_assert_eq(hb->status, 200, "%d %s", hb->status, hb->body);
+		free(hb);
 	}
 	deadline = harness_now_ms() + 10000;
 	while (!pk_has(err_log, "sfu=http://10.7.0.1:8070")) {
