@@ -689,7 +689,7 @@ Test(config, unknown_keys_and_sections)
 	cfg_assert_fails_file("[\"balancing.weights\"]\n",
 		       "cfg.toml:1: unknown section [balancing.weights]");
 	cfg_assert_fails_file("[gateway]\n\"p\xc3\xb6rt\" = 1\n",
-		       "cfg.toml:2: unknown key 'p??rt' in [gateway]");
+		       "cfg.toml:2: unknown key 'p...' in [gateway]");
 	cfg_assert_fails_file("[gateway]\nport = 1\nport = 2\n", "cfg.toml:3: duplicate key 'port'");
 	cfg_assert_fails_file("[gateway]\nport = { x = 1 }\n",
 		       "cfg.toml:2: inline tables are not supported");
@@ -950,6 +950,10 @@ Test(config, errors_never_contain_key_material)
 		"[balancing]\nstrategy = \"%s\"\n",
 		"[gateway]\nkey = \"%s\n",
 		"[gateway]\nkey = '''%s'''\n",
+		/* A misquoted line is one unknown key name: never echoed whole. */
+		"[gateway]\n'key = \"%s\"' = 1\n",
+		"[[sfu]]\naddress = \"http://a:1\"\nkey = \"A\"\n\"key = '%s'\" = 1\n",
+		"'key = \"%s\"' = 1\n",
 	};
 	struct config_cli cli = { .config_path = "cfg.toml" };
 	char text[1024], err[1024], env[256];

@@ -301,17 +301,29 @@ static int config_fail(const struct config_ctx *c, int line, const char *fmt, ..
 	return -EINVAL;
 }
 
-/* Names from the input appear in messages: keep them short and on one line. */
+/*
+ * Names from the input appear in messages: only their plain-word start
+ * (letters, digits, '_', '-', '.'), cut with "..." at anything else. A name is
+ * the operator's text and could be a misquoted line such as 'key = "..."',
+ * whose value must not reach a log or a terminal.
+ */
 static const char *config_printable(const char *in, char *out, size_t outlen)
 {
-	size_t o = 0;
+	size_t o = 0, max = outlen > 48 ? 40 : outlen > 4 ? outlen - 4 : 0;
 
-	for (; *in != '\0' && o + 1 < outlen; in++) {
+	for (; *in != '\0' && o < max; in++) {
 		unsigned char ch = (unsigned char)*in;
 
-		out[o++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+			break;
+		out[o++] = (char)ch;
 	}
-	out[o] = '\0';
+	if (*in != '\0' && outlen > o + 3) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o < outlen ? o : outlen - 1] = '\0';
 	return out;
 }
 
