@@ -73,10 +73,13 @@ void http_client_free(struct http_client *cl);
 /*
  * TLS options of the client (every https pool): CAs to verify servers with
  * (both NULL or "": the system store) and a client certificate to present when
- * a server asks (NULL: none). The context is built at once: 0, or -EINVAL with
- * the reason in err (the previous options stay). Changed options close idle
- * https connections and forget their sessions. Without a call, https uses the
- * system store and no client certificate.
+ * a server asks (NULL: none). The contexts are built when an https request
+ * first needs them (a client that speaks only http never loads a CA), so
+ * options that do not load show then: the request fails (-EPROTO) and the
+ * reason is logged; callers check their options beforehand (tls.h). Changed
+ * options close idle https connections and forget their sessions. 0, or
+ * -ENAMETOOLONG with err. Without a call, https uses the system store and no
+ * client certificate.
  */
 struct http_client_tls {
 	const char *ca_file, *ca_path;

@@ -1160,10 +1160,8 @@ static bool http_client_opt_eq(const char *cur, const char *want)
 int http_client_set_tls(struct http_client *cl, const struct http_client_tls *o, char *err,
 			size_t errlen)
 {
-	SSL_CTX *ctx;
 	const char *v[4] = { o->ca_file, o->ca_path, o->cert_file, o->key_file };
 	char *dst[4] = { cl->ca_file, cl->ca_path, cl->cert_file, cl->key_file };
-	char old[4][TLS_PATH_MAX];
 	bool same = true;
 
 	for (int i = 0; i < 4; i++) {
@@ -1173,23 +1171,16 @@ int http_client_set_tls(struct http_client *cl, const struct http_client_tls *o,
 		}
 		same = same && http_client_opt_eq(dst[i], v[i]);
 	}
-	if (same && cl->ctx_verify != NULL)
+	if (same)
 		return 0;
-	for (int i = 0; i < 4; i++) {
-		memcpy(old[i], dst[i], TLS_PATH_MAX);
+	for (int i = 0; i < 4; i++)
 		snprintf(dst[i], TLS_PATH_MAX, "%s", v[i] != NULL ? v[i] : "");
-	}
-	/* Built at once, so that a bad option is reported now, not per request. */
-	ctx = http_client_ctx_build(cl, false, err, errlen);
-	if (ctx == NULL) {
-		for (int i = 0; i < 4; i++)
-			memcpy(dst[i], old[i], TLS_PATH_MAX);
-		return -EINVAL;
-	}
+	/* Built again when an https request first needs them: a gateway without
+	 * https SFUs never loads a CA, and the options were checked already
+	 * (the configuration, the agent's flags). */
 	SSL_CTX_free(cl->ctx_verify);
 	SSL_CTX_free(cl->ctx_insecure);
-	cl->ctx_verify = ctx;
-	cl->ctx_insecure = NULL;
+	cl->ctx_verify = cl->ctx_insecure = NULL;
 	http_client_drop_tls(cl);
 	return 0;
 }
