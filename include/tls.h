@@ -122,6 +122,10 @@ int tls_conn_read(struct tls_conn *t, char *buf, size_t cap);
 int tls_conn_write(struct tls_conn *t, const void *data, size_t len);
 /* A close_notify for the peer (waits for tls_conn_flush). */
 void tls_conn_shutdown(struct tls_conn *t);
+/* Whether a tls_conn_read now could give more (ciphertext or plaintext is
+ * waiting inside); false means it would only say "need more input", and the
+ * call is spared. */
+bool tls_conn_more(const struct tls_conn *t);
 /* True when the session was resumed (valid once established). */
 bool tls_conn_resumed(const struct tls_conn *t);
 /* Ciphertext waiting to be sent. */

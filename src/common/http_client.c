@@ -566,7 +566,8 @@ static void uc_on_tls_read(struct uconn *u, const char *data, size_t n)
 		if (r == 1) {
 			/* Complete: a record after it is as wrong as trailing bytes. It
 			 * is looked for now, since the callback may reuse the connection. */
-			if (tls_conn_read(&u->tls, uc_plain, sizeof(uc_plain)) != 0)
+			if (tls_conn_more(&u->tls) &&
+			    tls_conn_read(&u->tls, uc_plain, sizeof(uc_plain)) != 0)
 				u->keep_alive = false;
 			uc_finish(u, 0);
 			return;
@@ -575,6 +576,8 @@ static void uc_on_tls_read(struct uconn *u, const char *data, size_t n)
 			uc_finish(u, r);
 			return;
 		}
+		if (!tls_conn_more(&u->tls))
+			break;
 	}
 	uc_tls_flush(u);
 }

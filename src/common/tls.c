@@ -49,11 +49,8 @@ static int tls_ctx_common(SSL_CTX *ctx)
 		return -EINVAL;
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	/* SSL_write takes what it is given at once (memory BIOs never block), and
-	 * callers keep no buffer between calls. An idle connection gives its
-	 * record buffers back (about 34 KB each, as nginx does): thousands of
-	 * kept-alive clients would otherwise hold them all. */
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
+	 * callers keep no buffer between calls. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	return 0;
 }
 
@@ -506,6 +503,12 @@ int tls_server_ctx_new(SSL_CTX **out, const struct tls_pair *p, const uint8_t *t
 		return rc;
 	}
 	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_select, NULL);
+	/* An idle client connection gives its record buffers back (about 34 KB,
+	 * as nginx does): thousands of kept-alive clients would otherwise hold
+	 * them all. It costs about 1,800 instructions a request (a malloc and a
+	 * free per record buffer), so pooled connections to SFUs, few and busy,
+	 * keep theirs. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	*out = ctx;
 	return 0;
 }
@@ -521,6 +524,18 @@ void tls_ctx_free(SSL_CTX *ctx)
 }
 
 /* ---- connections */
+
+/*
+ * SSL_get_error reads the thread's error queue, which must be empty before
+ * the call it judges. Emptying it is not free in OpenSSL 3.0 (about 800
+ * instructions, three times a request), so it is done only when something
+ * is in it: failures empty it as they are reported (tls_conn_failed).
+ */
+static void tls_errors_clear(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
 
 static int tls_conn_new(struct tls_conn *t, SSL_CTX *ctx, void *app_data)
 {
@@ -644,7 +659,7 @@ int tls_conn_handshake(struct tls_conn *t)
 
 	if (t->established)
 		return 1;
-	ERR_clear_error();
+	tls_errors_clear();
 	r = SSL_do_handshake(t->ssl);
 	if (r == 1) {
 		t->established = true;
@@ -660,7 +675,7 @@ int tls_conn_read(struct tls_conn *t, char *buf, size_t cap)
 {
 	int r;
 
-	ERR_clear_error();
+	tls_errors_clear();
 	r = SSL_read(t->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
 	if (r > 0) {
 		t->established = true;
@@ -678,7 +693,7 @@ int tls_conn_write(struct tls_conn *t, const void *data, size_t len)
 {
 	const char *p = data;
 
-	ERR_clear_error();
+	tls_errors_clear();
 	while (len > 0) {
 		int chunk = len > INT32_MAX ? INT32_MAX : (int)len;
 		int n = SSL_write(t->ssl, p, chunk);
@@ -698,6 +713,11 @@ void tls_conn_shutdown(struct tls_conn *t)
 	ERR_clear_error();
 	(void)SSL_shutdown(t->ssl);
 	ERR_clear_error();
+}
+
+bool tls_conn_more(const struct tls_conn *t)
+{
+	return BIO_ctrl_pending(t->rbio) > 0 || SSL_has_pending(t->ssl) == 1;
 }
 
 bool tls_conn_resumed(const struct tls_conn *t)

@@ -925,6 +925,8 @@ static void conn_tls_read(struct http_conn *c, const char *data, size_t n)
 			conn_deliver(c, http_server_plain, (size_t)r);
 			if (c->closing)
 				return;
+			if (!tls_conn_more(&c->tls))
+				break;
 			continue;
 		}
 		if (r == 0)
