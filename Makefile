@@ -230,6 +230,7 @@ bench: $(GATEWAY) $(MOCK) $(MOCK_REG) $(BENCH_BIN)
 	bench/bench_heartbeat.sh
 	bench/registry.sh
 	bench/compare.sh
+	MODES="upstream listener handshake" bench/compare_tls.sh
 
 # Installs the daemon, its manual pages, the init script, the systemd unit, the
 # logrotate configuration and the example config. An operator's sfu-gateway.toml
