@@ -41,9 +41,10 @@ AGENT_SRC   := $(filter-out src/agent/agent_main.c,$(wildcard src/agent/*.c))
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 TEST_SRC  := $(wildcard tests/test_*.c)
-TEST_OBJ  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o) $(BUILD)/tests/harness.o
+HARNESS_OBJ := $(BUILD)/tests/harness.o $(BUILD)/tests/harness_tls.o
+TEST_OBJ  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o) $(HARNESS_OBJ)
 INTEROP_SRC := $(wildcard tests/interop_*.c)
-INTEROP_OBJ := $(INTEROP_SRC:tests/%.c=$(BUILD)/tests/%.o) $(BUILD)/tests/harness.o
+INTEROP_OBJ := $(INTEROP_SRC:tests/%.c=$(BUILD)/tests/%.o) $(HARNESS_OBJ)
 LIB_COMMON  := $(BUILD)/libcommon.a
 LIB_GATEWAY := $(BUILD)/libgateway.a
 LIB_AGENT   := $(BUILD)/libagent.a
@@ -229,6 +230,7 @@ bench: $(GATEWAY) $(MOCK) $(MOCK_REG) $(BENCH_BIN)
 	bench/bench_heartbeat.sh
 	bench/registry.sh
 	bench/compare.sh
+	MODES="upstream listener handshake" bench/compare_tls.sh
 
 # Installs the daemon, its manual pages, the init script, the systemd unit, the
 # logrotate configuration and the example config. An operator's sfu-gateway.toml

@@ -60,11 +60,12 @@ bench_free_port() {
   bench_port=$p
 }
 
-# Polls until something answers HTTP on the port. Returns 1 if the process died first (so the
-# caller may retry), exits if nothing answered within 5 s.
+# Polls until something answers HTTP (HTTPS when bench_scheme=https, certificate not checked)
+# on the port. Returns 1 if the process died first (so the caller may retry), exits if nothing
+# answered within 5 s.
 bench_wait_http() { # $1 = port, $2 = pid
   n=0
-  until curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" 2>/dev/null; do
+  until curl -sk -o /dev/null --max-time 1 "${bench_scheme:-http}://127.0.0.1:$1/" 2>/dev/null; do
     kill -0 "$2" 2>/dev/null || return 1
     n=$((n + 1))
     [ $n -lt 100 ] || { echo "bench: nothing answers on port $1 after 5 s" >&2; exit 1; }
@@ -91,16 +92,21 @@ bench_serve() { # $1 = name, $2 = log file, $3... = function starting it in the 
   exit 1
 }
 
-# Starts a mock SFU on an ephemeral port; sets bench_port.
-bench_start_mock() { # $1 = key (base64), $2 = name
-  "$BUILD/mock-sfu" --port 0 --key "$1" --quiet > "$bench_tmp/$2.out" 2>&1 &
+# Starts a mock SFU on an ephemeral port; sets bench_port. Extra arguments go to the mock
+# (--tls-cert FILE --tls-key FILE: it serves HTTPS too).
+bench_start_mock() { # $1 = key (base64), $2 = name, $3... = more mock arguments
+  bench_mock_key=$1
+  bench_mock_name=$2
+  shift 2
+  "$BUILD/mock-sfu" --port 0 --key "$bench_mock_key" --quiet "$@" > "$bench_tmp/$bench_mock_name.out" 2>&1 &
   bench_track $!
   n=0
-  until grep -q '^PORT ' "$bench_tmp/$2.out" 2>/dev/null; do
-    n=$((n + 1)); [ $n -lt 100 ] || { echo "bench: mock SFU $2 did not start" >&2; exit 1; }
+  until grep -q '^PORT ' "$bench_tmp/$bench_mock_name.out" 2>/dev/null; do
+    n=$((n + 1))
+    [ $n -lt 100 ] || { echo "bench: mock SFU $bench_mock_name did not start" >&2; exit 1; }
     sleep 0.05
   done
-  bench_port=$(sed -n 's/^PORT //p' "$bench_tmp/$2.out")
+  bench_port=$(sed -n 's/^PORT //p' "$bench_tmp/$bench_mock_name.out")
 }
 
 # Starts the gateway on a free port; sets bench_port.
@@ -108,16 +114,34 @@ bench_start_gw() { # $1 = workers, $2 = gateway key, $3 = SFU_GATEWAY_NODES json
   bench_serve "$4" "$bench_tmp/$4.log" bench_launch_gw "$@"
 }
 
-bench_launch_gw() { # the arguments of bench_start_gw
+bench_launch_gw() { # the arguments of bench_start_gw; bench_gw_config: a config file
   SFU_GATEWAY_KEY=$2 SFU_GATEWAY_NODES=$3 "${bench_gw_bin:-$BUILD/sfu-gateway}" --bind 127.0.0.1 \
     --port "$bench_port" --workers "$1" --config "${bench_gw_config:-/dev/null}" --log-level warn \
     >> "$bench_tmp/$4.log" 2>&1 &
 }
 
-# Fails loudly unless GET /v1/channel on the port answers 200 with a uuid.
+# A throwaway CA and one certificate it signs (EC P-256, SHA-256) for the name $2 and
+# 127.0.0.1, made with the openssl command in $bench_tmp: $1.ca.pem, $1.pem, $1.key (0600).
+bench_tls_cert() { # $1 = file prefix, $2 = DNS name
+  (
+    cd "$bench_tmp"
+    umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -days 2 \
+      -subj "/CN=bench CA" -keyout "$1.ca.key" -out "$1.ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 \
+      -subj "/CN=$2" -keyout "$1.key" -out "$1.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:%s,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' "$2" > "$1.ext"
+    openssl x509 -req -in "$1.csr" -CA "$1.ca.pem" -CAkey "$1.ca.key" -CAcreateserial \
+      -sha256 -days 1 -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+    chmod 644 "$1.pem" "$1.ca.pem"
+  ) || { echo "bench: openssl could not make a certificate" >&2; exit 1; }
+}
+
+# Fails loudly unless GET /v1/channel on the port answers 200 with a uuid (over HTTPS when
+# bench_scheme=https).
 bench_check_channel() { # $1 = name, $2 = port, $3 = token
-  code=$(curl -s -o "$bench_tmp/check.body" -w '%{http_code}' --max-time 3 \
-    -H "Authorization: jwt $3" "http://127.0.0.1:$2/v1/channel" 2>/dev/null) || true
+  code=$(curl -sk -o "$bench_tmp/check.body" -w '%{http_code}' --max-time 3 \
+    -H "Authorization: jwt $3" "${bench_scheme:-http}://127.0.0.1:$2/v1/channel" 2>/dev/null) || true
   if [ "$code" != 200 ] || ! grep -Eq \
     '"uuid" *: *"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"' \
     "$bench_tmp/check.body"; then
@@ -128,16 +152,18 @@ bench_check_channel() { # $1 = name, $2 = port, $3 = token
   fi
 }
 
-# One wrk run against GET /v1/channel; sets bench_result to
+# One wrk run against GET /v1/channel (over HTTPS when bench_scheme=https: wrk keeps each
+# connection, so a connection costs one handshake); sets bench_result to
 # "rps p50_ms p99_ms non2xx socket_errors". wrk runs in the background so that a TERM to the
 # script stops it too (the trap kills bench_wrk_pid); the pid is forgotten once reaped.
 bench_wrk() { # $1 = port, $2 = token, or a file of tokens (cycled), $3 = connections, $4 = duration (s)
+  url="${bench_scheme:-http}://127.0.0.1:$1/v1/channel"
   if [ -f "$2" ]; then
     BENCH_TOKENS=$2 timeout $(( $4 + 15 )) wrk -t2 -c"$3" -d"$4s" --timeout 5s --latency \
-      -s bench/tokens.lua "http://127.0.0.1:$1/v1/channel" > "$bench_tmp/wrk.out" 2>&1 &
+      -s bench/tokens.lua "$url" > "$bench_tmp/wrk.out" 2>&1 &
   else
     timeout $(( $4 + 15 )) wrk -t2 -c"$3" -d"$4s" --timeout 5s --latency \
-      -H "Authorization: jwt $2" "http://127.0.0.1:$1/v1/channel" > "$bench_tmp/wrk.out" 2>&1 &
+      -H "Authorization: jwt $2" "$url" > "$bench_tmp/wrk.out" 2>&1 &
   fi
   bench_wrk_pid=$!
   wait "$bench_wrk_pid" || true

@@ -17,5 +17,8 @@
  * normalised form. 0 or -EINVAL.
  */
 int address_parse(const char *in, char *out, size_t outlen);
+/* The host of a normalised address: a DNS name, or an IP literal without its
+ * brackets. 0 or -EINVAL (not an address, or out too small). */
+int address_host(const char *address, char *out, size_t outlen);
 
 #endif

@@ -11,6 +11,7 @@
 #include "address.h"
 #include "base64.h"
 #include "cidr.h"
+#include "tls.h"
 
 #define CONFIG_ADDRESS_MAX ADDRESS_MAX /* "http://host:port", NUL included */
 #define CONFIG_REGION_MAX 64 /* [a-z0-9-]{1,63} for registered SFUs */
@@ -30,6 +31,7 @@ struct config_sfu {
 	uint8_t key[CONFIG_KEY_MAX];
 	size_t key_len;
 	uint32_t max_sessions; /* 0 = not given */
+	uint32_t tls_verify; /* 0/1: https only; 0 is the explicit opt-out, logged */
 };
 
 
@@ -81,6 +83,24 @@ struct config_tunables {
 	uint32_t registry_max_sfus;
 	uint32_t registry_max_bytes;
 	uint32_t registry_stale_after_ms;
+	/* [tls]: the listener's pair (both "" = plain HTTP) and the CAs SFUs and
+	 * their certificates are checked against ("" = the system store). The
+	 * paths travel so that a reload can tell workers where to read the pair
+	 * again; tls_digest says which pair the master checked (workers take
+	 * files only when they still match it), tls_ticket_key is shared by
+	 * every worker so that a session resumes whichever worker a client
+	 * reaches (a reload draws a new one). */
+	char tls_cert[TLS_PATH_MAX];
+	char tls_key[TLS_PATH_MAX];
+	char tls_ca_file[TLS_PATH_MAX];
+	char tls_ca_path[TLS_PATH_MAX];
+	/* [registration] client_ca ("" = no client certificate needed) and
+	 * require_token (0/1): what a heartbeat must prove. */
+	char client_ca[TLS_PATH_MAX];
+	uint32_t require_token;
+	uint32_t pad_tls;
+	uint8_t tls_digest[TLS_DIGEST_LEN];
+	uint8_t tls_ticket_key[TLS_TICKET_KEY_LEN];
 };
 
 struct config {
@@ -99,6 +119,11 @@ struct config {
 	uint32_t upgrade_timeout_ms;
 	bool use_syslog;
 	bool daemonize;
+
+	/* The listener's certificate, key and client CA as the master read and
+	 * checked them (empty without [tls] cert): workers forked from this
+	 * config build their context from these bytes. */
+	struct tls_pair tls_pair;
 
 	/* Static SFUs from SFU_GATEWAY_NODES, else --secrets file, else [[sfu]]. */
 	struct config_sfu *sfus; /* malloc'd, n_sfus entries */

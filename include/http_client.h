@@ -1,4 +1,4 @@
-/* HTTP/1.1 client to the SFUs on libuv + llhttp: keep-alive pool per SFU, connect and response timeouts. */
+/* HTTP/1.1 client to the SFUs on libuv + llhttp, over TLS for https: keep-alive pool per SFU, timeouts. */
 #ifndef SFU_HTTP_CLIENT_H
 #define SFU_HTTP_CLIENT_H
 
@@ -19,7 +19,7 @@ struct http_client_req {
 	size_t headers_len;
 	const char *body; /* or NULL */
 	size_t body_len;
-	uint32_t connect_timeout_ms; /* bound on connecting (DNS included) */
+	uint32_t connect_timeout_ms; /* bound on connecting (DNS and TLS handshake included) */
 	uint32_t timeout_ms; /* bound on the whole attempt, connect included */
 	/* When set, a 2xx answer's body goes to it piece by piece as it arrives
 	 * (ctx is the request's) instead of being collected, with no size limit
@@ -32,6 +32,10 @@ struct http_client_req {
 	 * case). A non-zero return aborts the request with UV_EPROTO. */
 	int (*on_header)(void *ctx, const char *name, size_t name_len, const char *value,
 			 size_t value_len);
+	/* https only: the server's certificate is not checked at all. Only for an
+	 * SFU the configuration explicitly marks so; its connections and
+	 * sessions are never shared with verified ones. */
+	bool tls_insecure;
 };
 
 #define HTTP_CLIENT_HEADER_NAME_MAX 64
@@ -48,6 +52,12 @@ struct http_client_result {
 	 * it is not the SFU's failure. Plain stalls are absorbed: an attempt
 	 * whose time ran out while the loop was not running gets it back. */
 	bool stalled;
+	/* https: this attempt made a TLS handshake (a new connection; a pooled one
+	 * has none), and its verdict: tls_failure 0 when it succeeded, else why it
+	 * failed (tls_failure_text: "certificate has expired", "hostname
+	 * mismatch"...), with error UV_EPROTO and connect_failed set. */
+	bool tls_handshake;
+	int64_t tls_failure;
 	int status; /* HTTP status when error == 0 */
 	const char *body; /* valid only during the callback */
 	size_t body_len;
@@ -61,25 +71,52 @@ int http_client_new(struct http_client **out, uv_loop_t *loop);
 void http_client_free(struct http_client *cl);
 
 /*
- * Sends one request to address ("http://host[:port]", normalised). Host is
+ * TLS options of the client (every https pool): CAs to verify servers with
+ * (both NULL or "": the system store) and a client certificate to present when
+ * a server asks (NULL: none). The contexts are built when an https request
+ * first needs them (a client that speaks only http never loads a CA), so
+ * options that do not load show then: the request fails (-EPROTO) and the
+ * reason is logged; callers check their options beforehand (tls.h). Changed
+ * options close idle https connections and forget their sessions. 0, or
+ * -ENAMETOOLONG with err. Without a call, https uses the system store and no
+ * client certificate.
+ */
+struct http_client_tls {
+	const char *ca_file, *ca_path;
+	const char *cert_file, *key_file;
+};
+int http_client_set_tls(struct http_client *cl, const struct http_client_tls *o, char *err,
+			size_t errlen);
+
+/* Each TLS handshake's outcome, for metrics. */
+enum http_client_tls_event { HTTP_CLIENT_TLS_FULL, HTTP_CLIENT_TLS_RESUMED, HTTP_CLIENT_TLS_FAILED };
+void http_client_on_tls(struct http_client *cl, void (*fn)(void *ctx, enum http_client_tls_event ev),
+			void *ctx);
+struct http_client_tls_counts {
+	uint64_t full, resumed, failed;
+};
+void http_client_tls_counts(const struct http_client *cl, struct http_client_tls_counts *out);
+
+/*
+ * Sends one request to address ("http(s)://host[:port]", normalised). Host is
  * set from the address; Content-Length when a body is given. Reuses an idle
  * keep-alive connection to that address when there is one; if such a reused
  * connection turns out closed by the server before any byte of the response,
  * the request is sent again once on a new connection (the server never saw
  * it). cb runs exactly once, from the loop, never from inside this call.
- * Returns 0, or -EINVAL for an address it cannot use (https is not yet
- * supported), -ENOMEM.
+ * An https address is reached over TLS: the certificate verified for the
+ * address's host (SNI sent for a name), TLS 1.2 at least; a new connection
+ * resumes the pool's last session when it can.
+ * Returns 0, or -EINVAL for an address it cannot use, -EPROTO when https is
+ * unavailable (the CA options cannot be loaded; logged), -ENOMEM.
  */
 int http_client_request(struct http_client *cl, const char *address,
 			const struct http_client_req *req, http_client_cb cb, void *ctx);
 
-/* Whether the client speaks TLS (https:// addresses). Not yet: config
- * refuses https where it would be used. */
-bool http_client_tls(void);
-
 /* What went wrong, in words for a log line: "connect timeout" and "response
  * timeout" tell which bound fired (an SFU that accepts connections but does not
- * answer, such as a stopped process, gives the second), else uv_strerror(). */
+ * answer, such as a stopped process, gives the second), "TLS handshake failed:
+ * <why>", else uv_strerror(). */
 const char *http_client_strerror(const struct http_client_result *res);
 
 /* Connections currently open (idle + busy), for tests and metrics. */

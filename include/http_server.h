@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "acceptor.h"
+#include "tls.h"
 
 #define HTTP_MAX_HEADERS 64
 #define HTTP_HEAD_MAX 8192 /* request line + headers; over it: 431 */
@@ -42,6 +43,9 @@ struct http_request {
 struct http_conn;
 struct http_server;
 
+/* Each TLS handshake of a client with the listener, for metrics. */
+enum http_server_tls_event { HTTP_SERVER_TLS_FULL, HTTP_SERVER_TLS_RESUMED, HTTP_SERVER_TLS_FAILED };
+
 /* Called once per complete request. The handler must eventually call one of
  * the http_respond* functions for this conn (at once or later, from the loop). */
 typedef void (*http_handler_fn)(struct http_conn *c, const struct http_request *req, void *ctx);
@@ -67,6 +71,9 @@ struct http_server {
 	/* Optional hooks for metrics: each accepted connection, each response. */
 	void (*on_accept)(void *ctx);
 	void (*on_response)(void *ctx, const struct http_request *req, int status);
+	void (*on_tls)(void *ctx, enum http_server_tls_event ev);
+	/* The TLS context new connections take (NULL: plain HTTP); see http_server_set_tls. */
+	struct ssl_ctx_st *tls_ctx;
 };
 
 /* Starts serving on an already bound and listening socket fd (the master's). */
@@ -80,6 +87,21 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, int listen_fd,
 void http_server_drain(struct http_server *s, void (*on_drained)(struct http_server *s));
 /* Closes every connection at once (shutdown timeout expired). */
 void http_server_close_all(struct http_server *s);
+
+/*
+ * Serves HTTPS on connections accepted from now on, with ctx (a reference is
+ * taken; NULL goes back to plain HTTP). Open connections keep the context
+ * they started with, so a new certificate drops nobody. A TLS connection has
+ * request_timeout_ms for its handshake.
+ */
+void http_server_set_tls(struct http_server *s, struct ssl_ctx_st *ctx);
+/*
+ * The client certificate of c's TLS connection: 0 with *cert (valid while the
+ * request is) when the listener's client CA vouches for it; -EPROTO on a
+ * plain connection; -ENOENT when the client sent none; -EACCES when it did not
+ * verify (*why says why).
+ */
+int http_conn_client_cert(const struct http_conn *c, struct x509_st **cert, const char **why);
 
 /* Sends a response. extra_headers: NULL or complete "Name: value\r\n" lines.
  * Content-Length is always set; Connection: close when the request or the

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "registry.h"
 
 /*
@@ -21,7 +22,9 @@
  */
 struct keycheck;
 
-int keycheck_new(struct keycheck **out, uv_loop_t *loop, struct registry *r);
+/* m counts the TLS handshakes of its checks. */
+int keycheck_new(struct keycheck **out, uv_loop_t *loop, struct registry *r,
+		 struct metrics_proc *m);
 /* Starts the checks that are due. */
 void keycheck_tick(struct keycheck *k, const struct config_tunables *t, int64_t now_ms);
 void keycheck_free(struct keycheck *k);

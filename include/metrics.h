@@ -43,6 +43,12 @@ enum metrics_counter {
 	M_OVERLOAD_REJECTED,
 	M_ACCEPT_PAUSED_CAP, /* a worker stopped accepting: at max_connections */
 	M_ACCEPT_PAUSED_EMFILE, /* a worker stopped accepting: out of descriptors */
+	M_TLS_UPSTREAM_FULL, /* TLS handshakes with SFUs (and gateways): full */
+	M_TLS_UPSTREAM_RESUMED, /* ... resumed from a session */
+	M_TLS_UPSTREAM_FAILED, /* ... failed (certificate refused, protocol error) */
+	M_TLS_LISTENER_FULL, /* TLS handshakes of clients with the listener: full */
+	M_TLS_LISTENER_RESUMED,
+	M_TLS_LISTENER_FAILED,
 	M__COUNT
 };
 

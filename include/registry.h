@@ -66,13 +66,17 @@ struct sfu_cold {
 	char region[CONFIG_REGION_MAX]; /* NUL-terminated, "" = none */
 	uint8_t key[CONFIG_KEY_MAX];
 	uint32_t key_len;
-	uint32_t pad;
+	uint32_t flags; /* SFU_FLAG_*: a static SFU's options from its [[sfu]] entry; 0 otherwise */
 	/* The "seq" of the last heartbeat accepted for this address, 0 for none:
 	 * a heartbeat must carry a larger one (replays fail). Read and written by
 	 * registry writers only, under write_lock; kept in a tombstone when the
 	 * slot is freed, and taken back when the address gets a slot again. */
 	uint64_t hb_seq;
 };
+
+/* Its https certificate is not verified ([[sfu]] tls_verify = false). Registered
+ * SFUs are always verified: a heartbeat cannot turn verification off. */
+#define SFU_FLAG_TLS_NOVERIFY 1u
 
 struct sfu_record {
 	struct sfu_hot hot;
@@ -115,6 +119,12 @@ struct registry_slot {
 	 * registry writers, which reset it to unchecked when the slot gets a new
 	 * SFU or a new key. Readers: health and metrics. */
 	_Atomic uint32_t key_check;
+	/* The verdict of the last TLS handshake with the SFU: 0 (succeeded, or
+	 * none yet), else why it failed (tls_failure_text). Writers: tlsstate.c
+	 * only, for every worker and the reaper after a handshake, and registry
+	 * writers, which reset it to 0 for a new occupant. Readers: health and
+	 * metrics. */
+	_Atomic int64_t tls_failure;
 } __attribute__((aligned(64)));
 
 _Static_assert(offsetof(struct registry_slot, assigned) / 64 ==

@@ -24,7 +24,7 @@
  * layout_version, capacity and size stay the first fields in every version,
  * so that any version can read another's. */
 #ifndef SHM_LAYOUT_VERSION /* the Makefile builds a test binary with another */
-#define SHM_LAYOUT_VERSION 4
+#define SHM_LAYOUT_VERSION 5
 #endif
 
 #define SHM_TUNABLE_WORDS (sizeof(struct config_tunables) / 8)

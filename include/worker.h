@@ -30,6 +30,12 @@ struct worker {
 	uint32_t shutdown_timeout_ms;
 	unsigned index;
 	bool stopping;
+	/* The listener's TLS as last applied from the live config, so that a
+	 * reload rebuilds the context only when the pair or its ticket key moved. */
+	char tls_cert[TLS_PATH_MAX], tls_key[TLS_PATH_MAX], tls_client_ca[TLS_PATH_MAX];
+	uint8_t tls_digest[TLS_DIGEST_LEN];
+	uint8_t tls_ticket_key[TLS_TICKET_KEY_LEN];
+	bool tls_applied;
 };
 
 /* Entry point of a worker process, called right after fork(); master is the

@@ -247,13 +247,25 @@ struct harness_proc *harness_registry_start(const char *const *args)
 	return NULL;
 }
 
+/* Whether env (NULL-terminated "NAME=value" entries, may be NULL) sets the variable of entry. */
+static bool harness_env_sets(const char *const *env, const char *entry)
+{
+	size_t n = strcspn(entry, "=");
+
+	for (int i = 0; env != NULL && env[i] != NULL; i++)
+		if (strncmp(env[i], entry, n) == 0 && env[i][n] == '=')
+			return true;
+	return false;
+}
+
 static char **harness_env(const char *const *env)
 {
 	static char *out[512];
 	int n = 0;
 
+	/* The test's own entries replace the inherited ones of the same name. */
 	for (char **e = environ; *e != NULL && n < 400; e++)
-		if (strncmp(*e, "SFU_GATEWAY_", 12) != 0)
+		if (strncmp(*e, "SFU_GATEWAY_", 12) != 0 && !harness_env_sets(env, *e))
 			out[n++] = *e;
 	for (int i = 0; env != NULL && env[i] != NULL && n < 510; i++)
 		out[n++] = (char *)env[i];
@@ -1330,6 +1342,17 @@ struct harness_proc *harness_agent_start(const char *const *args, const char *co
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	cr_assert_gt(harness_spawn(p, argv, (char **)(env != NULL ? env : empty)), 0);
+	return p;
+}
+
+struct harness_proc *harness_process_start(const char *const *argv, const char *const *env)
+{
+	static const char *const empty[] = { NULL };
+	struct harness_proc *p = harness_track();
+
+	cr_assert_not_null(p, "too many processes");
+	cr_assert_gt(harness_spawn_in(p, argv, (char **)(env != NULL ? env : empty), NULL, true), 0,
+		     "cannot start %s", argv[0]);
 	return p;
 }
 

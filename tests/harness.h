@@ -205,6 +205,11 @@ struct harness_proc *harness_ws_sessions(int sfu_port, const char *uuid, const c
  * both NULL-terminated; stderr to its log file. Tracked like every harness process. */
 struct harness_proc *harness_agent_start(const char *const *args, const char *const *env);
 
+/* Starts argv (argv[0] a path) with exactly env (NULL: empty), its stdout and stderr to
+ * its log file, tracked and killed at cleanup like every harness process (a third-party
+ * server such as nginx, run in the foreground). Fails the test when it cannot fork. */
+struct harness_proc *harness_process_start(const char *const *argv, const char *const *env);
+
 /* GET path answered with a JSON body: the parsed body (the caller puts it); the status into
  * *status when not NULL. */
 struct json_object *harness_get_json(int port, const char *path, int *status);

@@ -8,6 +8,10 @@
  * buffer; the parser pauses after every message so that responses go out in order even
  * when one of them is delayed (pipelining).  Faults apply to GET /v1/channel (and to
  * /v1/noop and /v1/stats when "all" is set); the /mock/ control routes are never faulted.
+ *
+ * With --tls-cert and --tls-key the same port also speaks HTTPS: a connection whose first
+ * byte is a TLS handshake record goes through OpenSSL over memory BIOs, others stay plain
+ * HTTP (so the test harness keeps reaching the /mock/ routes without TLS).
  */
 #include "log.h"
 
@@ -37,8 +41,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 /* Node's default max header size is 16 KiB; the SFU answers 431 above it. */
@@ -104,6 +110,10 @@ struct mock_conn {
 	struct mock_buf pending;
 	char peer[INET6_ADDRSTRLEN + 1];
 	struct mock_req req;
+	/* TLS: 0 until the first byte tells, then 1 plain or 2 TLS (ssl set). */
+	int tls_state;
+	SSL *ssl;
+	BIO *tls_in, *tls_out;
 };
 
 enum mock_mode {
@@ -204,6 +214,7 @@ static struct {
 	char hb_hostport[512];
 	char hb_path[512];
 	struct sockaddr_storage hb_addr;
+	const char *tls_cert, *tls_key;
 } mock_cfg;
 
 static struct {
@@ -222,7 +233,12 @@ static struct {
 	uint64_t hb_ok;
 	uint64_t hb_failed;
 	int hb_last_status;
+	uint64_t tls_handshakes; /* completed, resumed ones included */
+	uint64_t tls_resumed;
+	uint64_t tls_failed;
 } mock_stats;
+
+static SSL_CTX *mock_tls_ctx; /* NULL without --tls-cert */
 
 static struct {
 	struct mock_channel *v;
@@ -1416,13 +1432,15 @@ static void mock_route_mock_stats(struct mock_conn *c, const char *q, size_t qle
 			",\"disconnect_rejected\":%" PRIu64 ",\"disconnect_matched\":%" PRIu64
 			",\"heartbeats_sent\":%" PRIu64 ",\"heartbeats_ok\":%" PRIu64
 			",\"heartbeats_failed\":%" PRIu64 ",\"heartbeat_last_status\":%d,"
-			"\"fault\":",
+			"\"tls_handshakes\":%" PRIu64 ",\"tls_resumed\":%" PRIu64
+			",\"tls_failed\":%" PRIu64 ",\"fault\":",
 			mock_stats.channel_requests, mock_stats.channels_created, mock_stats.noop,
 			mock_stats.stats, mock_stats.failed, mock_chans.n, mock_stats.requests,
 			mock_stats.connections, mock_stats.bad_requests, mock_stats.disconnect,
 			mock_stats.disconnect_rejected, mock_stats.disconnect_matched,
 			mock_stats.hb_sent, mock_stats.hb_ok, mock_stats.hb_failed,
-			mock_stats.hb_last_status);
+			mock_stats.hb_last_status, mock_stats.tls_handshakes, mock_stats.tls_resumed,
+			mock_stats.tls_failed);
 	mock_fault_state(b);
 	mock_buf_str(b, "}");
 	mock_respond_json(c, 200, b);
@@ -1747,6 +1765,7 @@ static void mock_on_conn_closed(uv_handle_t *h)
 	mock_buf_free(&c->held);
 	mock_buf_free(&c->pending);
 	mock_buf_free(&c->req.body);
+	SSL_free(c->ssl);
 	free(c);
 }
 
@@ -1793,6 +1812,40 @@ static void mock_conn_update_reading(struct mock_conn *c)
 	}
 }
 
+/* TLS: the answers collected in out are encrypted, and everything OpenSSL
+ * wrote (handshake messages too) goes out as one write. */
+static void mock_tls_flush(struct mock_conn *c)
+{
+	size_t n;
+	uv_buf_t buf;
+
+	if (c->out.len > 0) {
+		if (SSL_write(c->ssl, c->out.p, (int)c->out.len) != (int)c->out.len) {
+			ERR_clear_error();
+			mock_conn_close(c, 0);
+			return;
+		}
+		c->out.len = 0;
+	}
+	n = BIO_ctrl_pending(c->tls_out);
+	if (n == 0) {
+		if (c->close_after && !c->waiting)
+			mock_conn_close(c, 0);
+		return;
+	}
+	c->wbuf.len = 0;
+	mock_buf_reserve(&c->wbuf, n);
+	if (BIO_read(c->tls_out, c->wbuf.p, (int)n) != (int)n)
+		fatal("BIO_read of %zu pending bytes failed", n);
+	c->wbuf.len = n;
+	buf = uv_buf_init(c->wbuf.p, (unsigned)c->wbuf.len);
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, mock_on_write) != 0) {
+		mock_conn_close(c, 0);
+		return;
+	}
+	c->writing = 1;
+}
+
 static void mock_conn_flush(struct mock_conn *c)
 {
 	struct mock_buf tmp;
@@ -1800,6 +1853,10 @@ static void mock_conn_flush(struct mock_conn *c)
 
 	if (c->closing || c->writing)
 		return;
+	if (c->ssl != NULL) {
+		mock_tls_flush(c);
+		return;
+	}
 	if (c->out.len == 0) {
 		if (c->close_after && !c->waiting)
 			mock_conn_close(c, 0);
@@ -1903,9 +1960,84 @@ static void mock_on_delay(uv_timer_t *t)
 	mock_conn_update_reading(c);
 }
 
+/* Decides, at the first byte, whether the connection speaks TLS; 0 or -1 (closed). */
+static int mock_tls_detect(struct mock_conn *c, const char *data)
+{
+	c->tls_state = 1;
+	if (mock_tls_ctx == NULL || (unsigned char)data[0] != 0x16)
+		return 0;
+	c->ssl = SSL_new(mock_tls_ctx);
+	c->tls_in = BIO_new(BIO_s_mem());
+	c->tls_out = BIO_new(BIO_s_mem());
+	if (c->ssl == NULL || c->tls_in == NULL || c->tls_out == NULL)
+		fatal("out of memory for a TLS connection");
+	BIO_set_mem_eof_return(c->tls_in, -1);
+	SSL_set_bio(c->ssl, c->tls_in, c->tls_out);
+	SSL_set_accept_state(c->ssl);
+	c->tls_state = 2;
+	return 0;
+}
+
+/* TLS bytes in: every complete record is decrypted and parsed as plain bytes are. */
+static void mock_tls_read(struct mock_conn *c, const char *data, size_t len)
+{
+	static char plain[16384];
+	int was_done = SSL_is_init_finished(c->ssl);
+
+	if (BIO_write(c->tls_in, data, (int)len) != (int)len)
+		fatal("BIO_write of %zu bytes failed", len);
+	while (!c->closing && !c->hung && !c->close_after) {
+		int n = SSL_read(c->ssl, plain, sizeof(plain));
+		int e;
+
+		if (!was_done && SSL_is_init_finished(c->ssl)) {
+			was_done = 1;
+			mock_stats.tls_handshakes++;
+			mock_stats.tls_resumed += SSL_session_reused(c->ssl) == 1;
+		}
+		if (n > 0 && c->waiting) {
+			/* Behind a delayed answer, like the rest of its read (mock_conn_stash). */
+			mock_buf_add(&c->pending, plain, (size_t)n);
+			continue;
+		}
+		if (n > 0) {
+			mock_conn_feed(c, plain, (size_t)n);
+			continue;
+		}
+		e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_READ)
+			break;
+		if (e == SSL_ERROR_ZERO_RETURN) {
+			c->close_after = 1;
+			break;
+		}
+		if (!was_done) {
+			mock_stats.tls_failed++;
+			log_info("TLS handshake from %s failed: %s", c->peer,
+				 ERR_reason_error_string(ERR_peek_last_error()) ?
+				 ERR_reason_error_string(ERR_peek_last_error()) : "?");
+		}
+		ERR_clear_error();
+		/* The alert, if OpenSSL wrote one, then the end. */
+		c->close_after = 1;
+		c->out.len = 0;
+		break;
+	}
+	ERR_clear_error();
+}
+
 static void mock_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct mock_conn *c = s->data;
+
+	if (nread > 0 && c->tls_state == 0)
+		mock_tls_detect(c, buf->base);
+	if (nread > 0 && c->ssl != NULL && !c->hung && !c->close_after) {
+		mock_tls_read(c, buf->base, (size_t)nread);
+		mock_conn_flush(c);
+		mock_conn_update_reading(c);
+		return;
+	}
 
 	if (nread == UV_EOF && !c->hung) {
 		/* The client is done sending; answers still owed go out first. */
@@ -2255,6 +2387,8 @@ static void mock_usage(FILE *f)
 		"  --heartbeat-interval-ms N  (default 10000)\n"
 		"  --region R  --registration-key BASE64  --advertise URL\n"
 		"  --cpu F  --memory F  --max-sessions N   load reported in heartbeats\n"
+		"  --tls-cert FILE --tls-key FILE  also serve HTTPS on the port (PEM; a connection\n"
+		"                           starting with a TLS record speaks TLS)\n"
 		"  --quiet  --verbose  --help\n"
 		"control: POST /mock/fault?mode=ok|status|delay|hang|reset|garbage|garbage-bytes\n"
 		"  &status=N&delay_ms=N&count=N&all=0|1&sessions=N&cpu=F&memory=F&max_sessions=N\n"
@@ -2351,7 +2485,7 @@ enum {
 	OPT_FAIL_STATUS, OPT_DELAY_MS, OPT_HANG, OPT_RESET, OPT_GARBAGE, OPT_GARBAGE_BYTES,
 	OPT_FAULT_COUNT, OPT_FAULT_ALL, OPT_HEARTBEAT, OPT_HB_INTERVAL, OPT_REGION,
 	OPT_REG_KEY, OPT_ADVERTISE, OPT_CPU, OPT_MEMORY, OPT_MAX_SESSIONS, OPT_QUIET,
-	OPT_VERBOSE, OPT_HELP,
+	OPT_VERBOSE, OPT_HELP, OPT_TLS_CERT, OPT_TLS_KEY,
 };
 
 static const struct option mock_options[] = {
@@ -2377,6 +2511,8 @@ static const struct option mock_options[] = {
 	{ "cpu", required_argument, NULL, OPT_CPU },
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -2470,6 +2606,12 @@ static void mock_parse_args(int argc, char **argv, const char **public_url)
 		case OPT_MAX_SESSIONS:
 			mock_cfg.max_sessions = mock_arg_long("max-sessions", optarg, 0, LONG_MAX);
 			break;
+		case OPT_TLS_CERT:
+			mock_cfg.tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			mock_cfg.tls_key = optarg;
+			break;
 		case OPT_QUIET:
 			mock_cfg.quiet = 1;
 			break;
@@ -2490,6 +2632,25 @@ static void mock_parse_args(int argc, char **argv, const char **public_url)
 	}
 	if (mock_cfg.key_b64 == NULL)
 		fatal("--key BASE64 is required");
+	if ((mock_cfg.tls_cert == NULL) != (mock_cfg.tls_key == NULL))
+		fatal("--tls-cert and --tls-key go together");
+}
+
+/* --tls-cert/--tls-key: a server context, whatever the certificate says (expired, for
+ * another host, self-signed: tests want the gateway to see exactly that). */
+static void mock_tls_setup(void)
+{
+	if (mock_cfg.tls_cert == NULL)
+		return;
+	mock_tls_ctx = SSL_CTX_new(TLS_server_method());
+	if (mock_tls_ctx == NULL ||
+	    SSL_CTX_use_certificate_chain_file(mock_tls_ctx, mock_cfg.tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(mock_tls_ctx, mock_cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(mock_tls_ctx) != 1)
+		fatal("--tls-cert %s / --tls-key %s: %s", mock_cfg.tls_cert, mock_cfg.tls_key,
+		      ERR_reason_error_string(ERR_peek_last_error()) ?
+		      ERR_reason_error_string(ERR_peek_last_error()) : "cannot be loaded");
+	SSL_CTX_set_min_proto_version(mock_tls_ctx, TLS1_2_VERSION);
 }
 
 /* The url /v1/channel returns: --public-url, else the listening address and port. */
@@ -2506,7 +2667,7 @@ static void mock_setup_public_url(const char *public_url)
 
 		if (strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0)
 			h = "127.0.0.1";
-		snprintf(mock_cfg.scheme, sizeof(mock_cfg.scheme), "http");
+		snprintf(mock_cfg.scheme, sizeof(mock_cfg.scheme), mock_tls_ctx ? "https" : "http");
 		snprintf(mock_cfg.host, sizeof(mock_cfg.host), strchr(h, ':') ? "[%s]:%d" : "%s:%d",
 			 h, mock_cfg.port);
 	}
@@ -2569,6 +2730,7 @@ int main(int argc, char **argv)
 		fatal("cannot set up HMAC or JSON");
 	json_tokener_set_flags(mock_tok, JSON_TOKENER_STRICT);
 	mock_settings_init();
+	mock_tls_setup();
 	mock_loop = uv_default_loop();
 	mock_listen();
 	mock_setup_public_url(public_url);
@@ -2600,6 +2762,7 @@ int main(int argc, char **argv)
 	json_tokener_free(mock_tok);
 	EVP_MAC_CTX_free(mock_mac);
 	EVP_MAC_CTX_free(mock_reg_mac);
+	SSL_CTX_free(mock_tls_ctx);
 	log_info("stopped");
 	return 0;
 }

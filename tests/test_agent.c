@@ -501,13 +501,14 @@ Test(agent, config_errors, .fini = harness_cleanup, .timeout = 60)
 		{ { NULL }, "SFU_GATEWAY_PING_INTERVAL=10s", false, 1, "SFU_GATEWAY_PING_INTERVAL" },
 		{ { "--region", "EU West", NULL }, NULL, false, 1, "--region" },
 		{ { NULL }, "SFU_ADDRESS=http://127.0.0.1:8/path", false, 1, "SFU_ADDRESS" },
-		{ { NULL }, "SFU_ADDRESS=https://sfu.example.com", false, 1, "https is not supported" },
-		{ { "--sfu-url", "http://127.0.0.1:8", NULL }, "SFU_ADDRESS=https://sfu.example.com",
-		  false, 1, "SFU_ADDRESS" },
 		{ { NULL }, "SFU_ADDRESS=http://0x7f.0.0.1:8", false, 1, "SFU_ADDRESS" },
+		{ { "--cert", "/etc/hostname", NULL }, NULL, false, 2, "go together" },
+		{ { NULL }, "SFU_AGENT_KEY=/etc/hostname", false, 2, "go together" },
+		{ { NULL }, "SFU_AGENT_CA=/nonexistent/ca.pem", false, 1, "/nonexistent/ca.pem" },
+		{ { "--ca", "", NULL }, NULL, false, 1, "--ca" },
 		{ { NULL }, "SFU_GATEWAY_URL=http://127.0.0.1:9,,http://127.0.0.1:10", false, 1,
 		  "empty entry" },
-		{ { NULL }, "SFU_GATEWAY_URL=https://127.0.0.1:9", false, 1, "https" },
+		{ { NULL }, "SFU_GATEWAY_URL=ftp://127.0.0.1:9", false, 1, "http(s)://" },
 		{ { NULL }, "SFU_GATEWAY_URL=http://a:1,http://A:1/", false, 1, "twice" },
 		{ { "--registration-key", "not*base64!", NULL }, NULL, false, 1,
 		  "--registration-key" },
@@ -559,7 +560,8 @@ Test(agent, help_version_and_man_page, .fini = harness_cleanup, .timeout = 30)
 		"--log-level", "--version", "--help", "SFU_GATEWAY_URL",
 		"SFU_GATEWAY_PING_INTERVAL", "SFU_REGION", "SFU_ADDRESS", "SFU_URL", "AUTH_KEY",
 		"SFU_GATEWAY_REGISTRATION_KEY", "SFU_AGENT_DOWN_AFTER", "SFU_AGENT_MAX_SESSIONS",
-		"SFU_AGENT_LOG_LEVEL",
+		"SFU_AGENT_LOG_LEVEL", "--ca", "--cert", "--key", "SFU_AGENT_CA", "SFU_AGENT_CERT",
+		"SFU_AGENT_KEY",
 	};
 	const char *const help[] = { "--help", NULL }, *const version[] = { "--version", NULL };
 	char *out, *man, cmd[600];

@@ -141,7 +141,8 @@ Test(config, option_table_is_complete_and_sane)
 		"gateway.log_level", "gateway.log_file", "gateway.shutdown_timeout_ms",
 		"gateway.max_connections", "gateway.upgrade_timeout_ms", "log.access",
 		"registration.key", "registration.stale_after_ms", "registration.allow",
-		"registration.sfu_networks",
+		"registration.sfu_networks", "registration.client_ca", "registration.require_token",
+		"tls.cert", "tls.key", "tls.ca_file", "tls.ca_path",
 		"balancing.strategy", "balancing.max_sessions", "balancing.weights.sessions",
 		"balancing.weights.cpu", "balancing.weights.memory", "balancing.weights.distance",
 		"failover.max_retries", "failover.retry_timeout_ms", "failover.connect_timeout_ms",
@@ -153,7 +154,7 @@ Test(config, option_table_is_complete_and_sane)
 		"observability.max_age_ms", "registry.url", "registry.token", "registry.poll_ms",
 		"registry.min_poll_ms", "registry.timeout_ms", "registry.max_sfus",
 		"registry.max_bytes", "registry.stale_after_ms", "sfu.address",
-		"sfu.region", "sfu.key", "sfu.max_sessions",
+		"sfu.region", "sfu.key", "sfu.max_sessions", "sfu.tls_verify",
 	};
 	/* bind, port and workers change on reload by replacing workers; these
 	 * size the segment or belong to the process for its whole life. */
@@ -527,7 +528,7 @@ Test(config, nodes_errors)
 		  "SFU_GATEWAY_NODES: sfu[0]: 'address' contains a NUL byte" },
 		{ "{\"sfu\": [{\"address\": \"ftp://a\", \"key\": \"" KEY_A "\"}]}",
 		  "SFU_GATEWAY_NODES: sfu[0]: address is invalid: Base URL of a static SFU, "
-		  "http://host[:port] without a path (required)." },
+		  "http(s)://host[:port] without a path (required)." },
 		{ "{\"sfu\": [{\"address\": \"http://a:1\", \"key\": \"" KEY_A "\"}, "
 		  "{\"address\": \"HTTP://A:1/\", \"key\": \"" KEY_A "\"}]}",
 		  "SFU_GATEWAY_NODES: sfu[1] (http://a:1): duplicate address (same as sfu[0])" },
@@ -573,7 +574,7 @@ Test(config, sfu_errors_name_index_and_address)
 		       "cfg.toml:4: sfu[0] (http://a:1): unknown key 'weight' in [[sfu]]");
 	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a/x\"\nkey = \"" KEY_A "\"\n",
 		       "cfg.toml:2: sfu[0]: address is invalid: Base URL of a static SFU, "
-		       "http://host[:port] without a path (required).");
+		       "http(s)://host[:port] without a path (required).");
 	cfg_assert_fails_file("[[sfu]]\naddress = \"http://a:1\"\nkey = \"" KEY_A "\"\nregion = "
 		       "\"0123456789012345678901234567890123456789012345678901234567890123\"\n",
 		       "cfg.toml:4: sfu[0] (http://a:1): region is invalid: Region of the SFU, "
@@ -586,14 +587,10 @@ Test(config, sfu_errors_name_index_and_address)
 		       "[[sfu]]\naddress = \"http://b\"\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://a/\"\nkey = \"" KEY_A "\"\n",
 		       "cfg.toml:7: sfu[2] (http://a): duplicate address (same as sfu[0])");
-	/* An https SFU: the gateway could not talk to it. */
-	cfg_assert_fails_file("[[sfu]]\naddress = \"https://a\"\nkey = \"" KEY_A "\"\n",
-		       "cfg.toml:2: sfu[0]: address: https is not supported yet (the gateway has no "
-		       "TLS client): give the SFU's http:// address");
 	/* An IPv4 address spelt another way than dotted decimal. */
 	cfg_assert_fails_file("[[sfu]]\naddress = \"http://0x7f.0.0.1:8070\"\nkey = \"" KEY_A "\"\n",
 		       "cfg.toml:2: sfu[0]: address is invalid: Base URL of a static SFU, "
-		       "http://host[:port] without a path (required).");
+		       "http(s)://host[:port] without a path (required).");
 	/* The same SFU written as an IPv4-mapped IPv6 address is a duplicate. */
 	cfg_assert_fails_file("[[sfu]]\naddress = \"http://127.0.0.1:8070\"\nkey = \"" KEY_A "\"\n"
 		       "[[sfu]]\naddress = \"http://[::ffff:127.0.0.1]:8070\"\nkey = \"" KEY_A "\"\n",
@@ -1220,30 +1217,40 @@ Test(config, registry_url_is_normalised_and_checked)
 	/* Credentials belong in [registry] token; fragments and spaces nowhere. */
 	cfg_assert_fails_file("[registry]\nurl = \"http://user:pw@odoo/list\"\n",
 			      "cfg.toml:2: [registry] url is invalid: URL of an external registry's "
-			      "SFU list, http://host[:port]/path, polled with If-None-Match; empty "
+			      "SFU list, http(s)://host[:port]/path, polled with If-None-Match; empty "
 			      "for none.");
 	cfg_assert_fails_file("[registry]\nurl = \"http://odoo/list#x\"\n",
 			      "cfg.toml:2: [registry] url is invalid: URL of an external registry's "
-			      "SFU list, http://host[:port]/path, polled with If-None-Match; empty "
+			      "SFU list, http(s)://host[:port]/path, polled with If-None-Match; empty "
 			      "for none.");
 	cfg_assert_fails_file("[registry]\nurl = \"odoo/list\"\n",
 			      "cfg.toml:2: [registry] url is invalid: URL of an external registry's "
-			      "SFU list, http://host[:port]/path, polled with If-None-Match; empty "
+			      "SFU list, http(s)://host[:port]/path, polled with If-None-Match; empty "
 			      "for none.");
 	cfg_assert_fails_file("[registry]\nurl = \"http://odoo/a list\"\n",
 			      "cfg.toml:2: [registry] url is invalid: URL of an external registry's "
-			      "SFU list, http://host[:port]/path, polled with If-None-Match; empty "
+			      "SFU list, http(s)://host[:port]/path, polled with If-None-Match; empty "
 			      "for none.");
 }
 
-Test(config, registry_https_is_refused_while_the_client_has_no_tls)
+/* https wherever an address is given: static SFUs (verified unless their tls_verify
+ * says otherwise) and the external registry. */
+Test(config, https_addresses_and_tls_verify)
 {
-	cr_assert_not(http_client_tls(), "TLS landed: accept https here and drop this test");
+	struct config c;
+
 	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
-	cfg_assert_fails_file("[registry]\nurl = \"https://odoo.example.com/sfu-list\"\n",
-			      "[registry] url: https is not supported yet: this build's HTTP client "
-			      "has no TLS (TLS support has not landed); use http://, for example "
-			      "through a local TLS-terminating proxy");
+	cfg_ok_file(&c, "[registry]\nurl = \"https://Odoo.example.com:443/sfu-list\"\n"
+			"[[sfu]]\naddress = \"https://a\"\nkey = \"" KEY_A "\"\n"
+			"[[sfu]]\naddress = \"https://b:8443\"\nkey = \"" KEY_A "\"\n"
+			"tls_verify = false\n");
+	cr_assert_str_eq(c.t.registry_url, "https://odoo.example.com/sfu-list");
+	cr_assert_eq(c.n_sfus, 2);
+	cr_assert_str_eq(c.sfus[0].address, "https://a");
+	cr_assert_eq(c.sfus[0].tls_verify, 1);
+	cr_assert_str_eq(c.sfus[1].address, "https://b:8443");
+	cr_assert_eq(c.sfus[1].tls_verify, 0);
+	config_free(&c);
 }
 
 Test(config, registry_token_is_one_header_value_and_never_echoed)

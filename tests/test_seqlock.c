@@ -153,7 +153,7 @@ static void sq_record(struct sfu_record *rec, uint32_t v0, uint32_t u)
 	snprintf(rec->cold.region, sizeof(rec->cold.region), "v%" PRIu32 "-u%" PRIu32, v0, u);
 	rec->cold.key_len = 1 + u % CONFIG_KEY_MAX;
 	memset(rec->cold.key, (int)(u & 0xff), rec->cold.key_len);
-	rec->cold.pad = u ^ v0 ^ 0xdeadbeefU; /* checksum of the cold part */
+	rec->cold.flags = u ^ v0 ^ 0xdeadbeefU; /* checksum of the cold part */
 	rec->hot.source = SFU_SOURCE_REGISTERED;
 	rec->hot.has_load = 1;
 	rec->hot.sessions = u;

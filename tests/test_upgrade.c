@@ -168,6 +168,7 @@ Test(shm_adopt, layout_fingerprint_matches_its_version)
 	} known[] = {
 		{ 3, 9589728239924236595ULL },
 		{ 4, 7830591965249289179ULL }, /* heartbeat seq tombstones */
+		{ 5, 2968079931258011315ULL }, /* TLS: live config paths and digest, slot verdict, counters */
 	};
 	size_t parts[] = {
 		sizeof(struct shm_layout),

@@ -24,6 +24,7 @@
 #include "region.h"
 #include "stats.h"
 #include "sysload.h"
+#include "tls.h"
 #include "token.h"
 
 #ifndef SFU_VERSION
@@ -60,9 +61,9 @@ static const char agent_usage[] =
 	"                              (env SFU_GATEWAY_PING_INTERVAL; default 10000)\n"
 	"  -r, --region REGION         the SFU's region, [a-z0-9-]{1,63} (env SFU_REGION;\n"
 	"                              required)\n"
-	"  -a, --address URL           the SFU as the gateways reach it, http://host[:port]\n"
+	"  -a, --address URL           the SFU as the gateways reach it, http(s)://host[:port]\n"
 	"                              (env SFU_ADDRESS; required)\n"
-	"  -u, --sfu-url URL           where the agent polls the SFU, http://host[:port]\n"
+	"  -u, --sfu-url URL           where the agent polls the SFU, http(s)://host[:port]\n"
 	"                              (env SFU_URL; default: the address)\n"
 	"  -k, --auth-key BASE64       the SFU's AUTH_KEY, sent in the heartbeat\n"
 	"                              (env AUTH_KEY; required)\n"
@@ -76,6 +77,15 @@ static const char agent_usage[] =
 	"                              the gateway decide (env SFU_AGENT_MAX_SESSIONS)\n"
 	"  -l, --log-level LEVEL       error, warn, info or debug\n"
 	"                              (env SFU_AGENT_LOG_LEVEL; default info)\n"
+	"      --ca FILE               PEM bundle of the CAs https gateways and the SFU are\n"
+	"                              verified against (env SFU_AGENT_CA; default: the\n"
+	"                              system store)\n"
+	"      --cert FILE             PEM client certificate presented to gateways that\n"
+	"                              ask for one ([registration] client_ca); its\n"
+	"                              subjectAltName must name the address's host\n"
+	"                              (env SFU_AGENT_CERT)\n"
+	"      --key FILE              PEM private key of --cert; refused when others may\n"
+	"                              read it (env SFU_AGENT_KEY)\n"
 	"  -V, --version               print the version and exit\n"
 	"  -h, --help                  print this help and exit\n"
 	"\n"
@@ -93,8 +103,16 @@ enum agent_setting_id {
 	AGENT_S_DOWN_AFTER,
 	AGENT_S_MAX_SESSIONS,
 	AGENT_S_LOG_LEVEL,
+	AGENT_S_CA,
+	AGENT_S_CERT,
+	AGENT_S_KEY,
 	AGENT_S_COUNT
 };
+
+/* Options without a short letter are told apart by these values. */
+#define AGENT_OPT_CA 0x100
+#define AGENT_OPT_CERT 0x101
+#define AGENT_OPT_KEY 0x102
 
 /* Each setting's flag and environment variable: the names an SFU-side sender
  * uses (SFU_GATEWAY_URL, SFU_GATEWAY_PING_INTERVAL, SFU_REGION) first. */
@@ -115,6 +133,9 @@ static const struct agent_setting {
 	[AGENT_S_DOWN_AFTER] = { "down-after", 'd', "SFU_AGENT_DOWN_AFTER", false },
 	[AGENT_S_MAX_SESSIONS] = { "max-sessions", 'm', "SFU_AGENT_MAX_SESSIONS", false },
 	[AGENT_S_LOG_LEVEL] = { "log-level", 'l', "SFU_AGENT_LOG_LEVEL", false },
+	[AGENT_S_CA] = { "ca", AGENT_OPT_CA, "SFU_AGENT_CA", false },
+	[AGENT_S_CERT] = { "cert", AGENT_OPT_CERT, "SFU_AGENT_CERT", false },
+	[AGENT_S_KEY] = { "key", AGENT_OPT_KEY, "SFU_AGENT_KEY", false },
 };
 
 static const struct option agent_options[] = {
@@ -128,24 +149,30 @@ static const struct option agent_options[] = {
 	{ "down-after", required_argument, NULL, 'd' },
 	{ "max-sessions", required_argument, NULL, 'm' },
 	{ "log-level", required_argument, NULL, 'l' },
+	{ "ca", required_argument, NULL, AGENT_OPT_CA },
+	{ "cert", required_argument, NULL, AGENT_OPT_CERT },
+	{ "key", required_argument, NULL, AGENT_OPT_KEY },
 	{ "version", no_argument, NULL, 'V' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 struct agent_config {
-	char gateways[AGENT_GATEWAYS_MAX][CONFIG_ADDRESS_MAX]; /* normalised http:// URLs */
+	char gateways[AGENT_GATEWAYS_MAX][CONFIG_ADDRESS_MAX]; /* normalised http(s):// URLs */
 	size_t n_gateways;
 	uint32_t interval_ms;
 	char region[CONFIG_REGION_MAX];
 	char address[CONFIG_ADDRESS_MAX]; /* normalised; the token's address claim */
-	char sfu_url[CONFIG_ADDRESS_MAX]; /* normalised http:// URL */
+	char sfu_url[CONFIG_ADDRESS_MAX]; /* normalised http(s):// URL */
 	char auth_key[AGENT_KEY_B64_MAX]; /* base64 as given */
 	uint8_t registration_key[CONFIG_KEY_MAX];
 	size_t registration_key_len;
 	uint32_t down_after;
 	uint32_t max_sessions;
 	enum log_level log_level;
+	/* TLS to https gateways and SFUs: CAs ("" = the system store) and a client
+	 * certificate for gateways that ask for one ("" = none). */
+	char ca[TLS_PATH_MAX], cert[TLS_PATH_MAX], key[TLS_PATH_MAX];
 };
 
 struct agent;
@@ -240,17 +267,27 @@ static bool agent_parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t
 	return true;
 }
 
-/* An http:// URL the agent itself talks to (the HTTP client has no TLS yet). */
-static int agent_parse_http_url(const char *src, const char *in, char *out, size_t outlen)
+/* A URL the agent itself talks to, http or https. */
+static int agent_parse_url(const char *src, const char *in, char *out, size_t outlen)
 {
 	if (address_parse(in, out, outlen) != 0)
 		return agent_config_error(1, src,
-					  "'%s' is not http://host[:port] (no path, query or "
+					  "'%s' is not http(s)://host[:port] (no path, query or "
 					  "credentials)",
 					  in);
-	if (strncmp(out, "http://", 7) != 0)
-		return agent_config_error(1, src, "'%s': https is not supported yet; use http://",
-					  in);
+	return 0;
+}
+
+/* A file path setting, copied into out ("" when not given). */
+static int agent_parse_path(const char *src, const char *in, char *out, size_t outlen)
+{
+	if (in == NULL) {
+		out[0] = '\0';
+		return 0;
+	}
+	if (in[0] == '\0' || strlen(in) >= outlen)
+		return agent_config_error(1, src, "not a file path of 1 to %zu bytes", outlen - 1);
+	memcpy(out, in, strlen(in) + 1);
 	return 0;
 }
 
@@ -280,8 +317,8 @@ static int agent_parse_gateways(struct agent_config *cfg, const char *src, const
 						  AGENT_GATEWAYS_MAX);
 		memcpy(one, p, n);
 		one[n] = '\0';
-		rc = agent_parse_http_url(src, one, cfg->gateways[cfg->n_gateways],
-					  sizeof(cfg->gateways[0]));
+		rc = agent_parse_url(src, one, cfg->gateways[cfg->n_gateways],
+				     sizeof(cfg->gateways[0]));
 		if (rc != 0)
 			return rc;
 		for (size_t i = 0; i < cfg->n_gateways; i++)
@@ -336,23 +373,37 @@ static int agent_config_build(struct agent_config *cfg, const char *const val[AG
 	snprintf(cfg->region, sizeof(cfg->region), "%s", val[AGENT_S_REGION]);
 	if (address_parse(val[AGENT_S_ADDRESS], cfg->address, sizeof(cfg->address)) != 0)
 		return agent_config_error(1, src[AGENT_S_ADDRESS],
-					  "'%s' is not http://host[:port] (no path, query or "
+					  "'%s' is not http(s)://host[:port] (no path, query or "
 					  "credentials)",
 					  val[AGENT_S_ADDRESS]);
-	/* The gateways send channel requests to this address, and they have no TLS
-	 * client yet: they refuse an https address, so refuse it here, at once. */
-	if (strncmp(cfg->address, "https://", 8) == 0)
-		return agent_config_error(1, src[AGENT_S_ADDRESS],
-					  "'%s': https is not supported yet (the gateways have no "
-					  "TLS client); give the http:// address the gateways "
-					  "reach the SFU at",
-					  val[AGENT_S_ADDRESS]);
 	sfu_url = val[AGENT_S_SFU_URL];
-	rc = agent_parse_http_url(sfu_url ? src[AGENT_S_SFU_URL] : src[AGENT_S_ADDRESS],
-				  sfu_url ? sfu_url : cfg->address, cfg->sfu_url,
-				  sizeof(cfg->sfu_url));
+	rc = agent_parse_url(sfu_url ? src[AGENT_S_SFU_URL] : src[AGENT_S_ADDRESS],
+			     sfu_url ? sfu_url : cfg->address, cfg->sfu_url, sizeof(cfg->sfu_url));
 	if (rc != 0)
 		return rc;
+	rc = agent_parse_path(src[AGENT_S_CA], val[AGENT_S_CA], cfg->ca, sizeof(cfg->ca));
+	if (rc == 0)
+		rc = agent_parse_path(src[AGENT_S_CERT], val[AGENT_S_CERT], cfg->cert,
+				      sizeof(cfg->cert));
+	if (rc == 0)
+		rc = agent_parse_path(src[AGENT_S_KEY], val[AGENT_S_KEY], cfg->key, sizeof(cfg->key));
+	if (rc != 0)
+		return rc;
+	if ((cfg->cert[0] != '\0') != (cfg->key[0] != '\0'))
+		return agent_config_error(2, NULL, "--cert and --key (SFU_AGENT_CERT and "
+						   "SFU_AGENT_KEY) go together");
+	{
+		/* Loaded once here, so that a bad file stops the agent before it starts. */
+		struct tls_client_opts o = { .ca_file = cfg->ca, .cert_file = cfg->cert,
+					     .key_file = cfg->key, .verify = true };
+		struct ssl_ctx_st *ctx = NULL;
+		char err[TLS_PATH_MAX * 2 + 160];
+
+		if (tls_client_ctx_new(&ctx, &o, err, sizeof(err)) != 0)
+			return agent_config_error(1, cfg->key[0] ? src[AGENT_S_KEY] : src[AGENT_S_CA],
+						  "%s", err);
+		tls_ctx_free(ctx);
+	}
 	/* Keys are checked, never echoed. */
 	if (strlen(val[AGENT_S_AUTH_KEY]) >= sizeof(cfg->auth_key) ||
 	    base64_decode_key(val[AGENT_S_AUTH_KEY], auth_key, sizeof(auth_key)) < 0)
@@ -908,6 +959,16 @@ static int agent_run(struct agent *a)
 	if (rc != 0) {
 		log_error("agent: out of memory");
 		return 1;
+	}
+	{
+		struct http_client_tls o = { .ca_file = a->cfg.ca, .cert_file = a->cfg.cert,
+					     .key_file = a->cfg.key };
+		char err[TLS_PATH_MAX * 2 + 160];
+
+		if (http_client_set_tls(a->http, &o, err, sizeof(err)) != 0) {
+			fprintf(stderr, "sfu-gateway-agent: TLS: %s\n", err);
+			return 1;
+		}
 	}
 	a->request_timeout_ms = a->cfg.interval_ms < AGENT_REQUEST_MAX_MS ? a->cfg.interval_ms
 									 : AGENT_REQUEST_MAX_MS;

@@ -142,3 +142,29 @@ int address_parse(const char *in, char *out, size_t outlen)
 		w = snprintf(out, outlen, "%s://%s", scheme, host);
 	return w < 0 || (size_t)w >= outlen ? -EINVAL : 0;
 }
+
+int address_host(const char *address, char *out, size_t outlen)
+{
+	const char *h = strstr(address, "://"), *end;
+	size_t n;
+
+	if (h == NULL)
+		return -EINVAL;
+	h += 3;
+	if (*h == '[') {
+		h++;
+		end = strchr(h, ']');
+	} else {
+		end = strchr(h, ':');
+		if (end == NULL)
+			end = h + strlen(h);
+	}
+	if (end == NULL || end == h)
+		return -EINVAL;
+	n = (size_t)(end - h);
+	if (n >= outlen)
+		return -EINVAL;
+	memcpy(out, h, n);
+	out[n] = '\0';
+	return 0;
+}

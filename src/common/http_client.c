@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <llhttp.h>
 #include <netdb.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "tls.h"
 
 /*
  * One pool per SFU address holds its idle keep-alive connections. A request
@@ -46,7 +48,17 @@
 
 struct pool;
 
-enum uconn_state { UC_RESOLVING, UC_CONNECTING, UC_BUSY, UC_IDLE, UC_CLOSING };
+/*
+ * https pools speak TLS through memory BIOs (tls.h): after the TCP connect
+ * the handshake runs (UC_HANDSHAKE, still within the connect bound), then the
+ * request is encrypted and the answer decrypted before llhttp sees it. Each
+ * pool keeps the last session the SFU gave (a TLS 1.3 ticket or a TLS 1.2
+ * session), so a new connection resumes instead of a full handshake, and an
+ * idle connection is taken before any handshake at all: a warm request costs
+ * none. Verification is per client (CA options) and per pool (an SFU may be
+ * explicitly unverified); a pool is one address with one such choice.
+ */
+enum uconn_state { UC_RESOLVING, UC_CONNECTING, UC_HANDSHAKE, UC_BUSY, UC_IDLE, UC_CLOSING };
 
 struct uconn {
 	uv_tcp_t tcp;
@@ -61,6 +73,9 @@ struct uconn {
 	enum uconn_state state;
 	int handles_open;
 	bool tcp_inited;
+	bool tls_on; /* tls below is set up (https pool, connected) */
+	struct tls_conn tls;
+	bool tls_verdict; /* this attempt's handshake concluded (res->tls_handshake) */
 	bool reading; /* stays on from the first send to the close: an idle
 		       * connection must see the server close it, and toggling
 		       * would cost epoll_ctl() calls per request */
@@ -97,6 +112,9 @@ struct uconn {
 struct pool {
 	struct pool *next; /* hash chain */
 	char address[256];
+	bool tls; /* https */
+	bool insecure; /* https without verification (the caller's explicit choice) */
+	SSL_SESSION *session; /* the latest resumable session the SFU gave, or NULL */
 	char host[256];
 	char authority[280]; /* Host header: host[:port] as in the address */
 	uint16_t port;
@@ -115,6 +133,14 @@ struct http_client {
 	size_t n_open;
 	uint64_t n_reused;
 	bool freeing;
+	/* TLS: the options, and the contexts built from them (verified, and
+	 * unverified for pools that asked); NULL until first needed. */
+	char ca_file[TLS_PATH_MAX], ca_path[TLS_PATH_MAX];
+	char cert_file[TLS_PATH_MAX], key_file[TLS_PATH_MAX];
+	SSL_CTX *ctx_verify, *ctx_insecure;
+	struct http_client_tls_counts tls_counts;
+	void (*on_tls)(void *ctx, enum http_client_tls_event ev);
+	void *on_tls_ctx;
 };
 
 static llhttp_settings_t uc_settings;
@@ -133,16 +159,22 @@ static uint32_t pool_hash(const char *s)
 	return h;
 }
 
-/* Splits "http://host[:port]" into its parts. Only plain http for now. */
+/* Splits "http(s)://host[:port]" into its parts. */
 static int pool_parse(struct pool *p, const char *address)
 {
 	const char *h, *end, *colon;
 	size_t hl;
 	unsigned long port = 80;
 
-	if (strncmp(address, "http://", 7) != 0)
+	if (strncmp(address, "http://", 7) == 0) {
+		h = address + 7;
+	} else if (strncmp(address, "https://", 8) == 0) {
+		h = address + 8;
+		p->tls = true;
+		port = 443;
+	} else {
 		return -EINVAL;
-	h = address + 7;
+	}
 	end = h + strlen(h);
 	if (*h == '[') {
 		const char *rb = strchr(h, ']');
@@ -189,13 +221,13 @@ static int pool_parse(struct pool *p, const char *address)
 	return 0;
 }
 
-static struct pool *pool_get(struct http_client *cl, const char *address)
+static struct pool *pool_get(struct http_client *cl, const char *address, bool insecure)
 {
 	uint32_t b = pool_hash(address) % HTTP_CLIENT_BUCKETS;
 	struct pool *p;
 
 	for (p = cl->buckets[b]; p != NULL; p = p->next)
-		if (strcmp(p->address, address) == 0)
+		if (p->insecure == insecure && strcmp(p->address, address) == 0)
 			return p;
 	if (strlen(address) >= sizeof(p->address))
 		return NULL;
@@ -206,6 +238,7 @@ static struct pool *pool_get(struct http_client *cl, const char *address)
 		free(p);
 		return NULL;
 	}
+	p->insecure = insecure;
 	p->next = cl->buckets[b];
 	cl->buckets[b] = p;
 	return p;
@@ -355,6 +388,8 @@ static void uc_unref(struct uconn *u)
 {
 	if (--u->handles_open > 0)
 		return;
+	if (u->tls_on)
+		tls_conn_free(&u->tls);
 	free(u->wbuf);
 	free(u->body);
 	free(u);
@@ -393,27 +428,191 @@ static void uc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(rbuf, sizeof(rbuf));
 }
 
+/* Decrypted bytes: one TLS record at most per tls_conn_read. */
+static char uc_plain[16384];
+
+/* Feeds response bytes to the parser: 1 when the response is complete, 0
+ * when more is needed, else the error to end the attempt with. */
+static int uc_parse(struct uconn *u, const char *data, size_t n)
+{
+	llhttp_errno_t rc;
+
+	u->got_bytes = true;
+	rc = llhttp_execute(&u->parser, data, n);
+	if (rc == HPE_PAUSED && u->complete) {
+		/* Bytes after the response would be a protocol error from an SFU
+		 * answering one request at a time: do not reuse such a connection. */
+		if (llhttp_get_error_pos(&u->parser) != data + n)
+			u->keep_alive = false;
+		return 1;
+	}
+	if (rc != HPE_OK)
+		return rc == HPE_USER && !u->sink_failed ? UV_EMSGSIZE : UV_EPROTO;
+	return 0;
+}
+
+/* The connection ended (EOF, or the peer's close_notify) while an answer was awaited. */
+static void uc_on_end(struct uconn *u)
+{
+	/* A body delimited by the end of the connection ends here. */
+	if (u->got_bytes && llhttp_message_needs_eof(&u->parser) &&
+	    llhttp_finish(&u->parser) == HPE_OK && u->complete) {
+		u->keep_alive = false;
+		uc_finish(u, 0);
+		return;
+	}
+	uc_finish(u, UV_EOF);
+}
+
+static void uc_send(struct uconn *u);
+static void uc_on_tls_written(void *arg, int status);
+
+/* Sends what TLS has to say (handshake messages, alerts); false when the
+ * attempt ended on a write error. */
+static bool uc_tls_flush(struct uconn *u)
+{
+	int rc = tls_conn_flush(&u->tls, (uv_stream_t *)&u->tcp, uc_on_tls_written, u);
+
+	if (rc >= 0)
+		return true;
+	uc_finish(u, rc);
+	return false;
+}
+
+/* The handshake ended: counted, and its verdict kept for the result. */
+static void uc_tls_concluded(struct uconn *u, bool ok)
+{
+	struct http_client *cl = u->cl;
+	enum http_client_tls_event ev;
+
+	u->tls_verdict = true;
+	if (!ok) {
+		ev = HTTP_CLIENT_TLS_FAILED;
+		cl->tls_counts.failed++;
+		/* The session may be what the SFU refused: start afresh next time. */
+		if (u->pool->session != NULL) {
+			SSL_SESSION_free(u->pool->session);
+			u->pool->session = NULL;
+		}
+	} else if (tls_conn_resumed(&u->tls)) {
+		ev = HTTP_CLIENT_TLS_RESUMED;
+		cl->tls_counts.resumed++;
+	} else {
+		ev = HTTP_CLIENT_TLS_FULL;
+		cl->tls_counts.full++;
+	}
+	if (cl->on_tls != NULL)
+		cl->on_tls(cl->on_tls_ctx, ev);
+}
+
+static void uc_on_handshake_read(struct uconn *u, ssize_t n, const char *data)
+{
+	int r;
+
+	if (n < 0) {
+		if (n == UV_EOF) {
+			/* Closed in the middle: a TLS matter too (a server that refuses
+			 * us without an alert, or no TLS server at all). */
+			u->tls.failure = TLS_FAILURE_EOF;
+			uc_tls_concluded(u, false);
+			uc_finish(u, UV_EPROTO);
+			return;
+		}
+		uc_finish(u, (int)n);
+		return;
+	}
+	if (tls_conn_feed(&u->tls, data, (size_t)n) != 0) {
+		uc_finish(u, UV_ENOMEM);
+		return;
+	}
+	r = tls_conn_handshake(&u->tls);
+	if (r == 1) {
+		uc_tls_concluded(u, true);
+		/* The client's last handshake message leaves with the request. */
+		uc_send(u);
+		return;
+	}
+	if (r < 0) {
+		uc_tls_concluded(u, false);
+		/* An alert for the server, when OpenSSL wrote one. */
+		(void)tls_conn_flush(&u->tls, (uv_stream_t *)&u->tcp, NULL, NULL);
+		uc_finish(u, UV_EPROTO);
+		return;
+	}
+	uc_tls_flush(u);
+}
+
+/* Ciphertext of an answer: decrypted record by record into the parser. */
+static void uc_on_tls_read(struct uconn *u, const char *data, size_t n)
+{
+	if (tls_conn_feed(&u->tls, data, n) != 0) {
+		uc_finish(u, UV_ENOMEM);
+		return;
+	}
+	for (;;) {
+		int r = tls_conn_read(&u->tls, uc_plain, sizeof(uc_plain));
+
+		if (r == 0)
+			break;
+		if (r == TLS_CLOSED) {
+			uc_on_end(u);
+			return;
+		}
+		if (r < 0) {
+			uc_finish(u, UV_EPROTO);
+			return;
+		}
+		r = uc_parse(u, uc_plain, (size_t)r);
+		if (r == 1) {
+			/* Complete: a record after it is as wrong as trailing bytes. It
+			 * is looked for now, since the callback may reuse the connection. */
+			if (tls_conn_more(&u->tls) &&
+			    tls_conn_read(&u->tls, uc_plain, sizeof(uc_plain)) != 0)
+				u->keep_alive = false;
+			uc_finish(u, 0);
+			return;
+		}
+		if (r != 0) {
+			uc_finish(u, r);
+			return;
+		}
+		if (!tls_conn_more(&u->tls))
+			break;
+	}
+	uc_tls_flush(u);
+}
+
+/* An idle TLS connection may still receive session tickets; anything else
+ * (data, an alert, the end) closes it. */
+static void uc_on_idle_tls_read(struct uconn *u, const char *data, size_t n)
+{
+	if (tls_conn_feed(&u->tls, data, n) != 0 ||
+	    tls_conn_read(&u->tls, uc_plain, sizeof(uc_plain)) != 0)
+		uc_close(u);
+}
+
 static void uc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct uconn *u = s->data;
-	llhttp_errno_t rc;
+	int r;
 
 	if (u->state == UC_IDLE) {
 		/* The server closed (or sent junk on) an idle connection. */
-		uc_close(u);
+		if (u->tls_on && n > 0)
+			uc_on_idle_tls_read(u, buf->base, (size_t)n);
+		else if (n != 0)
+			uc_close(u);
+		return;
+	}
+	if (u->state == UC_HANDSHAKE) {
+		if (n != 0)
+			uc_on_handshake_read(u, n, buf->base);
 		return;
 	}
 	if (u->state != UC_BUSY)
 		return;
 	if (n == UV_EOF) {
-		/* A body delimited by the end of the connection ends here. */
-		if (u->got_bytes && llhttp_message_needs_eof(&u->parser) &&
-		    llhttp_finish(&u->parser) == HPE_OK && u->complete) {
-			u->keep_alive = false;
-			uc_finish(u, 0);
-			return;
-		}
-		uc_finish(u, UV_EOF);
+		uc_on_end(u);
 		return;
 	}
 	if (n < 0) {
@@ -422,18 +621,13 @@ static void uc_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 	if (n == 0)
 		return;
-	u->got_bytes = true;
-	rc = llhttp_execute(&u->parser, buf->base, (size_t)n);
-	if (rc == HPE_PAUSED && u->complete) {
-		/* Bytes after the response would be a protocol error from an SFU
-		 * answering one request at a time: do not reuse such a connection. */
-		if (llhttp_get_error_pos(&u->parser) != buf->base + n)
-			u->keep_alive = false;
-		uc_finish(u, 0);
+	if (u->tls_on) {
+		uc_on_tls_read(u, buf->base, (size_t)n);
 		return;
 	}
-	if (rc != HPE_OK)
-		uc_finish(u, rc == HPE_USER && !u->sink_failed ? UV_EMSGSIZE : UV_EPROTO);
+	r = uc_parse(u, buf->base, (size_t)n);
+	if (r != 0)
+		uc_finish(u, r == 1 ? 0 : r);
 }
 
 static void uc_on_attempt_timeout(uv_timer_t *t);
@@ -512,8 +706,12 @@ static void uc_finish(struct uconn *u, int error)
 	u->cb = NULL;
 	memset(&res, 0, sizeof(res));
 	res.error = error;
-	res.connect_failed = error != 0 && (u->state == UC_CONNECTING || u->state == UC_RESOLVING);
+	res.connect_failed = error != 0 && (u->state == UC_CONNECTING || u->state == UC_RESOLVING ||
+					    u->state == UC_HANDSHAKE);
 	res.stalled = error == UV_ETIMEDOUT && u->stalls > HTTP_CLIENT_STALL_MAX;
+	res.tls_handshake = u->tls_verdict;
+	res.tls_failure = u->tls_verdict ? u->tls.failure : 0;
+	u->tls_verdict = false;
 	if (error == 0) {
 		res.status = u->status;
 		if (u->body != NULL)
@@ -549,6 +747,26 @@ static void uc_on_write(uv_write_t *w, int status)
 		uc_finish(u, status);
 }
 
+static void uc_on_tls_written(void *arg, int status)
+{
+	struct uconn *u = arg;
+
+	if (status != 0 && (u->state == UC_BUSY || u->state == UC_HANDSHAKE))
+		uc_finish(u, status);
+}
+
+/* The request, encrypted; its ciphertext leaves with whatever the handshake
+ * still had to send. 0 or an error. */
+static int uc_send_tls(struct uconn *u)
+{
+	int rc = tls_conn_write(&u->tls, u->wbuf, u->wlen);
+
+	if (rc != 0)
+		return UV_EPROTO;
+	rc = tls_conn_flush(&u->tls, (uv_stream_t *)&u->tcp, uc_on_tls_written, u);
+	return rc < 0 ? rc : 0;
+}
+
 /* The connection is up: send the request and wait for the answer. */
 static void uc_send(struct uconn *u)
 {
@@ -565,7 +783,9 @@ static void uc_send(struct uconn *u)
 		rc = uv_read_start((uv_stream_t *)&u->tcp, uc_alloc, uc_on_read);
 		u->reading = rc == 0;
 	}
-	if (rc == 0) {
+	if (rc == 0 && u->tls_on) {
+		rc = uc_send_tls(u);
+	} else if (rc == 0) {
 		/* A request fits the socket buffer almost always: write it directly
 		 * and queue only a remainder (uv_write would add loop work). */
 		int w = uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
@@ -589,6 +809,41 @@ static void uc_send(struct uconn *u)
 	}
 }
 
+static SSL_CTX *http_client_ctx(struct http_client *cl, bool insecure);
+
+/* TCP is up on an https pool: the handshake starts, still within the
+ * connect bound. */
+static void uc_tls_start(struct uconn *u)
+{
+	SSL_CTX *ctx = http_client_ctx(u->cl, u->pool->insecure);
+	int rc;
+
+	if (ctx == NULL) {
+		uc_finish(u, UV_EPROTO);
+		return;
+	}
+	rc = tls_conn_client(&u->tls, ctx, u->pool->host, u, u->pool->session);
+	if (rc != 0) {
+		uc_finish(u, rc == -ENOMEM ? UV_ENOMEM : UV_EPROTO);
+		return;
+	}
+	u->tls_on = true;
+	u->state = UC_HANDSHAKE;
+	rc = uv_read_start((uv_stream_t *)&u->tcp, uc_alloc, uc_on_read);
+	u->reading = rc == 0;
+	if (rc != 0) {
+		uc_finish(u, rc);
+		return;
+	}
+	rc = tls_conn_handshake(&u->tls);
+	if (rc < 0) {
+		uc_tls_concluded(u, false);
+		uc_finish(u, UV_EPROTO);
+		return;
+	}
+	uc_tls_flush(u);
+}
+
 static void uc_on_connect(uv_connect_t *req, int status)
 {
 	struct uconn *u = req->data;
@@ -600,7 +855,10 @@ static void uc_on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	uv_tcp_nodelay(&u->tcp, 1);
-	uc_send(u);
+	if (u->pool->tls)
+		uc_tls_start(u);
+	else
+		uc_send(u);
 }
 
 static void uc_connect(struct uconn *u)
@@ -734,12 +992,16 @@ static int uc_build(struct uconn *u, const struct pool *p, const struct http_cli
 int http_client_request(struct http_client *cl, const char *address,
 			const struct http_client_req *req, http_client_cb cb, void *ctx)
 {
-	struct pool *p = pool_get(cl, address);
+	bool https = strncmp(address, "https://", 8) == 0;
+	struct pool *p = pool_get(cl, address, https && req->tls_insecure);
 	struct uconn *u;
 	uint64_t now = uv_now(cl->loop);
 
 	if (p == NULL)
 		return -EINVAL;
+	/* Without a context (its CA file cannot be read) no https request can go out. */
+	if (p->tls && http_client_ctx(cl, p->insecure) == NULL)
+		return -EPROTO;
 	uc_settings_init();
 	if (p->idle != NULL) {
 		u = p->idle;
@@ -818,6 +1080,121 @@ int http_client_new(struct http_client **out, uv_loop_t *loop)
 	return 0;
 }
 
+/* Closes the idle connections of every https pool and forgets their sessions:
+ * what was verified under the old options is verified again. */
+static void http_client_drop_tls(struct http_client *cl)
+{
+	for (size_t b = 0; b < HTTP_CLIENT_BUCKETS; b++)
+		for (struct pool *p = cl->buckets[b]; p != NULL; p = p->next) {
+			if (!p->tls)
+				continue;
+			while (p->idle != NULL)
+				uc_close(p->idle);
+			if (p->session != NULL) {
+				SSL_SESSION_free(p->session);
+				p->session = NULL;
+			}
+		}
+}
+
+/* OpenSSL hands over each session a server gives (a TLS 1.3 ticket arrives
+ * after the handshake): the pool keeps a copy of the newest for its next
+ * connections. A copy, because the object is the connection's own, which
+ * OpenSSL goes on changing (a resumption writes its new secrets into it):
+ * shared by connections at once, it resumed some of them and spoiled others
+ * (tls_conn_client gives each connection its own copy in turn). */
+static int http_client_on_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct uconn *u = SSL_get_app_data(ssl);
+	SSL_SESSION *copy;
+
+	if (u == NULL || u->state == UC_CLOSING)
+		return 0;
+	copy = SSL_SESSION_dup(sess);
+	if (copy == NULL)
+		return 0;
+	if (u->pool->session != NULL)
+		SSL_SESSION_free(u->pool->session);
+	u->pool->session = copy;
+	return 0;
+}
+
+/* Builds a context from the client's options. NULL with err set on failure. */
+static SSL_CTX *http_client_ctx_build(struct http_client *cl, bool insecure, char *err,
+				      size_t errlen)
+{
+	struct tls_client_opts o = {
+		.ca_file = cl->ca_file,
+		.ca_path = cl->ca_path,
+		.cert_file = cl->cert_file,
+		.key_file = cl->key_file,
+		.verify = !insecure,
+	};
+	SSL_CTX *ctx = NULL;
+
+	if (tls_client_ctx_new(&ctx, &o, err, errlen) != 0)
+		return NULL;
+	SSL_CTX_sess_set_new_cb(ctx, http_client_on_session);
+	return ctx;
+}
+
+static SSL_CTX *http_client_ctx(struct http_client *cl, bool insecure)
+{
+	SSL_CTX **slot = insecure ? &cl->ctx_insecure : &cl->ctx_verify;
+	char err[TLS_PATH_MAX + 128];
+
+	if (cl->freeing)
+		return NULL;
+
+	if (*slot == NULL) {
+		*slot = http_client_ctx_build(cl, insecure, err, sizeof(err));
+		if (*slot == NULL)
+			log_warn_limited("http_client: TLS contexts failing",
+					 "http_client: https is unavailable: %s", err);
+	}
+	return *slot;
+}
+
+static bool http_client_opt_eq(const char *cur, const char *want)
+{
+	return strcmp(cur, want != NULL ? want : "") == 0;
+}
+
+int http_client_set_tls(struct http_client *cl, const struct http_client_tls *o, char *err,
+			size_t errlen)
+{
+	const char *v[4] = { o->ca_file, o->ca_path, o->cert_file, o->key_file };
+	char *dst[4] = { cl->ca_file, cl->ca_path, cl->cert_file, cl->key_file };
+	bool same = true;
+
+	for (int i = 0; i < 4; i++) {
+		if (v[i] != NULL && strlen(v[i]) >= TLS_PATH_MAX) {
+			snprintf(err, errlen, "%s: path too long", v[i]);
+			return -ENAMETOOLONG;
+		}
+		same = same && http_client_opt_eq(dst[i], v[i]);
+	}
+	if (same)
+		return 0;
+	for (int i = 0; i < 4; i++)
+		snprintf(dst[i], TLS_PATH_MAX, "%s", v[i] != NULL ? v[i] : "");
+	/* Built again when an https request first needs them: a gateway without
+	 * https SFUs never loads a CA, and the options were checked already
+	 * (the configuration, the agent's flags). */
+	SSL_CTX_free(cl->ctx_verify);
+	SSL_CTX_free(cl->ctx_insecure);
+	cl->ctx_verify = cl->ctx_insecure = NULL;
+	http_client_drop_tls(cl);
+	return 0;
+}
+
+void http_client_on_tls(struct http_client *cl, void (*fn)(void *ctx, enum http_client_tls_event ev),
+			void *ctx)
+{
+	cl->on_tls = fn;
+	cl->on_tls_ctx = ctx;
+}
+
 void http_client_free(struct http_client *cl)
 {
 	if (cl == NULL)
@@ -835,17 +1212,23 @@ void http_client_free(struct http_client *cl)
 			p = next;
 		}
 	}
+	/* Connections in flight hold their own references to the contexts. */
+	SSL_CTX_free(cl->ctx_verify);
+	SSL_CTX_free(cl->ctx_insecure);
+	cl->ctx_verify = cl->ctx_insecure = NULL;
 	/* Pools and the client stay allocated while requests may still reference
 	 * them; the process exits right after, so they are left to it. */
 }
 
-bool http_client_tls(void)
-{
-	return false;
-}
-
 const char *http_client_strerror(const struct http_client_result *res)
 {
+	static char buf[192];
+
+	if (res->tls_failure != 0) {
+		snprintf(buf, sizeof(buf), "TLS handshake failed: %s",
+			 tls_failure_text(res->tls_failure));
+		return buf;
+	}
 	if (res->error == UV_ETIMEDOUT)
 		return res->connect_failed ? "connect timeout" : "response timeout";
 	return uv_strerror(res->error);
@@ -859,4 +1242,9 @@ size_t http_client_open_count(const struct http_client *cl)
 uint64_t http_client_reuse_count(const struct http_client *cl)
 {
 	return cl->n_reused;
+}
+
+void http_client_tls_counts(const struct http_client *cl, struct http_client_tls_counts *out)
+{
+	*out = cl->tls_counts;
 }

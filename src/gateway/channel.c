@@ -17,6 +17,7 @@
 #include "jscan.h"
 #include "log.h"
 #include "select.h"
+#include "tlsstate.h"
 #include "token.h"
 
 #define CHANNEL_MAX_TRIED 32 /* SFUs one request may try or skip (max_retries <= 16) */
@@ -296,6 +297,8 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 
 	metrics_latency(m, (uint64_t)took_us);
 	cr->upstream_us += took_us;
+	if (res->tls_handshake)
+		tlsstate_record(&x->shm->registry, cr->slot, cr->generation, cr->address, res);
 	if (ok2xx && channel_body_valid(res->body, res->body_len)) {
 		circuit_success(&slot->cb, &x->shm->registry.health_epoch, m);
 		affinity_record(&x->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
@@ -511,6 +514,7 @@ static void channel_attempt(struct channel_req *cr)
 	creq.connect_timeout_ms = x->live->connect_timeout_ms < timeout ? x->live->connect_timeout_ms
 									: timeout;
 	creq.timeout_ms = timeout;
+	creq.tls_insecure = !tlsstate_verified(&choice.rec.cold);
 	cr->sent_us = (uint64_t)clock_us();
 	channel_assign(x, cr);
 	metrics_add(x->metrics, M_UPSTREAM_REQUESTS, 1);

@@ -47,7 +47,6 @@ static int config_norm_bind(const char *in, char *out, size_t outlen);
 static int config_norm_region(const char *in, char *out, size_t outlen);
 static int config_norm_url(const char *in, char *out, size_t outlen);
 static int config_norm_token(const char *in, char *out, size_t outlen);
-static int config_norm_sfu_address(const char *in, char *out, size_t outlen);
 
 /* clang-format off */
 const struct config_option config_options[] = {
@@ -106,6 +105,29 @@ const struct config_option config_options[] = {
 	  "Networks (CIDR strings) a registered SFU's address must be in, which then must be an "
 	  "IP address; empty allows any address but link-local and cloud metadata ones.",
 	  CFG(t.sfu_networks), CFG_LEN(t.n_sfu_networks) },
+	{ "registration", "client_ca", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "PEM file of the CA whose client certificates heartbeats must carry, naming the "
+	  "heartbeat's address in subjectAltName; empty requires none (needs [tls] cert).",
+	  CFG(t.client_ca) },
+	{ "registration", "require_token", CONFIG_T_BOOL, "true", 0, 1, true,
+	  "Heartbeats also need the bearer token; false (only with client_ca) lets the "
+	  "client certificate alone authenticate them.",
+	  CFG(t.require_token) },
+
+	{ "tls", "cert", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "PEM certificate (then its chain) the gateway serves HTTPS with; empty serves "
+	  "plain HTTP. SIGHUP reloads it.",
+	  CFG(t.tls_cert) },
+	{ "tls", "key", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "PEM private key of cert, unencrypted; a file others may read is refused.",
+	  CFG(t.tls_key) },
+	{ "tls", "ca_file", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "PEM bundle of the CAs https SFUs are verified against; empty (with ca_path "
+	  "empty) uses the system store.",
+	  CFG(t.tls_ca_file) },
+	{ "tls", "ca_path", CONFIG_T_STRING, "\"\"", 0, 0, true,
+	  "Directory of hashed CA certificates (c_rehash) https SFUs are verified against.",
+	  CFG(t.tls_ca_path) },
 
 	{ "balancing", "strategy", CONFIG_T_ENUM, "\"load\"", 0, 0, true,
 	  "\"load\" picks the least loaded SFU, \"round-robin\" rotates among healthy ones.",
@@ -180,7 +202,7 @@ const struct config_option config_options[] = {
 	  "instead of rendering it; 0 renders every request.",
 	  CFG(t.obs_max_age_ms) },
 	{ "registry", "url", CONFIG_T_STRING, "\"\"", 0, 0, true,
-	  "URL of an external registry's SFU list, http://host[:port]/path, polled with "
+	  "URL of an external registry's SFU list, http(s)://host[:port]/path, polled with "
 	  "If-None-Match; empty for none.",
 	  CFG(t.registry_url), .normalise = config_norm_url },
 	{ "registry", "token", CONFIG_T_STRING, "", 0, 0, true,
@@ -207,8 +229,8 @@ const struct config_option config_options[] = {
 	  CFG(t.registry_stale_after_ms) },
 
 	{ CONFIG_SFU_SECTION, "address", CONFIG_T_STRING, "", 0, 0, true,
-	  "Base URL of a static SFU, http://host[:port] without a path (required).",
-	  SFU(address), .normalise = config_norm_sfu_address },
+	  "Base URL of a static SFU, http(s)://host[:port] without a path (required).",
+	  SFU(address), .normalise = address_parse },
 	{ CONFIG_SFU_SECTION, "region", CONFIG_T_STRING, "\"\"", 0, 0, true,
 	  "Region of the SFU, e.g. \"eu-west\"; any text up to 63 bytes.",
 	  SFU(region), .normalise = config_norm_region },
@@ -217,6 +239,10 @@ const struct config_option config_options[] = {
 	  SFU(key), SFU_LEN(key_len) },
 	{ CONFIG_SFU_SECTION, "max_sessions", CONFIG_T_INT, "0", 0, 1000000, true,
 	  "Sessions this SFU holds; 0 uses [balancing] max_sessions.", SFU(max_sessions) },
+	{ CONFIG_SFU_SECTION, "tls_verify", CONFIG_T_BOOL, "true", 0, 1, true,
+	  "Verify the certificate of this https SFU; false turns every check off for it "
+	  "alone, and is logged at every start and reload.",
+	  SFU(tls_verify) },
 
 	{ .name = NULL },
 };
@@ -466,11 +492,6 @@ static int config_apply_value(const struct config_ctx *c, const struct config_op
 			break;
 		if (o->normalise != NULL) {
 			n = o->size > sizeof(tmp) ? -EINVAL : o->normalise(v->u.s, tmp, o->size);
-			if (n == -EPROTONOSUPPORT)
-				return config_fail(c, v->line,
-						   "%s: https is not supported yet (the gateway has "
-						   "no TLS client): give the SFU's http:// address",
-						   label);
 			if (n < 0)
 				return config_fail(c, v->line, "%s is invalid: %s", label, o->help);
 			memcpy(field, tmp, strlen(tmp) + 1);
@@ -1077,6 +1098,64 @@ void config_usage(FILE *out)
 	      out);
 }
 
+/*
+ * TLS: the listener's pair is read and checked here, at every start and
+ * reload, so that a bad pair is refused like any bad value (a reload keeps
+ * the running one); the CA options must load; every SFU that opts out of
+ * verification is named.
+ */
+static int config_tls(struct config *cfg, const struct config_ctx *c)
+{
+	struct config_tunables *t = &cfg->t;
+	char why[TLS_PATH_MAX * 3 + 256];
+	int64_t left;
+
+	if ((t->tls_cert[0] != '\0') != (t->tls_key[0] != '\0'))
+		return config_fail(c, 0, "[tls] cert and key go together: set both or neither");
+	if (t->client_ca[0] != '\0' && t->tls_cert[0] == '\0')
+		return config_fail(c, 0, "[registration] client_ca needs the TLS listener: set "
+					 "[tls] cert and key");
+	if (!t->require_token && t->client_ca[0] == '\0')
+		return config_fail(c, 0, "[registration] require_token = false needs "
+					 "[registration] client_ca (heartbeats would need no proof)");
+	if (t->tls_cert[0] != '\0') {
+		if (tls_pair_read(&cfg->tls_pair, t->tls_cert, t->tls_key, t->client_ca, why,
+				  sizeof(why)) != 0)
+			return config_fail(c, 0, "[tls]: %s", why);
+		memcpy(t->tls_digest, cfg->tls_pair.digest, sizeof(t->tls_digest));
+		if (tls_random(t->tls_ticket_key, sizeof(t->tls_ticket_key)) != 0)
+			return config_fail(c, 0, "[tls]: RAND_bytes() failed");
+		left = tls_pair_expires_in(&cfg->tls_pair);
+		if (left < 0)
+			log_warn("[tls] cert %s has expired: clients will refuse it", t->tls_cert);
+		else if (left < 14 * 86400)
+			log_warn("[tls] cert %s expires in %lld days", t->tls_cert,
+				 (long long)(left / 86400));
+	}
+	if (t->tls_ca_file[0] != '\0' || t->tls_ca_path[0] != '\0') {
+		struct tls_client_opts o = { .ca_file = t->tls_ca_file, .ca_path = t->tls_ca_path,
+					     .verify = true };
+		struct ssl_ctx_st *ctx = NULL;
+
+		if (tls_client_ctx_new(&ctx, &o, why, sizeof(why)) != 0)
+			return config_fail(c, 0, "[tls]: %s", why);
+		tls_ctx_free(ctx);
+	}
+	for (size_t i = 0; i < cfg->n_sfus; i++) {
+		const struct config_sfu *s = &cfg->sfus[i];
+
+		if (s->tls_verify)
+			continue;
+		if (strncmp(s->address, "https://", 8) != 0)
+			log_warn("sfu[%zu] (%s): tls_verify = false has no effect on a plain http "
+				 "address", i, s->address);
+		else
+			log_warn("sfu[%zu] (%s): tls_verify = false: its certificate is not verified, "
+				 "so anyone on the network path can pose as this SFU", i, s->address);
+	}
+	return 0;
+}
+
 /* What holds only once every source is in: required keys, fallbacks, warnings. */
 static int config_finish(struct config *cfg, char *err, size_t errlen)
 {
@@ -1103,11 +1182,6 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 		log_warn("[registration] key is only %u bytes; use at least %d",
 			 cfg->t.registration_key_len, CONFIG_KEY_WARN_BYTES);
 	}
-	if (strncmp(cfg->t.registry_url, "https://", 8) == 0 && !http_client_tls())
-		return config_fail(&c, 0,
-				   "[registry] url: https is not supported yet: this build's HTTP "
-				   "client has no TLS (TLS support has not landed); use http://, "
-				   "for example through a local TLS-terminating proxy");
 	if (cfg->t.registry_url[0] != '\0' && cfg->t.registry_poll_ms < cfg->t.registry_min_poll_ms)
 		log_warn("[registry] poll_ms = %u is below min_poll_ms = %u: the list is fetched "
 			 "every %u ms",
@@ -1125,7 +1199,7 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 		if (cfg->sfus[i].key_len < CONFIG_KEY_WARN_BYTES)
 			log_warn("sfu[%zu] (%s): key is only %zu bytes; use at least %d", i,
 				 cfg->sfus[i].address, cfg->sfus[i].key_len, CONFIG_KEY_WARN_BYTES);
-	return 0;
+	return config_tls(cfg, &c);
 }
 
 int config_load(struct config *cfg, const struct config_cli *cli, char *err, size_t errlen)
@@ -1188,10 +1262,12 @@ int config_load(struct config *cfg, const struct config_cli *cli, char *err, siz
 	*cfg = *c;
 	c->sfus = NULL;
 	c->n_sfus = 0;
+	memset(&c->tls_pair, 0, sizeof(c->tls_pair));
 out:
 	for (size_t i = 0; i < 3; i++)
 		config_sfus_free(lists[i], counts[i]);
 	config_sfus_free(c->sfus, c->n_sfus);
+	tls_pair_free(&c->tls_pair);
 	explicit_bzero(c, sizeof(*c));
 	free(c);
 	return rc;
@@ -1204,6 +1280,7 @@ void config_free(struct config *cfg)
 	config_sfus_free(cfg->sfus, cfg->n_sfus);
 	cfg->sfus = NULL;
 	cfg->n_sfus = 0;
+	tls_pair_free(&cfg->tls_pair);
 }
 
 /* [gateway] bind: an IPv4 or IPv6 literal; "[::]" is taken for "::". */
@@ -1225,17 +1302,6 @@ static int config_norm_bind(const char *in, char *out, size_t outlen)
 		return -EINVAL;
 	memcpy(out, buf, n + 1);
 	return 0;
-}
-
-/* A static SFU's address: one the gateway can talk to, so http:// only until it has a TLS
- * client (an https SFU would fail every request). -EPROTONOSUPPORT for https. */
-static int config_norm_sfu_address(const char *in, char *out, size_t outlen)
-{
-	int rc = address_parse(in, out, outlen);
-
-	if (rc == 0 && strncmp(out, "https://", 8) == 0)
-		return -EPROTONOSUPPORT;
-	return rc;
 }
 
 /* Static SFU regions are free text, as in the existing gateway, but must fit one log line. */

@@ -14,6 +14,7 @@
 #include "regstatus.h"
 #include "select.h"
 #include "strbuf.h"
+#include "tlsstate.h"
 
 static const char *health_source(uint8_t source)
 {
@@ -121,6 +122,22 @@ static void health_add_sfu(struct strbuf *b, bool first, const struct registry_s
 	STRBUF_LIT(b, "}");
 	HEALTH_STR(b, "keyCheck",
 		   keycheck_name(atomic_load_explicit(&sl->key_check, memory_order_relaxed)));
+	/* https SFUs: whether the certificate is checked, and why the last
+	 * handshake failed (null when it did not). */
+	if (strncmp(rec->cold.address, "https://", 8) == 0) {
+		const char *why = tlsstate_failure(sl);
+
+		STRBUF_LIT(b, ",\"tls\":{\"verify\":");
+		if (tlsstate_verified(&rec->cold))
+			STRBUF_LIT(b, "true");
+		else
+			STRBUF_LIT(b, "false");
+		if (why != NULL)
+			HEALTH_STR(b, "error", why);
+		else
+			STRBUF_LIT(b, ",\"error\":null");
+		STRBUF_LIT(b, "}");
+	}
 	STRBUF_LIT(b, ",\"requests\":{\"ok\":");
 	strbuf_i64(b, (int64_t)atomic_load(&sl->requests_ok));
 	HEALTH_INT(b, "failed", atomic_load(&sl->requests_failed));

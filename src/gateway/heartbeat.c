@@ -18,6 +18,7 @@
 #include "region.h"
 #include "registry.h"
 #include "sfuload.h"
+#include "tls.h"
 #include "token.h"
 
 /*
@@ -60,10 +61,7 @@ static int heartbeat_string(struct json_object *o, const char *name, bool requir
 
 /* What each field must be, for the error that names it (the load fields'
  * rules are sfuload.h's). */
-#define HEARTBEAT_RULE_ADDRESS "must be http://host[:port] without path, query or credentials"
-#define HEARTBEAT_RULE_HTTPS                                                              \
-	"https is not supported yet (the gateway has no TLS client): give the SFU's http:// " \
-	"address"
+#define HEARTBEAT_RULE_ADDRESS "must be http(s)://host[:port] without path, query or credentials"
 #define HEARTBEAT_RULE_REGION "must match [a-z0-9-]{1,63}"
 #define HEARTBEAT_RULE_KEY "must be base64 of 1 to 128 bytes"
 
@@ -93,11 +91,6 @@ int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, char *er
 		goto out;
 	if (address_parse(s, hb->address, sizeof(hb->address)) != 0) {
 		snprintf(err, errlen, "invalid field 'address': %s", HEARTBEAT_RULE_ADDRESS);
-		goto out;
-	}
-	/* An address the gateway cannot talk to would fail every request sent there. */
-	if (strncmp(hb->address, "https://", 8) == 0) {
-		snprintf(err, errlen, "invalid field 'address': %s", HEARTBEAT_RULE_HTTPS);
 		goto out;
 	}
 	if (!hb->up) {
@@ -218,6 +211,52 @@ static int heartbeat_auth(struct handler_ctx *x, const struct http_request *req,
 	return 0;
 }
 
+/*
+ * With [registration] client_ca, who is asking is also the connection's client
+ * certificate: it must come from that CA (checked before the body is read,
+ * like the token)...
+ */
+static int heartbeat_client_cert(struct http_conn *c, const struct http_request *req,
+				 struct x509_st **cert, const char **why)
+{
+	static char text[160];
+	const char *reason = NULL;
+
+	switch (http_conn_client_cert(c, cert, &reason)) {
+	case 0:
+		return 0;
+	case -EPROTO:
+		*why = "client certificate required: send heartbeats over https";
+		return 401;
+	case -ENOENT:
+		*why = "client certificate required";
+		return 401;
+	default:
+		snprintf(text, sizeof(text), "client certificate refused: %s",
+			 reason != NULL ? reason : "not verified");
+		log_info_limited("heartbeat: refused client certificates", "heartbeat: %s from %s",
+				 text, req->peer);
+		*why = text;
+		return 403;
+	}
+}
+
+/* ... and name, in its subjectAltName (DNS, IP or URI), the host of the address
+ * the heartbeat speaks for, so that one SFU's certificate cannot register or
+ * sign off another. */
+static bool heartbeat_cert_matches(struct x509_st *cert, const struct http_request *req,
+				   const struct heartbeat *hb)
+{
+	char host[CONFIG_ADDRESS_MAX];
+
+	if (address_host(hb->address, host, sizeof(host)) == 0 && tls_cert_names_host(cert, host))
+		return true;
+	log_info_limited("heartbeat: refused client certificates",
+			 "heartbeat: the client certificate from %s does not name %s", req->peer,
+			 hb->address);
+	return false;
+}
+
 /* The token speaks for the SFU the body names (compared normalised). */
 static bool heartbeat_claim_matches(const struct token *t, const struct heartbeat *hb)
 {
@@ -244,6 +283,7 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 {
 	struct heartbeat hb;
 	struct sfu_record rec, cur;
+	struct x509_st *cert = NULL;
 	struct token t;
 	char err[300];
 	const char *why;
@@ -256,18 +296,36 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 		return;
 	}
 	/* Who is asking first, what they say next: a request without a good token
-	 * learns nothing about the body's rules. */
-	status = heartbeat_auth(x, req, &t, &why);
-	if (status != 0) {
-		heartbeat_reject(x, c, status, why);
-		return;
+	 * (or client certificate) learns nothing about the body's rules. */
+	if (x->live->client_ca[0] != '\0') {
+		status = heartbeat_client_cert(c, req, &cert, &why);
+		if (status != 0) {
+			heartbeat_reject(x, c, status, why);
+			return;
+		}
+	}
+	memset(&t, 0, sizeof(t));
+	if (cert == NULL || x->live->require_token) {
+		status = heartbeat_auth(x, req, &t, &why);
+		if (status != 0) {
+			heartbeat_reject(x, c, status, why);
+			return;
+		}
+	} else {
+		/* The certificate alone: replays need the client's private key, so
+		 * the gateway's clock orders its heartbeats (ms, as senders count). */
+		t.seq = (uint64_t)clock_wall_ms();
 	}
 	if (heartbeat_parse(req->body, req->body_len, &hb, err, sizeof(err)) != 0) {
 		heartbeat_reject(x, c, 400, err);
 		return;
 	}
-	if (!heartbeat_claim_matches(&t, &hb)) {
+	if ((cert == NULL || x->live->require_token) && !heartbeat_claim_matches(&t, &hb)) {
 		heartbeat_reject(x, c, 403, "token address claim does not match the body's address");
+		return;
+	}
+	if (cert != NULL && !heartbeat_cert_matches(cert, req, &hb)) {
+		heartbeat_reject(x, c, 403, "client certificate does not name the heartbeat's address");
 		return;
 	}
 	/* Where the gateway may be sent. A sign-off is always heard: it only removes. */

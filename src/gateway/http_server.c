@@ -27,6 +27,12 @@
  * still read: EOF then only marks the connection (c->eof). Every request
  * received before it is answered in turn, the last one with Connection:
  * close, and the connection closes once nothing complete is left.
+ *
+ * On a TLS listener the socket's bytes go through the connection's memory
+ * BIOs (tls.h) first: every record that arrived is decrypted at once and the
+ * plaintext takes the path above, so OpenSSL never holds data the parser has
+ * not seen; a response is encrypted (head and a small body in one record) and
+ * its ciphertext written like a plain response. A close_notify counts as EOF.
  */
 
 enum hdr_state { HDR_NONE, HDR_FIELD, HDR_VALUE };
@@ -62,6 +68,10 @@ struct http_conn {
 	char *pending;
 	size_t pending_len;
 
+	bool tls_on; /* a TLS connection: tls below is set up */
+	bool tls_counted; /* its handshake's outcome went to on_tls */
+	struct tls_conn tls;
+
 	bool busy; /* a request is with the handler or its response is being written */
 	bool reading;
 	bool eof; /* the client half-closed: answer what arrived, then close */
@@ -83,6 +93,8 @@ struct http_conn {
 /* One read buffer per process: libuv calls alloc_cb and read_cb back to back
  * on the loop thread, and read_cb consumes or copies every byte. */
 static char http_server_rbuf[65536];
+/* Decrypted bytes, one TLS record at most at a time (same reasoning). */
+static char http_server_plain[16384];
 
 static llhttp_settings_t http_server_settings;
 static int http_server_settings_ready;
@@ -271,7 +283,12 @@ static int on_headers_complete(llhttp_t *p)
 
 		/* An interim answer that does not fit the socket buffer at once is
 		 * dropped: the client sends its body after a timeout anyway. */
-		(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (c->tls_on) {
+			if (tls_conn_write(&c->tls, cont, sizeof(cont) - 1) == 0)
+				(void)tls_conn_flush(&c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+		} else {
+			(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		}
 	}
 	return 0;
 }
@@ -403,6 +420,8 @@ static void conn_free_if_done(struct http_conn *c)
 {
 	if (c->handles_open > 0 || c->busy)
 		return;
+	if (c->tls_on)
+		tls_conn_free(&c->tls);
 	free(c->body);
 	free(c->pending);
 	free(c->wbuf);
@@ -445,6 +464,13 @@ static void conn_close(struct http_conn *c)
 {
 	if (c->closing)
 		return;
+	/* A close_notify, so that the client can tell the end from a cut; sent
+	 * only if the socket takes it at once (nothing waits for it). */
+	if (c->tls_on && c->tls.established &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+		tls_conn_shutdown(&c->tls);
+		(void)tls_conn_flush(&c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+	}
 	c->closing = true;
 	uv_timer_stop(&c->timer);
 	uv_close((uv_handle_t *)&c->tcp, conn_on_handle_closed);
@@ -549,6 +575,32 @@ static void conn_on_timeout(uv_timer_t *t)
 	conn_close(c);
 }
 
+static void conn_tls_on_response_written(void *arg, int status)
+{
+	conn_response_done(arg, status);
+}
+
+/* A response over TLS: encrypted now (so a borrowed body is given back at
+ * once), its ciphertext written like a plain response. */
+static void conn_send_tls(struct http_conn *c, const uv_buf_t *bufs, unsigned nbufs)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < nbufs && rc == 0; i++)
+		if (bufs[i].len > 0)
+			rc = tls_conn_write(&c->tls, bufs[i].base, bufs[i].len);
+	conn_return_body(c);
+	if (rc != 0) {
+		conn_response_done(c, -EIO);
+		return;
+	}
+	rc = tls_conn_flush(&c->tls, (uv_stream_t *)&c->tcp, conn_tls_on_response_written, c);
+	if (rc == 1)
+		conn_response_done(c, 0);
+	else if (rc < 0)
+		conn_response_done(c, rc);
+}
+
 /*
  * Sends a response: the head (and a small body) from c->wbuf, a borrowed body
  * (done != NULL) straight from the caller's memory, which is given back with
@@ -613,6 +665,10 @@ static void conn_send(struct http_conn *c, int status, const char *content_type,
 	nbufs = 1;
 	if (len > copied)
 		bufs[nbufs++] = uv_buf_init((char *)body, (unsigned)len);
+	if (c->tls_on) {
+		conn_send_tls(c, bufs, nbufs);
+		return;
+	}
 	/* Most responses fit the socket buffer: try the direct write first and
 	 * queue only the rest, which saves a loop iteration per request. */
 	{
@@ -799,34 +855,122 @@ static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(http_server_rbuf, sizeof(http_server_rbuf));
 }
 
+/* The client's end of the stream (EOF, or its close_notify). */
+static void conn_on_eof(struct http_conn *c)
+{
+	/* A client that half-closes after its requests still gets every answer
+	 * (see the top of this file); an idle connection's EOF drops it. */
+	if (c->busy) {
+		if (c->reading) {
+			uv_read_stop((uv_stream_t *)&c->tcp);
+			c->reading = false;
+		}
+		c->eof = true;
+		/* Nothing queued behind the request being handled: its answer is
+		 * the last. */
+		if (c->pending_len == 0)
+			c->keep_alive = false;
+		return;
+	}
+	conn_close(c);
+}
+
+/* Request bytes (plaintext): parsed now, or kept behind the request being handled. */
+static void conn_deliver(struct http_conn *c, const char *data, size_t n)
+{
+	if (c->busy)
+		conn_save_pending(c, data, n);
+	else
+		conn_feed(c, data, n);
+}
+
+/* Handshake messages, tickets and alerts OpenSSL wants sent. */
+static void conn_tls_on_aux_written(void *arg, int status)
+{
+	struct http_conn *c = arg;
+
+	if (status != 0 && !c->closing)
+		conn_close(c);
+}
+
+static void conn_tls_counted(struct http_conn *c, enum http_server_tls_event ev)
+{
+	c->tls_counted = true;
+	if (c->srv->on_tls != NULL)
+		c->srv->on_tls(c->srv->ctx, ev);
+}
+
+/* The handshake completed: from now on the idle timeout applies. */
+static void conn_tls_established(struct http_conn *c)
+{
+	conn_tls_counted(c, tls_conn_resumed(&c->tls) ? HTTP_SERVER_TLS_RESUMED
+						      : HTTP_SERVER_TLS_FULL);
+	if (!c->in_message && !c->busy)
+		c->deadline = uv_now(c->srv->loop) + c->srv->limits.idle_timeout_ms;
+}
+
+/* Ciphertext from the socket: every complete record is decrypted and delivered. */
+static void conn_tls_read(struct http_conn *c, const char *data, size_t n)
+{
+	if (tls_conn_feed(&c->tls, data, n) != 0) {
+		conn_close(c);
+		return;
+	}
+	for (;;) {
+		int r = tls_conn_read(&c->tls, http_server_plain, sizeof(http_server_plain));
+
+		if (r > 0) {
+			if (!c->tls_counted)
+				conn_tls_established(c);
+			conn_deliver(c, http_server_plain, (size_t)r);
+			if (c->closing)
+				return;
+			if (!tls_conn_more(&c->tls))
+				break;
+			continue;
+		}
+		if (r == 0)
+			break;
+		if (r == TLS_CLOSED) {
+			conn_on_eof(c);
+			return;
+		}
+		if (!c->tls_counted) {
+			conn_tls_counted(c, HTTP_SERVER_TLS_FAILED);
+			log_info_limited("http: TLS handshakes failed",
+					 "http: TLS handshake from %s failed: %s", c->peer,
+					 tls_failure_text(c->tls.failure));
+		}
+		/* The alert OpenSSL wrote, if the socket takes it. */
+		(void)tls_conn_flush(&c->tls, (uv_stream_t *)&c->tcp, NULL, NULL);
+		c->tls.established = false;
+		conn_close(c);
+		return;
+	}
+	if (!c->tls_counted && c->tls.established)
+		conn_tls_established(c);
+	if (tls_conn_flush(&c->tls, (uv_stream_t *)&c->tcp, conn_tls_on_aux_written, c) < 0)
+		conn_close(c);
+}
+
 static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct http_conn *c = s->data;
 
 	if (n < 0) {
-		/* A client that half-closes after its requests still gets every
-		 * answer (see the top of this file); an idle connection's EOF, or
-		 * an error, drops it. */
-		if (n == UV_EOF && c->busy) {
-			uv_read_stop((uv_stream_t *)&c->tcp);
-			c->reading = false;
-			c->eof = true;
-			/* Nothing queued behind the request being handled: its answer
-			 * is the last. */
-			if (c->pending_len == 0)
-				c->keep_alive = false;
-			return;
-		}
-		conn_close(c);
+		if (n == UV_EOF)
+			conn_on_eof(c);
+		else
+			conn_close(c);
 		return;
 	}
 	if (n == 0)
 		return;
-	if (c->busy) {
-		conn_save_pending(c, buf->base, (size_t)n);
+	if (c->tls_on) {
+		conn_tls_read(c, buf->base, (size_t)n);
 		return;
 	}
-	conn_feed(c, buf->base, (size_t)n);
+	conn_deliver(c, buf->base, (size_t)n);
 }
 
 static void conn_start_read(struct http_conn *c)
@@ -896,6 +1040,18 @@ static void server_on_fd(struct acceptor *a, int fd, void *ctx)
 	c->parser.data = c;
 	conn_reset_request(c);
 	c->deadline = uv_now(s->loop) + s->limits.idle_timeout_ms;
+	/* on_accept may have installed a new context (a reload): it applies here. */
+	if (s->tls_ctx != NULL) {
+		if (tls_conn_server(&c->tls, s->tls_ctx, c) != 0) {
+			log_warn_limited("http: TLS connections out of memory",
+					 "http: SSL_new() failed for a connection");
+			conn_close(c);
+			return;
+		}
+		c->tls_on = true;
+		/* The handshake must be over within the request timeout. */
+		c->deadline = uv_now(s->loop) + s->limits.request_timeout_ms;
+	}
 	conn_arm_timer(c);
 	conn_start_read(c);
 }
@@ -958,6 +1114,22 @@ void http_server_drain(struct http_server *s, void (*on_drained)(struct http_ser
 	uv_timer_init(s->loop, &s->drain_timer);
 	s->drain_timer.data = s;
 	uv_timer_start(&s->drain_timer, server_on_drain_timeout, HTTP_DRAIN_GRACE_MS, 0);
+}
+
+void http_server_set_tls(struct http_server *s, struct ssl_ctx_st *ctx)
+{
+	if (ctx != NULL)
+		tls_ctx_ref(ctx);
+	if (s->tls_ctx != NULL)
+		tls_ctx_free(s->tls_ctx);
+	s->tls_ctx = ctx;
+}
+
+int http_conn_client_cert(const struct http_conn *c, struct x509_st **cert, const char **why)
+{
+	if (!c->tls_on)
+		return -EPROTO;
+	return tls_conn_peer_cert(&c->tls, cert, why);
 }
 
 void http_server_close_all(struct http_server *s)

@@ -10,6 +10,7 @@
 
 #include "http_client.h"
 #include "log.h"
+#include "tlsstate.h"
 #include "token.h"
 
 /* A verdict is confirmed this many probe intervals later (an SFU restarted
@@ -113,6 +114,8 @@ static void keycheck_on_response(const struct http_client_result *res, void *ctx
 	struct sfu_record rec;
 
 	ks->in_flight = false;
+	if (res->tls_handshake)
+		tlsstate_record(k->r, op->slot, op->generation, op->address, res);
 	/* Store only if the slot still holds the SFU and key that were checked;
 	 * otherwise the next tick checks the new ones. */
 	if (registry_read(k->r, op->slot, &rec) == 0 && rec.hot.in_use &&
@@ -162,6 +165,7 @@ static int keycheck_send(struct keycheck *k, const struct sfu_record *rec, uint3
 	req.connect_timeout_ms = t->connect_timeout_ms < t->probe_timeout_ms
 					 ? t->connect_timeout_ms
 					 : t->probe_timeout_ms;
+	req.tls_insecure = !tlsstate_verified(&rec->cold);
 	rc = http_client_request(k->client, op->address, &req, keycheck_on_response, op);
 	/* The client copied the request: the token lives nowhere else. */
 	explicit_bzero(token, sizeof(token));
@@ -174,6 +178,7 @@ void keycheck_tick(struct keycheck *k, const struct config_tunables *t, int64_t 
 {
 	uint32_t end = registry_scan_end(k->r);
 
+	tlsstate_apply(k->client, t, "keycheck");
 	for (uint32_t i = 0; i < end && i < k->r->capacity; i++) {
 		struct keycheck_state *ks = &k->st[i];
 		struct sfu_record rec;
@@ -202,7 +207,8 @@ void keycheck_tick(struct keycheck *k, const struct config_tunables *t, int64_t 
 	}
 }
 
-int keycheck_new(struct keycheck **out, uv_loop_t *loop, struct registry *r)
+int keycheck_new(struct keycheck **out, uv_loop_t *loop, struct registry *r,
+		 struct metrics_proc *m)
 {
 	struct keycheck *k = calloc(1, sizeof(*k));
 	int rc = -ENOMEM;
@@ -216,6 +222,7 @@ int keycheck_new(struct keycheck **out, uv_loop_t *loop, struct registry *r)
 	rc = http_client_new(&k->client, loop);
 	if (rc != 0)
 		goto fail;
+	http_client_on_tls(k->client, tlsstate_count, m);
 	*out = k;
 	return 0;
 fail:

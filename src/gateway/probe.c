@@ -11,6 +11,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "stats.h"
+#include "tlsstate.h"
 
 /*
  * One probe per SFU at a time: noop first (is it alive?), then stats (how
@@ -47,6 +48,7 @@ struct probe_op {
 	uint32_t slot;
 	uint64_t generation;
 	char address[CONFIG_ADDRESS_MAX];
+	bool insecure; /* [[sfu]] tls_verify = false */
 	bool stats; /* second step */
 	/* /v1/stats is read as it arrives: a busy SFU's answer is hundreds of
 	 * kilobytes (one object per channel, channels live up to an hour). */
@@ -139,8 +141,10 @@ static void probe_on_response(const struct http_client_result *res, void *ctx)
 	struct prober *p = op->p;
 	bool ok = res->error == 0 && res->status == 200;
 	struct sfu_hot load;
-	char why[160];
+	char why[224];
 
+	if (res->tls_handshake)
+		tlsstate_record(p->r, op->slot, op->generation, op->address, res);
 	if (!ok) {
 		probe_mark(op, false, probe_why(op, res, why, sizeof(why)));
 		probe_finish(op);
@@ -182,6 +186,7 @@ static void probe_send(struct probe_op *op)
 		req.on_body = probe_stats_body;
 	}
 	req.timeout_ms = p->t.probe_timeout_ms;
+	req.tls_insecure = op->insecure;
 	req.connect_timeout_ms = p->t.connect_timeout_ms < p->t.probe_timeout_ms
 					 ? p->t.connect_timeout_ms
 					 : p->t.probe_timeout_ms;
@@ -218,6 +223,7 @@ void prober_tick(struct prober *p, const struct config_tunables *t, int64_t now_
 	uint32_t end = registry_scan_end(p->r);
 
 	p->t = *t;
+	tlsstate_apply(p->client, t, "probe");
 	if (t->probe_interval_ms == 0)
 		return;
 	for (uint32_t i = 0; i < end && i < p->r->capacity; i++) {
@@ -249,6 +255,7 @@ void prober_tick(struct prober *p, const struct config_tunables *t, int64_t now_
 		op->slot = i;
 		op->generation = rec.hot.generation;
 		memcpy(op->address, rec.cold.address, sizeof(op->address));
+		op->insecure = !tlsstate_verified(&rec.cold);
 		ps->in_flight = true;
 		/* Spread probes over the interval instead of firing them in one burst. */
 		ps->next_ms = now_ms + t->probe_interval_ms - (int64_t)(rand() % (t->probe_interval_ms / 10 + 1));
@@ -277,6 +284,7 @@ int prober_new(struct prober **out, uv_loop_t *loop, struct registry *r, struct 
 	p->loop = loop;
 	p->r = r;
 	p->m = m;
+	http_client_on_tls(p->client, tlsstate_count, m);
 	*out = p;
 	return 0;
 }

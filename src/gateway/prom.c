@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "tlsstate.h"
 
 /*
  * What a scrape costs matters: anyone allowed to reach /metrics can repeat it,
@@ -80,6 +81,8 @@ struct prom_sfu {
 	uint64_t assigned, ok, failed;
 	int64_t age_ms;
 	int key_mismatch;
+	bool https;
+	const char *tls_failure; /* NULL when the last handshake did not fail */
 };
 
 /* Views of the set tried before the per-SFU families show what they read anyway
@@ -129,6 +132,8 @@ static int prom_read_sfus(const struct registry *reg, int64_t now_ms, struct pro
 			p->key_mismatch = atomic_load_explicit(&sl->key_check,
 							       memory_order_relaxed) ==
 					  SFU_KEY_MISMATCH;
+			p->https = strncmp(rec.cold.address, "https://", 8) == 0;
+			p->tls_failure = p->https ? tlsstate_failure(sl) : NULL;
 			p->ok = atomic_load_explicit(&sl->requests_ok, memory_order_relaxed);
 			p->failed = atomic_load_explicit(&sl->requests_failed, memory_order_relaxed);
 			n++;
@@ -247,6 +252,29 @@ static void prom_sfus(struct strbuf *b, const struct prom_sfu *s, int n, const s
 	}
 }
 
+/* https SFUs only: 1 with the reason while the last TLS handshake failed, else 0. */
+static void prom_sfu_tls(struct strbuf *b, const struct prom_sfu *s, int n, const struct strbuf *lbl)
+{
+	prom_head(b, "sfu_tls_error", "gauge",
+		  "1 while the last TLS handshake with the https SFU failed; reason says why "
+		  "(\"certificate has expired\", \"hostname mismatch\"...).");
+	for (int i = 0; i < n; i++) {
+		const struct prom_sfu *p = &s[i];
+
+		if (!p->https)
+			continue;
+		STRBUF_LIT(b, "sfu_gateway_sfu_tls_error{");
+		strbuf_put(b, lbl->buf + p->lbl_off, p->lbl_len);
+		STRBUF_LIT(b, ",reason=\"");
+		if (p->tls_failure != NULL)
+			prom_label(b, p->tls_failure);
+		if (p->tls_failure != NULL)
+			STRBUF_LIT(b, "\"} 1\n");
+		else
+			STRBUF_LIT(b, "\"} 0\n");
+	}
+}
+
 int prom_render(const struct metrics *ms, const struct registry *reg,
 		const struct regstatus *rs, uint32_t stale_after_ms,
 		const char *const *route_names, size_t n_routes, unsigned n_workers, int64_t now_ms,
@@ -338,6 +366,26 @@ int prom_render(const struct metrics *ms, const struct registry *reg,
 		prom_labelled(b, t, "probes_total", "Active probes of static SFUs, by result.",
 			      "result", v, c, 2);
 	}
+	{
+		static const char *const v[] = { "full", "resumed", "failed" };
+		static const enum metrics_counter up[] = { M_TLS_UPSTREAM_FULL,
+							   M_TLS_UPSTREAM_RESUMED,
+							   M_TLS_UPSTREAM_FAILED };
+		static const enum metrics_counter ls[] = { M_TLS_LISTENER_FULL,
+							   M_TLS_LISTENER_RESUMED,
+							   M_TLS_LISTENER_FAILED };
+
+		prom_head(b, "tls_handshakes_total", "counter",
+			  "TLS handshakes: side=\"upstream\" with https SFUs, side=\"listener\" "
+			  "with clients of the HTTPS listener; result full, resumed (a session "
+			  "reused: no certificate exchange) or failed.");
+		for (int i = 0; i < 3; i++)
+			strbuf_printf(b, "sfu_gateway_tls_handshakes_total{side=\"upstream\",result=\"%s\"} "
+				      "%llu\n", v[i], (unsigned long long)t->c[up[i]]);
+		for (int i = 0; i < 3; i++)
+			strbuf_printf(b, "sfu_gateway_tls_handshakes_total{side=\"listener\",result=\"%s\"} "
+				      "%llu\n", v[i], (unsigned long long)t->c[ls[i]]);
+	}
 	prom_counter(b, t, "affinity_hits_total",
 		     "Channel requests sent to the SFU that served the same issuer before.",
 		     M_AFFINITY_HITS);
@@ -378,8 +426,10 @@ int prom_render(const struct metrics *ms, const struct registry *reg,
 	n = prom_read_sfus(reg, now_ms, &sfus, &lbl);
 	if (n < 0 || lbl.failed)
 		rc = -ENOMEM;
-	else
+	else {
 		prom_sfus(b, sfus, n, &lbl);
+		prom_sfu_tls(b, sfus, n, &lbl);
+	}
 	free(sfus);
 	strbuf_free(&lbl);
 	free(t);

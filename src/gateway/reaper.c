@@ -154,7 +154,8 @@ int reaper_run(struct shm_layout *shm, pid_t master)
 	if (prober_new(&rp->prober, &rp->loop, &shm->registry,
 		       &shm->metrics.procs[METRICS_REAPER_SLOT]) != 0)
 		log_warn("reaper: prober_new() failed: static SFUs will not be probed");
-	if (keycheck_new(&rp->keycheck, &rp->loop, &shm->registry) != 0)
+	if (keycheck_new(&rp->keycheck, &rp->loop, &shm->registry,
+			 &shm->metrics.procs[METRICS_REAPER_SLOT]) != 0)
 		log_warn("reaper: keycheck_new() failed: SFU keys will not be checked");
 	/* One poller for the whole gateway: N workers, one request per period. */
 	if (regpoll_new(&rp->regpoll, &rp->loop, &shm->registry, &shm->regstatus) != 0)

@@ -397,6 +397,7 @@ static void registry_reset_counters(struct registry_slot *s)
 	circuit_reset(&s->cb);
 	atomic_store(&s->key_check, SFU_KEY_UNCHECKED);
 	atomic_store(&s->probe_down, 0);
+	atomic_store(&s->tls_failure, 0);
 }
 
 /* Strings must be terminated inside their fields and the key length sane. */
@@ -589,7 +590,7 @@ static bool registry_listed(const struct config_sfu *sfus, size_t n, const char 
 
 /* Applies one static SFU: new ones start without load; existing ones (static
  * or registered) keep their load and generation but take the config's
- * region, key and max_sessions, and become static. */
+ * region, key, max_sessions and flags, and become static. */
 static int registry_apply_static_locked(struct registry *r, const struct config_sfu *c,
 					int64_t now_ms)
 {
@@ -618,6 +619,7 @@ static int registry_apply_static_locked(struct registry *r, const struct config_
 	memset(rec.cold.key, 0, sizeof(rec.cold.key));
 	memcpy(rec.cold.key, c->key, c->key_len);
 	rec.cold.key_len = (uint32_t)c->key_len;
+	rec.cold.flags = c->tls_verify ? 0 : SFU_FLAG_TLS_NOVERIFY;
 	return registry_upsert_locked(r, &rec, false, NULL, NULL, false);
 }
 

@@ -12,6 +12,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "regdoc.h"
+#include "tlsstate.h"
 
 /* Initial size of a body buffer; it doubles up to [registry] max_bytes. */
 #define REGPOLL_BODY_START 16384
@@ -515,6 +516,8 @@ void regpoll_configure(struct regpoll *p, const struct config_tunables *t, int64
 
 	p->configured_once = true;
 	p->t = *t;
+	/* An https registry is verified against the CAs SFUs are. */
+	tlsstate_apply(p->client, t, "registry");
 	if (new_url || new_token) {
 		regpoll_switch(p, new_url, now_ms);
 		return;

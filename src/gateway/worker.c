@@ -13,6 +13,8 @@
 #include "log.h"
 #include "route.h"
 #include "select.h"
+#include "tls.h"
+#include "tlsstate.h"
 
 #define WORKER_REQUEST_TIMEOUT_MS 10000 /* a whole request must arrive within this */
 #define WORKER_IDLE_TIMEOUT_MS 60000 /* keep-alive connections idle longer are closed */
@@ -27,9 +29,84 @@ static size_t worker_max_connections(const struct worker *w)
 	return w->live.max_connections != 0 ? w->live.max_connections : acceptor_default_cap();
 }
 
+/* True when the live config names the listener's TLS as last applied. */
+static bool worker_tls_current(const struct worker *w)
+{
+	const struct config_tunables *t = &w->live;
+
+	return w->tls_applied && strcmp(w->tls_cert, t->tls_cert) == 0 &&
+	       strcmp(w->tls_key, t->tls_key) == 0 && strcmp(w->tls_client_ca, t->client_ca) == 0 &&
+	       memcmp(w->tls_digest, t->tls_digest, sizeof(w->tls_digest)) == 0 &&
+	       memcmp(w->tls_ticket_key, t->tls_ticket_key, sizeof(w->tls_ticket_key)) == 0;
+}
+
+/*
+ * The listener's TLS from the live config. The master read and checked the
+ * pair (a bad one never gets this far: the reload failed and the live config
+ * still names the old one) and published its digest. A worker started with
+ * that config builds its context from the bytes it inherited; a running one
+ * reads the files again and takes them only if they still have the digest
+ * the master checked, so every worker serves the very pair that was checked,
+ * and files changed in between wait for the next reload. Connections open
+ * keep their context; new ones take the new. 0, or -1 when no context could
+ * be built (the previous one stays).
+ */
+static int worker_tls_listener(struct worker *w, const struct tls_pair *inherited)
+{
+	const struct config_tunables *t = &w->live;
+	struct tls_pair fresh;
+	const struct tls_pair *p = inherited;
+	struct ssl_ctx_st *ctx = NULL;
+	char err[TLS_PATH_MAX * 3 + 256];
+	int rc = 0;
+
+	if (worker_tls_current(w))
+		return 0;
+	memset(&fresh, 0, sizeof(fresh));
+	if (t->tls_cert[0] == '\0') {
+		http_server_set_tls(&w->server, NULL);
+		goto applied;
+	}
+	if (p == NULL || p->cert == NULL || memcmp(p->digest, t->tls_digest, TLS_DIGEST_LEN) != 0) {
+		p = &fresh;
+		if (tls_pair_read(&fresh, t->tls_cert, t->tls_key, t->client_ca, err,
+				  sizeof(err)) != 0) {
+			log_warn("worker: TLS: %s; keeping the certificate in use", err);
+			rc = -1;
+			goto applied;
+		}
+		if (memcmp(fresh.digest, t->tls_digest, TLS_DIGEST_LEN) != 0) {
+			log_warn("worker: TLS: %s or %s changed after the master checked them; "
+				 "keeping the certificate in use until the next reload",
+				 t->tls_cert, t->tls_key);
+			rc = -1;
+			goto applied;
+		}
+	}
+	if (tls_server_ctx_new(&ctx, p, t->tls_ticket_key, err, sizeof(err)) != 0) {
+		log_warn("worker: TLS: %s; keeping the certificate in use", err);
+		rc = -1;
+		goto applied;
+	}
+	http_server_set_tls(&w->server, ctx);
+	tls_ctx_free(ctx);
+	log_debug("worker: serving HTTPS with %s", t->tls_cert);
+applied:
+	/* Failed or not, this config has had its try: the next reload tries again. */
+	tls_pair_free(&fresh);
+	snprintf(w->tls_cert, sizeof(w->tls_cert), "%s", t->tls_cert);
+	snprintf(w->tls_key, sizeof(w->tls_key), "%s", t->tls_key);
+	snprintf(w->tls_client_ca, sizeof(w->tls_client_ca), "%s", t->client_ca);
+	memcpy(w->tls_digest, t->tls_digest, sizeof(w->tls_digest));
+	memcpy(w->tls_ticket_key, t->tls_ticket_key, sizeof(w->tls_ticket_key));
+	w->tls_applied = true;
+	return rc;
+}
+
 /* Refreshes the worker's copy of the live config when the master published a
  * new one: once per request, before dispatch, so every handler of the request
- * (and its upstream callbacks) reads one whole config. */
+ * (and its upstream callbacks) reads one whole config, and once per accepted
+ * connection, so that it starts with the listener's current certificate. */
 static void worker_refresh_config(struct worker *w)
 {
 	/* One relaxed-cost atomic load per request when nothing changed. */
@@ -44,7 +121,10 @@ static void worker_refresh_config(struct worker *w)
 		if (w->server.listening) {
 			w->server.acceptor.max_conns = worker_max_connections(w);
 			acceptor_resume(&w->server.acceptor);
+			worker_tls_listener(w, NULL);
 		}
+		if (w->client != NULL)
+			tlsstate_apply(w->client, &w->live, "worker");
 	}
 }
 
@@ -52,7 +132,18 @@ static void worker_on_accept(void *ctx)
 {
 	struct worker *w = ctx;
 
+	worker_refresh_config(w);
 	metrics_add(w->metrics, M_CONNECTIONS, 1);
+}
+
+static void worker_on_tls(void *ctx, enum http_server_tls_event ev)
+{
+	struct worker *w = ctx;
+
+	metrics_add(w->metrics, ev == HTTP_SERVER_TLS_FULL      ? M_TLS_LISTENER_FULL
+				: ev == HTTP_SERVER_TLS_RESUMED ? M_TLS_LISTENER_RESUMED
+								: M_TLS_LISTENER_FAILED,
+		    1);
 }
 
 static void worker_on_accept_paused(enum acceptor_pause why, void *ctx)
@@ -216,6 +307,8 @@ int worker_run(struct shm_layout *shm, pid_t master, int listen_fd, unsigned ind
 		return 1;
 	}
 	w->metrics = metrics_proc_claim(&shm->metrics, index);
+	http_client_on_tls(w->client, tlsstate_count, w->metrics);
+	tlsstate_apply(w->client, &w->live, "worker");
 	w->hctx.shm = shm;
 	w->hctx.live = &w->live;
 	w->hctx.metrics = w->metrics;
@@ -249,8 +342,15 @@ int worker_run(struct shm_layout *shm, pid_t master, int listen_fd, unsigned ind
 		log_error("worker: uv_listen() failed: %s", uv_strerror(rc));
 		return 1;
 	}
+	/* HTTPS from the first connection on, or not at all: a worker that
+	 * cannot build the checked pair must not serve plain HTTP instead. */
+	if (worker_tls_listener(w, &cfg->tls_pair) != 0) {
+		log_error("worker: the TLS listener cannot start");
+		return 1;
+	}
 	w->server.on_accept = worker_on_accept;
 	w->server.on_response = worker_on_response;
+	w->server.on_tls = worker_on_tls;
 	w->server.acceptor.on_pause = worker_on_accept_paused;
 	w->server.acceptor.pause_ctx = w;
 	w->server.acceptor.max_conns = worker_max_connections(w);
