@@ -152,7 +152,8 @@ Test(config, option_table_is_complete_and_sane)
 		"affinity.ttl_ms", "observability.allow", "observability.token",
 		"observability.max_age_ms", "registry.url", "registry.token", "registry.poll_ms",
 		"registry.min_poll_ms", "registry.timeout_ms", "registry.max_sfus",
-		"registry.max_bytes", "registry.stale_after_ms", "sfu.address",
+		"registry.max_bytes", "registry.stale_after_ms", "cluster.etcd", "cluster.prefix",
+		"cluster.timeout_ms", "cluster.claim_timeout_ms", "cluster.hold_ms", "sfu.address",
 		"sfu.region", "sfu.key", "sfu.max_sessions",
 	};
 	/* bind, port and workers change on reload by replacing workers; these
@@ -181,8 +182,13 @@ Test(config, option_table_is_complete_and_sane)
 		cr_assert_gt(o->size, 0, "%s", full);
 		if (o->type == CONFIG_T_ENUM)
 			cr_assert_not_null(o->choices, "%s", full);
-		if (o->type == CONFIG_T_KEY || o->type == CONFIG_T_CIDR_LIST)
+		if (o->type == CONFIG_T_KEY || o->type == CONFIG_T_CIDR_LIST ||
+		    o->type == CONFIG_T_STRING_LIST)
 			cr_assert_gt(o->len_size, 0, "%s", full);
+		if (o->type == CONFIG_T_STRING_LIST)
+			cr_assert(o->normalise != NULL && o->max >= 1 &&
+					  o->size % (size_t)o->max == 0,
+				  "%s: items of size / max bytes, each normalised", full);
 		if (o->type == CONFIG_T_FLOAT)
 			cr_assert_eq(o->size, sizeof(double), "%s", full);
 		if (o->type == CONFIG_T_INT)

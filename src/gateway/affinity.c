@@ -123,3 +123,39 @@ bool affinity_pin(struct affinity_table *t, uint64_t key, uint32_t *slot, uint64
 	}
 	return false;
 }
+
+void affinity_forget(struct affinity_table *t, uint64_t key)
+{
+	for (unsigned p = 0; p < AFFINITY_PROBE; p++) {
+		struct affinity_entry *e = &t->e[(key + p) & (AFFINITY_ENTRIES - 1)];
+		struct affinity_copy cur;
+		uint64_t s;
+
+		if (atomic_load_explicit(&e->key, memory_order_relaxed) != key)
+			continue;
+		if (!affinity_read(e, &cur) || cur.key != key || !affinity_claim(e, &s))
+			continue;
+		/* Expired, not emptied: affinity_last still names its SFU. */
+		cur.expires_ms = 0;
+		seqlock_copy_in(&e->key, &cur, AFFINITY_WORDS);
+		atomic_store_explicit(&e->seq, s + 2, memory_order_release);
+	}
+}
+
+bool affinity_last(const struct affinity_table *t, uint64_t key, uint32_t *slot,
+		   uint64_t *generation)
+{
+	for (unsigned p = 0; p < AFFINITY_PROBE; p++) {
+		const struct affinity_entry *e = &t->e[(key + p) & (AFFINITY_ENTRIES - 1)];
+		struct affinity_copy c;
+
+		if (atomic_load_explicit(&e->key, memory_order_relaxed) != key)
+			continue;
+		if (!affinity_read(e, &c) || c.key != key)
+			continue;
+		*slot = (uint32_t)c.slot;
+		*generation = c.generation;
+		return true;
+	}
+	return false;
+}
