@@ -43,6 +43,10 @@ enum metrics_counter {
 	M_OVERLOAD_REJECTED,
 	M_ACCEPT_PAUSED_CAP, /* a worker stopped accepting: at max_connections */
 	M_ACCEPT_PAUSED_EMFILE, /* a worker stopped accepting: out of descriptors */
+	M_CLAIMS_WON, /* an issuer's first request claimed our choice in etcd (claim.h) */
+	M_CLAIMS_LOST, /* ... found another gateway's claim, and followed it */
+	M_CLAIMS_REPLACED, /* ... found a claim whose SFU is unusable here, and replaced it */
+	M_CLAIMS_FALLBACK, /* ... could not claim (etcd unreachable, a timeout): chose alone */
 	M__COUNT
 };
 
