@@ -168,6 +168,7 @@ Test(shm_adopt, layout_fingerprint_matches_its_version)
 	} known[] = {
 		{ 3, 9589728239924236595ULL },
 		{ 4, 7830591965249289179ULL }, /* heartbeat seq tombstones */
+		{ 5, 3524906614696375195ULL }, /* cluster status and queue, claim counters */
 	};
 	size_t parts[] = {
 		sizeof(struct shm_layout),
