@@ -1294,3 +1294,53 @@ Test(config, registration_sfu_networks)
 			      "cfg.toml:2: [registration] sfu_networks[0] is not a CIDR string "
 			      "such as \"10.0.0.0/8\"");
 }
+
+/* ---- [cluster] */
+
+Test(config, cluster_endpoints_and_prefix)
+{
+	struct config c;
+
+	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
+	cfg_ok_file(&c, "");
+	cr_assert_eq(c.t.cluster_n_etcd, 0, "off by default");
+	cr_assert_str_eq(c.t.cluster_prefix, "/sfu-gateway/");
+	cr_assert_eq(c.t.cluster_hold_ms, 300000);
+	config_free(&c);
+	cfg_ok_file(&c, "[cluster]\netcd = [\"HTTP://Etcd-1.example:2379\", \"http://[::1]:2379\"]\n"
+			"prefix = \"/calls/eu/\"\nclaim_timeout_ms = 150\n");
+	cr_assert_eq(c.t.cluster_n_etcd, 2);
+	cr_assert_str_eq(c.t.cluster_etcd[0], "http://etcd-1.example:2379");
+	cr_assert_str_eq(c.t.cluster_etcd[1], "http://[::1]:2379");
+	cr_assert_str_eq(c.t.cluster_prefix, "/calls/eu/");
+	cr_assert_eq(c.t.cluster_claim_timeout_ms, 150);
+	config_free(&c);
+	cfg_assert_fails_file("[cluster]\netcd = \"http://e:2379\"\n",
+			      "cfg.toml:2: [cluster] etcd must be an array of strings, not a string");
+	cfg_assert_fails_file("[cluster]\netcd = [2379]\n",
+			      "cfg.toml:2: [cluster] etcd[0] must be a string");
+	cfg_assert_fails_file("[cluster]\netcd = [\"http://e:2379/v3\"]\n",
+			      "cfg.toml:2: [cluster] etcd[0] is invalid: etcd endpoints, "
+			      "http://host:port, through which gateways share registrations and "
+			      "issuer affinity, tried in turn; empty runs the gateway alone.");
+	cfg_assert_fails_file("[cluster]\netcd = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", "
+			      "\"h\", \"i\"]\n",
+			      "cfg.toml:2: [cluster] etcd has more than 8 entries");
+	cfg_assert_fails_file("[cluster]\nprefix = \"a b\"\n",
+			      "cfg.toml:2: [cluster] prefix is invalid: Prefix of every key the "
+			      "cluster keeps in etcd: gateways with the same prefix share their "
+			      "SFUs; printable ASCII without spaces, up to 100 bytes.");
+	cfg_assert_fails_file("[cluster]\nprefix = \"\"\n",
+			      "cfg.toml:2: [cluster] prefix is invalid: Prefix of every key the "
+			      "cluster keeps in etcd: gateways with the same prefix share their "
+			      "SFUs; printable ASCII without spaces, up to 100 bytes.");
+}
+
+Test(config, cluster_https_is_refused_while_the_client_has_no_tls)
+{
+	cr_assert_not(http_client_tls(), "TLS landed: accept https here and drop this test");
+	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
+	cfg_assert_fails_file("[cluster]\netcd = [\"https://etcd:2379\"]\n",
+			      "cfg.toml:2: [cluster] etcd[0]: https is not supported yet (this "
+			      "build's HTTP client has no TLS); use http://");
+}
