@@ -16,7 +16,8 @@
  *
  *  - Writes: takes what workers accepted from the cluster queue (clusterq.h),
  *    keeps the latest news per SFU, and writes it to etcd in transactions of
- *    up to CLUSTER_TXN_OPS puts and deletes. Registrations are attached to a
+ *    up to CLUSTER_TXN_OPS puts and deletes, one per CLUSTER_FLUSH_MS at most
+ *    (a lone heartbeat goes at once; a busy fleet's are batched). Registrations are attached to a
  *    lease shared by every registration written within one slice of
  *    CLUSTER_LEASE_SLICE_MS, whose TTL is [registration] stale_after_ms plus
  *    the slice: an SFU vanishes from etcd between stale_after_ms and one
@@ -39,6 +40,7 @@
  *    "degraded" (logged once) until etcd answers again.
  */
 #define CLUSTER_TXN_OPS 64
+#define CLUSTER_FLUSH_MS 10
 #define CLUSTER_LEASE_SLICE_MS 2000
 #define CLUSTER_PING_MS 1000
 #define CLUSTER_BACKOFF_MAX_MS 5000

@@ -50,6 +50,9 @@ void etcd_reg_value(struct strbuf *b, const struct clusterq_entry *e);
 /* A 64-bit member (a JSON string of digits, or a number); 0 when absent or
  * not a number (proto3 leaves zero values out). */
 int64_t etcd_int(struct json_object *o, const char *name);
+/* Whether a member is there and not zero: for unsigned 64-bit IDs (a member's,
+ * the leader's) that do not fit etcd_int. */
+bool etcd_nonzero(struct json_object *o, const char *name);
 /* A boolean member; false when absent. */
 bool etcd_bool(struct json_object *o, const char *name);
 /* A base64 member decoded into out (at most cap bytes; NUL-terminated when

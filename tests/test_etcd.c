@@ -143,6 +143,14 @@ Test(etcd, numbers_come_as_strings_and_zero_values_are_left_out)
 	cr_assert_eq(etcd_int(o, "absent"), 0);
 	cr_assert_eq(etcd_int(NULL, "x"), 0);
 	cr_assert(etcd_bool(o, "t"));
+	json_object_put(o);
+	/* Member IDs are unsigned 64-bit: beyond etcd_int, still "there". */
+	o = json_tokener_parse("{\"leader\":\"17953373217349613291\",\"zero\":\"0\",\"n\":0,"
+			       "\"t\":true,\"s\":\"eA==\",\"junk\":\"@@\"}");
+	cr_assert(etcd_nonzero(o, "leader"));
+	cr_assert_not(etcd_nonzero(o, "zero"));
+	cr_assert_not(etcd_nonzero(o, "n"));
+	cr_assert_not(etcd_nonzero(o, "absent"));
 	cr_assert_not(etcd_bool(o, "succeeded"), "false is left out");
 	cr_assert_eq(etcd_bytes(o, "s", out, sizeof(out)), 1);
 	cr_assert_str_eq(out, "x");

@@ -80,6 +80,9 @@ struct cluster {
 	int64_t next_ping_ms;
 
 	int64_t reg_lease, reg_lease_ms; /* the registration lease of the slice, its grant */
+	int64_t last_txn_ms; /* when the last write transaction was sent */
+	uv_timer_t flush; /* the next write transaction's turn (CLUSTER_FLUSH_MS) */
+	bool flush_armed;
 	int64_t claim_lease_ms; /* grant of the published claim lease */
 
 	struct cluster_pending *pend;
@@ -824,7 +827,7 @@ static void cluster_on_ping(const struct http_client_result *res, void *ctx)
 	o = cluster_answer(res, why, sizeof(why));
 	/* A member cut off from the others answers, but without a leader it
 	 * can neither write nor tell what the others wrote. */
-	if (o != NULL && etcd_int(o, "leader") == 0) {
+	if (o != NULL && !etcd_nonzero(o, "leader")) {
 		snprintf(why, sizeof(why), "the member has no leader");
 		json_object_put(o);
 		o = NULL;
@@ -1131,6 +1134,14 @@ static void cluster_send_txn(struct cluster *c, int64_t now_ms)
 
 /* ---- the schedule */
 
+static void cluster_on_flush(uv_timer_t *t)
+{
+	struct cluster *c = t->data;
+
+	c->flush_armed = false;
+	cluster_kick(c, clock_ms());
+}
+
 /* Whatever is due now: connecting, watching, pinging, leases, writes. */
 static void cluster_step(struct cluster *c, int64_t now_ms)
 {
@@ -1162,6 +1173,18 @@ static void cluster_step(struct cluster *c, int64_t now_ms)
 			cluster_send_grant(c, OP_GRANT_REG, now_ms);
 		return;
 	}
+	/* One transaction per CLUSTER_FLUSH_MS at most: what arrives meanwhile
+	 * rides in the next one, so a busy fleet costs etcd a few proposals a
+	 * second, and a lone heartbeat after a quiet spell goes at once. */
+	if (now_ms - c->last_txn_ms < CLUSTER_FLUSH_MS) {
+		if (!c->flush_armed) {
+			c->flush_armed = true;
+			uv_timer_start(&c->flush, cluster_on_flush,
+				       (uint64_t)(CLUSTER_FLUSH_MS - (now_ms - c->last_txn_ms)), 0);
+		}
+		return;
+	}
+	c->last_txn_ms = now_ms;
 	cluster_send_txn(c, now_ms);
 }
 
@@ -1211,6 +1234,9 @@ int cluster_new(struct cluster **out, uv_loop_t *loop, struct shm_layout *shm)
 	}
 	c->loop = loop;
 	c->shm = shm;
+	uv_timer_init(loop, &c->flush);
+	c->flush.data = c;
+	uv_unref((uv_handle_t *)&c->flush);
 	c->max_pend = 2 * (size_t)shm->registry.capacity;
 	if (c->max_pend < 1024)
 		c->max_pend = 1024;

@@ -142,6 +142,23 @@ int64_t etcd_int(struct json_object *o, const char *name)
 	return n;
 }
 
+bool etcd_nonzero(struct json_object *o, const char *name)
+{
+	struct json_object *v;
+	const char *s;
+
+	if (o == NULL || !json_object_object_get_ex(o, name, &v))
+		return false;
+	if (json_object_is_type(v, json_type_int))
+		return json_object_get_int64(v) != 0;
+	if (!json_object_is_type(v, json_type_string))
+		return false;
+	s = json_object_get_string(v);
+	while (*s == '0')
+		s++;
+	return *s >= '1' && *s <= '9';
+}
+
 bool etcd_bool(struct json_object *o, const char *name)
 {
 	struct json_object *v;
