@@ -737,3 +737,168 @@ Test(cluster, three_members_one_lost_then_all_then_back, .fini = cl_fini, .timeo
 	cl_channel_served(gw[0], "after", m, 3, -1);
 	cl_channel_served(gw[1], "after", m, 3, -1);
 }
+
+/* ---- catching up after etcd compacted what a gateway missed */
+
+/* A TCP relay from 127.0.0.1:port to 127.0.0.1:target in a child process: the
+ * link between one gateway and etcd, which the test can cut (kill it) and
+ * mend (start it again on the same port). */
+static pid_t cl_relay_start(int port, int target)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int lfd, one = 1;
+	pid_t pid;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(lfd, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind(): %s",
+		     strerror(errno));
+	cr_assert_eq(listen(lfd, 16), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid > 0) {
+		close(lfd);
+		return pid;
+	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGCHLD, SIG_IGN);
+	for (;;) {
+		int c = accept(lfd, NULL, NULL), u;
+		struct sockaddr_in ta = { .sin_family = AF_INET, .sin_port = htons((uint16_t)target) };
+
+		if (c < 0)
+			continue;
+		if (fork() != 0) {
+			close(c);
+			continue;
+		}
+		/* One connection: both ways until either side closes. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		ta.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		u = socket(AF_INET, SOCK_STREAM, 0);
+		if (u < 0 || connect(u, (struct sockaddr *)&ta, sizeof(ta)) != 0)
+			_exit(0);
+		for (;;) {
+			struct pollfd p[2] = { { c, POLLIN, 0 }, { u, POLLIN, 0 } };
+			char buf[16384];
+
+			if (poll(p, 2, -1) < 0)
+				_exit(0);
+			for (int i = 0; i < 2; i++) {
+				ssize_t n;
+
+				if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+					continue;
+				n = read(p[i].fd, buf, sizeof(buf));
+				if (n <= 0 || write(p[1 - i].fd, buf, (size_t)n) != n)
+					_exit(0);
+			}
+		}
+	}
+}
+
+/* The relay and the connections it carries, gone. */
+static void cl_relay_cut(pid_t pid)
+{
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	harness_wait_exit(pid, 5000);
+}
+
+/* etcd's current revision, then everything before it compacted away. */
+static void cl_compact(int port)
+{
+	struct harness_resp *r = calloc(1, sizeof(*r));
+	struct json_object *o;
+	char body[128];
+	long long rev;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(harness_post(port, "/v3/kv/range", NULL, "{\"key\":\"AA==\"}", r), 0);
+	o = json_tokener_parse(r->body);
+	rev = atoll(json_object_get_string(
+		json_object_object_get(json_object_object_get(o, "header"), "revision")));
+	json_object_put(o);
+	cr_assert_gt(rev, 0, "%s", r->body);
+	snprintf(body, sizeof(body), "{\"revision\":\"%lld\",\"physical\":true}", rev);
+	cr_assert_eq(harness_post(port, "/v3/kv/compaction", NULL, body, r), 0);
+	cr_assert_eq(r->status, 200, "%s", r->body);
+	free(r);
+}
+
+/* Waits until the gateway has written n registrations (puts) to etcd. */
+static void cl_wait_puts(const struct harness_proc *gw, double n)
+{
+	int64_t deadline = harness_now_ms() + CL_WAIT_MS;
+
+	while (harness_metric(gw->port, "sfu_gateway_cluster_writes_total{op=\"put\"}") < n)
+		cr_assert_lt(harness_now_ms(), deadline, "the gateway never wrote %g puts", n);
+}
+
+Test(cluster, a_gateway_cut_off_while_etcd_compacts_catches_up, .fini = cl_fini, .timeout = 90)
+{
+	static const int direct[] = { 0, -1 };
+	struct harness_proc *gw[2], *m[2];
+	char toml[512];
+	int relay_port;
+	pid_t relay;
+
+	cl_etcd_start(1);
+	relay_port = harness_free_port();
+	relay = cl_relay_start(relay_port, cl_members[0].client);
+	gw[0] = cl_gateway(direct, 1, NULL);
+	snprintf(toml, sizeof(toml),
+		 "[cluster]\netcd = [\"http://127.0.0.1:%d\"]\nprefix = \"/t/\"\ntimeout_ms = 300\n",
+		 relay_port);
+	gw[1] = harness_gateway_keyed(CL_GW_KEY, NULL, 1, toml);
+	m[0] = cl_mock(CL_K1, NULL);
+	m[1] = cl_mock(CL_K2, NULL);
+	cl_wait_state(gw[0], "ok", CL_WAIT_MS);
+	cl_wait_state(gw[1], "ok", CL_WAIT_MS);
+	cl_heartbeat(gw[0]->port, m[0]->port, CL_K1, "eu-west", true, "registered");
+	cl_wait_listed(gw[1], m[0]->port, true, 2000);
+
+	/*
+	 * B loses etcd; A's SFU signs off, and etcd compacts up to that very
+	 * deletion. B's watch resumes from the deletion's revision, which etcd
+	 * still serves but without the deletion (a compaction keeps no
+	 * tombstones): the keys that still exist tell B that the SFU left.
+	 */
+	cl_relay_cut(relay);
+	cl_wait_state(gw[1], "degraded", CL_WAIT_MS);
+	cl_heartbeat(gw[0]->port, m[0]->port, CL_K1, "eu-west", false, "removed");
+	{
+		int64_t deadline = harness_now_ms() + CL_WAIT_MS;
+
+		while (harness_metric(gw[0]->port,
+				      "sfu_gateway_cluster_writes_total{op=\"delete\"}") < 1)
+			cr_assert_lt(harness_now_ms(), deadline, "A never wrote the sign-off");
+	}
+	cl_compact(cl_members[0].client);
+	cr_assert(cl_listed(gw[1], m[0]->port), "B keeps its last view");
+	relay = cl_relay_start(relay_port, cl_members[0].client);
+	cl_wait_state(gw[1], "ok", 20000);
+	cl_wait_listed(gw[1], m[0]->port, false, CL_WAIT_MS);
+
+	/*
+	 * Cut off again: an SFU registers at A and reports twice, and etcd
+	 * compacts past the revision B would resume from. etcd refuses that
+	 * watch (compacted), so B reads every registration again.
+	 */
+	cl_relay_cut(relay);
+	cl_wait_state(gw[1], "degraded", CL_WAIT_MS);
+	cl_heartbeat(gw[0]->port, m[1]->port, CL_K2, "us-east", true, "registered");
+	cl_wait_puts(gw[0], 2);
+	cl_heartbeat(gw[0]->port, m[1]->port, CL_K2, "us-east", true, "updated");
+	cl_wait_puts(gw[0], 3);
+	cl_compact(cl_members[0].client);
+	cr_assert_not(cl_listed(gw[1], m[1]->port));
+	relay = cl_relay_start(relay_port, cl_members[0].client);
+	cl_wait_state(gw[1], "ok", 20000);
+	cl_wait_listed(gw[1], m[1]->port, true, CL_WAIT_MS);
+	cr_assert_geq(harness_metric(gw[1]->port, "sfu_gateway_cluster_resyncs_total"), 2,
+		      "B read everything again: %s", harness_log(gw[1]));
+	cl_relay_cut(relay);
+}

@@ -42,7 +42,9 @@ struct cluster_op {
 	uint64_t gen, watch_gen;
 	unsigned endpoint;
 	int64_t sent_ms;
-	/* OP_RANGE: the answer, collected up to CLUSTER_RANGE_MAX. */
+	/* OP_RANGE: the answer, collected up to CLUSTER_RANGE_MAX; keys_only for
+	 * a reconciliation (which registrations still exist) rather than a read. */
+	bool keys_only;
 	char *body;
 	size_t len, cap;
 	bool too_large;
@@ -71,6 +73,7 @@ struct cluster {
 	struct clusterstatus_data st; /* what is published */
 	enum cluster_state logged; /* the state the log last announced */
 	bool need_range; /* read the whole prefix before watching */
+	bool need_keys; /* after a disconnection: which registrations still exist */
 	int64_t rev; /* next revision to watch from */
 	uint32_t sfus_seen; /* registrations in etcd at the last full read */
 
@@ -221,6 +224,10 @@ static void cluster_fail(struct cluster *c, unsigned endpoint, const char *why, 
 	c->watch_created = false;
 	c->watch_deadline_ms = 0;
 	c->retry_at_ms = now_ms + cluster_backoff_ms(c);
+	/* The watch resumes from the next revision, which brings every change
+	 * since, except deletions a compaction erased meanwhile (a compaction
+	 * keeps no tombstones): the keys that still exist tell those. */
+	c->need_keys = true;
 	if (c->fails >= c->t.cluster_n_etcd)
 		cluster_set_state(c, CLUSTER_DEGRADED, now_ms);
 	cluster_publish(c);
@@ -590,10 +597,19 @@ static void cluster_on_range(const struct http_client_result *res, void *ctx)
 		if (klen > 0 && etcd_key_parse(c->t.cluster_prefix, key, (size_t)klen, address,
 					       sizeof(address), &aff) == ETCD_KEY_SFU)
 			hashes[i] = registry_hash(address);
-		cluster_apply_kv(c, kv, NULL, false, now_ms);
+		if (!op->keys_only)
+			cluster_apply_kv(c, kv, NULL, false, now_ms);
 	}
 	cluster_drop_missing(c, hashes, n, now_ms);
+	if (op->keys_only) {
+		/* Registrations stay the watch's to apply; this only removed
+		 * what no longer exists. */
+		c->need_keys = false;
+		cluster_step(c, now_ms);
+		goto out;
+	}
 	c->sfus_seen = (uint32_t)n;
+	c->need_keys = false;
 	json_object_object_get_ex(o, "header", &hdr);
 	c->rev = etcd_int(hdr, "revision") + 1;
 	c->need_range = false;
@@ -606,7 +622,7 @@ out:
 	cluster_op_free(op);
 }
 
-static void cluster_send_range(struct cluster *c)
+static void cluster_send_range(struct cluster *c, bool keys_only)
 {
 	struct cluster_op *op = calloc(1, sizeof(*op));
 	struct strbuf b = { 0 };
@@ -615,11 +631,14 @@ static void cluster_send_range(struct cluster *c)
 	if (op == NULL)
 		return;
 	op->kind = OP_RANGE;
+	op->keys_only = keys_only;
 	snprintf(sfus, sizeof(sfus), "%s" ETCD_SFUS, c->t.cluster_prefix);
 	STRBUF_LIT(&b, "{\"key\":");
 	etcd_b64(&b, sfus, strlen(sfus));
 	STRBUF_LIT(&b, ",\"range_end\":");
 	etcd_b64_prefix_end(&b, sfus);
+	if (keys_only)
+		STRBUF_LIT(&b, ",\"keys_only\":true");
 	STRBUF_LIT(&b, "}");
 	if (b.failed || cluster_send(c, op, "/v3/kv/range", &b, c->t.cluster_timeout_ms,
 				     cluster_on_range, cluster_range_body) != 0) {
@@ -1154,9 +1173,11 @@ static void cluster_step(struct cluster *c, int64_t now_ms)
 		return;
 	if (c->need_range) {
 		if (!c->range_busy)
-			cluster_send_range(c);
+			cluster_send_range(c, false);
 	} else if (!c->watch_busy && !c->range_busy) {
 		cluster_send_watch(c, now_ms);
+	} else if (c->need_keys && c->watch_created && !c->range_busy) {
+		cluster_send_range(c, true);
 	}
 	if (!c->ping_busy && now_ms >= c->next_ping_ms)
 		cluster_send_ping(c, now_ms);
@@ -1198,6 +1219,7 @@ static void cluster_restart(struct cluster *c, int64_t now_ms)
 	c->watch_created = false;
 	c->watch_deadline_ms = 0;
 	c->need_range = true;
+	c->need_keys = false;
 	c->rev = 0;
 	c->fails = 0;
 	c->retry_at_ms = 0;
