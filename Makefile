@@ -228,6 +228,7 @@ bench: $(GATEWAY) $(MOCK) $(MOCK_REG) $(BENCH_BIN)
 	bench/accept.sh
 	bench/bench_heartbeat.sh
 	bench/registry.sh
+	bench/cluster.sh
 	bench/compare.sh
 
 # Installs the daemon, its manual pages, the init script, the systemd unit, the
