@@ -253,6 +253,8 @@ static void cluster_op_free(struct cluster_op *op)
 	free(op);
 }
 
+/* Sends op's request to the endpoint in use. On failure op is freed and the
+ * endpoint counted as failed; returns 0 or the error. */
 static int cluster_send(struct cluster *c, struct cluster_op *op, const char *target,
 			const struct strbuf *body, uint32_t timeout_ms, http_client_cb cb,
 			int (*on_body)(void *, const char *, size_t))
@@ -278,6 +280,10 @@ static int cluster_send(struct cluster *c, struct cluster_op *op, const char *ta
 	req.connect_timeout_ms = c->t.cluster_timeout_ms;
 	req.on_body = on_body;
 	rc = http_client_request(c->client, cluster_endpoint(c), &req, cb, op);
+	if (rc != 0) {
+		cluster_op_free(op);
+		cluster_fail(c, c->cur, "the request could not be made", clock_ms());
+	}
 	return rc;
 }
 
@@ -640,13 +646,11 @@ static void cluster_send_range(struct cluster *c, bool keys_only)
 	if (keys_only)
 		STRBUF_LIT(&b, ",\"keys_only\":true");
 	STRBUF_LIT(&b, "}");
-	if (b.failed || cluster_send(c, op, "/v3/kv/range", &b, c->t.cluster_timeout_ms,
-				     cluster_on_range, cluster_range_body) != 0) {
+	if (b.failed)
 		cluster_op_free(op);
-		cluster_fail(c, c->cur, "the request could not be made", clock_ms());
-	} else {
+	else if (cluster_send(c, op, "/v3/kv/range", &b, c->t.cluster_timeout_ms, cluster_on_range,
+			      cluster_range_body) == 0)
 		c->range_busy = true;
-	}
 	strbuf_free(&b);
 }
 
@@ -818,11 +822,10 @@ static void cluster_send_watch(struct cluster *c, int64_t now_ms)
 	etcd_b64_prefix_end(&b, c->t.cluster_prefix);
 	/* prev_kv: a deletion then says which heartbeat it removes (its seq). */
 	strbuf_printf(&b, ",\"start_revision\":\"%lld\",\"prev_kv\":true}}", (long long)c->rev);
-	if (b.failed || cluster_send(c, op, "/v3/watch", &b, CLUSTER_WATCH_MAX_MS, cluster_on_watch,
-				     cluster_watch_body) != 0) {
+	if (b.failed) {
 		cluster_op_free(op);
-		cluster_fail(c, c->cur, "the request could not be made", now_ms);
-	} else {
+	} else if (cluster_send(c, op, "/v3/watch", &b, CLUSTER_WATCH_MAX_MS, cluster_on_watch,
+				cluster_watch_body) == 0) {
 		c->watch_busy = true;
 		c->watch_created = false;
 		c->watch_deadline_ms = now_ms + c->t.cluster_timeout_ms;
@@ -872,12 +875,8 @@ static void cluster_send_ping(struct cluster *c, int64_t now_ms)
 	STRBUF_LIT(&b, "{}");
 	c->next_ping_ms = now_ms + CLUSTER_PING_MS;
 	if (cluster_send(c, op, "/v3/maintenance/status", &b, c->t.cluster_timeout_ms,
-			 cluster_on_ping, NULL) != 0) {
-		cluster_op_free(op);
-		cluster_fail(c, c->cur, "the request could not be made", now_ms);
-	} else {
+			 cluster_on_ping, NULL) == 0)
 		c->ping_busy = true;
-	}
 	strbuf_free(&b);
 }
 
@@ -922,7 +921,7 @@ out:
 	cluster_op_free(op);
 }
 
-static void cluster_send_grant(struct cluster *c, enum cluster_op_kind kind, int64_t now_ms)
+static void cluster_send_grant(struct cluster *c, enum cluster_op_kind kind)
 {
 	struct cluster_op *op = calloc(1, sizeof(*op));
 	struct strbuf b = { 0 };
@@ -936,14 +935,8 @@ static void cluster_send_grant(struct cluster *c, enum cluster_op_kind kind, int
 	op->kind = kind;
 	strbuf_printf(&b, "{\"TTL\":%lld}", (long long)ttl);
 	if (cluster_send(c, op, "/v3/lease/grant", &b, c->t.cluster_timeout_ms, cluster_on_grant,
-			 NULL) != 0) {
-		cluster_op_free(op);
-		cluster_fail(c, c->cur, "the request could not be made", now_ms);
-	} else if (kind == OP_GRANT_REG) {
-		c->reg_grant_busy = true;
-	} else {
-		c->claim_grant_busy = true;
-	}
+			 NULL) == 0)
+		*(kind == OP_GRANT_REG ? &c->reg_grant_busy : &c->claim_grant_busy) = true;
 	strbuf_free(&b);
 }
 
@@ -1094,7 +1087,7 @@ out:
 	cluster_op_free(op);
 }
 
-static void cluster_send_txn(struct cluster *c, int64_t now_ms)
+static void cluster_send_txn(struct cluster *c)
 {
 	struct cluster_op *op = calloc(1, sizeof(*op));
 	size_t n = c->n_pend < CLUSTER_TXN_OPS ? c->n_pend : CLUSTER_TXN_OPS;
@@ -1138,13 +1131,11 @@ static void cluster_send_txn(struct cluster *c, int64_t now_ms)
 	if (v.buf != NULL)
 		explicit_bzero(v.buf, v.cap);
 	strbuf_free(&v);
-	if (b.failed || cluster_send(c, op, "/v3/kv/txn", &b, c->t.cluster_timeout_ms, cluster_on_txn,
-				     NULL) != 0) {
+	if (b.failed)
 		cluster_op_free(op);
-		cluster_fail(c, c->cur, "the request could not be made", now_ms);
-	} else {
+	else if (cluster_send(c, op, "/v3/kv/txn", &b, c->t.cluster_timeout_ms, cluster_on_txn,
+			      NULL) == 0)
 		c->txn_busy = true;
-	}
 	/* The values carry the SFUs' keys. */
 	if (b.buf != NULL)
 		explicit_bzero(b.buf, b.cap);
@@ -1184,14 +1175,14 @@ static void cluster_step(struct cluster *c, int64_t now_ms)
 	if (c->t.affinity_ttl_ms > 0 && !c->claim_grant_busy &&
 	    (c->st.claim_lease == 0 ||
 	     now_ms - c->claim_lease_ms >= cluster_claim_period_ms(c->t.affinity_ttl_ms) * 3 / 4))
-		cluster_send_grant(c, OP_GRANT_CLAIM, now_ms);
+		cluster_send_grant(c, OP_GRANT_CLAIM);
 	cluster_drop_old(c, now_ms);
 	if (c->n_pend == 0 || c->txn_busy)
 		return;
 	if (c->reg_lease == 0 || now_ms - c->reg_lease_ms >= CLUSTER_LEASE_SLICE_MS) {
 		c->reg_lease = 0;
 		if (!c->reg_grant_busy)
-			cluster_send_grant(c, OP_GRANT_REG, now_ms);
+			cluster_send_grant(c, OP_GRANT_REG);
 		return;
 	}
 	/* One transaction per CLUSTER_FLUSH_MS at most: what arrives meanwhile
@@ -1206,7 +1197,7 @@ static void cluster_step(struct cluster *c, int64_t now_ms)
 		return;
 	}
 	c->last_txn_ms = now_ms;
-	cluster_send_txn(c, now_ms);
+	cluster_send_txn(c);
 }
 
 /* A new start: everything in flight is abandoned, the prefix read afresh. */

@@ -195,6 +195,18 @@ static void prom_regstatus(struct strbuf *b, const struct regstatus *rs, uint32_
 			      results[i], (unsigned long long)atomic_load(&rs->polls[i]));
 }
 
+/* A counter family of two series, label=v1 and label=v2, read from atomics. */
+static void prom_pair(struct strbuf *b, const char *name, const char *help, const char *label,
+		      const char *v1, const _Atomic uint64_t *c1, const char *v2,
+		      const _Atomic uint64_t *c2)
+{
+	prom_head(b, name, "counter", help);
+	strbuf_printf(b, "sfu_gateway_%s{%s=\"%s\"} %llu\n", name, label, v1,
+		      (unsigned long long)atomic_load(c1));
+	strbuf_printf(b, "sfu_gateway_%s{%s=\"%s\"} %llu\n", name, label, v2,
+		      (unsigned long long)atomic_load(c2));
+}
+
 /* The cluster: the etcd connection's state as gauges, its work as counters. */
 static void prom_cluster(struct strbuf *b, const struct clusterstatus *cs,
 			 const struct clusterq *cq, const struct metrics_totals *t, int64_t now_ms)
@@ -237,30 +249,22 @@ static void prom_cluster(struct strbuf *b, const struct clusterstatus *cs,
 		prom_gauge(b, "cluster_last_ok_age_seconds",
 			   "Time since the last successful exchange with etcd.",
 			   (double)(now_ms - d.last_ok_ms) / 1000.0);
-	prom_head(b, "cluster_writes_total", "counter",
-		  "Registrations (put) and sign-offs (delete) written to etcd.");
-	strbuf_printf(b, "sfu_gateway_cluster_writes_total{op=\"put\"} %llu\n",
-		      (unsigned long long)atomic_load(&cs->counters[CLUSTER_C_PUTS]));
-	strbuf_printf(b, "sfu_gateway_cluster_writes_total{op=\"delete\"} %llu\n",
-		      (unsigned long long)atomic_load(&cs->counters[CLUSTER_C_DELETES]));
-	prom_head(b, "cluster_transactions_total", "counter",
-		  "Write transactions sent to etcd, by result (failed ones are sent again).");
-	strbuf_printf(b, "sfu_gateway_cluster_transactions_total{result=\"ok\"} %llu\n",
-		      (unsigned long long)atomic_load(&cs->counters[CLUSTER_C_TXNS]));
-	strbuf_printf(b, "sfu_gateway_cluster_transactions_total{result=\"failed\"} %llu\n",
-		      (unsigned long long)atomic_load(&cs->counters[CLUSTER_C_TXN_FAILURES]));
+	prom_pair(b, "cluster_writes_total",
+		  "Registrations (put) and sign-offs (delete) written to etcd.", "op", "put",
+		  &cs->counters[CLUSTER_C_PUTS], "delete", &cs->counters[CLUSTER_C_DELETES]);
+	prom_pair(b, "cluster_transactions_total",
+		  "Write transactions sent to etcd, by result (failed ones are sent again).",
+		  "result", "ok", &cs->counters[CLUSTER_C_TXNS], "failed",
+		  &cs->counters[CLUSTER_C_TXN_FAILURES]);
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
 		prom_head(b, counters[i].name, "counter", counters[i].help);
 		strbuf_printf(b, "sfu_gateway_%s %llu\n", counters[i].name,
 			      (unsigned long long)atomic_load(&cs->counters[counters[i].c]));
 	}
-	prom_head(b, "cluster_queue_total", "counter",
+	prom_pair(b, "cluster_queue_total",
 		  "Heartbeats workers queued for etcd, and those dropped because the queue was "
-		  "full.");
-	strbuf_printf(b, "sfu_gateway_cluster_queue_total{result=\"queued\"} %llu\n",
-		      (unsigned long long)atomic_load(&cq->pushed));
-	strbuf_printf(b, "sfu_gateway_cluster_queue_total{result=\"dropped\"} %llu\n",
-		      (unsigned long long)atomic_load(&cq->dropped));
+		  "full.",
+		  "result", "queued", &cq->pushed, "dropped", &cq->dropped);
 	{
 		static const char *const v[] = { "won", "lost", "replaced", "fallback" };
 		static const enum metrics_counter c[] = { M_CLAIMS_WON, M_CLAIMS_LOST,
