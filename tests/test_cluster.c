@@ -33,7 +33,7 @@
 struct cl_member {
 	pid_t pid;
 	int client, peer;
-	char name[8];
+	char name[16];
 	char dir[512];
 	char log[512];
 };
@@ -178,10 +178,10 @@ static void cl_etcd_start(int n)
 		snprintf(m->name, sizeof(m->name), "m%d", i);
 		m->client = harness_free_port();
 		m->peer = harness_free_port();
-		snprintf(m->dir, sizeof(m->dir), "%s/etcd-%s", harness_tmpdir(), m->name);
-		snprintf(m->log, sizeof(m->log), "%s/etcd-%s.log", harness_tmpdir(), m->name);
-		o += (size_t)snprintf(cl_initial + o, sizeof(cl_initial) - o, "%s%s=http://127.0.0.1:%d",
-				      i ? "," : "", m->name, m->peer);
+		snprintf(m->dir, sizeof(m->dir), "%s/etcd-m%d", harness_tmpdir(), i);
+		snprintf(m->log, sizeof(m->log), "%s/etcd-m%d.log", harness_tmpdir(), i);
+		o += (size_t)snprintf(cl_initial + o, sizeof(cl_initial) - o, "%sm%d=http://127.0.0.1:%d",
+				      i ? "," : "", i, m->peer);
 	}
 	for (int i = 0; i < n; i++)
 		cl_member_spawn(&cl_members[i]);
