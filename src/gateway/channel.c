@@ -22,6 +22,10 @@
 
 #define CHANNEL_MAX_TRIED 32 /* SFUs one request may try or skip (max_retries <= 16) */
 #define CHANNEL_RETRY_AFTER "Retry-After: 5\r\n"
+/* Less time than this left ends the request rather than start an attempt that
+ * cannot be answered in it: an attempt that timed out at the deadline by its
+ * loop's cached clock may leave a millisecond by the request's. */
+#define CHANNEL_MIN_ATTEMPT_MS 10
 
 /* How an attempt ended, for the answer when no SFU succeeds. */
 enum channel_outcome {
@@ -537,7 +541,8 @@ static void channel_attempt(struct channel_req *cr)
 	uint32_t timeout;
 	int rc;
 
-	if (cr->attempts >= x->live->max_retries || cr->n_tried >= CHANNEL_MAX_TRIED || left <= 0) {
+	if (cr->attempts >= x->live->max_retries || cr->n_tried >= CHANNEL_MAX_TRIED ||
+	    left < (cr->attempts > 0 ? CHANNEL_MIN_ATTEMPT_MS : 1)) {
 		channel_fail(cr);
 		return;
 	}
