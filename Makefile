@@ -114,7 +114,7 @@ $(MOCK_REG): $(BUILD)/tests/mock_registry.o $(LIB_COMMON)
 
 # Microbenchmarks: plain programs linked against the libraries. bench-token
 # measures libjwt against our verifier, so it alone links libjwt.
-BENCH_BIN := $(BUILD)/bench-select $(BUILD)/bench-seqlock $(BUILD)/bench-token
+BENCH_BIN := $(BUILD)/bench-select $(BUILD)/bench-seqlock $(BUILD)/bench-token $(BUILD)/bench-cluster
 $(BUILD)/bench-token: LDLIBS += -ljwt
 
 $(BUILD)/bench-%: bench/bench_%.c $(LIB_GATEWAY) $(LIB_COMMON)
@@ -229,6 +229,7 @@ bench: $(GATEWAY) $(MOCK) $(MOCK_REG) $(BENCH_BIN)
 	bench/accept.sh
 	bench/bench_heartbeat.sh
 	bench/registry.sh
+	bench/cluster.sh
 	bench/compare.sh
 	MODES="upstream listener handshake" bench/compare_tls.sh
 

@@ -47,6 +47,13 @@ bool affinity_lookup(const struct affinity_table *t, uint64_t key, int64_t now_m
 int affinity_record(struct affinity_table *t, uint64_t key, uint32_t slot, uint64_t generation,
 		    int64_t now_ms, uint32_t ttl_ms);
 
+/* Ends the entry of key now, if there is one (its claim in etcd is gone). */
+void affinity_forget(struct affinity_table *t, uint64_t key);
+/* The entry of key even when it expired (the SFU an issuer's calls went to
+ * last): true with slot and generation while the entry is still there. */
+bool affinity_last(const struct affinity_table *t, uint64_t key, uint32_t *slot,
+		   uint64_t *generation);
+
 /*
  * Pins key to slot/generation unless a live pin exists already: then that
  * one wins and is returned in *slot / *generation with true. Two workers

@@ -20,6 +20,8 @@
 #define CONFIG_OBS_TOKEN_MAX 256 /* [observability] token, NUL included */
 #define CONFIG_URL_MAX 512 /* [registry] url, NUL included */
 #define CONFIG_REGISTRY_TOKEN_MAX 512 /* [registry] token, NUL included */
+#define CONFIG_ETCD_MAX 8 /* [cluster] etcd endpoints */
+#define CONFIG_PREFIX_MAX 128 /* [cluster] prefix, NUL included */
 #define CONFIG_DEFAULT_FILE "/etc/sfu-gateway/sfu-gateway.toml"
 #define CONFIG_DEFAULT_SECRETS "secrets.toml"
 
@@ -101,6 +103,15 @@ struct config_tunables {
 	uint32_t pad_tls;
 	uint8_t tls_digest[TLS_DIGEST_LEN];
 	uint8_t tls_ticket_key[TLS_TICKET_KEY_LEN];
+	/* [cluster]: the etcd the gateways of a cluster share registrations and
+	 * issuer affinity through (cluster.h); no endpoint = a gateway alone. */
+	char cluster_etcd[CONFIG_ETCD_MAX][CONFIG_ADDRESS_MAX]; /* http://host[:port] */
+	uint32_t cluster_n_etcd;
+	char cluster_prefix[CONFIG_PREFIX_MAX]; /* every key of the cluster starts so */
+	uint32_t cluster_timeout_ms; /* the reaper's requests to etcd */
+	uint32_t cluster_claim_timeout_ms; /* a worker's affinity claim */
+	uint32_t cluster_hold_ms; /* SFUs kept past stale_after_ms while etcd is away */
+	uint32_t pad_cluster;
 };
 
 struct config {
@@ -207,7 +218,7 @@ void config_sfus_free(struct config_sfu *sfus, size_t n);
 /* One row of the option table (Redis static_configs[] style), for --help,
  * the man page test and the example config test. */
 enum config_type { CONFIG_T_STRING, CONFIG_T_INT, CONFIG_T_FLOAT, CONFIG_T_BOOL, CONFIG_T_KEY,
-		   CONFIG_T_ENUM, CONFIG_T_CIDR_LIST };
+		   CONFIG_T_ENUM, CONFIG_T_CIDR_LIST, CONFIG_T_STRING_LIST };
 struct config_option {
 	const char *section; /* "gateway", "balancing.weights"... */
 	const char *name; /* key in the section */
@@ -219,9 +230,11 @@ struct config_option {
 
 	/* Where config_load's one generic apply routine stores the value. */
 	size_t offset, size; /* the field in struct config ([[sfu]] rows: struct config_sfu) */
-	size_t len_offset, len_size; /* KEY and CIDR_LIST: the unsigned length field */
+	size_t len_offset, len_size; /* KEY and the lists: the unsigned length field */
 	const char *const *choices; /* ENUM: accepted strings, stored as the index */
-	int (*normalise)(const char *in, char *out, size_t outlen); /* STRING: check, rewrite */
+	/* STRING and STRING_LIST (each item; a list holds max items of size / max
+	 * bytes): check, rewrite. */
+	int (*normalise)(const char *in, char *out, size_t outlen);
 };
 /* The table, terminated by a row with name == NULL. */
 extern const struct config_option config_options[];

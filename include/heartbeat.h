@@ -24,4 +24,27 @@ struct heartbeat {
 int heartbeat_parse(const char *body, size_t len, struct heartbeat *hb, char *err,
 		    size_t errlen);
 
+/* What heartbeat_apply did with an "up" heartbeat. */
+enum heartbeat_outcome {
+	HEARTBEAT_REGISTERED = 0, /* a new SFU */
+	HEARTBEAT_UPDATED = 1, /* a known one: its load, region, key */
+	HEARTBEAT_STALE = 2, /* seq not above the last one accepted: nothing changed */
+	HEARTBEAT_KEY_HELD = 3, /* the config or the registry list holds another key for it */
+	HEARTBEAT_LISTED = 4, /* the config or the list took it over meanwhile */
+	HEARTBEAT_FULL = 5, /* no slot left */
+	HEARTBEAT_BUSY = 6, /* the registry lock could not be had */
+};
+
+/*
+ * Applies an "up" heartbeat with token seq to the registry, as the sources'
+ * precedence (registry_right) says: all of it to an SFU heartbeats hold, its
+ * load alone (same key only) to one the config or the list holds. reporter
+ * is SFU_REPORTER_HEARTBEAT for one this gateway received, CLUSTER for one
+ * another gateway received (learned from etcd): the same rules apply to both,
+ * and the larger seq wins whichever way it came. *holder gets the holder's
+ * source when that is not the heartbeats. Returns an enum heartbeat_outcome.
+ */
+int heartbeat_apply(struct registry *r, const struct heartbeat *hb, uint64_t seq,
+		    enum sfu_reporter reporter, int64_t now_ms, uint8_t *holder);
+
 #endif

@@ -49,6 +49,10 @@ enum metrics_counter {
 	M_TLS_LISTENER_FULL, /* TLS handshakes of clients with the listener: full */
 	M_TLS_LISTENER_RESUMED,
 	M_TLS_LISTENER_FAILED,
+	M_CLAIMS_WON, /* an issuer's first request claimed our choice in etcd (claim.h) */
+	M_CLAIMS_LOST, /* ... found another gateway's claim, and followed it */
+	M_CLAIMS_REPLACED, /* ... found a claim whose SFU is unusable here, and replaced it */
+	M_CLAIMS_FALLBACK, /* ... could not claim (etcd unreachable, a timeout): chose alone */
 	M__COUNT
 };
 

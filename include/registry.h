@@ -21,15 +21,20 @@ enum sfu_source {
 	SFU_SOURCE_REGISTERED = 2,
 	SFU_SOURCE_REGISTRY = 3,
 };
-/* Who reported an SFU's load: its heartbeats, the reaper's probes of an SFU
- * nobody else reports for (probes skip SFUs whose heartbeats are fresh), or
- * the external registry's list. */
+/* Who reported an SFU's load: its heartbeats (to this gateway, or to another
+ * gateway of the cluster, learned from etcd: the SFU's own word either way),
+ * the reaper's probes of an SFU nobody else reports for (probes skip SFUs
+ * whose heartbeats are fresh), or the external registry's list. */
 enum sfu_reporter {
 	SFU_REPORTER_NONE = 0,
 	SFU_REPORTER_HEARTBEAT = 1,
 	SFU_REPORTER_PROBE = 2,
 	SFU_REPORTER_REGISTRY = 3,
+	SFU_REPORTER_CLUSTER = 4,
 };
+/* Whether the load came from the SFU's own heartbeats, whichever gateway heard them. */
+#define SFU_REPORTER_IS_HEARTBEAT(r) \
+	((r) == SFU_REPORTER_HEARTBEAT || (r) == SFU_REPORTER_CLUSTER)
 /* What the reaper's key check found: does the SFU accept tokens signed with
  * the key the gateway holds for it? */
 enum sfu_key_check {

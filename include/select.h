@@ -86,6 +86,14 @@ bool select_overloaded(const struct config_tunables *t, const struct sfu_hot *h)
 /* CLOCK_MONOTONIC ms from which a registered SFU's report is stale;
  * INT64_MAX for SFUs that heartbeats do not expire. */
 int64_t select_stale_at(const struct config_tunables *t, const struct sfu_hot *h);
+/*
+ * How long after its last report a registered SFU goes stale (and the reaper
+ * expires it): [registration] stale_after_ms; in a cluster ([cluster] etcd
+ * set) [cluster] hold_ms more, since there etcd's lease expires registered
+ * SFUs (its deletion reaches every gateway) and this deadline only says how
+ * long a gateway that cannot reach etcd keeps serving from its last view.
+ */
+uint32_t select_expire_after_ms(const struct config_tunables *t);
 
 /* The load score used by strategy "load" for one SFU (exposed for health and tests). */
 double select_score(const struct config_tunables *t, const struct sfu_hot *h, uint64_t assigned);

@@ -9,6 +9,8 @@
 
 #include "affinity.h"
 #include "budget.h"
+#include "clusterq.h"
+#include "clusterstatus.h"
 #include "lease.h"
 #include "config.h"
 #include "metrics.h"
@@ -24,7 +26,7 @@
  * layout_version, capacity and size stay the first fields in every version,
  * so that any version can read another's. */
 #ifndef SHM_LAYOUT_VERSION /* the Makefile builds a test binary with another */
-#define SHM_LAYOUT_VERSION 5
+#define SHM_LAYOUT_VERSION 6
 #endif
 
 #define SHM_TUNABLE_WORDS (sizeof(struct config_tunables) / 8)
@@ -57,6 +59,10 @@ struct shm_live {
  *  affinity:   see affinity.h (every worker reads and writes it).
  *  regstatus:  the external registry source's state (see regstatus.h: the
  *              reaper writes, health and metrics read).
+ *  clusterstatus: the etcd connection's state (see clusterstatus.h: the
+ *              reaper writes; workers, health and metrics read).
+ *  clusterq:   heartbeats on their way to etcd (see clusterq.h: workers
+ *              push, the reaper pops).
  *  registry:   see registry.h. Must stay last (flexible slot array).
  */
 struct shm_layout {
@@ -73,6 +79,8 @@ struct shm_layout {
 	struct metrics metrics;
 	struct affinity_table affinity;
 	struct regstatus regstatus;
+	struct clusterstatus clusterstatus;
+	struct clusterq clusterq;
 	struct registry registry;
 };
 

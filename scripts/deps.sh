@@ -6,7 +6,8 @@ set -eu
 what=${1:-test}
 
 build_pkgs="build-essential pkg-config libuv1-dev node-llhttp libjson-c-dev libssl-dev openssl curl"
-test_pkgs="libcriterion-dev curl procps psmisc prometheus mandoc shellcheck clang libclang-rt-14-dev valgrind systemd logrotate lintian dpkg-dev adduser man-db nginx-light"
+# etcd-server and etcd-client: the cluster tests start their own etcd members on loopback.
+test_pkgs="libcriterion-dev curl procps psmisc prometheus mandoc shellcheck clang libclang-rt-14-dev valgrind systemd logrotate lintian dpkg-dev adduser man-db etcd-server etcd-client nginx-light"
 bench_pkgs="wrk haproxy nginx-light gnuplot-nox strace python3 libjwt-dev"
 
 case "$what" in

@@ -153,7 +153,8 @@ Test(config, option_table_is_complete_and_sane)
 		"affinity.ttl_ms", "observability.allow", "observability.token",
 		"observability.max_age_ms", "registry.url", "registry.token", "registry.poll_ms",
 		"registry.min_poll_ms", "registry.timeout_ms", "registry.max_sfus",
-		"registry.max_bytes", "registry.stale_after_ms", "sfu.address",
+		"registry.max_bytes", "registry.stale_after_ms", "cluster.etcd", "cluster.prefix",
+		"cluster.timeout_ms", "cluster.claim_timeout_ms", "cluster.hold_ms", "sfu.address",
 		"sfu.region", "sfu.key", "sfu.max_sessions", "sfu.tls_verify",
 	};
 	/* bind, port and workers change on reload by replacing workers; these
@@ -182,8 +183,13 @@ Test(config, option_table_is_complete_and_sane)
 		cr_assert_gt(o->size, 0, "%s", full);
 		if (o->type == CONFIG_T_ENUM)
 			cr_assert_not_null(o->choices, "%s", full);
-		if (o->type == CONFIG_T_KEY || o->type == CONFIG_T_CIDR_LIST)
+		if (o->type == CONFIG_T_KEY || o->type == CONFIG_T_CIDR_LIST ||
+		    o->type == CONFIG_T_STRING_LIST)
 			cr_assert_gt(o->len_size, 0, "%s", full);
+		if (o->type == CONFIG_T_STRING_LIST)
+			cr_assert(o->normalise != NULL && o->max >= 1 &&
+					  o->size % (size_t)o->max == 0,
+				  "%s: items of size / max bytes, each normalised", full);
 		if (o->type == CONFIG_T_FLOAT)
 			cr_assert_eq(o->size, sizeof(double), "%s", full);
 		if (o->type == CONFIG_T_INT)
@@ -1298,4 +1304,62 @@ Test(config, registration_sfu_networks)
 	cfg_assert_fails_file("[registration]\nsfu_networks = [\"sfu.example.com\"]\n",
 			      "cfg.toml:2: [registration] sfu_networks[0] is not a CIDR string "
 			      "such as \"10.0.0.0/8\"");
+}
+
+/* ---- [cluster] */
+
+Test(config, cluster_endpoints_and_prefix)
+{
+	struct config c;
+
+	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
+	cfg_ok_file(&c, "");
+	cr_assert_eq(c.t.cluster_n_etcd, 0, "off by default");
+	cr_assert_str_eq(c.t.cluster_prefix, "/sfu-gateway/");
+	cr_assert_eq(c.t.cluster_hold_ms, 300000);
+	config_free(&c);
+	cfg_ok_file(&c, "[cluster]\netcd = [\"HTTP://Etcd-1.example:2379\", \"http://[::1]:2379\"]\n"
+			"prefix = \"/calls/eu/\"\nclaim_timeout_ms = 150\n");
+	cr_assert_eq(c.t.cluster_n_etcd, 2);
+	cr_assert_str_eq(c.t.cluster_etcd[0], "http://etcd-1.example:2379");
+	cr_assert_str_eq(c.t.cluster_etcd[1], "http://[::1]:2379");
+	cr_assert_str_eq(c.t.cluster_prefix, "/calls/eu/");
+	cr_assert_eq(c.t.cluster_claim_timeout_ms, 150);
+	config_free(&c);
+	cfg_assert_fails_file("[cluster]\netcd = \"http://e:2379\"\n",
+			      "cfg.toml:2: [cluster] etcd must be an array of strings, not a string");
+	cfg_assert_fails_file("[cluster]\netcd = [2379]\n",
+			      "cfg.toml:2: [cluster] etcd[0] must be a string");
+	cfg_assert_fails_file("[cluster]\netcd = [\"http://e:2379/v3\"]\n",
+			      "cfg.toml:2: [cluster] etcd[0] is invalid: etcd endpoints, "
+			      "http://host:port, through which gateways share registrations and "
+			      "issuer affinity, tried in turn; empty runs the gateway alone.");
+	cfg_assert_fails_file("[cluster]\netcd = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", "
+			      "\"h\", \"i\"]\n",
+			      "cfg.toml:2: [cluster] etcd has more than 8 entries");
+	cfg_assert_fails_file("[cluster]\nprefix = \"a b\"\n",
+			      "cfg.toml:2: [cluster] prefix is invalid: Prefix of every key the "
+			      "cluster keeps in etcd: gateways with the same prefix share their "
+			      "SFUs; printable ASCII without spaces, up to 100 bytes.");
+	cfg_assert_fails_file("[cluster]\nprefix = \"\"\n",
+			      "cfg.toml:2: [cluster] prefix is invalid: Prefix of every key the "
+			      "cluster keeps in etcd: gateways with the same prefix share their "
+			      "SFUs; printable ASCII without spaces, up to 100 bytes.");
+}
+
+/* https etcd endpoints are accepted (verified as https SFUs are) and normalised. */
+Test(config, cluster_https_endpoints)
+{
+	struct config_cli cli = { .config_path = "cfg.toml" };
+	char err[512];
+	struct config c;
+
+	setenv("SFU_GATEWAY_KEY", KEY_A, 1);
+	cfg_write("cfg.toml", "[cluster]\netcd = [\"HTTPS://Etcd.Example:2379/\", \"http://10.0.0.6:2379\"]\n");
+	memset(&c, 0, sizeof(c));
+	cr_assert_eq(config_load(&c, &cli, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c.t.cluster_n_etcd, 2);
+	cr_assert_str_eq(c.t.cluster_etcd[0], "https://etcd.example:2379");
+	cr_assert_str_eq(c.t.cluster_etcd[1], "http://10.0.0.6:2379");
+	config_free(&c);
 }

@@ -991,7 +991,8 @@ static const char *ops_type_word(enum config_type t)
 	case CONFIG_T_FLOAT: return "number";
 	case CONFIG_T_BOOL: return "boolean";
 	case CONFIG_T_KEY: return "base64 key";
-	case CONFIG_T_CIDR_LIST: return "array of strings";
+	case CONFIG_T_CIDR_LIST:
+	case CONFIG_T_STRING_LIST: return "array of strings";
 	case CONFIG_T_STRING:
 	case CONFIG_T_ENUM: break;
 	}

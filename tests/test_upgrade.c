@@ -169,6 +169,7 @@ Test(shm_adopt, layout_fingerprint_matches_its_version)
 		{ 3, 9589728239924236595ULL },
 		{ 4, 7830591965249289179ULL }, /* heartbeat seq tombstones */
 		{ 5, 2968079931258011315ULL }, /* TLS: live config paths and digest, slot verdict, counters */
+		{ 6, 5550674604044512691ULL }, /* TLS and the cluster together */
 	};
 	size_t parts[] = {
 		sizeof(struct shm_layout),
@@ -178,11 +179,15 @@ Test(shm_adopt, layout_fingerprint_matches_its_version)
 		offsetof(struct shm_layout, metrics),
 		offsetof(struct shm_layout, affinity),
 		offsetof(struct shm_layout, regstatus),
+		offsetof(struct shm_layout, clusterstatus),
+		offsetof(struct shm_layout, clusterq),
 		offsetof(struct shm_layout, registry),
 		sizeof(struct config_tunables),
 		sizeof(struct metrics_proc),
 		sizeof(struct affinity_table),
 		sizeof(struct regstatus),
+		sizeof(struct clusterstatus),
+		sizeof(struct clusterq),
 		sizeof(struct registry),
 		sizeof(struct registry_slot),
 		sizeof(struct sfu_hot),

@@ -29,25 +29,32 @@ static bool affinity_read(const struct affinity_entry *e, struct affinity_copy *
 	return seqlock_read(&e->seq, &e->key, AFFINITY_WORDS, out) == 0;
 }
 
-bool affinity_lookup(const struct affinity_table *t, uint64_t key, int64_t now_ms, uint32_t *slot,
-		     uint64_t *generation)
+/* The entry holding key, copied into *c; NULL when none could be read. */
+static const struct affinity_entry *affinity_find(const struct affinity_table *t, uint64_t key,
+						  struct affinity_copy *c)
 {
 	for (unsigned p = 0; p < AFFINITY_PROBE; p++) {
 		const struct affinity_entry *e = &t->e[(key + p) & (AFFINITY_ENTRIES - 1)];
-		struct affinity_copy c;
 
 		/* Cheap pre-check on the key word alone before the full copy. */
 		if (atomic_load_explicit(&e->key, memory_order_relaxed) != key)
 			continue;
-		if (!affinity_read(e, &c) || c.key != key)
-			continue;
-		if ((int64_t)c.expires_ms <= now_ms)
-			return false;
-		*slot = (uint32_t)c.slot;
-		*generation = c.generation;
-		return true;
+		if (affinity_read(e, c) && c->key == key)
+			return e;
 	}
-	return false;
+	return NULL;
+}
+
+bool affinity_lookup(const struct affinity_table *t, uint64_t key, int64_t now_ms, uint32_t *slot,
+		     uint64_t *generation)
+{
+	struct affinity_copy c;
+
+	if (affinity_find(t, key, &c) == NULL || (int64_t)c.expires_ms <= now_ms)
+		return false;
+	*slot = (uint32_t)c.slot;
+	*generation = c.generation;
+	return true;
 }
 
 /* Claims an entry for writing: even -> odd by CAS, so concurrent writers
@@ -122,4 +129,31 @@ bool affinity_pin(struct affinity_table *t, uint64_t key, uint32_t *slot, uint64
 			return false;
 	}
 	return false;
+}
+
+void affinity_forget(struct affinity_table *t, uint64_t key)
+{
+	struct affinity_copy cur;
+	/* The table is the caller's to write: the entry found is one of its own. */
+	struct affinity_entry *e = (struct affinity_entry *)affinity_find(t, key, &cur);
+	uint64_t s;
+
+	if (e == NULL || !affinity_claim(e, &s))
+		return;
+	/* Expired, not emptied: affinity_last still names its SFU. */
+	cur.expires_ms = 0;
+	seqlock_copy_in(&e->key, &cur, AFFINITY_WORDS);
+	atomic_store_explicit(&e->seq, s + 2, memory_order_release);
+}
+
+bool affinity_last(const struct affinity_table *t, uint64_t key, uint32_t *slot,
+		   uint64_t *generation)
+{
+	struct affinity_copy c;
+
+	if (affinity_find(t, key, &c) == NULL)
+		return false;
+	*slot = (uint32_t)c.slot;
+	*generation = c.generation;
+	return true;
 }

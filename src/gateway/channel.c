@@ -12,6 +12,7 @@
 #include "affinity.h"
 #include "budget.h"
 #include "circuit.h"
+#include "claim.h"
 #include "clock.h"
 #include "hex.h"
 #include "jscan.h"
@@ -22,6 +23,10 @@
 
 #define CHANNEL_MAX_TRIED 32 /* SFUs one request may try or skip (max_retries <= 16) */
 #define CHANNEL_RETRY_AFTER "Retry-After: 5\r\n"
+/* Less time than this left ends the request rather than start an attempt that
+ * cannot be answered in it: an attempt that timed out at the deadline by its
+ * loop's cached clock may leave a millisecond by the request's. */
+#define CHANNEL_MIN_ATTEMPT_MS 10
 
 /* How an attempt ended, for the answer when no SFU succeeds. */
 enum channel_outcome {
@@ -46,6 +51,11 @@ struct channel_req {
 	unsigned n_tried, attempts;
 	bool pinned_checked;
 	bool small; /* from the free list (see channel_alloc) */
+	/* The issuer's claim in etcd (claim.h), tried once per request: tried,
+	 * sent and decided by etcd (claimed), being replaced; the SFU proposed. */
+	bool claim_tried, claimed, replacing;
+	uint32_t claim_slot;
+	uint64_t claim_gen;
 	unsigned maybe_orphans; /* earlier attempts that may have created a channel */
 	enum channel_outcome outcome;
 	int last_status;
@@ -301,8 +311,12 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 		tlsstate_record(&x->shm->registry, cr->slot, cr->generation, cr->address, res);
 	if (ok2xx && channel_body_valid(res->body, res->body_len)) {
 		circuit_success(&slot->cb, &x->shm->registry.health_epoch, m);
-		affinity_record(&x->shm->affinity, cr->affinity, cr->slot, cr->generation, now,
-				x->live->affinity_ttl_ms);
+		/* A pin of this gateway alone slides with every success. A claim's
+		 * lasts as long as its key in etcd, which no success renews: the next
+		 * request after it claims again (and proposes this SFU). */
+		if (!cr->claimed || cr->n_tried > 1 || !claim_possible(x, now))
+			affinity_record(&x->shm->affinity, cr->affinity, cr->slot, cr->generation,
+					now, x->live->affinity_ttl_ms);
 		atomic_fetch_add_explicit(&slot->requests_ok, 1, memory_order_relaxed);
 		if (cr->attempts > 1) {
 			metrics_add(m, M_FAILOVERS, 1);
@@ -378,8 +392,106 @@ static void channel_on_response(const struct http_client_result *res, void *ctx)
 	channel_attempt(cr);
 }
 
+static bool channel_tried(const struct channel_req *cr, uint32_t slot)
+{
+	for (unsigned i = 0; i < cr->n_tried; i++)
+		if (cr->tried[i] == slot)
+			return true;
+	return false;
+}
+
+/*
+ * Pins the choice here at once, not when the SFU answers: a second
+ * participant starting the same call meanwhile must reach the same SFU. If
+ * one beat us to it, follow its pin (*choice becomes it); a pin whose SFU
+ * cannot take the channel (gone, or its slot reused) is replaced by ours.
+ * Always 0.
+ */
+static int channel_pin_local(struct channel_req *cr, int64_t now, struct select_choice *choice)
+{
+	struct handler_ctx *x = cr->x;
+	struct registry *r = &x->shm->registry;
+	uint32_t pin_slot = choice->slot, ttl = x->live->affinity_ttl_ms;
+	uint64_t pin_gen = choice->rec.hot.generation;
+
+	if (ttl == 0)
+		return 0;
+	if (affinity_pin(&x->shm->affinity, cr->affinity, &pin_slot, &pin_gen, now, ttl) &&
+	    (pin_slot != choice->slot || pin_gen != choice->rec.hot.generation)) {
+		uint32_t mine = choice->slot;
+		uint64_t mine_gen = choice->rec.hot.generation;
+
+		if (select_pinned(r, x->live, pin_slot, pin_gen, now, choice) != 0) {
+			if (select_pinned(r, x->live, mine, mine_gen, now, choice) == 0)
+				affinity_record(&x->shm->affinity, cr->affinity, mine, mine_gen, now,
+						ttl);
+		}
+	}
+	return 0;
+}
+
+/*
+ * The half-open circuit's one trial: an SFU whose circuit is not closed may
+ * take the attempt only with the probe claim. 0 (go), -EAGAIN (another
+ * worker has the probe: the SFU is skipped, choose again), -EHOSTDOWN.
+ */
+static int channel_admit(struct channel_req *cr, const struct select_choice *choice, int64_t now,
+			 uint32_t hold_ms)
+{
+	struct handler_ctx *x = cr->x;
+	struct registry *r = &x->shm->registry;
+
+	cr->probing = false;
+	if (circuit_closed(&r->slots[choice->slot].cb))
+		return 0;
+	if (circuit_claim_probe(&r->slots[choice->slot].cb, &r->health_epoch, now, hold_ms,
+				x->metrics)) {
+		cr->probing = true;
+		return 0;
+	}
+	if (cr->n_tried >= CHANNEL_MAX_TRIED)
+		return -EHOSTDOWN;
+	cr->tried[cr->n_tried++] = choice->slot;
+	return -EAGAIN;
+}
+
+static void channel_on_claim(const struct claim_answer *a, void *ctx);
+
+/*
+ * In a cluster, the issuer's first request proposes an SFU to etcd (claim.h)
+ * instead of pinning it here alone: the last SFU this gateway sent the
+ * issuer to, while it can still take the channel (a call going on stays
+ * where it is), else the best one. -EINPROGRESS when the claim is under way
+ * (channel_on_claim goes on), else the choice to pin locally.
+ */
+static int channel_propose(struct channel_req *cr, int64_t now, struct select_choice *choice)
+{
+	struct handler_ctx *x = cr->x;
+	struct registry *r = &x->shm->registry;
+	uint32_t slot;
+	uint64_t gen;
+	int rc = -ENOENT;
+
+	if (affinity_last(&x->shm->affinity, cr->affinity, &slot, &gen) &&
+	    !channel_tried(cr, slot))
+		rc = select_pinned(r, x->live, slot, gen, now, choice);
+	if (rc != 0)
+		rc = select_best(x->snap, r, x->live, &cr->q, cr->tried, cr->n_tried, now, choice);
+	if (rc != 0)
+		return rc;
+	cr->claim_slot = choice->slot;
+	cr->claim_gen = choice->rec.hot.generation;
+	if (claim_start(x, cr->affinity, choice->rec.cold.address, 0, channel_on_claim, cr) == 0) {
+		cr->claimed = true;
+		return -EINPROGRESS;
+	}
+	metrics_add(x->metrics, M_CLAIMS_FALLBACK, 1);
+	return 0;
+}
+
 /* Picks the SFU for the next attempt: the affinity pin first, then the best
- * one not tried yet. Half-open SFUs need the probe claim. 0 or -errno. */
+ * one not tried yet. Half-open SFUs need the probe claim. 0, -EINPROGRESS (an
+ * etcd claim decides: channel_on_claim goes on) or -errno. */
 static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
 			  struct select_choice *choice)
 {
@@ -399,62 +511,144 @@ static int channel_choose(struct channel_req *cr, int64_t now, uint32_t hold_ms,
 			if (rc == 0)
 				metrics_add(x->metrics, M_AFFINITY_HITS, 1);
 		}
+		if (rc != 0 && cr->attempts == 0 && !cr->claim_tried &&
+		    x->live->affinity_ttl_ms > 0 && claim_possible(x, now)) {
+			cr->claim_tried = true;
+			rc = channel_propose(cr, now, choice);
+			if (rc == -EINPROGRESS || rc < 0)
+				return rc;
+			/* No claim could be sent: the proposal is pinned here alone. */
+			rc = channel_pin_local(cr, now, choice);
+		}
 		if (rc != 0) {
 			rc = select_best(x->snap, r, x->live, &cr->q, cr->tried, cr->n_tried, now,
 					 choice);
 			if (rc != 0)
 				return rc;
-			/* Pin the choice at once, not when the SFU answers: a second
-			 * participant starting the same call meanwhile must reach the
-			 * same SFU. If one beat us to it, follow its pin. */
-			if (cr->attempts == 0 && x->live->affinity_ttl_ms > 0) {
-				pin_slot = choice->slot;
-				pin_gen = choice->rec.hot.generation;
-				/* A pin whose SFU cannot take the channel (gone, or its
-				 * slot reused) is replaced by ours. */
-				if (affinity_pin(&x->shm->affinity, cr->affinity, &pin_slot, &pin_gen,
-						 now, x->live->affinity_ttl_ms) &&
-				    (pin_slot != choice->slot ||
-				     pin_gen != choice->rec.hot.generation) &&
-				    select_pinned(r, x->live, pin_slot, pin_gen, now, choice) != 0)
-					affinity_record(&x->shm->affinity, cr->affinity, choice->slot,
-							choice->rec.hot.generation, now,
-							x->live->affinity_ttl_ms);
-			}
+			if (cr->attempts == 0 && !cr->claimed)
+				rc = channel_pin_local(cr, now, choice);
 		}
-		cr->probing = false;
-		if (circuit_closed(&r->slots[choice->slot].cb))
-			return 0;
-		if (circuit_claim_probe(&r->slots[choice->slot].cb, &r->health_epoch, now, hold_ms,
-					x->metrics)) {
-			cr->probing = true;
-			return 0;
-		}
-		/* Another worker took the one half-open probe: skip this SFU. */
-		if (cr->n_tried >= CHANNEL_MAX_TRIED)
-			return -EHOSTDOWN;
-		cr->tried[cr->n_tried++] = choice->slot;
+		rc = channel_admit(cr, choice, now, hold_ms);
+		if (rc != -EAGAIN)
+			return rc;
 	}
 }
+
+static void channel_send(struct channel_req *cr, int rc, struct select_choice *choice);
 
 static void channel_attempt(struct channel_req *cr)
 {
 	struct handler_ctx *x = cr->x;
 	struct select_choice choice;
-	struct http_client_req creq;
-	char headers[TOKEN_MAX_LEN + HTTP_HEAD_MAX + 128];
 	int64_t now = clock_ms(), left = cr->deadline_ms - now;
 	uint32_t timeout;
-	int hn, rc;
-	ssize_t sl;
+	int rc;
 
-	if (cr->attempts >= x->live->max_retries || cr->n_tried >= CHANNEL_MAX_TRIED || left <= 0) {
+	if (cr->attempts >= x->live->max_retries || cr->n_tried >= CHANNEL_MAX_TRIED ||
+	    left < (cr->attempts > 0 ? CHANNEL_MIN_ATTEMPT_MS : 1)) {
 		channel_fail(cr);
 		return;
 	}
 	timeout = x->live->retry_timeout_ms < (uint32_t)left ? x->live->retry_timeout_ms
 							   : (uint32_t)left;
 	rc = channel_choose(cr, now, timeout + 1000, &choice);
+	if (rc == -EINPROGRESS)
+		return;
+	channel_send(cr, rc, &choice);
+}
+
+/*
+ * The claim's answer: the SFU etcd holds for the issuer is the one this
+ * request goes to, and the local table learns it. When the winner's SFU cannot
+ * take the channel here, the claim is replaced (once per request, on the
+ * winner's revision so that concurrent replacers agree); when etcd did not
+ * answer, this gateway chooses alone and pins it locally.
+ */
+static void channel_on_claim(const struct claim_answer *a, void *ctx)
+{
+	struct channel_req *cr = ctx;
+	struct handler_ctx *x = cr->x;
+	struct registry *r = &x->shm->registry;
+	struct select_choice choice;
+	int64_t now = clock_ms(), left = cr->deadline_ms - now;
+	uint32_t timeout, ttl = x->live->affinity_ttl_ms;
+	int rc = -ENOENT, slot;
+
+	switch (a->result) {
+	case CLAIM_WON:
+		metrics_add(x->metrics, cr->replacing ? M_CLAIMS_REPLACED : M_CLAIMS_WON, 1);
+		rc = select_pinned(r, x->live, cr->claim_slot, cr->claim_gen, now, &choice);
+		if (rc == 0 && ttl > 0)
+			affinity_record(&x->shm->affinity, cr->affinity, choice.slot,
+					choice.rec.hot.generation, now, ttl);
+		break;
+	case CLAIM_LOST:
+		slot = a->address[0] != '\0' ? registry_find(r, a->address) : -ENOENT;
+		if (slot >= 0) {
+			struct sfu_hot h;
+
+			if (registry_read_hot(r, (uint32_t)slot, &h) == 0)
+				rc = select_pinned(r, x->live, (uint32_t)slot, h.generation, now, &choice);
+		}
+		if (rc == 0) {
+			metrics_add(x->metrics, M_CLAIMS_LOST, 1);
+			if (ttl > 0)
+				affinity_record(&x->shm->affinity, cr->affinity, choice.slot,
+						choice.rec.hot.generation, now, ttl);
+			break;
+		}
+		if (!cr->replacing && left > 0 &&
+		    select_pinned(r, x->live, cr->claim_slot, cr->claim_gen, now, &choice) == 0) {
+			/* The winner's SFU cannot take it here: put ours in its place. */
+			cr->replacing = true;
+			if (claim_start(x, cr->affinity, choice.rec.cold.address,
+					a->address[0] != '\0' ? a->mod_revision : 0, channel_on_claim,
+					cr) == 0)
+				return;
+		}
+		/* Nothing else to follow or replace: choose alone. */
+		/* fall through */
+	case CLAIM_FAILED:
+	default:
+		cr->claimed = false; /* the pin is this gateway's alone */
+		metrics_add(x->metrics, M_CLAIMS_FALLBACK, 1);
+		if (a->result == CLAIM_FAILED)
+			log_info_limited("channel: etcd claims failed",
+					 "channel: the issuer's claim in etcd failed (%s); chose alone",
+					 a->why ? a->why : "no answer");
+		rc = select_pinned(r, x->live, cr->claim_slot, cr->claim_gen, now, &choice);
+		if (rc == 0)
+			channel_pin_local(cr, now, &choice);
+		break;
+	}
+	if (left <= 0) {
+		channel_fail(cr);
+		return;
+	}
+	timeout = x->live->retry_timeout_ms < (uint32_t)left ? x->live->retry_timeout_ms
+							   : (uint32_t)left;
+	/* The chosen SFU may have gone meanwhile, or its one half-open probe be
+	 * taken: then the best other one, as any attempt would. */
+	if (rc == 0)
+		rc = channel_admit(cr, &choice, now, timeout + 1000);
+	if (rc != 0)
+		rc = channel_choose(cr, now, timeout + 1000, &choice);
+	if (rc == -EINPROGRESS)
+		return;
+	channel_send(cr, rc, &choice);
+}
+
+/* Sends the attempt to the SFU chosen (rc 0), or answers why none was. */
+static void channel_send(struct channel_req *cr, int rc, struct select_choice *choice)
+{
+	struct handler_ctx *x = cr->x;
+	struct http_client_req creq;
+	char headers[TOKEN_MAX_LEN + HTTP_HEAD_MAX + 128];
+	int64_t now = clock_ms(), left = cr->deadline_ms - now;
+	uint32_t timeout;
+	int hn;
+	ssize_t sl;
+
 	if (rc != 0) {
 		if (cr->attempts > 0) {
 			channel_fail(cr);
@@ -476,25 +670,33 @@ static void channel_attempt(struct channel_req *cr)
 		channel_done(cr);
 		return;
 	}
+	if (left <= 0) {
+		circuit_release_probe(&x->shm->registry.slots[choice->slot].cb,
+				      &x->shm->registry.health_epoch);
+		channel_fail(cr);
+		return;
+	}
+	timeout = x->live->retry_timeout_ms < (uint32_t)left ? x->live->retry_timeout_ms
+							   : (uint32_t)left;
 	if (cr->attempts > 0) {
 		/* A fleet-wide outage must not turn into a retry storm. */
 		if (!budget_spend(&x->shm->budget)) {
 			metrics_add(x->metrics, M_RETRY_BUDGET_EXHAUSTED, 1);
-			circuit_release_probe(&x->shm->registry.slots[choice.slot].cb,
+			circuit_release_probe(&x->shm->registry.slots[choice->slot].cb,
 					      &x->shm->registry.health_epoch);
 			channel_fail(cr);
 			return;
 		}
 		metrics_add(x->metrics, M_RETRIES, 1);
 	}
-	cr->tried[cr->n_tried++] = choice.slot;
+	cr->tried[cr->n_tried++] = choice->slot;
 	cr->attempts++;
-	cr->slot = choice.slot;
-	cr->generation = choice.rec.hot.generation;
-	memcpy(cr->address, choice.rec.cold.address, sizeof(cr->address));
+	cr->slot = choice->slot;
+	cr->generation = choice->rec.hot.generation;
+	memcpy(cr->address, choice->rec.cold.address, sizeof(cr->address));
 
 	hn = snprintf(headers, sizeof(headers), "Authorization: jwt ");
-	sl = token_resign(cr->tok, cr->signed_len, choice.rec.cold.key, choice.rec.cold.key_len,
+	sl = token_resign(cr->tok, cr->signed_len, choice->rec.cold.key, choice->rec.cold.key_len,
 			  headers + hn, sizeof(headers) - (size_t)hn);
 	if (sl < 0) {
 		channel_note(cr);
@@ -514,7 +716,7 @@ static void channel_attempt(struct channel_req *cr)
 	creq.connect_timeout_ms = x->live->connect_timeout_ms < timeout ? x->live->connect_timeout_ms
 									: timeout;
 	creq.timeout_ms = timeout;
-	creq.tls_insecure = !tlsstate_verified(&choice.rec.cold);
+	creq.tls_insecure = !tlsstate_verified(&choice->rec.cold);
 	cr->sent_us = (uint64_t)clock_us();
 	channel_assign(x, cr);
 	metrics_add(x->metrics, M_UPSTREAM_REQUESTS, 1);

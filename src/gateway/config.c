@@ -47,6 +47,8 @@ static int config_norm_bind(const char *in, char *out, size_t outlen);
 static int config_norm_region(const char *in, char *out, size_t outlen);
 static int config_norm_url(const char *in, char *out, size_t outlen);
 static int config_norm_token(const char *in, char *out, size_t outlen);
+static int config_norm_etcd(const char *in, char *out, size_t outlen);
+static int config_norm_prefix(const char *in, char *out, size_t outlen);
 
 /* clang-format off */
 const struct config_option config_options[] = {
@@ -228,6 +230,27 @@ const struct config_option config_options[] = {
 	  "Without a good answer for this long the list in use is flagged stale (still used).",
 	  CFG(t.registry_stale_after_ms) },
 
+	{ "cluster", "etcd", CONFIG_T_STRING_LIST, "[]", 0, CONFIG_ETCD_MAX, true,
+	  "etcd endpoints, http(s)://host:port, through which gateways share registrations and "
+	  "issuer affinity, tried in turn; empty runs the gateway alone.",
+	  CFG(t.cluster_etcd), CFG_LEN(t.cluster_n_etcd), .normalise = config_norm_etcd },
+	{ "cluster", "prefix", CONFIG_T_STRING, "\"/sfu-gateway/\"", 0, 0, true,
+	  "Prefix of every key the cluster keeps in etcd: gateways with the same prefix share "
+	  "their SFUs; printable ASCII without spaces, up to 100 bytes.",
+	  CFG(t.cluster_prefix), .normalise = config_norm_prefix },
+	{ "cluster", "timeout_ms", CONFIG_T_INT, "2000", 100, 60000, true,
+	  "Time limit of one request of the reaper to etcd (writes, leases, reads); past it "
+	  "the next endpoint is tried.",
+	  CFG(t.cluster_timeout_ms) },
+	{ "cluster", "claim_timeout_ms", CONFIG_T_INT, "300", 10, 10000, true,
+	  "Time limit of the etcd transaction that claims an issuer's first channel request; "
+	  "past it the gateway chooses the SFU alone.",
+	  CFG(t.cluster_claim_timeout_ms) },
+	{ "cluster", "hold_ms", CONFIG_T_INT, "300000", 0, 86400000, true,
+	  "How long past [registration] stale_after_ms a registered SFU is kept while etcd, "
+	  "which expires it otherwise, cannot be reached.",
+	  CFG(t.cluster_hold_ms) },
+
 	{ CONFIG_SFU_SECTION, "address", CONFIG_T_STRING, "", 0, 0, true,
 	  "Base URL of a static SFU, http(s)://host[:port] without a path (required).",
 	  SFU(address), .normalise = address_parse },
@@ -405,6 +428,8 @@ static const char *config_expected(enum config_type type)
 		return "a base64 string";
 	case CONFIG_T_CIDR_LIST:
 		return "an array of CIDR strings";
+	case CONFIG_T_STRING_LIST:
+		return "an array of strings";
 	case CONFIG_T_STRING:
 	case CONFIG_T_ENUM:
 		break;
@@ -447,6 +472,31 @@ static int config_apply_cidrs(const struct config_ctx *c, const struct config_op
 					   "%s[%zu] is not a CIDR string such as \"10.0.0.0/8\"",
 					   label, i);
 	}
+	config_store_uint((char *)base + o->len_offset, o->len_size, v->u.arr.n);
+	return 0;
+}
+
+/* A list of strings, each checked and rewritten by the row's normalise. */
+static int config_apply_strings(const struct config_ctx *c, const struct config_option *o,
+				const struct toml_value *v, void *base, const char *label)
+{
+	size_t cap = (size_t)o->max, item = o->size / cap;
+	char *field = (char *)base + o->offset;
+
+	if (v->u.arr.n > cap)
+		return config_fail(c, v->line, "%s has more than %zu entries", label, cap);
+	for (size_t i = 0; i < v->u.arr.n; i++) {
+		const struct toml_value *it = v->u.arr.items[i];
+		int n;
+
+		if (it->type != TOML_STRING)
+			return config_fail(c, it->line, "%s[%zu] must be a string", label, i);
+		n = o->normalise(it->u.s, field + i * item, item);
+		if (n < 0)
+			return config_fail(c, it->line, "%s[%zu] is invalid: %s", label, i,
+					   o->help);
+	}
+	memset(field + v->u.arr.n * item, 0, (cap - v->u.arr.n) * item);
 	config_store_uint((char *)base + o->len_offset, o->len_size, v->u.arr.n);
 	return 0;
 }
@@ -519,6 +569,10 @@ static int config_apply_value(const struct config_ctx *c, const struct config_op
 		if (v->type != TOML_ARRAY)
 			break;
 		return config_apply_cidrs(c, o, v, base, label);
+	case CONFIG_T_STRING_LIST:
+		if (v->type != TOML_ARRAY)
+			break;
+		return config_apply_strings(c, o, v, base, label);
 	}
 	return config_fail(c, v->line, "%s must be %s, not %s %s", label, config_expected(o->type),
 			   v->type == TOML_INT || v->type == TOML_ARRAY ? "an" : "a",
@@ -564,6 +618,7 @@ static int config_apply_text(const struct config_ctx *c, const struct config_opt
 			return config_fail(c, 0, "expected true, false, 1 or 0");
 		break;
 	case CONFIG_T_CIDR_LIST:
+	case CONFIG_T_STRING_LIST:
 		return config_fail(c, 0, "%s cannot be set here", label);
 	default:
 		v.u.s = (char *)text;
@@ -1189,6 +1244,13 @@ static int config_finish(struct config *cfg, char *err, size_t errlen)
 			 cfg->t.registry_min_poll_ms);
 	if (cfg->t.registry_token[0] != '\0' && cfg->t.registry_url[0] == '\0')
 		log_warn("[registry] token is set but [registry] url is empty: no registry is polled");
+	if (cfg->t.cluster_n_etcd > 0 &&
+	    cfg->t.cluster_claim_timeout_ms + cfg->t.retry_timeout_ms > cfg->t.deadline_ms)
+		log_warn("[cluster] claim_timeout_ms = %u and [failover] retry_timeout_ms = %u "
+			 "exceed deadline_ms = %u: a slow etcd leaves an issuer's first request "
+			 "no time for an attempt",
+			 cfg->t.cluster_claim_timeout_ms, cfg->t.retry_timeout_ms,
+			 cfg->t.deadline_ms);
 	/* A hung SFU costs a whole attempt; with fewer than two attempts inside
 	 * the deadline, one hung SFU fails the request instead of failing over. */
 	if (cfg->t.max_retries > 1 && 2 * (uint64_t)cfg->t.retry_timeout_ms > cfg->t.deadline_ms)
@@ -1301,6 +1363,28 @@ static int config_norm_bind(const char *in, char *out, size_t outlen)
 	if (inet_pton(AF_INET, buf, addr) != 1 && inet_pton(AF_INET6, buf, addr) != 1)
 		return -EINVAL;
 	memcpy(out, buf, n + 1);
+	return 0;
+}
+
+/* [cluster] etcd entries: an etcd client URL, normalised as SFU addresses are;
+ * an https one is verified as https SFUs are ([tls] ca_file, ca_path). */
+static int config_norm_etcd(const char *in, char *out, size_t outlen)
+{
+	return address_parse(in, out, outlen);
+}
+
+/* [cluster] prefix: a key prefix fit for logs: printable ASCII, no spaces,
+ * 1 to 100 bytes (room for the key names the cluster adds to it). */
+static int config_norm_prefix(const char *in, char *out, size_t outlen)
+{
+	size_t n = strlen(in);
+
+	if (n == 0 || n > 100 || n >= outlen)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)in[i] <= 0x20 || (unsigned char)in[i] >= 0x7f)
+			return -EINVAL;
+	memcpy(out, in, n + 1);
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include "circuit.h"
 #include "clock.h"
+#include "clusterstatus.h"
 #include "keycheck.h"
 #include "obscache.h"
 #include "regstatus.h"
@@ -110,6 +111,14 @@ static void health_add_sfu(struct strbuf *b, bool first, const struct registry_s
 	HEALTH_INT(b, "assigned", assigned);
 	HEALTH_KEY(b, "score");
 	health_number(b, select_score(t, &rec->hot, assigned));
+	HEALTH_KEY(b, "reportedBy");
+	switch (rec->hot.reported_by) {
+	case SFU_REPORTER_HEARTBEAT: STRBUF_LIT(b, "\"heartbeat\""); break;
+	case SFU_REPORTER_CLUSTER: STRBUF_LIT(b, "\"cluster\""); break;
+	case SFU_REPORTER_PROBE: STRBUF_LIT(b, "\"probe\""); break;
+	case SFU_REPORTER_REGISTRY: STRBUF_LIT(b, "\"registry\""); break;
+	default: STRBUF_LIT(b, "null"); break;
+	}
 	HEALTH_KEY(b, "lastHeartbeatAgeMs");
 	if (rec->hot.has_load || rec->hot.source == SFU_SOURCE_REGISTERED)
 		strbuf_i64(b, now_ms - rec->hot.last_report_ms);
@@ -210,6 +219,42 @@ static void health_registry(struct strbuf *b, const struct regstatus *rs,
 	STRBUF_LIT(b, "}}");
 }
 
+/* The cluster: the etcd connection's state, where, and what flowed. */
+static void health_cluster(struct strbuf *b, const struct shm_layout *shm, int64_t now_ms,
+			   enum cluster_state *state)
+{
+	const struct clusterstatus *cs = &shm->clusterstatus;
+	struct clusterstatus_data d;
+
+	*state = CLUSTER_OFF;
+	if (clusterstatus_read(cs, &d) != 0) {
+		STRBUF_LIT(b, ",\"cluster\":{\"state\":\"unknown\"}");
+		return;
+	}
+	*state = (enum cluster_state)d.state;
+	STRBUF_LIT(b, ",\"cluster\":{\"state\":\"");
+	strbuf_puts(b, clusterstatus_state_name((enum cluster_state)d.state));
+	STRBUF_LIT(b, "\"");
+	if (d.state == CLUSTER_OFF) {
+		STRBUF_LIT(b, "}");
+		return;
+	}
+	HEALTH_STR(b, "endpoint", d.endpoint_url);
+	HEALTH_INT(b, "revision", d.revision);
+	health_age(b, "sinceMs", d.since_ms, now_ms);
+	health_age(b, "lastOkAgeMs", d.last_ok_ms, now_ms);
+	health_str_or_null(b, "lastError", d.last_error);
+	STRBUF_LIT(b, ",\"writes\":{\"put\":");
+	strbuf_u64(b, atomic_load(&cs->counters[CLUSTER_C_PUTS]));
+	HEALTH_INT(b, "delete", atomic_load(&cs->counters[CLUSTER_C_DELETES]));
+	HEALTH_INT(b, "dropped", atomic_load(&cs->counters[CLUSTER_C_STALE_DROPPED]) +
+					 atomic_load(&shm->clusterq.dropped));
+	STRBUF_LIT(b, "},\"events\":");
+	strbuf_u64(b, atomic_load(&cs->counters[CLUSTER_C_EVENTS]));
+	HEALTH_INT(b, "removed", atomic_load(&cs->counters[CLUSTER_C_REMOVED]));
+	STRBUF_LIT(b, "}");
+}
+
 /* Views of the set tried before health shows what it read anyway (a batch
  * writer that died leaves the batch open until the master repairs it). */
 #define HEALTH_VIEW_TRIES 4
@@ -217,6 +262,8 @@ static void health_registry(struct strbuf *b, const struct regstatus *rs,
 /* The SFU array of a rendering, before the head that needs its verdict (kept between
  * renderings, like the answer itself). */
 static struct strbuf health_sfus;
+/* The cluster's object, rendered before the head that shows its state. */
+static struct strbuf health_head;
 
 /* Renders the answer into b; returns its status (200 while an SFU is usable,
  * else 503), or -ENOMEM. */
@@ -224,6 +271,7 @@ static int health_render(struct handler_ctx *x, struct strbuf *b)
 {
 	struct registry *r = &x->shm->registry;
 	int64_t now_ms = clock_ms();
+	enum cluster_state cstate;
 	bool usable = false;
 
 	/* Every SFU from one view of the set: a list being applied meanwhile
@@ -247,19 +295,28 @@ static int health_render(struct handler_ctx *x, struct strbuf *b)
 		if (viewed && registry_view_valid(r, batch))
 			break;
 	}
-	if (usable)
-		STRBUF_LIT(b, "{\"status\":\"ok\"");
-	else
+	/* The cluster's part is rendered aside first: its state shows in the
+	 * top-level status ("degraded": serving, but from a view etcd no longer
+	 * refreshes). */
+	strbuf_reset(&health_head);
+	health_cluster(&health_head, x->shm, now_ms, &cstate);
+	if (!usable)
 		STRBUF_LIT(b, "{\"status\":\"unavailable\"");
+	else if (cstate == CLUSTER_DEGRADED)
+		STRBUF_LIT(b, "{\"status\":\"degraded\"");
+	else
+		STRBUF_LIT(b, "{\"status\":\"ok\"");
 	HEALTH_STR(b, "version", SFU_VERSION);
 	HEALTH_INT(b, "uptimeMs", clock_wall_ms() - x->shm->started_ms);
 	HEALTH_INT(b, "workers", atomic_load(&x->shm->n_workers));
 	health_registry(b, &x->shm->regstatus, x->live, now_ms);
+	strbuf_put(b, health_head.buf != NULL ? health_head.buf : "", health_head.len);
 	STRBUF_LIT(b, ",\"sfus\":[");
 	strbuf_put(b, health_sfus.buf != NULL ? health_sfus.buf : "", health_sfus.len);
 	STRBUF_LIT(b, "]}");
-	if (b->failed || health_sfus.failed) {
+	if (b->failed || health_sfus.failed || health_head.failed) {
 		strbuf_free(&health_sfus);
+		strbuf_free(&health_head);
 		return -ENOMEM;
 	}
 	return usable ? 200 : 503;

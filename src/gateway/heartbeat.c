@@ -14,6 +14,7 @@
 #include "addrpolicy.h"
 #include "base64.h"
 #include "clock.h"
+#include "clusterq.h"
 #include "log.h"
 #include "region.h"
 #include "registry.h"
@@ -279,15 +280,127 @@ static void heartbeat_replayed(struct handler_ctx *x, struct http_conn *c,
 			 "address");
 }
 
+int heartbeat_apply(struct registry *r, const struct heartbeat *hb, uint64_t seq,
+		    enum sfu_reporter reporter, int64_t now_ms, uint8_t *holder)
+{
+	struct sfu_record rec, cur;
+	bool created = false;
+	int slot, rc;
+
+	*holder = SFU_SOURCE_NONE;
+	slot = registry_find(r, hb->address);
+	if (slot >= 0 && registry_read(r, (uint32_t)slot, &cur) != 0)
+		slot = -1;
+	memset(&rec, 0, sizeof(rec));
+	rec.hot.source = SFU_SOURCE_REGISTERED;
+	rec.hot.has_load = 1;
+	rec.hot.sessions = hb->load.sessions;
+	rec.hot.channels = hb->load.channels;
+	rec.hot.max_sessions = hb->load.max_sessions;
+	rec.hot.cpu = hb->load.cpu;
+	rec.hot.memory = hb->load.memory;
+	rec.hot.last_report_ms = now_ms;
+	rec.hot.reported_by = (uint8_t)reporter;
+	memcpy(rec.cold.address, hb->address, sizeof(rec.cold.address));
+	memcpy(rec.cold.region, hb->region, sizeof(rec.cold.region));
+	memcpy(rec.cold.key, hb->key, hb->key_len);
+	rec.cold.key_len = (uint32_t)hb->key_len;
+	rec.cold.hb_seq = seq;
+	if (slot >= 0 &&
+	    registry_right(cur.hot.source, SFU_SOURCE_REGISTERED) == REGISTRY_RIGHT_LOAD) {
+		/* The config or the registry list owns this SFU's key and region;
+		 * its heartbeat may only report its load. */
+		*holder = cur.hot.source;
+		if (cur.cold.key_len != hb->key_len ||
+		    CRYPTO_memcmp(cur.cold.key, hb->key, hb->key_len) != 0)
+			rc = HEARTBEAT_KEY_HELD;
+		else
+			rc = registry_update_load(r, (uint32_t)slot, cur.hot.generation, &rec.hot, true,
+						  seq);
+		rc = rc == 0 ? HEARTBEAT_UPDATED : rc == -ESTALE ? HEARTBEAT_STALE
+			       : rc == HEARTBEAT_KEY_HELD ? rc : HEARTBEAT_BUSY;
+		goto out;
+	}
+	switch (registry_upsert(r, &rec, true, NULL, &created)) {
+	case 0:
+		rc = created ? HEARTBEAT_REGISTERED : HEARTBEAT_UPDATED;
+		break;
+	case -ESTALE:
+		rc = HEARTBEAT_STALE;
+		break;
+	case -ENOSPC:
+		rc = HEARTBEAT_FULL;
+		break;
+	case -EPERM:
+		rc = HEARTBEAT_LISTED;
+		break;
+	default:
+		rc = HEARTBEAT_BUSY;
+		break;
+	}
+out:
+	explicit_bzero(&rec, sizeof(rec));
+	if (slot >= 0)
+		explicit_bzero(&cur, sizeof(cur));
+	return rc;
+}
+
+/* Whether the registry holds exactly this heartbeat already, learned from
+ * etcd: its seq, and the SFU's load as last reported through the cluster. */
+static bool heartbeat_known(const struct registry *r, const struct heartbeat *hb, uint64_t seq)
+{
+	int slot = registry_find(r, hb->address);
+	struct sfu_record cur;
+	bool known;
+
+	if (slot < 0 || registry_read(r, (uint32_t)slot, &cur) != 0)
+		return false;
+	known = cur.cold.hb_seq == seq && cur.hot.reported_by == SFU_REPORTER_CLUSTER;
+	explicit_bzero(&cur, sizeof(cur));
+	return known;
+}
+
+/* In a cluster, what this gateway accepted goes to etcd through the reaper
+ * (clusterq.h): the worker only copies it into the queue. */
+static void heartbeat_to_cluster(struct handler_ctx *x, enum clusterq_op op,
+				 const struct heartbeat *hb, uint64_t seq)
+{
+	struct clusterq_entry e;
+
+	if (x->live->cluster_n_etcd == 0)
+		return;
+	memset(&e, 0, sizeof(e));
+	e.op = op;
+	e.seq = seq;
+	e.at_ms = clock_ms();
+	memcpy(e.address, hb->address, sizeof(e.address));
+	if (op == CLUSTERQ_PUT) {
+		memcpy(e.region, hb->region, sizeof(e.region));
+		memcpy(e.key, hb->key, hb->key_len);
+		e.key_len = (uint32_t)hb->key_len;
+		e.sessions = hb->load.sessions;
+		e.channels = hb->load.channels;
+		e.max_sessions = hb->load.max_sessions;
+		e.cpu = hb->load.cpu;
+		e.memory = hb->load.memory;
+	}
+	if (clusterq_push(&x->shm->clusterq, &e) != 0)
+		log_warn_limited("heartbeat: cluster queue full",
+				 "heartbeat: sfu=%s not passed on to etcd: the cluster queue is full",
+				 hb->address);
+	explicit_bzero(&e, sizeof(e));
+}
+
 void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct http_request *req)
 {
 	struct heartbeat hb;
-	struct sfu_record rec, cur;
+	struct sfu_record cur;
 	struct x509_st *cert = NULL;
 	struct token t;
 	char err[300];
 	const char *why;
 	int status, slot, rc;
+	uint8_t holder = SFU_SOURCE_NONE;
 	bool created = false;
 
 	/* An empty allow-list allows any address. */
@@ -366,69 +479,48 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 			return;
 		}
 		metrics_add(x->metrics, M_HEARTBEATS_REMOVED, 1);
+		heartbeat_to_cluster(x, CLUSTERQ_DELETE, &hb, t.seq);
 		log_info("heartbeat: sfu=%s signed off", hb.address);
 		heartbeat_reply(c, "removed");
 		return;
 	}
 
-	memset(&rec, 0, sizeof(rec));
-	rec.hot.source = SFU_SOURCE_REGISTERED;
-	rec.hot.has_load = 1;
-	rec.hot.sessions = hb.load.sessions;
-	rec.hot.channels = hb.load.channels;
-	rec.hot.max_sessions = hb.load.max_sessions;
-	rec.hot.cpu = hb.load.cpu;
-	rec.hot.memory = hb.load.memory;
-	rec.hot.last_report_ms = clock_ms();
-	memcpy(rec.cold.address, hb.address, sizeof(rec.cold.address));
-	memcpy(rec.cold.region, hb.region, sizeof(rec.cold.region));
-	memcpy(rec.cold.key, hb.key, hb.key_len);
-	rec.cold.key_len = (uint32_t)hb.key_len;
-	rec.cold.hb_seq = t.seq;
-	rec.hot.reported_by = SFU_REPORTER_HEARTBEAT;
-	if (slot >= 0 &&
-	    registry_right(cur.hot.source, SFU_SOURCE_REGISTERED) == REGISTRY_RIGHT_LOAD) {
-		/* The config or the registry list owns this SFU's key and region;
-		 * its heartbeat may only report its load. */
-		if (cur.cold.key_len != hb.key_len ||
-		    CRYPTO_memcmp(cur.cold.key, hb.key, hb.key_len) != 0) {
-			heartbeat_reject(x, c, 409, cur.hot.source == SFU_SOURCE_STATIC
-						    ? "the key of a static SFU cannot be changed"
-						    : "the key of an SFU the registry lists cannot be "
-						      "changed");
-			return;
-		}
-		rc = registry_update_load(&x->shm->registry, (uint32_t)slot, cur.hot.generation,
-					  &rec.hot, true, t.seq);
-		if (rc == -ESTALE) {
-			heartbeat_replayed(x, c, req, hb.address, t.seq);
-			return;
-		}
-		if (rc != 0) {
-			heartbeat_reject(x, c, 503, "registry busy");
-			return;
-		}
-		metrics_add(x->metrics, M_HEARTBEATS_UPDATED, 1);
-		heartbeat_reply(c, "updated");
-		return;
-	}
-	switch (registry_upsert(&x->shm->registry, &rec, true, NULL, &created)) {
-	case 0:
+	rc = heartbeat_apply(&x->shm->registry, &hb, t.seq, SFU_REPORTER_HEARTBEAT, clock_ms(),
+			     &holder);
+	switch (rc) {
+	case HEARTBEAT_REGISTERED:
+	case HEARTBEAT_UPDATED:
 		break;
-	case -ESTALE:
+	case HEARTBEAT_STALE:
+		/* The same heartbeat another gateway of the cluster accepted first
+		 * (an SFU may send each heartbeat to every gateway): already applied,
+		 * so there is nothing to refuse and nothing to write. */
+		if (x->live->cluster_n_etcd > 0 && heartbeat_known(&x->shm->registry, &hb, t.seq)) {
+			metrics_add(x->metrics, M_HEARTBEATS_UPDATED, 1);
+			heartbeat_reply(c, "updated");
+			return;
+		}
 		heartbeat_replayed(x, c, req, hb.address, t.seq);
 		return;
-	case -ENOSPC:
-		heartbeat_reject(x, c, 503, "registry full");
+	case HEARTBEAT_KEY_HELD:
+		heartbeat_reject(x, c, 409, holder == SFU_SOURCE_STATIC
+					    ? "the key of a static SFU cannot be changed"
+					    : "the key of an SFU the registry lists cannot be "
+					      "changed");
 		return;
-	case -EPERM:
+	case HEARTBEAT_LISTED:
 		/* Listed by the config or the registry since we looked. */
 		heartbeat_reject(x, c, 409, "the SFU is now listed by the config or the registry");
+		return;
+	case HEARTBEAT_FULL:
+		heartbeat_reject(x, c, 503, "registry full");
 		return;
 	default:
 		heartbeat_reject(x, c, 503, "registry busy");
 		return;
 	}
+	heartbeat_to_cluster(x, CLUSTERQ_PUT, &hb, t.seq);
+	created = rc == HEARTBEAT_REGISTERED;
 	if (created) {
 		metrics_add(x->metrics, M_HEARTBEATS_REGISTERED, 1);
 		log_info("heartbeat: sfu=%s region=%s registered", hb.address, hb.region);

@@ -29,6 +29,7 @@
 #include "lockfile.h"
 #include "log.h"
 #include "notify.h"
+#include "clusterq.h"
 #include "reaper.h"
 #include "registry.h"
 #include "runas.h"
@@ -1410,6 +1411,13 @@ int master_run(struct config *cfg, const struct config_cli *cli, int ready_fd)
 		master_detach(cfg);
 
 	master_open_serving(&m);
+	/* Before the first child: workers wake the reaper through it when they
+	 * queue a heartbeat for the cluster's etcd (clusterq.h). */
+	rc = clusterq_wake_open();
+	if (rc != 0)
+		log_warn("master: eventfd() failed: %s; the reaper passes heartbeats on to etcd "
+			 "at its tick only",
+			 strerror(-rc));
 	for (unsigned i = 0; i < m.n_workers; i++)
 		master_start_child(&m, &m.children[i]);
 	master_start_child(&m, &m.reaper);

@@ -205,7 +205,7 @@ static void probe_send(struct probe_op *op)
  */
 static bool prober_wanted(const struct sfu_hot *h, const struct config_tunables *t, int64_t now_ms)
 {
-	if (h->reported_by == SFU_REPORTER_HEARTBEAT &&
+	if (SFU_REPORTER_IS_HEARTBEAT(h->reported_by) &&
 	    now_ms - h->last_report_ms <= (int64_t)t->stale_after_ms)
 		return false;
 	switch (h->source) {

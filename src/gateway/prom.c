@@ -200,6 +200,89 @@ static void prom_regstatus(struct strbuf *b, const struct regstatus *rs, uint32_
 			      results[i], (unsigned long long)atomic_load(&rs->polls[i]));
 }
 
+/* A counter family of two series, label=v1 and label=v2, read from atomics. */
+static void prom_pair(struct strbuf *b, const char *name, const char *help, const char *label,
+		      const char *v1, const _Atomic uint64_t *c1, const char *v2,
+		      const _Atomic uint64_t *c2)
+{
+	prom_head(b, name, "counter", help);
+	strbuf_printf(b, "sfu_gateway_%s{%s=\"%s\"} %llu\n", name, label, v1,
+		      (unsigned long long)atomic_load(c1));
+	strbuf_printf(b, "sfu_gateway_%s{%s=\"%s\"} %llu\n", name, label, v2,
+		      (unsigned long long)atomic_load(c2));
+}
+
+/* The cluster: the etcd connection's state as gauges, its work as counters. */
+static void prom_cluster(struct strbuf *b, const struct clusterstatus *cs,
+			 const struct clusterq *cq, const struct metrics_totals *t, int64_t now_ms)
+{
+	static const struct {
+		enum clusterstatus_counter c;
+		const char *name, *help;
+	} counters[] = {
+		{ CLUSTER_C_EVENTS, "cluster_watch_events_total",
+		  "Registrations, deletions and claims received from etcd." },
+		{ CLUSTER_C_MIRRORED, "cluster_mirrored_total",
+		  "Registrations of other gateways applied to this gateway's registry." },
+		{ CLUSTER_C_REMOVED, "cluster_removed_total",
+		  "SFUs removed because etcd no longer holds them (sign-off or lapsed lease)." },
+		{ CLUSTER_C_REFUSED, "cluster_refused_total",
+		  "Registrations found in etcd and refused (invalid, or against this gateway's "
+		  "address policy)." },
+		{ CLUSTER_C_RESYNCS, "cluster_resyncs_total",
+		  "Full reads of the cluster's registrations from etcd." },
+		{ CLUSTER_C_ENDPOINT_SWITCHES, "cluster_endpoint_switches_total",
+		  "Moves to the next etcd endpoint after a failure." },
+		{ CLUSTER_C_LEASES, "cluster_leases_total", "Leases granted by etcd." },
+		{ CLUSTER_C_STALE_DROPPED, "cluster_writes_dropped_total",
+		  "Registrations dropped unwritten (older than stale_after_ms, or too many)." },
+	};
+	struct clusterstatus_data d;
+
+	if (clusterstatus_read(cs, &d) != 0)
+		memset(&d, 0, sizeof(d));
+	prom_gauge(b, "cluster_configured", "1 when [cluster] etcd is set.",
+		   d.state != CLUSTER_OFF);
+	prom_gauge(b, "cluster_up", "1 when the registry mirrors etcd and the watch is open.",
+		   d.state == CLUSTER_OK);
+	prom_gauge(b, "cluster_degraded",
+		   "1 while etcd cannot be reached: the gateway serves from its last view.",
+		   d.state == CLUSTER_DEGRADED);
+	prom_gauge(b, "cluster_revision", "The last etcd revision the registry mirrors.",
+		   (double)d.revision);
+	if (d.last_ok_ms != 0)
+		prom_gauge(b, "cluster_last_ok_age_seconds",
+			   "Time since the last successful exchange with etcd.",
+			   (double)(now_ms - d.last_ok_ms) / 1000.0);
+	prom_pair(b, "cluster_writes_total",
+		  "Registrations (put) and sign-offs (delete) written to etcd.", "op", "put",
+		  &cs->counters[CLUSTER_C_PUTS], "delete", &cs->counters[CLUSTER_C_DELETES]);
+	prom_pair(b, "cluster_transactions_total",
+		  "Write transactions sent to etcd, by result (failed ones are sent again).",
+		  "result", "ok", &cs->counters[CLUSTER_C_TXNS], "failed",
+		  &cs->counters[CLUSTER_C_TXN_FAILURES]);
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		prom_head(b, counters[i].name, "counter", counters[i].help);
+		strbuf_printf(b, "sfu_gateway_%s %llu\n", counters[i].name,
+			      (unsigned long long)atomic_load(&cs->counters[counters[i].c]));
+	}
+	prom_pair(b, "cluster_queue_total",
+		  "Heartbeats workers queued for etcd, and those dropped because the queue was "
+		  "full.",
+		  "result", "queued", &cq->pushed, "dropped", &cq->dropped);
+	{
+		static const char *const v[] = { "won", "lost", "replaced", "fallback" };
+		static const enum metrics_counter c[] = { M_CLAIMS_WON, M_CLAIMS_LOST,
+							  M_CLAIMS_REPLACED, M_CLAIMS_FALLBACK };
+
+		prom_labelled(b, t, "cluster_claims_total",
+			      "Issuers' first channel requests claimed in etcd, by result: our "
+			      "choice won, another gateway's was followed, an unusable one was "
+			      "replaced, or no claim could be made (chose alone).",
+			      "result", v, c, 4);
+	}
+}
+
 /* The per-SFU families, each family's lines together as the text format requires. */
 static void prom_sfus(struct strbuf *b, const struct prom_sfu *s, int n, const struct strbuf *lbl)
 {
@@ -277,6 +360,7 @@ static void prom_sfu_tls(struct strbuf *b, const struct prom_sfu *s, int n, cons
 
 int prom_render(const struct metrics *ms, const struct registry *reg,
 		const struct regstatus *rs, uint32_t stale_after_ms,
+		const struct clusterstatus *cs, const struct clusterq *cq,
 		const char *const *route_names, size_t n_routes, unsigned n_workers, int64_t now_ms,
 		struct strbuf *b)
 {
@@ -414,6 +498,7 @@ int prom_render(const struct metrics *ms, const struct registry *reg,
 		      (unsigned long long)count);
 
 	prom_regstatus(b, rs, stale_after_ms, now_ms);
+	prom_cluster(b, cs, cq, t, now_ms);
 	prom_head(b, "registry_sfus", "gauge", "SFUs in the registry.");
 	STRBUF_LIT(b, "sfu_gateway_registry_sfus ");
 	strbuf_u64(b, atomic_load(&reg->count));

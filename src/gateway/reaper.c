@@ -1,4 +1,4 @@
-/* Reaper: the one process that polls: expires SFUs whose heartbeats went stale, probes, key checks, the external registry. */
+/* Reaper: the one process that polls: expires SFUs whose heartbeats went stale, probes, key checks, the external registry, the cluster's etcd. */
 #include "reaper.h"
 
 #include <signal.h>
@@ -8,11 +8,13 @@
 
 #include "child.h"
 #include "clock.h"
+#include "cluster.h"
 #include "keycheck.h"
 #include "lease.h"
 #include "log.h"
 #include "probe.h"
 #include "regpoll.h"
+#include "select.h"
 
 #define REAPER_PERIOD_MS 250 /* stale SFUs leave within a quarter second of their deadline */
 #define REAPER_BUDGET_US 2000 /* work per tick, so a huge registry never stalls the timer */
@@ -28,6 +30,7 @@ struct reaper {
 	struct prober *prober;
 	struct keycheck *keycheck;
 	struct regpoll *regpoll;
+	struct cluster *cluster;
 	int32_t pid;
 	bool holding; /* holds the reaper lease (lease.h): may work */
 	bool told_standby; /* said once that another reaper holds it */
@@ -98,17 +101,22 @@ static bool reaper_lease_tick(struct reaper *rp)
 static void reaper_on_tick(uv_timer_t *t)
 {
 	struct reaper *rp = t->data;
-
+	bool held;
 	int n;
 
 	if (shm_live_refresh(rp->shm, &rp->live, &rp->live_version) > 0) {
 		log_set_level((enum log_level)rp->live.log_level);
 		if (rp->regpoll != NULL)
 			regpoll_configure(rp->regpoll, &rp->live, clock_ms());
+		if (rp->cluster != NULL)
+			cluster_configure(rp->cluster, &rp->live, clock_ms());
 	}
-	if (!reaper_lease_tick(rp))
+	held = reaper_lease_tick(rp);
+	if (rp->cluster != NULL)
+		cluster_tick(rp->cluster, held, clock_ms());
+	if (!held)
 		return;
-	n = reaper_sweep(&rp->shm->registry, &rp->cursor, rp->live.stale_after_ms, clock_ms(),
+	n = reaper_sweep(&rp->shm->registry, &rp->cursor, select_expire_after_ms(&rp->live), clock_ms(),
 			 REAPER_BUDGET_US);
 	if (n > 0)
 		metrics_add(&rp->shm->metrics.procs[METRICS_REAPER_SLOT], M_EXPIRED, (uint64_t)n);
@@ -162,6 +170,11 @@ int reaper_run(struct shm_layout *shm, pid_t master)
 		log_error("reaper: regpoll_new() failed: the external registry will not be polled");
 	else
 		regpoll_configure(rp->regpoll, &rp->live, clock_ms());
+	/* One watcher per gateway, whatever the number of workers. */
+	if (cluster_new(&rp->cluster, &rp->loop, shm) != 0)
+		log_error("reaper: cluster_new() failed: this gateway will not join its cluster");
+	else
+		cluster_configure(rp->cluster, &rp->live, clock_ms());
 	uv_timer_init(&rp->loop, &rp->tick);
 	rp->tick.data = rp;
 	uv_timer_start(&rp->tick, reaper_on_tick, REAPER_PERIOD_MS, REAPER_PERIOD_MS);

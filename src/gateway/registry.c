@@ -933,7 +933,7 @@ static void registry_next_record(const struct sfu_record *cur, const struct sfu_
 				 int64_t now_ms, uint32_t heartbeat_fresh_ms, struct sfu_record *next,
 				 bool *load_from_list)
 {
-	bool fresh_heartbeat = cur->hot.reported_by == SFU_REPORTER_HEARTBEAT &&
+	bool fresh_heartbeat = SFU_REPORTER_IS_HEARTBEAT(cur->hot.reported_by) &&
 			       now_ms - cur->hot.last_report_ms <= (int64_t)heartbeat_fresh_ms;
 
 	*next = *cur;

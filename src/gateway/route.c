@@ -56,7 +56,8 @@ static void route_metrics(struct handler_ctx *x, struct http_conn *c,
 			names[i] = route_name(i);
 		if (text == NULL ||
 		    prom_render(&x->shm->metrics, &x->shm->registry, &x->shm->regstatus,
-				x->live->registry_stale_after_ms, names, route_count + 1,
+				x->live->registry_stale_after_ms, &x->shm->clusterstatus,
+				&x->shm->clusterq, names, route_count + 1,
 				atomic_load(&x->shm->n_workers), clock_ms(), text) != 0) {
 			obscache_abort(oc);
 			http_respond_error(c, 503, "out of memory", NULL);

@@ -145,11 +145,20 @@ bool select_overloaded(const struct config_tunables *t, const struct sfu_hot *h)
 
 /* When a registered SFU's report goes stale (the reaper is about to expire
  * it); INT64_MAX for SFUs that are not expired by heartbeats. */
+uint32_t select_expire_after_ms(const struct config_tunables *t)
+{
+	uint64_t ms = t->stale_after_ms;
+
+	if (t->cluster_n_etcd > 0)
+		ms += t->cluster_hold_ms;
+	return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 int64_t select_stale_at(const struct config_tunables *t, const struct sfu_hot *h)
 {
 	if (h->source != SFU_SOURCE_REGISTERED || t->stale_after_ms == 0)
 		return INT64_MAX;
-	return h->last_report_ms + (int64_t)t->stale_after_ms;
+	return h->last_report_ms + (int64_t)select_expire_after_ms(t);
 }
 
 /* The live half: what other workers and the reaper change between registry
@@ -541,7 +550,8 @@ static bool select_snap_same_tunables(const struct config_tunables *a,
 {
 	return a->w_sessions == b->w_sessions && a->w_cpu == b->w_cpu &&
 	       a->w_memory == b->w_memory && a->max_sessions == b->max_sessions &&
-	       a->stale_after_ms == b->stale_after_ms && a->max_load_score == b->max_load_score &&
+	       select_expire_after_ms(a) == select_expire_after_ms(b) &&
+	       a->max_load_score == b->max_load_score &&
 	       a->max_cpu == b->max_cpu && a->max_memory == b->max_memory;
 }
 

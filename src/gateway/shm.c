@@ -85,6 +85,8 @@ int shm_create(struct shm_segment *seg, uint32_t capacity)
 	l->started_ms = clock_wall_ms();
 	budget_init(&l->budget);
 	rc = registry_init(&l->registry, capacity);
+	if (rc == 0)
+		rc = clusterq_init(&l->clusterq);
 	if (rc != 0) {
 		munmap(l, size);
 		close(fd);
