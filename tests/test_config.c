@@ -1332,7 +1332,7 @@ Test(config, cluster_endpoints_and_prefix)
 			      "cfg.toml:2: [cluster] etcd[0] must be a string");
 	cfg_assert_fails_file("[cluster]\netcd = [\"http://e:2379/v3\"]\n",
 			      "cfg.toml:2: [cluster] etcd[0] is invalid: etcd endpoints, "
-			      "http://host:port, through which gateways share registrations and "
+			      "http(s)://host:port, through which gateways share registrations and "
 			      "issuer affinity, tried in turn; empty runs the gateway alone.");
 	cfg_assert_fails_file("[cluster]\netcd = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", "
 			      "\"h\", \"i\"]\n",
