@@ -6,24 +6,17 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "pshared.h"
+
 /* Inherited through fork(): the master sets it before its first child. */
 static int clusterq_efd = -1;
 
 int clusterq_init(struct clusterq *q)
 {
-	pthread_mutexattr_t attr;
-	int err = pthread_mutexattr_init(&attr);
+	int err = pshared_mutex_init(&q->lock);
 
 	if (err)
-		return -err;
-	err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-	if (err == 0)
-		err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	if (err == 0)
-		err = pthread_mutex_init(&q->lock, &attr);
-	pthread_mutexattr_destroy(&attr);
-	if (err)
-		return -err;
+		return err;
 	atomic_store(&q->head, 0);
 	atomic_store(&q->tail, 0);
 	return 0;

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "pshared.h"
 #include "region.h"
 
 /*
@@ -42,24 +43,15 @@ static struct registry_tomb *registry_tombs(struct registry *r)
 
 int registry_init(struct registry *r, uint32_t capacity)
 {
-	pthread_mutexattr_t attr;
 	int err;
 
 	if (capacity == 0)
 		return -EINVAL;
-	err = pthread_mutexattr_init(&attr);
-	if (err)
-		return -err;
 	/* Shared: workers, reaper and master all lock it. Robust: a writer that
 	 * dies holding it must not wedge every later writer (see registry_lock). */
-	err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-	if (err == 0)
-		err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-	if (err == 0)
-		err = pthread_mutex_init(&r->write_lock, &attr);
-	pthread_mutexattr_destroy(&attr);
+	err = pshared_mutex_init(&r->write_lock);
 	if (err)
-		return -err;
+		return err;
 
 	r->capacity = capacity;
 	atomic_store(&r->high_water, 0);
