@@ -126,8 +126,10 @@ $(RUNNER): $(TEST_OBJ) $(LIB_GATEWAY) $(LIB_AGENT) $(LIB_COMMON)
 $(INTEROP): $(INTEROP_OBJ) $(LIB_GATEWAY) $(LIB_AGENT) $(LIB_COMMON)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CRIT_LIBS)
 
-# The whole suite: unit tests and integration tests against the real daemon.
-check: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER) $(LAYOUT_BIN)
+# The whole suite: unit tests and integration tests against the real daemon. The
+# microbenchmarks are built too (not run), so a change to a shared struct cannot leave
+# `make bench` broken unnoticed.
+check: $(GATEWAY) $(AGENT) $(MOCK) $(MOCK_REG) $(RUNNER) $(LAYOUT_BIN) $(BENCH_BIN)
 	SFU_GATEWAY_BIN=$(abspath $(GATEWAY)) MOCK_SFU_BIN=$(abspath $(MOCK)) \
 	  MOCK_REGISTRY_BIN=$(abspath $(MOCK_REG)) SFU_AGENT_BIN=$(abspath $(AGENT)) \
 	  SFU_LAYOUT99_BIN=$(abspath $(LAYOUT_BIN)) $(RUNNER) --jobs $(TEST_JOBS) $(TEST_ARGS)

@@ -55,7 +55,7 @@ static void bench_record(struct sfu_record *rec, uint32_t k, uint32_t u)
 	snprintf(rec->cold.region, sizeof(rec->cold.region), "r%" PRIu32, u);
 	rec->cold.key_len = 1 + u % CONFIG_KEY_MAX;
 	memset(rec->cold.key, (int)(u & 0xff), rec->cold.key_len);
-	rec->cold.pad = u ^ 0xdeadbeefU;
+	rec->cold.flags = u ^ 0xdeadbeefU;
 	rec->hot.source = SFU_SOURCE_REGISTERED;
 	rec->hot.has_load = 1;
 	rec->hot.sessions = u;
@@ -80,7 +80,7 @@ static int bench_record_ok(const struct sfu_record *r)
 	uint32_t u = r->hot.sessions;
 	char region[CONFIG_REGION_MAX];
 
-	if (!bench_hot_ok(&r->hot) || r->cold.pad != (u ^ 0xdeadbeefU) ||
+	if (!bench_hot_ok(&r->hot) || r->cold.flags != (u ^ 0xdeadbeefU) ||
 	    r->cold.key_len != 1 + u % CONFIG_KEY_MAX)
 		return 0;
 	for (uint32_t i = 0; i < CONFIG_KEY_MAX; i++) {

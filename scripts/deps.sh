@@ -7,8 +7,9 @@ what=${1:-test}
 
 build_pkgs="build-essential pkg-config libuv1-dev node-llhttp libjson-c-dev libssl-dev openssl curl"
 # etcd-server and etcd-client: the cluster tests start their own etcd members on loopback.
-test_pkgs="libcriterion-dev curl procps psmisc prometheus mandoc shellcheck clang libclang-rt-14-dev valgrind systemd logrotate lintian dpkg-dev adduser man-db etcd-server etcd-client nginx-light"
-bench_pkgs="wrk haproxy nginx-light gnuplot-nox strace python3 libjwt-dev"
+# libjwt-dev: `make check` builds the microbenchmarks, and bench-token compares libjwt.
+test_pkgs="libcriterion-dev libjwt-dev curl procps psmisc prometheus mandoc shellcheck clang libclang-rt-14-dev valgrind systemd logrotate lintian dpkg-dev adduser man-db etcd-server etcd-client nginx-light"
+bench_pkgs="wrk haproxy nginx-light gnuplot-nox strace python3"
 
 case "$what" in
   build) pkgs="$build_pkgs" ;;
