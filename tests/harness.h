@@ -28,6 +28,14 @@ struct harness_resp {
 int harness_free_port(void);
 /* Monotonic milliseconds. */
 int64_t harness_now_ms(void);
+/* ms, or under valgrind (which runs the daemon ~20x slower) ten times ms: for a
+ * time the daemon is configured with, which the test then waits out. */
+int harness_slow_ms(int ms);
+/* toml itself (NULL too), or under valgrind toml with request timeouts stretched
+ * as the tests' deadlines are (a TLS handshake or a slow mock there outlasts the
+ * default bounds) when it sets none itself. The copy is static: use it before
+ * the next call. */
+const char *harness_slow_failover(const char *toml);
 /* A fresh directory under /tmp for this test (removed at cleanup). */
 const char *harness_tmpdir(void);
 /* Writes text to dir/name; returns the full path (static buffer per call slot). */

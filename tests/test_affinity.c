@@ -41,7 +41,7 @@ static void aff_start(struct aff_env *e, int n, const char *toml)
 		cr_assert_not_null(e->mock[i], "mock %d did not start", i);
 	}
 	e->n = n;
-	e->gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, toml);
+	e->gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, harness_slow_failover(toml));
 }
 
 /* One heartbeat of mock i ("up" with the sessions, or "down" when sessions < 0). */
@@ -277,22 +277,25 @@ Test(affinity, expiry_of_the_pinned_sfu_moves_the_repeat, .fini = harness_cleanu
      .timeout = 30)
 {
 	static const char *iss = "https://odoo.example.com:affinity:expiry";
+	static const char *const busy[] = { "--sessions", "50", NULL };
 	struct aff_env e = { 0 };
 	struct aff_answer first, moved;
 	char toml[512];
 	int64_t deadline;
 	int n = 0;
 
-	/* Mock 1 is static (never expires); mock 0 registers and then goes silent. */
-	e.mock[1] = harness_mock_start(AFF_SFU_KEY, NULL);
+	/* Mock 1 is static (never expires) and busy, in its /v1/stats as in its
+	 * heartbeat, so a probe landing before the first request agrees with the
+	 * heartbeat; mock 0 registers and then goes silent. */
+	e.mock[1] = harness_mock_start(AFF_SFU_KEY, busy);
 	cr_assert_not_null(e.mock[1]);
 	snprintf(toml, sizeof(toml),
 		 "[registration]\nstale_after_ms = %d\n\n[[sfu]]\naddress = \"%s\"\n"
 		 "region = \"eu-west\"\nkey = \"%s\"\n",
-		 AFF_STALE_MS, harness_url(e.mock[1]->port), AFF_SFU_KEY);
+		 harness_slow_ms(AFF_STALE_MS), harness_url(e.mock[1]->port), AFF_SFU_KEY);
 	e.mock[0] = harness_mock_start(AFF_SFU_KEY, NULL);
 	cr_assert_not_null(e.mock[0]);
-	e.gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, toml);
+	e.gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, harness_slow_failover(toml));
 	cr_assert_not_null(e.gw);
 	e.n = 2;
 	aff_beat(&e, 1, 50);
@@ -300,7 +303,7 @@ Test(affinity, expiry_of_the_pinned_sfu_moves_the_repeat, .fini = harness_cleanu
 	first = aff_channel(&e, iss, NULL);
 	cr_assert_eq(first.who, 0, "the idle registered SFU");
 
-	deadline = harness_now_ms() + AFF_STALE_MS + 2000;
+	deadline = harness_now_ms() + harness_slow_ms(AFF_STALE_MS + 2000);
 	while (harness_now_ms() < deadline) {
 		n = (int)harness_metric(e.gw->port, "sfu_gateway_registry_sfus");
 		if (n == 1)
@@ -362,7 +365,7 @@ Test(affinity, simultaneous_first_requests_share_a_channel, .fini = harness_clea
 		cr_assert_not_null(e.mock[i]);
 	}
 	e.n = 2;
-	e.gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, NULL);
+	e.gw = harness_gateway_keyed(AFF_GW_KEY, NULL, 2, harness_slow_failover(NULL));
 	cr_assert_not_null(e.gw);
 	aff_beat(&e, 0, 10);
 	aff_beat(&e, 1, 10);

@@ -244,7 +244,7 @@ Test(tls, https_sfu_warm_pool_and_session_resumption, .fini = harness_cleanup, .
 		 "[tls]\nca_file = \"%s\"\n[probe]\ninterval_ms = 3600000\n"
 		 "[[sfu]]\naddress = \"%s\"\nkey = \"%s\"\n",
 		 ca.cert, tl_https(m->port), TL_SFU_KEY);
-	gw = harness_gateway_keyed(TL_GW_KEY, NULL, 1, toml);
+	gw = harness_gateway_keyed(TL_GW_KEY, NULL, 1, harness_slow_failover(toml));
 
 	/* The reaper's key check and probe reach the SFU over https. */
 	{
@@ -339,7 +339,7 @@ Test(tls, refused_certificates_named_per_sfu, .fini = harness_cleanup, .timeout 
 				      "[[sfu]]\naddress = \"%s\"\nkey = \"%s\"\n",
 				      tl_https(m[i]->port), TL_SFU_KEY);
 	}
-	gw = harness_gateway_keyed(TL_GW_KEY, NULL, 2, toml);
+	gw = harness_gateway_keyed(TL_GW_KEY, NULL, 2, harness_slow_failover(toml));
 	/* Many requests; none can succeed. */
 	for (int i = 0; i < 6; i++) {
 		struct harness_resp *r = harness_channel(gw->port, "/v1/channel?webRTC=false",
@@ -397,7 +397,7 @@ Test(tls, system_store_by_hashed_directory, .fini = harness_cleanup, .timeout = 
 		/* The machine may set SSL_CERT_FILE too (OpenSSL then loads that bundle as well). */
 		const char *env[] = { env_dir, "SSL_CERT_FILE=", NULL };
 
-		gw = harness_gateway_keyed(TL_GW_KEY, env, 1, toml);
+		gw = harness_gateway_keyed(TL_GW_KEY, env, 1, harness_slow_failover(toml));
 	}
 	{
 		struct harness_resp *r = harness_channel(gw->port, "/v1/channel?webRTC=false",
@@ -412,7 +412,7 @@ Test(tls, system_store_by_hashed_directory, .fini = harness_cleanup, .timeout = 
 	{
 		const char *env[] = { "SSL_CERT_DIR=", "SSL_CERT_FILE=", NULL };
 
-		gw2 = harness_gateway_keyed(TL_GW_KEY, env, 1, toml);
+		gw2 = harness_gateway_keyed(TL_GW_KEY, env, 1, harness_slow_failover(toml));
 	}
 	tl_wait_health_error(gw2->port, tl_https(m->port), "unable to get local issuer certificate");
 }
@@ -436,7 +436,7 @@ Test(tls, unverified_sfu_opt_out_and_plain_server, .fini = harness_cleanup, .tim
 		 "[[sfu]]\naddress = \"%s\"\nkey = \"%s\"\ntls_verify = false\n"
 		 "[[sfu]]\naddress = \"%s\"\nkey = \"%s\"\n",
 		 tl_https(m->port), TL_SFU_KEY, tl_https(plain->port), TL_SFU_KEY);
-	gw = harness_gateway_keyed(TL_GW_KEY, NULL, 1, toml);
+	gw = harness_gateway_keyed(TL_GW_KEY, NULL, 1, harness_slow_failover(toml));
 	cr_assert_not_null(strstr(harness_log(gw), "tls_verify = false: its certificate is not "
 						   "verified"),
 			   "%s", harness_log(gw));
