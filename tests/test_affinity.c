@@ -322,8 +322,9 @@ Test(affinity, pin_expires_after_ttl, .fini = harness_cleanup, .timeout = 30)
 	struct aff_answer first, again, later;
 	char toml[64];
 	int64_t pinned_at, until;
+	int ttl = harness_slow_ms(AFF_TTL_MS);
 
-	snprintf(toml, sizeof(toml), "[affinity]\nttl_ms = %d\n", AFF_TTL_MS);
+	snprintf(toml, sizeof(toml), "[affinity]\nttl_ms = %d\n", ttl);
 	aff_start(&e, 2, toml);
 	aff_beat(&e, 0, 0);
 	aff_beat(&e, 1, 10);
@@ -334,12 +335,12 @@ Test(affinity, pin_expires_after_ttl, .fini = harness_cleanup, .timeout = 30)
 	aff_beat(&e, 1, 0);
 	/* Within the TTL: still pinned, and the SFU answers with the same channel. */
 	again = aff_channel(&e, iss, NULL);
-	cr_assert(harness_now_ms() - pinned_at < AFF_TTL_MS, "too slow to test within the TTL");
+	cr_assert(harness_now_ms() - pinned_at < ttl, "too slow to test within the TTL");
 	cr_assert_eq(again.who, 0, "pin lost within the TTL");
 	pinned_at = harness_now_ms();
 
 	/* Past the TTL (counted from the last use, which refreshed it): load decides. */
-	until = pinned_at + AFF_TTL_MS + 50;
+	until = pinned_at + ttl + 50;
 	while (harness_now_ms() < until)
 		poll(NULL, 0, (int)(until - harness_now_ms()));
 	later = aff_channel(&e, iss, NULL);
