@@ -53,6 +53,17 @@ static int harness_scale(int ms)
 	return harness_valgrind() ? ms * 10 : ms;
 }
 
+void harness_absent(const char *what)
+{
+	const char *ci = getenv("CI");
+
+	if (ci != NULL && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0))
+		cr_assert_fail("%s", what);
+	/* Criterion shows skips only when verbose: the line goes to stderr too. */
+	fprintf(stderr, "skipped: %s\n", what);
+	cr_skip_test("%s", what);
+}
+
 int harness_slow_ms(int ms)
 {
 	return harness_scale(ms);
@@ -207,6 +218,45 @@ const char *harness_log(const struct harness_proc *p)
 	}
 	buf[n > 0 ? n : 0] = '\0';
 	return buf;
+}
+
+char *harness_read_file(const char *path)
+{
+	FILE *f = fopen(path, "r"), *m;
+	char *buf = NULL, chunk[8192];
+	size_t len = 0, n;
+
+	if (f == NULL)
+		return NULL;
+	m = open_memstream(&buf, &len);
+	while (m != NULL && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		fwrite(chunk, 1, n, m);
+	if (m != NULL)
+		fclose(m);
+	fclose(f);
+	cr_assert_not_null(buf, "open_memstream() failed");
+	return buf;
+}
+
+char *harness_read_all(const char *path)
+{
+	char *text = harness_read_file(path);
+
+	return text != NULL ? text : strdup("");
+}
+
+char *harness_whole_log(const struct harness_proc *p)
+{
+	return harness_read_all(p->log_path);
+}
+
+int harness_count(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
 }
 
 struct harness_proc *harness_mock_start(const char *key_b64, const char *const *args)

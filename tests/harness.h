@@ -31,6 +31,10 @@ int64_t harness_now_ms(void);
 /* ms, or under valgrind (which runs the daemon ~20x slower) ten times ms: for a
  * time the daemon is configured with, which the test then waits out. */
 int harness_slow_ms(int ms);
+/* Something the test needs is not on this machine (what says which, and how to
+ * get it): under CI (CI=true or 1) the test fails, elsewhere it is skipped with
+ * that one line. Does not return. */
+_Noreturn void harness_absent(const char *what);
 /* toml itself (NULL too), or under valgrind toml with request timeouts stretched
  * as the tests' deadlines are (a TLS handshake or a slow mock there outlasts the
  * default bounds) when it sets none itself. The copy is static: use it before
@@ -69,6 +73,15 @@ void harness_cleanup(void);
 bool harness_segment(pid_t pid, char *path, size_t len, bool *deleted);
 /* Contents of a process's stderr log so far (static buffer). */
 const char *harness_log(const struct harness_proc *p);
+/* A whole file, NUL-terminated, on the heap (the caller frees it); NULL when it
+ * cannot be opened. */
+char *harness_read_file(const char *path);
+/* The same, but "" (still to free) when it cannot be opened. */
+char *harness_read_all(const char *path);
+/* A process's whole log (harness_log stops at 64 KiB); the caller frees it. */
+char *harness_whole_log(const struct harness_proc *p);
+/* How many times needle occurs in text. */
+int harness_count(const char *text, const char *needle);
 
 /* One HTTP exchange on a new connection to 127.0.0.1:port: sends raw bytes,
  * reads until the peer closes or one full response arrived, within timeout.

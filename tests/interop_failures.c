@@ -57,16 +57,6 @@ static int fail_run(const struct fleet *f, int64_t *ms, char *first_bad, size_t 
 	return bad;
 }
 
-/* How often needle occurs in text. */
-static int fail_count(const char *text, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
 /* The first line of text containing needle ("" when none). Static buffer. */
 static const char *fail_line(const char *text, const char *needle)
 {
@@ -270,9 +260,9 @@ Test(interop_failures, key_mismatch_shown_and_logged_once, .fini = harness_clean
 	       harness_metric(f.gw->port, FAIL_PROBES_OK) < probes + 6)
 		poll(NULL, 0, 100);
 	log = harness_log(f.gw);
-	cr_expect_eq(fail_count(log, "key mismatch"), 1,
+	cr_expect_eq(harness_count(log, "key mismatch"), 1,
 		     "the gateway logged \"key mismatch\" %d times, not once:\n%s",
-		     fail_count(log, "key mismatch"), log);
+		     harness_count(log, "key mismatch"), log);
 	cr_expect_neq(strstr(fail_line(log, "key mismatch"), harness_url(f.sfu[0]->port)), NULL,
 		      "the key mismatch line does not name %s: %s", harness_url(f.sfu[0]->port),
 		      fail_line(log, "key mismatch"));

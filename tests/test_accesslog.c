@@ -152,22 +152,6 @@ Test(accesslog, long_targets_are_cut)
 
 /* ---- the file, written by the workers */
 
-static char *al_read(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	size_t n;
-
-	if (f == NULL)
-		return NULL;
-	buf = calloc(1, 1 << 20);
-	cr_assert_not_null(buf);
-	n = fread(buf, 1, (1 << 20) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
-
 static int al_lines(const char *text)
 {
 	int n = 0;
@@ -185,7 +169,7 @@ static char *al_wait_lines(const char *path, int want)
 
 	for (;;) {
 		free(text);
-		text = al_read(path);
+		text = harness_read_file(path);
 		if (text != NULL && al_lines(text) >= want)
 			return text;
 		cr_assert_lt(harness_now_ms(), deadline, "%s has %d lines, not %d:\n%s", path,
@@ -334,7 +318,7 @@ Test(accesslog, workers_write_one_parsable_line_per_request, .fini = harness_cle
 			cr_assert_eq(harness_get(gw->port, "/after-rotation", NULL, r), 0);
 			free(r);
 			free(now);
-			now = al_read(log);
+			now = harness_read_file(log);
 			if (now != NULL && strstr(now, "/after-rotation") != NULL)
 				break;
 			cr_assert_lt(harness_now_ms(), deadline, "no line in a new %s", log);
@@ -342,7 +326,7 @@ Test(accesslog, workers_write_one_parsable_line_per_request, .fini = harness_cle
 		}
 		free(now);
 	}
-	old_text = al_read(rotated);
+	old_text = harness_read_file(rotated);
 	cr_assert_not_null(old_text);
 	cr_assert_not_null(strstr(old_text, "/nowhere"), "the lines before stay in the old file");
 	free(old_text);
@@ -369,7 +353,7 @@ Test(accesslog, a_link_is_refused_at_start, .fini = harness_cleanup, .timeout = 
 	cr_assert_not_null(strstr(harness_log(gw), "symbolic link (refused)"), "%s",
 			   harness_log(gw));
 	{
-		char *t = al_read(target);
+		char *t = harness_read_file(target);
 
 		cr_assert_str_eq(t, "precious\n");
 		free(t);

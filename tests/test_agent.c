@@ -49,29 +49,13 @@ static int agt_wait(struct harness_proc *p, int timeout_ms)
 	return rc;
 }
 
-/* The agent's log so far (heap; the caller frees). */
-static char *agt_log(const struct harness_proc *p)
-{
-	FILE *f = fopen(p->log_path, "r");
-	char *buf = calloc(1, 1 << 20);
-	size_t n = 0;
-
-	cr_assert_not_null(buf);
-	if (f != NULL) {
-		n = fread(buf, 1, (1 << 20) - 1, f);
-		fclose(f);
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
 /* Runs the agent to its exit (bounded); returns the exit code, log in *log. */
 static int agt_run(const char *const *args, const char *const *env, char **log)
 {
 	struct harness_proc *p = harness_agent_start(args, env);
 	int rc = agt_wait(p, 5000);
 
-	*log = agt_log(p);
+	*log = harness_whole_log(p);
 	return rc;
 }
 
@@ -277,7 +261,7 @@ Test(agent, registers_follows_load_and_signs_off, .fini = harness_cleanup, .time
 	cr_assert_eq(harness_metric(gw->port,
 				    "sfu_gateway_heartbeats_total{result=\"removed\"}"),
 		     1);
-	log = agt_log(ag);
+	log = harness_whole_log(ag);
 	cr_assert(strstr(log, "signed off") != NULL, "no sign-off in the log:\n%s", log);
 	agt_assert_no_secrets(log);
 	free(log);
@@ -332,7 +316,7 @@ Test(agent, two_gateways_one_restarted, .fini = harness_cleanup, .timeout = 60)
 	cr_assert_eq(agt_wait(ag, 3000), 0, "the agent did not exit 0");
 	cr_assert_not(agt_health(a->port, addr).found, "gateway A still has the SFU");
 	cr_assert_not(agt_health(b->port, addr).found, "gateway B still has the SFU");
-	log = agt_log(ag);
+	log = harness_whole_log(ag);
 	cr_assert(strstr(log, "connection refused") != NULL, "A's outage is not in the log:\n%s",
 		  log);
 	cr_assert(strstr(log, "accepted again") != NULL, "A's return is not in the log:\n%s", log);
@@ -373,7 +357,7 @@ Test(agent, wrong_registration_key_backs_off, .fini = harness_cleanup, .timeout 
 	cr_assert(n >= 2 && n <= 4, "%g rejected heartbeats in 3.2 s; the backoff makes 2 to 4", n);
 	cr_assert_not(agt_health(gw->port, addr).found, "a badly signed heartbeat registered");
 
-	log = agt_log(ag);
+	log = harness_whole_log(ag);
 	cr_assert(strstr(log, "401") != NULL, "no 401 in the log:\n%s", log);
 	cr_assert(strstr(log, "invalid token") != NULL, "no gateway error in the log:\n%s", log);
 	cr_assert(strstr(log, harness_url(gw->port)) != NULL, "no gateway URL in the log:\n%s",
@@ -438,7 +422,7 @@ Test(agent, silent_sfu_then_down_after, .fini = harness_cleanup, .timeout = 40)
 	kill(ag->pid, SIGTERM);
 	cr_assert_eq(agt_wait(ag, 3000), 0);
 	{
-		char *log = agt_log(ag);
+		char *log = harness_whole_log(ag);
 
 		cr_assert(strstr(log, "signing off") != NULL, "no down-after in the log:\n%s", log);
 		agt_assert_no_secrets(log);

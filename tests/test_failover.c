@@ -785,16 +785,6 @@ static const char *fo_state_after_probe(const struct harness_proc *gw, int port,
 	return "";
 }
 
-/* How many times needle occurs in text. */
-static int fo_count(const char *text, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-		n++;
-	return n;
-}
-
 /* Hysteresis with HAProxy's defaults (fall 3, rise 2): two failed probes in a row leave a
  * static SFU up, the third takes it out; then one passed probe leaves it out, the second
  * brings it back. The log says each change once, the down with its cause. */
@@ -832,8 +822,8 @@ Test(probe, fall_and_rise, .fini = harness_cleanup, .timeout = 60)
 	snprintf(down_line, sizeof(down_line), "probe: sfu=%s is down", harness_url(port));
 	snprintf(up_line, sizeof(up_line), "probe: sfu=%s is back up", harness_url(port));
 	log = harness_log(gw);
-	cr_assert_eq(fo_count(log, down_line), 1, "down lines:\n%s", log);
-	cr_assert_eq(fo_count(log, up_line), 1, "up lines:\n%s", log);
+	cr_assert_eq(harness_count(log, down_line), 1, "down lines:\n%s", log);
+	cr_assert_eq(harness_count(log, up_line), 1, "up lines:\n%s", log);
 	cr_assert_not_null(strstr(log, "is down after 3 failed probes in a row: GET /v1/noop "
 				       "answered 500"),
 			   "the down line names the count and the cause:\n%s", log);

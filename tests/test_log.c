@@ -18,36 +18,6 @@
 /* base64 of the 32 bytes "log-tests-gateway-key-0123456789" */
 #define LOG_GW_KEY "bG9nLXRlc3RzLWdhdGV3YXkta2V5LTAxMjM0NTY3ODk="
 
-/* The whole file as a string (the caller frees it); "" when it cannot be read. */
-static char *log_read(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t len = 0;
-
-	if (f != NULL) {
-		FILE *m = open_memstream(&buf, &len);
-		char chunk[8192];
-		size_t n;
-
-		while (m != NULL && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-			fwrite(chunk, 1, n, m);
-		if (m != NULL)
-			fclose(m);
-		fclose(f);
-	}
-	return buf != NULL ? buf : strdup("");
-}
-
-static int log_count(const char *text, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
 /* The sum of N over the "<cause>: suppressed N similar lines" lines of text. */
 static unsigned long long log_suppressed(const char *text, const char *cause)
 {
@@ -145,18 +115,19 @@ Test(log, file_gets_burst_and_summary_at_flush, .fini = harness_cleanup)
 	for (int i = 0; i < 1000; i++)
 		log_one_bad_thing(i);
 	log_limit_flush(1);
-	text = log_read(path);
-	cr_assert_eq(log_count(text, "test: bad thing number "), LOG_LIMIT_BURST, "%s", text);
-	cr_assert_eq(log_count(text, "test: bad things: suppressed 980 similar lines in the last "),
+	text = harness_read_all(path);
+	cr_assert_eq(harness_count(text, "test: bad thing number "), LOG_LIMIT_BURST, "%s", text);
+	cr_assert_eq(harness_count(text, "test: bad things: suppressed 980 similar lines in the "
+					 "last "),
 		     1, "%s", text);
-	cr_assert_eq(log_count(text, "\n"), LOG_LIMIT_BURST + 1, "%s", text);
+	cr_assert_eq(harness_count(text, "\n"), LOG_LIMIT_BURST + 1, "%s", text);
 	/* The summary is at the level of the lines it stands for. */
 	cr_assert_neq(strstr(text, " info main["), NULL, "%s", text);
 	free(text);
 	/* Flushed once: nothing more to write. */
 	log_limit_flush(1);
-	text = log_read(path);
-	cr_assert_eq(log_count(text, "\n"), LOG_LIMIT_BURST + 1, "%s", text);
+	text = harness_read_all(path);
+	cr_assert_eq(harness_count(text, "\n"), LOG_LIMIT_BURST + 1, "%s", text);
 	free(text);
 	log_close();
 }
@@ -171,21 +142,22 @@ Test(log, periodic_flush_waits_for_the_window, .fini = harness_cleanup)
 		log_one_bad_thing(i);
 	/* The window is not over yet: the periodic flush leaves the count for later. */
 	log_limit_flush(0);
-	text = log_read(path);
-	cr_assert_eq(log_count(text, "suppressed"), 0, "%s", text);
+	text = harness_read_all(path);
+	cr_assert_eq(harness_count(text, "suppressed"), 0, "%s", text);
 	free(text);
 	/* Once it is, the same flush writes it. */
 	deadline = harness_now_ms() + 3 * LOG_LIMIT_WINDOW_MS;
 	do {
 		poll(NULL, 0, 50);
 		log_limit_flush(0);
-		text = log_read(path);
-		if (log_count(text, "suppressed") > 0 || harness_now_ms() > deadline)
+		text = harness_read_all(path);
+		if (harness_count(text, "suppressed") > 0 || harness_now_ms() > deadline)
 			break;
 		free(text);
 	} while (1);
-	cr_assert_eq(log_count(text, "test: bad things: suppressed 5 similar lines in the last "), 1,
-		     "%s", text);
+	cr_assert_eq(harness_count(text, "test: bad things: suppressed 5 similar lines in the "
+					 "last "),
+		     1, "%s", text);
 	free(text);
 	log_close();
 }
@@ -202,9 +174,9 @@ Test(log, lines_below_the_level_do_not_count, .fini = harness_cleanup)
 	for (int i = 0; i < LOG_LIMIT_BURST; i++)
 		log_one_bad_thing(i);
 	log_limit_flush(1);
-	text = log_read(path);
-	cr_assert_eq(log_count(text, "test: bad thing number "), LOG_LIMIT_BURST, "%s", text);
-	cr_assert_eq(log_count(text, "suppressed"), 0, "%s", text);
+	text = harness_read_all(path);
+	cr_assert_eq(harness_count(text, "test: bad thing number "), LOG_LIMIT_BURST, "%s", text);
+	cr_assert_eq(harness_count(text, "suppressed"), 0, "%s", text);
 	free(text);
 	log_close();
 }
@@ -291,8 +263,8 @@ Test(log_flood, rejected_tokens_are_rate_limited_and_counted, .fini = harness_cl
 	deadline = harness_now_ms() + 5000;
 	for (;;) {
 		free(text);
-		text = log_read(path);
-		written = (unsigned long long)log_count(text, "channel: rejected token from ");
+		text = harness_read_all(path);
+		written = (unsigned long long)harness_count(text, "channel: rejected token from ");
 		suppressed = log_suppressed(text, "channel: rejected tokens");
 		if (written + suppressed >= rejected || harness_now_ms() > deadline)
 			break;

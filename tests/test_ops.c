@@ -151,40 +151,11 @@ static int ops_sh(const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* The whole file, NUL-terminated (caller frees), or NULL. */
-static char *ops_read(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t len = 0, cap = 0, n;
-
-	if (f == NULL)
-		return NULL;
-	do {
-		if (cap - len < 4096) {
-			char *nb = realloc(buf, cap + 65536);
-
-			if (nb == NULL) {
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = nb;
-			cap += 65536;
-		}
-		n = fread(buf + len, 1, cap - len - 1, f);
-		len += n;
-	} while (n > 0);
-	fclose(f);
-	buf[len] = '\0';
-	return buf;
-}
-
 /* The first 16 KiB of a file in a static buffer, for assertion messages. */
 static const char *ops_text(const char *path)
 {
 	static char buf[16384];
-	char *text = ops_read(path);
+	char *text = harness_read_file(path);
 
 	snprintf(buf, sizeof(buf), "%s", text ? text : "");
 	free(text);
@@ -218,7 +189,7 @@ static bool ops_alive(pid_t pid)
 	if (kill(pid, 0) != 0 && errno == ESRCH)
 		return false;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	stat = ops_read(path);
+	stat = harness_read_file(path);
 	if (stat == NULL)
 		return false;
 	p = strrchr(stat, ')');
@@ -257,7 +228,7 @@ static bool ops_is_keeper(pid_t pid)
 	bool keeper;
 
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	comm = ops_read(path);
+	comm = harness_read_file(path);
 	keeper = comm != NULL && strcmp(comm, "sfu-gw-keeper\n") == 0;
 	free(comm);
 	return keeper;
@@ -279,7 +250,7 @@ static int ops_children(pid_t pid, pid_t *out, int max)
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		stat = ops_read(path);
+		stat = harness_read_file(path);
 		if (stat == NULL)
 			continue;
 		p = strrchr(stat, ')');
@@ -294,7 +265,7 @@ static int ops_children(pid_t pid, pid_t *out, int max)
 
 static int ops_read_pid(const char *path)
 {
-	char *text = ops_read(path);
+	char *text = harness_read_file(path);
 	int pid = 0;
 
 	if (text != NULL) {
@@ -419,7 +390,7 @@ static int ops_init(const struct ops_inst *in, const char *env, const char *acti
 static const char *ops_out(const struct ops_inst *in)
 {
 	static char buf[16384];
-	char *text = ops_read(in->out);
+	char *text = harness_read_file(in->out);
 	size_t n = text ? strlen(text) : 0;
 
 	/* The end matters most. */
@@ -453,7 +424,7 @@ static char *ops_files(const char *dir)
 
 	snprintf(list, sizeof(list), "%s.files", dir);
 	ops_sh("cd '%s' && find . -type f | sort > '%s'", dir, list);
-	return ops_read(list);
+	return harness_read_file(list);
 }
 
 Test(ops, install_and_init_script_lifecycle, .timeout = 120)
@@ -484,7 +455,7 @@ Test(ops, install_and_init_script_lifecycle, .timeout = 120)
 	cr_assert(ops_exists(path), "%s", path);
 	cr_assert(ops_exists(in.config), "%s", in.config);
 	cr_assert(ops_exists(in.defaults), "%s", in.defaults);
-	text = ops_read(in.script);
+	text = harness_read_file(in.script);
 	cr_assert_not_null(text);
 	cr_assert_not_null(strstr(text, "\nDAEMON=/usr/sbin/sfu-gateway\n"),
 			   "the installed init script must point at $(PREFIX)/sbin");
@@ -524,7 +495,7 @@ Test(ops, install_and_init_script_lifecycle, .timeout = 120)
 		char status_path[64], *status, *uid;
 
 		snprintf(status_path, sizeof(status_path), "/proc/%d/status", (int)kids[0]);
-		status = ops_read(status_path);
+		status = harness_read_file(status_path);
 		cr_assert_not_null(status);
 		uid = strstr(status, "\nUid:\t");
 		cr_assert_not_null(uid);
@@ -563,11 +534,11 @@ Test(ops, install_and_init_script_lifecycle, .timeout = 120)
 
 	/* Installing again keeps the operator's files. */
 	cr_assert_eq(ops_make(&in, "install"), 0, "%s", ops_out(&in));
-	text = ops_read(in.config);
+	text = harness_read_file(in.config);
 	cr_assert(text != NULL && strstr(text, "# written by test_ops") == text,
 		  "make install overwrote the config");
 	free(text);
-	text = ops_read(in.defaults);
+	text = harness_read_file(in.defaults);
 	cr_assert(text != NULL && strstr(text, "STOP_TIMEOUT=15") != NULL,
 		  "make install overwrote the defaults file");
 	free(text);
@@ -737,8 +708,8 @@ Test(ops, log_rotation_reopens_on_usr1, .timeout = 60)
 	}
 	cr_assert_eq(harness_stop(gw, SIGTERM, 10000) >= 0, 1, "the gateway did not stop");
 
-	before_text = ops_read(old_path);
-	after_text = ops_read(log_path);
+	before_text = harness_read_file(old_path);
+	after_text = harness_read_file(log_path);
 	cr_assert_not_null(before_text);
 	cr_assert_not_null(after_text, "no new log file after USR1");
 	for (int i = 0; i < OPS_ROTATE_SFUS; i++) {
@@ -839,7 +810,7 @@ Test(ops, no_keys_or_tokens_in_logs, .timeout = 60)
 	ops_assert_absent(r->body, OPS_HB_KEY, "the heartbeat key (health)");
 	cr_assert_geq(harness_stop(gw, SIGTERM, 10000), 0);
 
-	text = ops_read(log_path);
+	text = harness_read_file(log_path);
 	cr_assert_not_null(text);
 	cr_assert_not_null(strstr(text, "debug "), "--log-level debug logged nothing at debug");
 	cr_assert_not_null(strstr(text, "sfu=http://10.9.2.1:8070"));
@@ -951,8 +922,8 @@ Test(ops, help_and_manual_list_the_same_flags, .timeout = 30)
 	snprintf(out, sizeof(out), "%s/help.out", harness_tmpdir());
 	rc = ops_sh("'%s' --help >'%s' 2>&1", ops_bin(), out);
 	cr_assert_eq(rc, 0);
-	help = ops_read(out);
-	man = ops_read("man/sfu-gateway.8");
+	help = harness_read_file(out);
+	man = harness_read_file("man/sfu-gateway.8");
 	cr_assert(help != NULL && man != NULL);
 	ops_flag_pairs_help(help, help_pairs, sizeof(help_pairs));
 	ops_flag_pairs_man(man, man_pairs, sizeof(man_pairs));
@@ -1029,7 +1000,7 @@ static char *ops_man_item(const char *man, const char *section, const char *name
 
 Test(ops, every_option_is_in_the_manual, .timeout = 30)
 {
-	char *man = ops_read("man/sfu-gateway.toml.5");
+	char *man = harness_read_file("man/sfu-gateway.toml.5");
 	const char *p;
 	int items = 0, rows = 0;
 
@@ -1504,7 +1475,7 @@ static void ops_assert_no_writable(pid_t pid, const char *absent, const char *re
 			char info[PATH_MAX], *text, *flags;
 
 			snprintf(info, sizeof(info), "/proc/%d/fdinfo/%s", (int)pid, e->d_name);
-			text = ops_read(info);
+			text = harness_read_file(info);
 			cr_assert_not_null(text);
 			flags = strstr(text, "flags:");
 			cr_assert_not_null(flags);
@@ -1545,7 +1516,7 @@ Test(ops, pid_file_removed_after_switching_user, .timeout = 40)
 		char path[64], *status;
 
 		snprintf(path, sizeof(path), "/proc/%d/status", (int)kids[0]);
-		status = ops_read(path);
+		status = harness_read_file(path);
 		cr_assert(status != NULL && strstr(status, "\nUid:\t") != NULL);
 		cr_assert_eq(atoi(strstr(status, "\nUid:\t") + 6), (int)nobody->pw_uid);
 		free(status);

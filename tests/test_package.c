@@ -42,22 +42,6 @@ static int pk_sh(const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static char *pk_read(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	size_t n;
-
-	if (f == NULL)
-		return NULL;
-	buf = calloc(1, 1 << 20);
-	cr_assert_not_null(buf);
-	n = fread(buf, 1, (1 << 20) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
-
 /* The end of what the commands printed, for failure messages. */
 static const char *pk_out(void)
 {
@@ -66,7 +50,7 @@ static const char *pk_out(void)
 	size_t n;
 
 	snprintf(path, sizeof(path), "%s/pk.out", harness_tmpdir());
-	text = pk_read(path);
+	text = harness_read_file(path);
 	n = text ? strlen(text) : 0;
 	snprintf(buf, sizeof(buf), "%s", text ? text + (n > 6000 ? n - 6000 : 0) : "");
 	free(text);
@@ -75,7 +59,7 @@ static const char *pk_out(void)
 
 static bool pk_has(const char *path, const char *needle)
 {
-	char *text = pk_read(path);
+	char *text = harness_read_file(path);
 	bool has = text != NULL && strstr(text, needle) != NULL;
 
 	free(text);
@@ -93,20 +77,17 @@ static const char *pk_build_dir(void)
 	return dirname(dir);
 }
 
-/* A tool this suite needs: present, or under CI a failure; else the test says so and skips. */
-static bool pk_need(const char *tool, const char *package)
+/* A tool this suite needs: present, or the test fails under CI and is skipped elsewhere. */
+static void pk_need(const char *tool, const char *package)
 {
 	char cmd[256];
 
 	snprintf(cmd, sizeof(cmd), "command -v %s > /dev/null 2>&1", tool);
 	if (system(cmd) == 0)
-		return true;
-	if (getenv("CI") != NULL && strcmp(getenv("CI"), "true") == 0)
-		cr_assert_fail("%s is missing (Debian package %s; scripts/deps.sh test installs it)",
-			       tool, package);
-	cr_skip_test("%s is missing: install the Debian package %s (scripts/deps.sh test)", tool,
-		     package);
-	return false;
+		return;
+	snprintf(cmd, sizeof(cmd), "%s is missing: install the Debian package %s "
+		 "(scripts/deps.sh test)", tool, package);
+	harness_absent(cmd);
 }
 
 /* ---- the systemd unit */
@@ -118,15 +99,14 @@ Test(package, systemd_unit_verifies_clean, .fini = harness_cleanup, .timeout = 1
 	char *text;
 	int rc;
 
-	if (!pk_need("systemd-analyze", "systemd"))
-		return;
+	pk_need("systemd-analyze", "systemd");
 	snprintf(root, sizeof(root), "%s/root", harness_tmpdir());
 	rc = pk_sh("make -s BUILD='%s' -o '%s/sfu-gateway' -o '%s/sfu-gateway-agent' install "
 		   "DESTDIR='%s' PREFIX=/usr",
 		   b, b, b, root);
 	cr_assert_eq(rc, 0, "make install: %s", pk_out());
 	snprintf(unit, sizeof(unit), "%s/usr/lib/systemd/system/sfu-gateway.service", root);
-	text = pk_read(unit);
+	text = harness_read_file(unit);
 	cr_assert_not_null(text, "make install did not install %s", unit);
 	cr_assert_not_null(strstr(text, "ExecStart=/usr/sbin/sfu-gateway "));
 	cr_assert_not_null(strstr(text, "Type=notify"));
@@ -162,8 +142,7 @@ Test(package, logrotate_reopens_the_live_gateways_logs, .fini = harness_cleanup,
 	struct harness_resp *r;
 	int64_t deadline;
 
-	if (!pk_need("logrotate", "logrotate"))
-		return;
+	pk_need("logrotate", "logrotate");
 	snprintf(dir, sizeof(dir), "%s", harness_tmpdir());
 	snprintf(logs, sizeof(logs), "%s/log", dir);
 	snprintf(run, sizeof(run), "%s/run", dir);
@@ -282,7 +261,7 @@ static int pk_init(const char *action)
 
 static int pk_pid(void)
 {
-	char *text = pk_read("/run/sfu-gateway.pid");
+	char *text = harness_read_file("/run/sfu-gateway.pid");
 	int pid = text != NULL ? atoi(text) : 0;
 
 	free(text);
@@ -320,15 +299,12 @@ Test(package, deb_installs_serves_upgrades_and_purges, .fini = pk_deb_fini, .tim
 	int port = harness_free_port(), first, second, rc;
 	struct stat st;
 
-	if (geteuid() != 0) {
-		if (getenv("CI") != NULL && strcmp(getenv("CI"), "true") == 0)
-			cr_assert_fail("the package test needs root (CI runs as root)");
-		cr_skip_test("the package test installs a .deb: run it as root");
-		return;
-	}
-	if (!pk_need("dpkg-deb", "dpkg") || !pk_need("dpkg-shlibdeps", "dpkg-dev") ||
-	    !pk_need("lintian", "lintian"))
-		return;
+	if (geteuid() != 0)
+		harness_absent("the package test installs a .deb: run it as root "
+			       "(CI runs as root)");
+	pk_need("dpkg-deb", "dpkg");
+	pk_need("dpkg-shlibdeps", "dpkg-dev");
+	pk_need("lintian", "lintian");
 	/* Never over an operator's real installation. */
 	cr_assert_neq(pk_sh("dpkg-query -W -f='${Status}' sfu-gateway | grep -q 'ok installed'"), 0,
 		      "a sfu-gateway package is installed on this machine: the test leaves it alone");

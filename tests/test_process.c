@@ -57,40 +57,10 @@ struct proc_load {
 
 /* ---- processes of the gateway */
 
-/* The whole stderr log of a process (harness_log stops at 64 KiB); free it. */
-static char *proc_log(const struct harness_proc *p)
-{
-	FILE *f = fopen(p->log_path, "r");
-	char *buf = NULL;
-	size_t len = 0;
-
-	if (f != NULL) {
-		FILE *m = open_memstream(&buf, &len);
-		char chunk[8192];
-		size_t n;
-
-		while (m != NULL && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-			fwrite(chunk, 1, n, m);
-		if (m != NULL)
-			fclose(m);
-		fclose(f);
-	}
-	return buf != NULL ? buf : strdup("");
-}
-
-static int proc_count(const char *text, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
 /* Copies the tail of the gateway's log into the test output, for failed assertions. */
 static void proc_dump_log(const struct harness_proc *gw)
 {
-	char *log = proc_log(gw);
+	char *log = harness_whole_log(gw);
 	size_t len = strlen(log);
 
 	cr_log_error("gateway log (tail):\n%s", len > 6000 ? log + len - 6000 : log);
@@ -139,7 +109,7 @@ static int proc_wait_tree(const struct harness_proc *gw, int n_workers, int time
 	for (;;) {
 		pid_t kids[PROC_MAX_PIDS];
 		int n = proc_children(gw->pid, kids, PROC_MAX_PIDS), nw = 0, nr = 0, other = 0;
-		char *log = proc_log(gw);
+		char *log = harness_whole_log(gw);
 
 		for (int i = 0; i < n; i++) {
 			if (proc_started_as(log, "worker", kids[i]))
@@ -176,7 +146,7 @@ static void proc_expect_tree(const struct harness_proc *gw, int n, int timeout_m
 static void proc_expect_clean_log(const struct harness_proc *gw)
 {
 	static const char *const bad[] = { "Assertion", "AddressSanitizer", "runtime error:" };
-	char *log = proc_log(gw);
+	char *log = harness_whole_log(gw);
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *at = strstr(log, bad[i]);
@@ -190,8 +160,8 @@ static void proc_expect_clean_log(const struct harness_proc *gw)
  * reloaded, 0 when it reported a failed reload, -1 when it said nothing. */
 static int proc_reload(const struct harness_proc *gw)
 {
-	char *log = proc_log(gw);
-	int ok = proc_count(log, "master: reloaded"), bad = proc_count(log, "reload failed");
+	char *log = harness_whole_log(gw);
+	int ok = harness_count(log, "master: reloaded"), bad = harness_count(log, "reload failed");
 	int64_t deadline = harness_now_ms() + 5000;
 
 	free(log);
@@ -199,9 +169,9 @@ static int proc_reload(const struct harness_proc *gw)
 	while (harness_now_ms() < deadline) {
 		int now_ok, now_bad;
 
-		log = proc_log(gw);
-		now_ok = proc_count(log, "master: reloaded");
-		now_bad = proc_count(log, "reload failed");
+		log = harness_whole_log(gw);
+		now_ok = harness_count(log, "master: reloaded");
+		now_bad = harness_count(log, "reload failed");
 		free(log);
 		if (now_ok > ok)
 			return 1;
@@ -546,9 +516,9 @@ Test(process, master_workers_reaper, .fini = harness_cleanup, .timeout = 30)
 	char *log;
 
 	proc_expect_tree(gw, 3, 5000, workers, &reaper);
-	log = proc_log(gw);
-	cr_expect_eq(proc_count(log, "started worker"), 3, "log:\n%s", log);
-	cr_expect_eq(proc_count(log, "started reaper"), 1, "log:\n%s", log);
+	log = harness_whole_log(gw);
+	cr_expect_eq(harness_count(log, "started worker"), 3, "log:\n%s", log);
+	cr_expect_eq(harness_count(log, "started reaper"), 1, "log:\n%s", log);
 	free(log);
 	/* The master serves nothing itself: the workers answer. */
 	cr_assert_eq(proc_channel(gw, m->port), 200);
@@ -570,7 +540,7 @@ Test(process, reaper_respawned, .fini = harness_cleanup, .timeout = 30)
 	} while (reaper2 == reaper && harness_now_ms() < deadline);
 	cr_assert_neq(reaper2, reaper, "the reaper was not respawned");
 	proc_expect_tree(gw, 1, 3000, workers, &reaper2);
-	log = proc_log(gw);
+	log = harness_whole_log(gw);
 	cr_expect(strstr(log, "killed by signal 9") != NULL, "log:\n%s", log);
 	free(log);
 }
@@ -676,7 +646,7 @@ Test(process, reload_broken_file_keeps_config, .fini = harness_cleanup, .timeout
 	tmp = harness_write_file("gw.toml.new", text);
 	cr_assert_eq(rename(tmp, path), 0);
 	cr_assert_eq(proc_reload(gw), 0, "the broken file was not reported");
-	log = proc_log(gw);
+	log = harness_whole_log(gw);
 	failed = strstr(log, "reload failed");
 	cr_assert_not_null(failed);
 	snprintf(needle, sizeof(needle), "%s:4", path);
@@ -823,7 +793,7 @@ Test(process, stopped_worker_finishes_in_flight_request, .fini = harness_cleanup
 		replaced = proc_wait_tree(gw, 1, 0, after, &reaper) == 1 && after[0] != victim;
 	}
 	cr_expect(replaced, "the stopped worker was not replaced");
-	log = proc_log(gw);
+	log = harness_whole_log(gw);
 	snprintf(needle, sizeof(needle), "worker pid=%d exited with 0", (int)victim);
 	cr_expect(strstr(log, needle) != NULL, "no \"%s\" in the log:\n%s", needle, log);
 	free(log);

@@ -250,36 +250,6 @@ static bool rs_last_verified(const struct harness_proc *m)
 	return ok;
 }
 
-/* The gateway's whole log (harness_log stops at 64 KiB); free it. */
-static char *rs_log(const struct harness_proc *p)
-{
-	FILE *f = fopen(p->log_path, "r");
-	char *buf = NULL;
-	size_t len = 0;
-
-	if (f != NULL) {
-		FILE *m = open_memstream(&buf, &len);
-		char chunk[8192];
-		size_t n;
-
-		while (m != NULL && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-			fwrite(chunk, 1, n, m);
-		if (m != NULL)
-			fclose(m);
-		fclose(f);
-	}
-	return buf != NULL ? buf : strdup("");
-}
-
-static int rs_count(const char *text, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
 /* Waits until the gateway's log holds needle at least once; returns how many times. */
 static int rs_wait_log(const struct harness_proc *gw, const char *needle)
 {
@@ -287,9 +257,9 @@ static int rs_wait_log(const struct harness_proc *gw, const char *needle)
 	int n = 0;
 
 	while (harness_now_ms() < deadline) {
-		char *log = rs_log(gw);
+		char *log = harness_whole_log(gw);
 
-		n = rs_count(log, needle);
+		n = harness_count(log, needle);
 		free(log);
 		if (n > 0)
 			return n;
@@ -484,9 +454,9 @@ static void rs_fault_case(const struct rs_case *c)
 	cr_assert_not_null(rs_sfu(root, a1), "the last good list's SFU is gone");
 	cr_assert_null(rs_sfu(root, RS_FAKE));
 	json_object_put(root);
-	log = rs_log(gw);
-	cr_assert_eq(rs_count(log, " failing: "), 1, "the failing state is not logged once:\n%s",
-		     log);
+	log = harness_whole_log(gw);
+	cr_assert_eq(harness_count(log, " failing: "), 1,
+		     "the failing state is not logged once:\n%s", log);
 	free(log);
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(rs_channel(gw, mocks, 1, &status), 0, "status %d", status);
@@ -612,9 +582,9 @@ Test(regsource, stale_list_is_used_and_flagged, .fini = harness_cleanup, .timeou
 		}
 		json_object_put(r0);
 	}
-	log = rs_log(gw);
-	cr_assert_eq(rs_count(log, " stale: "), 1, "%s", log);
-	cr_assert_eq(rs_count(log, " failing: "), 1, "%s", log);
+	log = harness_whole_log(gw);
+	cr_assert_eq(harness_count(log, " stale: "), 1, "%s", log);
+	cr_assert_eq(harness_count(log, " failing: "), 1, "%s", log);
 	free(log);
 }
 
@@ -765,8 +735,8 @@ static void rs_load_stop(struct rs_load *l)
 /* Sends SIGHUP and waits for the master's "reloaded" line. */
 static void rs_reload(const struct harness_proc *gw)
 {
-	char *log = rs_log(gw);
-	int before = rs_count(log, "master: reloaded");
+	char *log = harness_whole_log(gw);
+	int before = harness_count(log, "master: reloaded");
 	int64_t deadline = harness_now_ms() + RS_WAIT_MS;
 
 	free(log);
@@ -774,8 +744,8 @@ static void rs_reload(const struct harness_proc *gw)
 	while (harness_now_ms() < deadline) {
 		int now;
 
-		log = rs_log(gw);
-		now = rs_count(log, "master: reloaded");
+		log = harness_whole_log(gw);
+		now = harness_count(log, "master: reloaded");
 		free(log);
 		if (now > before)
 			return;
@@ -932,8 +902,8 @@ Test(regsource, precedence_between_sources, .fini = harness_cleanup, .timeout = 
 	cr_assert_eq(harness_json_int(s, "sessions"), 3, "the takeover lost its load");
 	cr_assert_eq(harness_json_int(rs_regobj(root), "ignored"), 1);
 	json_object_put(root);
-	log = rs_log(gw);
-	cr_assert_eq(rs_count(log, "a static SFU: the config's entry wins"), 1, "%s", log);
+	log = harness_whole_log(gw);
+	cr_assert_eq(harness_count(log, "a static SFU: the config's entry wins"), 1, "%s", log);
 	free(log);
 
 	/* Its heartbeats may report load with the listed key, never change it or sign off. */
@@ -1002,7 +972,7 @@ Test(regsource, token_is_sent_and_never_shown, .fini = harness_cleanup, .timeout
 	cr_assert_eq(harness_get(gw->port, "/metrics", NULL, r), 0);
 	cr_assert_null(strstr(r->body, RS_TOKEN), "metrics show the token");
 	cr_assert_null(strstr(r->body, "regsource-test-bearer"), "metrics show the token");
-	log = rs_log(gw);
+	log = harness_whole_log(gw);
 	cr_assert_null(strstr(log, "regsource-test-bearer"), "the log shows the token");
 	free(log);
 	free(r);
@@ -1019,7 +989,7 @@ Test(regsource, wrong_token_fails_and_is_not_shown, .fini = harness_cleanup, .ti
 	rs_set_doc(reg, rs_doc(e));
 	gw = rs_gateway(reg, "token = \"not-the-token\"\n", 1);
 	rs_wait_state(gw, "failing", "GET answered 401");
-	log = rs_log(gw);
+	log = harness_whole_log(gw);
 	cr_assert_null(strstr(log, "not-the-token"), "the log shows the token");
 	free(log);
 }

@@ -192,15 +192,6 @@ static void tl_wait_health_error(int gw_port, const char *address, const char *w
 	cr_assert_fail("%s: tls.error is '%s', want '%s'", address, got, want);
 }
 
-static int tl_count(const char *text, const char *needle)
-{
-	int n = 0;
-
-	for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
-		n++;
-	return n;
-}
-
 /* n channel requests at once, conc at a time, each answered with want. */
 static void tl_channels(int port, int n, int conc, int want)
 {
@@ -364,8 +355,8 @@ Test(tls, refused_certificates_named_per_sfu, .fini = harness_cleanup, .timeout 
 	for (int i = 0; i < 4; i++) {
 		snprintf(line, sizeof(line), "sfu=%s: TLS handshake failed: %s",
 			 tl_https(m[i]->port), want[i]);
-		cr_assert_eq(tl_count(log, line), 1, "'%s' logged %d times: %s", line,
-			     tl_count(log, line), log);
+		cr_assert_eq(harness_count(log, line), 1, "'%s' logged %d times: %s", line,
+			     harness_count(log, line), log);
 	}
 	cr_assert_gt(harness_metric(gw->port, "sfu_gateway_tls_handshakes_total{side=\"upstream\","
 					      "result=\"failed\"}"),
@@ -462,11 +453,11 @@ Test(tls, unverified_sfu_opt_out_and_plain_server, .fini = harness_cleanup, .tim
 	{
 		int64_t deadline = harness_now_ms() + 10000;
 
-		while (tl_count(harness_log(gw), "tls_verify = false: its certificate") < 2 &&
+		while (harness_count(harness_log(gw), "tls_verify = false: its certificate") < 2 &&
 		       harness_now_ms() < deadline)
 			poll(NULL, 0, 50);
 	}
-	cr_assert_eq(tl_count(harness_log(gw), "tls_verify = false: its certificate"), 2, "%s",
+	cr_assert_eq(harness_count(harness_log(gw), "tls_verify = false: its certificate"), 2, "%s",
 		     harness_log(gw));
 }
 
@@ -793,7 +784,7 @@ Test(tls, listener_reload_under_load_drops_nothing, .fini = harness_cleanup, .ti
 	tl_replace(junk.key, live.cert, 0644);
 	kill(gw->pid, SIGHUP);
 	deadline = harness_now_ms() + 10000;
-	while (tl_count(harness_log(gw), "reload failed") < 1 && harness_now_ms() < deadline)
+	while (harness_count(harness_log(gw), "reload failed") < 1 && harness_now_ms() < deadline)
 		poll(NULL, 0, 20);
 	cr_assert_not_null(strstr(harness_log(gw), "reload failed, keeping the running config: "
 						   "[tls]: certificate: no PEM certificate"),
@@ -806,7 +797,7 @@ Test(tls, listener_reload_under_load_drops_nothing, .fini = harness_cleanup, .ti
 	tl_replace(a.key, live.key, 0644);
 	kill(gw->pid, SIGHUP);
 	deadline = harness_now_ms() + 10000;
-	while (tl_count(harness_log(gw), "reload failed") < 2 && harness_now_ms() < deadline)
+	while (harness_count(harness_log(gw), "reload failed") < 2 && harness_now_ms() < deadline)
 		poll(NULL, 0, 20);
 	cr_assert_not_null(strstr(harness_log(gw), "is readable or writable by others (mode "
 						   "0644): refused"),
