@@ -150,13 +150,7 @@ for r in $(seq 1 "$rounds"); do
 done
 
 # Medians over the rounds (mean of the middle two for an even count); error counts are totals.
-awk -v order="$contenders" -v conns_list="$conns_list" '
-  function median(s,   v, n, i, j, t) {
-    n = split(s, v, " ")
-    for (i = 2; i <= n; i++)
-      for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-  }
+awk -v order="$contenders" -v conns_list="$conns_list" "$bench_awk_median"'
   { k = $2 " " $3; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
     bad[k] += $7; err[k] += $8 }
   END {

@@ -264,13 +264,7 @@ done
 # Medians over the rounds; ratios of the gateway to HAProxy and nginx at the same worker
 # count and mode (req/s: gateway / other, above 1 = the gateway is faster; p99: gateway /
 # other, below 1 = the gateway's tail is shorter).
-awk -v order="$contenders" -v conns_list="$conns_list" '
-  function median(s,   v, n, i, j, t) {
-    n = split(s, v, " ")
-    for (i = 2; i <= n; i++)
-      for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-  }
+awk -v order="$contenders" -v conns_list="$conns_list" "$bench_awk_median"'
   { k = $2 " " $3; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
     bad[k] += $7; err[k] += $8 }
   END {

@@ -5,6 +5,18 @@
 
 # Sets BUILD (binaries directory, env BUILD, default build), bench_tmp and the traps: whatever
 # was registered with bench_track is killed on exit, on Ctrl-C and on SIGTERM.
+# The awk function median(s): the median of the space-separated numbers in s (the mean of
+# the middle two for an even count). Put it before a program: awk "$bench_awk_median"'...'.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+bench_awk_median='
+  function median(s,   v, n, i, j, t) {
+    n = split(s, v, " ")
+    for (i = 2; i <= n; i++)
+      for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+  }
+'
+
 bench_init() {
   BUILD=${BUILD:-build}
   bench_tmp=$(mktemp -d)

@@ -166,13 +166,7 @@ for r in $(seq 1 "$rounds"); do
 done
 
 # Medians over the rounds, then the ratios.
-awk -v order="$contenders" -v flood="$flood" '
-  function median(s,   v, n, i, j, t) {
-    n = split(s, v, " ")
-    for (i = 2; i <= n; i++)
-      for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-  }
+awk -v order="$contenders" -v flood="$flood" "$bench_awk_median"'
   $3 == "cpu" { cpu[$2 " " $4] = cpu[$2 " " $4] " " $6 }
   $3 == "channel" { rps[$2 " " $4] = rps[$2 " " $4] " " $5 }
   END {
