@@ -259,61 +259,49 @@ int harness_count(const char *text, const char *needle)
 	return n;
 }
 
-struct harness_proc *harness_mock_start(const char *key_b64, const char *const *args)
+/*
+ * Starts one of the test servers (the mock SFU, the mock registry): the binary
+ * named by the variable bin_env, else dflt, on a port of its choosing with
+ * --key when key_b64 is not NULL, then args. Ready once it prints "PORT n".
+ */
+static struct harness_proc *harness_server_start(const char *bin_env, const char *dflt,
+						 const char *key_b64, const char *const *args)
 {
-	const char *bin = getenv("MOCK_SFU_BIN");
+	const char *bin = getenv(bin_env);
 	const char *argv[64];
 	struct harness_proc *p = harness_track();
 	int n = 0;
 	char line[128];
 
-	if (bin == NULL)
-		bin = "build/mock-sfu";
 	if (p == NULL)
 		return NULL;
-	argv[n++] = bin;
+	argv[n++] = bin != NULL ? bin : dflt;
 	argv[n++] = "--port";
 	argv[n++] = "0";
-	argv[n++] = "--key";
-	argv[n++] = key_b64;
+	if (key_b64 != NULL) {
+		argv[n++] = "--key";
+		argv[n++] = key_b64;
+	}
 	argv[n++] = "--quiet";
 	for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	if (harness_spawn(p, argv, environ) < 0)
 		return NULL;
-	/* The mock prints "PORT n" once it listens. */
 	if (harness_read_line(p, line, sizeof(line), 5000) &&
 	    sscanf(line, "PORT %d", &p->port) == 1)
 		return p;
 	return NULL;
 }
 
+struct harness_proc *harness_mock_start(const char *key_b64, const char *const *args)
+{
+	return harness_server_start("MOCK_SFU_BIN", "build/mock-sfu", key_b64, args);
+}
+
 struct harness_proc *harness_registry_start(const char *const *args)
 {
-	const char *bin = getenv("MOCK_REGISTRY_BIN");
-	const char *argv[64];
-	struct harness_proc *p = harness_track();
-	int n = 0;
-	char line[128];
-
-	if (bin == NULL)
-		bin = "build/mock-registry";
-	if (p == NULL)
-		return NULL;
-	argv[n++] = bin;
-	argv[n++] = "--port";
-	argv[n++] = "0";
-	argv[n++] = "--quiet";
-	for (int i = 0; args != NULL && args[i] != NULL && n < 62; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	if (harness_spawn(p, argv, environ) < 0)
-		return NULL;
-	if (harness_read_line(p, line, sizeof(line), 5000) &&
-	    sscanf(line, "PORT %d", &p->port) == 1)
-		return p;
-	return NULL;
+	return harness_server_start("MOCK_REGISTRY_BIN", "build/mock-registry", NULL, args);
 }
 
 /* Whether env (NULL-terminated "NAME=value" entries, may be NULL) sets the variable of entry. */
