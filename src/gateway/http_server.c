@@ -64,9 +64,12 @@ struct http_conn {
 	bool in_message; /* first byte of a request seen, not yet complete */
 	struct http_request req;
 
-	/* Pipelined bytes that arrived behind the request being handled. */
+	/* Pipelined bytes that arrived behind the request being handled: the
+	 * pending_len of them from pending + pending_off are still to parse. The
+	 * parser reads them in place and moves the offset; they are moved to the
+	 * front only when more arrive, so a pipeline costs no copy per request. */
 	char *pending;
-	size_t pending_len;
+	size_t pending_off, pending_len;
 
 	bool tls_on; /* a TLS connection: tls below is set up */
 	bool tls_counted; /* its handshake's outcome went to on_tls */
@@ -778,6 +781,10 @@ static void conn_save_pending(struct http_conn *c, const char *data, size_t len)
 
 	if (len == 0)
 		return;
+	if (c->pending_off > 0) {
+		memmove(c->pending, c->pending + c->pending_off, c->pending_len);
+		c->pending_off = 0;
+	}
 	nb = realloc(c->pending, c->pending_len + len);
 	if (nb == NULL) {
 		log_warn_limited("http: pipelined bytes out of memory",
@@ -794,18 +801,26 @@ static void conn_save_pending(struct http_conn *c, const char *data, size_t len)
 	}
 }
 
-/* Feeds bytes to the parser; dispatches at most one complete request. */
-static void conn_feed(struct http_conn *c, const char *data, size_t len)
+/* Feeds bytes to the parser; dispatches at most one complete request. queued:
+ * data is the connection's own pending bytes, consumed in place; otherwise what
+ * follows a complete request is kept in them. */
+static void conn_feed(struct http_conn *c, const char *data, size_t len, bool queued)
 {
 	llhttp_errno_t rc = llhttp_execute(&c->parser, data, len);
+	size_t used = len;
 
+	if (rc == HPE_PAUSED)
+		used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+	if (queued) {
+		c->pending_off += used;
+		c->pending_len -= used;
+	}
 	if (rc == HPE_OK)
 		return;
 	if (rc == HPE_PAUSED) {
-		size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
-
 		llhttp_resume(&c->parser);
-		conn_save_pending(c, data + used, len - used);
+		if (!queued)
+			conn_save_pending(c, data + used, len - used);
 		/* The client half-closed and nothing follows this request: it is
 		 * the last, and its answer says so. */
 		if (c->eof && c->pending_len == 0)
@@ -831,14 +846,14 @@ static void conn_pump(struct http_conn *c)
 	if (c->pumping)
 		return;
 	c->pumping = true;
-	while (!c->busy && !c->closing && c->pending != NULL) {
-		char *buf = c->pending;
-		size_t n = c->pending_len;
-
+	/* No read callback runs inside this loop (they come from the event loop),
+	 * so nothing appends to pending while the parser reads it in place. */
+	while (!c->busy && !c->closing && c->pending_len > 0)
+		conn_feed(c, c->pending + c->pending_off, c->pending_len, true);
+	if (c->pending_len == 0 && c->pending != NULL) {
+		free(c->pending);
 		c->pending = NULL;
-		c->pending_len = 0;
-		conn_feed(c, buf, n);
-		free(buf);
+		c->pending_off = 0;
 	}
 	if (!c->busy && !c->closing && !c->reading && c->keep_alive && !c->eof)
 		conn_start_read(c);
@@ -881,7 +896,7 @@ static void conn_deliver(struct http_conn *c, const char *data, size_t n)
 	if (c->busy)
 		conn_save_pending(c, data, n);
 	else
-		conn_feed(c, data, n);
+		conn_feed(c, data, n, false);
 }
 
 /* Handshake messages, tickets and alerts OpenSSL wants sent. */
