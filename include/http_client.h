@@ -92,10 +92,6 @@ int http_client_set_tls(struct http_client *cl, const struct http_client_tls *o,
 enum http_client_tls_event { HTTP_CLIENT_TLS_FULL, HTTP_CLIENT_TLS_RESUMED, HTTP_CLIENT_TLS_FAILED };
 void http_client_on_tls(struct http_client *cl, void (*fn)(void *ctx, enum http_client_tls_event ev),
 			void *ctx);
-struct http_client_tls_counts {
-	uint64_t full, resumed, failed;
-};
-void http_client_tls_counts(const struct http_client *cl, struct http_client_tls_counts *out);
 
 /*
  * Sends one request to address ("http(s)://host[:port]", normalised). Host is
@@ -118,10 +114,5 @@ int http_client_request(struct http_client *cl, const char *address,
  * answer, such as a stopped process, gives the second), "TLS handshake failed:
  * <why>", else uv_strerror(). */
 const char *http_client_strerror(const struct http_client_result *res);
-
-/* Connections currently open (idle + busy), for tests and metrics. */
-size_t http_client_open_count(const struct http_client *cl);
-/* Requests that reused an idle connection, since start. */
-uint64_t http_client_reuse_count(const struct http_client *cl);
 
 #endif

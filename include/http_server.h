@@ -35,7 +35,6 @@ struct http_request {
 	size_t n_headers;
 	const char *body; /* NUL-terminated copy */
 	size_t body_len;
-	bool keep_alive;
 	char peer[HTTP_PEER_MAX]; /* socket peer, IPv4-mapped IPv6 written as plain IPv4 */
 	int64_t start_us; /* clock_us() at the request's first byte; 0 before one came */
 };

@@ -100,8 +100,6 @@ int metrics_status_index(int status);
 void metrics_request(struct metrics_proc *m, size_t route, int status);
 /* Records one upstream round trip. */
 void metrics_latency(struct metrics_proc *m, uint64_t us);
-/* Sum of one counter over every process. */
-uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c);
 /* Every counter summed over every process. */
 void metrics_totals(const struct metrics *ms, struct metrics_totals *out);
 /* A worker's block (index < METRICS_REAPER_SLOT), counted in by readers from now on. */

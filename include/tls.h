@@ -65,8 +65,6 @@ struct tls_pair {
 int tls_pair_read(struct tls_pair *p, const char *cert_path, const char *key_path,
 		  const char *client_ca_path, char *err, size_t errlen);
 void tls_pair_free(struct tls_pair *p);
-/* A copy (for the configuration that outlives the one that read it). 0 or -ENOMEM. */
-int tls_pair_copy(struct tls_pair *dst, const struct tls_pair *src);
 /* Seconds until the pair's certificate expires (negative: expired). */
 int64_t tls_pair_expires_in(const struct tls_pair *p);
 
@@ -128,8 +126,6 @@ void tls_conn_shutdown(struct tls_conn *t);
 bool tls_conn_more(const struct tls_conn *t);
 /* True when the session was resumed (valid once established). */
 bool tls_conn_resumed(const struct tls_conn *t);
-/* Ciphertext waiting to be sent. */
-size_t tls_conn_pending(const struct tls_conn *t);
 
 /*
  * Sends the waiting ciphertext on s: straight into the socket when it takes it

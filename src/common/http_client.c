@@ -131,14 +131,12 @@ struct http_client {
 	uint64_t wait_start; /* loop time when the loop last went to wait for I/O */
 	struct pool *buckets[HTTP_CLIENT_BUCKETS];
 	size_t n_open;
-	uint64_t n_reused;
 	bool freeing;
 	/* TLS: the options, and the contexts built from them (verified, and
 	 * unverified for pools that asked); NULL until first needed. */
 	char ca_file[TLS_PATH_MAX], ca_path[TLS_PATH_MAX];
 	char cert_file[TLS_PATH_MAX], key_file[TLS_PATH_MAX];
 	SSL_CTX *ctx_verify, *ctx_insecure;
-	struct http_client_tls_counts tls_counts;
 	void (*on_tls)(void *ctx, enum http_client_tls_event ev);
 	void *on_tls_ctx;
 };
@@ -488,7 +486,6 @@ static void uc_tls_concluded(struct uconn *u, bool ok)
 	u->tls_verdict = true;
 	if (!ok) {
 		ev = HTTP_CLIENT_TLS_FAILED;
-		cl->tls_counts.failed++;
 		/* The session may be what the SFU refused: start afresh next time. */
 		if (u->pool->session != NULL) {
 			SSL_SESSION_free(u->pool->session);
@@ -496,10 +493,8 @@ static void uc_tls_concluded(struct uconn *u, bool ok)
 		}
 	} else if (tls_conn_resumed(&u->tls)) {
 		ev = HTTP_CLIENT_TLS_RESUMED;
-		cl->tls_counts.resumed++;
 	} else {
 		ev = HTTP_CLIENT_TLS_FULL;
-		cl->tls_counts.full++;
 	}
 	if (cl->on_tls != NULL)
 		cl->on_tls(cl->on_tls_ctx, ev);
@@ -1007,7 +1002,6 @@ int http_client_request(struct http_client *cl, const char *address,
 		u = p->idle;
 		pool_unlink_idle(u);
 		u->reused = true;
-		cl->n_reused++;
 	} else {
 		u = calloc(1, sizeof(*u));
 		if (u == NULL)
@@ -1232,19 +1226,4 @@ const char *http_client_strerror(const struct http_client_result *res)
 	if (res->error == UV_ETIMEDOUT)
 		return res->connect_failed ? "connect timeout" : "response timeout";
 	return uv_strerror(res->error);
-}
-
-size_t http_client_open_count(const struct http_client *cl)
-{
-	return cl->n_open;
-}
-
-uint64_t http_client_reuse_count(const struct http_client *cl)
-{
-	return cl->n_reused;
-}
-
-void http_client_tls_counts(const struct http_client *cl, struct http_client_tls_counts *out)
-{
-	*out = cl->tls_counts;
 }

@@ -322,36 +322,6 @@ int tls_pair_read(struct tls_pair *p, const char *cert_path, const char *key_pat
 	return 0;
 }
 
-static char *tls_dup(const char *s, size_t len)
-{
-	char *d;
-
-	if (s == NULL)
-		return NULL;
-	d = malloc(len + 1);
-	if (d != NULL) {
-		memcpy(d, s, len);
-		d[len] = '\0';
-	}
-	return d;
-}
-
-int tls_pair_copy(struct tls_pair *dst, const struct tls_pair *src)
-{
-	struct tls_pair n = *src;
-
-	n.cert = tls_dup(src->cert, src->cert_len);
-	n.key = tls_dup(src->key, src->key_len);
-	n.client_ca = tls_dup(src->client_ca, src->client_ca_len);
-	if ((src->cert != NULL && n.cert == NULL) || (src->key != NULL && n.key == NULL) ||
-	    (src->client_ca != NULL && n.client_ca == NULL)) {
-		tls_pair_free(&n);
-		return -ENOMEM;
-	}
-	*dst = n;
-	return 0;
-}
-
 int64_t tls_pair_expires_in(const struct tls_pair *p)
 {
 	BIO *b = BIO_new_mem_buf(p->cert, (int)p->cert_len);
@@ -723,11 +693,6 @@ bool tls_conn_more(const struct tls_conn *t)
 bool tls_conn_resumed(const struct tls_conn *t)
 {
 	return SSL_session_reused(t->ssl) == 1;
-}
-
-size_t tls_conn_pending(const struct tls_conn *t)
-{
-	return BIO_ctrl_pending(t->wbio);
 }
 
 /* A queued copy of ciphertext that did not fit the socket at once. */

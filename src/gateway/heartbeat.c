@@ -453,11 +453,12 @@ void heartbeat_handle(struct handler_ctx *x, struct http_conn *c, const struct h
 			return;
 		}
 	}
-	slot = registry_find(&x->shm->registry, hb.address);
-	if (slot >= 0 && registry_read(&x->shm->registry, (uint32_t)slot, &cur) != 0)
-		slot = -1;
-
 	if (!hb.up) {
+		/* Who holds the address decides whether it may sign off (an up
+		 * heartbeat's holder is checked by heartbeat_apply, under the lock). */
+		slot = registry_find(&x->shm->registry, hb.address);
+		if (slot >= 0 && registry_read(&x->shm->registry, (uint32_t)slot, &cur) != 0)
+			slot = -1;
 		if (slot >= 0 && !registry_may_remove(cur.hot.source, SFU_SOURCE_REGISTERED)) {
 			heartbeat_reject(x, c, 409, cur.hot.source == SFU_SOURCE_STATIC
 						    ? "a static SFU cannot sign off; remove it from the config"

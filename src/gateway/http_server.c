@@ -405,7 +405,6 @@ static void conn_build_request(struct http_conn *c)
 		c->body[c->body_len] = '\0';
 	r->body = c->body != NULL ? c->body : "";
 	r->body_len = c->body_len;
-	r->keep_alive = c->keep_alive && !c->srv->draining;
 	memcpy(r->peer, c->peer, sizeof(r->peer));
 }
 

@@ -67,16 +67,6 @@ static const struct metrics_proc *metrics_block(const struct metrics *ms, size_t
 	return &ms->procs[k + 1 < n ? k : METRICS_REAPER_SLOT];
 }
 
-uint64_t metrics_sum(const struct metrics *ms, enum metrics_counter c)
-{
-	size_t n = metrics_blocks(ms);
-	uint64_t s = 0;
-
-	for (size_t k = 0; k < n; k++)
-		s += atomic_load_explicit(&metrics_block(ms, k, n)->c[c], memory_order_relaxed);
-	return s;
-}
-
 void metrics_totals(const struct metrics *ms, struct metrics_totals *out)
 {
 	size_t n = metrics_blocks(ms);
