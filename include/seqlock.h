@@ -135,4 +135,21 @@ static inline void seqlock_write(seqlock_word *seq, seqlock_word *words, const v
 	seqlock_write_end(seq);
 }
 
+/*
+ * seqlock_write for a section whose only writer is a process that is restarted
+ * when it dies (the reaper's status blocks). A predecessor that died between
+ * begin and end left seq odd, and readers retry until it turns even again: the
+ * successor, the only writer there can be, closes that section first (its words
+ * are about to be overwritten whole), then writes its own.
+ */
+static inline void seqlock_write_restarted(seqlock_word *seq, seqlock_word *words,
+					   const void *src, size_t nwords)
+{
+	uint64_t s = atomic_load_explicit(seq, memory_order_relaxed);
+
+	if (s & 1)
+		atomic_store_explicit(seq, s + 1, memory_order_release);
+	seqlock_write(seq, words, src, nwords);
+}
+
 #endif

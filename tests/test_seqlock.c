@@ -99,6 +99,27 @@ Test(seqlock, write_then_read_round_trips)
 	cr_expect_eq(memcmp(in, out, sizeof(in)), 0);
 }
 
+/* A writer that died inside its section leaves seq odd, and readers give up; its
+ * restarted successor closes that section and publishes, and readers see it. */
+Test(seqlock, restarted_writer_closes_a_dead_writers_section)
+{
+	struct sq_block b;
+	uint64_t in[4] = { 7, 8, 9, 10 }, out[4] = { 0 };
+
+	atomic_init(&b.seq, 4);
+	for (int i = 0; i < 4; i++)
+		atomic_init(&b.words[i], 0);
+	seqlock_write_begin(&b.seq); /* ... and the writer dies */
+	cr_assert_eq(seqlock_read(&b.seq, b.words, 4, out), -EAGAIN);
+	seqlock_write_restarted(&b.seq, b.words, in, 4);
+	cr_expect_eq(atomic_load(&b.seq) & 1, 0);
+	cr_assert_eq(seqlock_read(&b.seq, b.words, 4, out), 0);
+	cr_expect_eq(memcmp(in, out, sizeof(in)), 0);
+	/* With no dead predecessor it is a plain write. */
+	seqlock_write_restarted(&b.seq, b.words, in, 4);
+	cr_expect_eq(atomic_load(&b.seq), 10);
+}
+
 Test(seqlock, a_read_overlapping_a_write_is_invalid)
 {
 	struct sq_block b;

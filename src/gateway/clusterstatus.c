@@ -5,11 +5,9 @@
 
 void clusterstatus_publish(struct clusterstatus *s, const struct clusterstatus_data *d)
 {
-	uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-
-	if (seq & 1)
-		atomic_store_explicit(&s->seq, seq + 1, memory_order_release);
-	seqlock_write(&s->seq, s->words, d, CLUSTERSTATUS_WORDS);
+	/* The reaper is the only writer, and a respawned one may find its
+	 * predecessor's section still open. */
+	seqlock_write_restarted(&s->seq, s->words, d, CLUSTERSTATUS_WORDS);
 }
 
 int clusterstatus_read(const struct clusterstatus *s, struct clusterstatus_data *out)

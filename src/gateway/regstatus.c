@@ -5,13 +5,9 @@
 
 void regstatus_publish(struct regstatus *s, const struct regstatus_data *d)
 {
-	uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-
-	/* A reaper that died inside a publish left seq odd: we are its only
-	 * successor, so make it even before opening our own section. */
-	if (seq & 1)
-		atomic_store_explicit(&s->seq, seq + 1, memory_order_release);
-	seqlock_write(&s->seq, s->words, d, REGSTATUS_WORDS);
+	/* The reaper is the only writer, and a respawned one may find its
+	 * predecessor's section still open. */
+	seqlock_write_restarted(&s->seq, s->words, d, REGSTATUS_WORDS);
 }
 
 int regstatus_read(const struct regstatus *s, struct regstatus_data *out)
