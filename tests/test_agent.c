@@ -1,5 +1,8 @@
 /* Integration tests of sfu-gateway-agent against the real gateway and the mock SFU. */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <json.h>
 #include <poll.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "harness.h"
 
 /* The gateway's key, its registration key, the SFU's AUTH_KEY and a wrong key. */
@@ -324,6 +328,109 @@ Test(agent, two_gateways_one_restarted, .fini = harness_cleanup, .timeout = 60)
 }
 
 /* ---- a wrong registration key */
+
+/* A loopback listener standing in for a gateway; its port in *port. */
+static int agt_listen(int *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert(fd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(fd, 4), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* The first whole POST one listener gets (head and Content-Length body), read
+ * with a deadline; the connection is then closed unanswered. */
+static void agt_capture(int lfd, char *buf, size_t cap)
+{
+	int64_t deadline = harness_now_ms() + 5000;
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	size_t len = 0;
+	int fd;
+
+	cr_assert_eq(poll(&p, 1, 5000), 1, "no heartbeat came");
+	fd = accept(lfd, NULL, NULL);
+	cr_assert(fd >= 0);
+	p.fd = fd;
+	while (harness_now_ms() < deadline && len + 1 < cap) {
+		const char *end, *cl;
+		ssize_t n;
+
+		buf[len] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+		cl = strcasestr(buf, "\r\nContent-Length: ");
+		if (end != NULL && cl != NULL &&
+		    len >= (size_t)(end + 4 - buf) + strtoul(cl + 18, NULL, 10))
+			break;
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		n = read(fd, buf + len, cap - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	close(fd);
+	cr_assert_not_null(strstr(buf, "\r\n\r\n"), "incomplete request: %s", buf);
+}
+
+/* The "seq" claim of the request's bearer token. */
+static long long agt_seq(const char *request)
+{
+	const char *t = strstr(request, "Authorization: Bearer ");
+	const char *dot1, *dot2;
+	uint8_t claims[1024];
+	struct json_object *o, *v;
+	ssize_t n;
+	long long seq;
+
+	cr_assert_not_null(t, "no token: %s", request);
+	dot1 = strchr(t, '.');
+	cr_assert_not_null(dot1);
+	dot2 = strchr(dot1 + 1, '.');
+	cr_assert_not_null(dot2);
+	n = base64_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), claims, sizeof(claims) - 1);
+	cr_assert(n > 0);
+	claims[n] = '\0';
+	o = json_tokener_parse((const char *)claims);
+	cr_assert(o != NULL && json_object_object_get_ex(o, "seq", &v), "%s", claims);
+	seq = (long long)json_object_get_int64(v);
+	json_object_put(o);
+	return seq;
+}
+
+/* Every gateway a poll reaches gets the same heartbeat: the same body bytes and
+ * the same seq, so that gateways sharing etcd see one heartbeat, not one each. */
+Test(agent, one_heartbeat_per_poll_for_every_gateway, .fini = harness_cleanup, .timeout = 30)
+{
+	struct harness_proc *m = agt_mock("2");
+	const char *addr = harness_url(m->port);
+	static char got[2][8192];
+	int lfd[2], port[2];
+	char urls[128];
+	const char *args[] = { "--gateway-url", urls, "--interval", "5000", "--region", "eu-west",
+			       "--address", addr, "--auth-key", AGT_SFU_KEY,
+			       "--registration-key", AGT_REG_KEY, NULL };
+
+	for (int i = 0; i < 2; i++)
+		lfd[i] = agt_listen(&port[i]);
+	snprintf(urls, sizeof(urls), "%s,%s", harness_url(port[0]), harness_url(port[1]));
+	cr_assert_not_null(harness_agent_start(args, NULL));
+	for (int i = 0; i < 2; i++) {
+		agt_capture(lfd[i], got[i], sizeof(got[i]));
+		close(lfd[i]);
+	}
+	cr_assert_str_eq(strstr(got[0], "\r\n\r\n"), strstr(got[1], "\r\n\r\n"),
+			 "the bodies differ");
+	cr_assert_eq(agt_seq(got[0]), agt_seq(got[1]), "one poll, two seqs:\n%s\n%s", got[0],
+		     got[1]);
+}
 
 Test(agent, wrong_registration_key_backs_off, .fini = harness_cleanup, .timeout = 30)
 {

@@ -708,48 +708,81 @@ static struct json_object *agent_body(const struct agent *a, bool down)
 	return o;
 }
 
-/* Starts one POST /v1/sfu; its end is agent_on_beat (or, on a local error, at once).
- * A sign-off is counted in downs_pending by the caller and ends in agent_down_done. */
-static void agent_send(struct agent_gateway *gw, bool down)
-{
-	struct agent *a = gw->a;
-	char token[1024], headers[1200];
-	struct json_object *body = agent_body(a, down);
-	struct agent_req *rq = calloc(1, sizeof(*rq));
-	struct http_client_req req = { 0 };
+/* One heartbeat as sent: the body's exact bytes and the headers with the token
+ * bound to them. The same one goes to every gateway a poll reaches, so that a
+ * cluster of gateways sees one seq and writes it to etcd once. */
+struct agent_beat {
+	struct json_object *body; /* owns text */
 	const char *text;
 	size_t len;
-	int rc = -ENOMEM, hl;
+	char headers[1200];
+	int headers_len;
+};
 
-	if (body == NULL || rq == NULL)
-		goto fail;
+/* Builds the heartbeat (or the sign-off) from the last poll; 0 or -errno.
+ * agent_beat_clear() either way. */
+static int agent_beat_make(struct agent *a, bool down, struct agent_beat *b)
+{
+	char token[1024];
+	int rc;
+
+	memset(b, 0, sizeof(*b));
+	b->body = agent_body(a, down);
+	if (b->body == NULL)
+		return -ENOMEM;
 	/* The body's exact bytes first: the token names their hash. */
-	text = json_object_to_json_string_length(body, JSON_C_TO_STRING_PLAIN |
-							       JSON_C_TO_STRING_NOSLASHESCAPE,
-						 &len);
-	rc = text != NULL ? agent_token(a, text, len, token, sizeof(token)) : -ENOMEM;
+	b->text = json_object_to_json_string_length(b->body, JSON_C_TO_STRING_PLAIN |
+								     JSON_C_TO_STRING_NOSLASHESCAPE,
+						    &b->len);
+	rc = b->text != NULL ? agent_token(a, b->text, b->len, token, sizeof(token)) : -ENOMEM;
+	if (rc == 0)
+		b->headers_len = snprintf(b->headers, sizeof(b->headers),
+					  "Authorization: Bearer %s\r\n"
+					  "Content-Type: application/json\r\n",
+					  token);
+	explicit_bzero(token, sizeof(token));
+	return rc;
+}
+
+static void agent_beat_clear(struct agent_beat *b)
+{
+	json_object_put(b->body);
+	explicit_bzero(b->headers, sizeof(b->headers));
+	b->body = NULL;
+}
+
+/* Starts one POST /v1/sfu of beat (or, when beat is NULL, after a local error,
+ * ends at once); its end is agent_on_beat. A sign-off is counted in downs_pending
+ * by the caller and ends in agent_down_done. */
+static void agent_post(struct agent_gateway *gw, bool down, const struct agent_beat *beat,
+		       int rc)
+{
+	struct agent *a = gw->a;
+	struct agent_req *rq = NULL;
+	struct http_client_req req = { 0 };
+
 	if (rc != 0)
 		goto fail;
-	hl = snprintf(headers, sizeof(headers),
-		      "Authorization: Bearer %s\r\nContent-Type: application/json\r\n", token);
+	rc = -ENOMEM;
+	rq = calloc(1, sizeof(*rq));
+	if (rq == NULL)
+		goto fail;
 	rq->gw = gw;
 	rq->down = down;
 	req.method = "POST";
 	req.target = "/v1/sfu";
 	req.target_len = 7;
-	req.headers = headers;
-	req.headers_len = (size_t)hl;
-	req.body = text;
-	req.body_len = len;
+	req.headers = beat->headers;
+	req.headers_len = (size_t)beat->headers_len;
+	/* The client copies the request out before returning. */
+	req.body = beat->text;
+	req.body_len = beat->len;
 	req.timeout_ms = down ? AGENT_DOWN_TIMEOUT_MS : a->request_timeout_ms;
 	req.connect_timeout_ms = req.timeout_ms < AGENT_CONNECT_MAX_MS ? req.timeout_ms
 								      : AGENT_CONNECT_MAX_MS;
 	rc = http_client_request(a->http, gw->url, &req, agent_on_beat, rq);
-	explicit_bzero(token, sizeof(token));
-	explicit_bzero(headers, sizeof(headers));
 	if (rc != 0)
 		goto fail;
-	json_object_put(body);
 	a->requests_in_flight++;
 	if (!down)
 		gw->up_in_flight = true;
@@ -757,10 +790,19 @@ static void agent_send(struct agent_gateway *gw, bool down)
 fail:
 	/* Only a bug or memory exhaustion lands here; the next tick tries again. */
 	log_error("gateway %s: cannot send a heartbeat: %s", gw->url, strerror(-rc));
-	json_object_put(body);
 	free(rq);
 	if (down)
 		agent_down_done(a);
+}
+
+/* One heartbeat (or sign-off) of its own to one gateway. */
+static void agent_send(struct agent_gateway *gw, bool down)
+{
+	struct agent_beat beat;
+	int rc = agent_beat_make(gw->a, down, &beat);
+
+	agent_post(gw, down, &beat, rc);
+	agent_beat_clear(&beat);
 }
 
 /* A sign-off to one gateway, after any heartbeat still in flight to it. */
@@ -828,8 +870,11 @@ static int agent_stats_body(void *ctx, const char *at, size_t len)
 static void agent_on_stats(const struct http_client_result *res, void *ctx)
 {
 	struct agent *a = ctx;
+	struct agent_beat beat;
 	uint32_t channels, sessions;
+	bool made = false;
 	char why[96];
+	int rc = 0;
 
 	a->polling = false;
 	a->requests_in_flight--;
@@ -862,13 +907,21 @@ static void agent_on_stats(const struct http_client_result *res, void *ctx)
 	a->channels = channels;
 	a->sessions = sessions;
 	agent_sample_host(a);
-	/* Gateways that are backing off send from their own timer. */
+	/* One heartbeat for every gateway this poll reaches; those backing off
+	 * send their own from their timer. */
 	for (size_t i = 0; i < a->n_gws; i++) {
 		struct agent_gateway *gw = &a->gws[i];
 
-		if (!gw->backing_off && !gw->up_in_flight && !gw->down_deferred)
-			agent_send(gw, false);
+		if (gw->backing_off || gw->up_in_flight || gw->down_deferred)
+			continue;
+		if (!made) {
+			rc = agent_beat_make(a, false, &beat);
+			made = true;
+		}
+		agent_post(gw, false, &beat, rc);
 	}
+	if (made)
+		agent_beat_clear(&beat);
 }
 
 static void agent_on_tick(uv_timer_t *t)
