@@ -58,7 +58,6 @@ struct cluster_op {
 };
 
 struct cluster {
-	uv_loop_t *loop;
 	struct shm_layout *shm;
 	struct http_client *client;
 	struct config_tunables t;
@@ -71,7 +70,6 @@ struct cluster {
 	int64_t retry_at_ms; /* no new connection attempt before */
 
 	struct clusterstatus_data st; /* what is published */
-	enum cluster_state logged; /* the state the log last announced */
 	bool need_range; /* read the whole prefix before watching */
 	bool need_keys; /* after a disconnection: which registrations still exist */
 	int64_t rev; /* next revision to watch from */
@@ -93,7 +91,6 @@ struct cluster {
 	uint64_t next_ver;
 
 	uv_poll_t wake;
-	bool wake_on;
 };
 
 static void cluster_step(struct cluster *c, int64_t now_ms);
@@ -177,7 +174,6 @@ static void cluster_set_state(struct cluster *c, enum cluster_state s, int64_t n
 			 c->st.last_error, cluster_sfus(c));
 		break;
 	}
-	c->logged = s;
 }
 
 /* Whether op answers the current start (not an abandoned one). */
@@ -506,7 +502,7 @@ static int cluster_u64_cmp(const void *a, const void *b)
 static void cluster_drop_missing(struct cluster *c, uint64_t *hashes, size_t n, int64_t now_ms)
 {
 	struct registry *r = &c->shm->registry;
-	uint32_t end = registry_scan_end(r), dropped = 0;
+	uint32_t end = registry_scan_end(r);
 
 	qsort(hashes, n, sizeof(*hashes), cluster_u64_cmp);
 	for (uint32_t i = 0; i < end; i++) {
@@ -522,11 +518,9 @@ static void cluster_drop_missing(struct cluster *c, uint64_t *hashes, size_t n, 
 		    registry_remove_slot(r, i, rec.hot.generation, SFU_SOURCE_REGISTERED) == 0) {
 			clusterstatus_count(&c->shm->clusterstatus, CLUSTER_C_REMOVED, 1);
 			log_info("cluster: sfu=%s removed: etcd no longer holds it", rec.cold.address);
-			dropped++;
 		}
 		explicit_bzero(&rec, sizeof(rec));
 	}
-	(void)dropped;
 }
 
 /* ---- the full read */
@@ -1245,7 +1239,6 @@ int cluster_new(struct cluster **out, uv_loop_t *loop, struct shm_layout *shm)
 		free(c);
 		return rc;
 	}
-	c->loop = loop;
 	c->shm = shm;
 	uv_timer_init(loop, &c->flush);
 	c->flush.data = c;
@@ -1255,7 +1248,9 @@ int cluster_new(struct cluster **out, uv_loop_t *loop, struct shm_layout *shm)
 		c->max_pend = 1024;
 	if (clusterq_wake_fd() >= 0 && uv_poll_init(loop, &c->wake, clusterq_wake_fd()) == 0) {
 		c->wake.data = c;
-		c->wake_on = uv_poll_start(&c->wake, UV_READABLE, cluster_on_wake) == 0;
+		if (uv_poll_start(&c->wake, UV_READABLE, cluster_on_wake) != 0)
+			log_warn("cluster: uv_poll_start() failed: queued writes wait for the "
+				 "reaper's next tick");
 		/* The reaper's loop does not live for it. */
 		uv_unref((uv_handle_t *)&c->wake);
 	}

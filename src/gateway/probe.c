@@ -35,7 +35,6 @@ struct probe_state {
 };
 
 struct prober {
-	uv_loop_t *loop;
 	struct registry *r;
 	struct metrics_proc *m;
 	struct http_client *client;
@@ -281,7 +280,6 @@ int prober_new(struct prober **out, uv_loop_t *loop, struct registry *r, struct 
 		free(p);
 		return rc;
 	}
-	p->loop = loop;
 	p->r = r;
 	p->m = m;
 	http_client_on_tls(p->client, tlsstate_count, m);
